@@ -1,0 +1,108 @@
+"""An in-memory view of DatabaseMigrations and Lockstep's Jobs, kept fresh by the watches.
+
+Reconciling from this cache instead of GET-ting objects keeps an idle or busy operator cheap for
+the API server: the watch streams are the only reads of these kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from lockstep import constants, observe
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+def key_of(body: Mapping[str, Any]) -> Key:
+    metadata = body["metadata"]
+    return (str(metadata.get("namespace", "")), str(metadata["name"]))
+
+
+class Cache:
+    def __init__(self) -> None:
+        self._migrations: dict[Key, dict[str, Any]] = {}
+        self._jobs: dict[Key, dict[str, Any]] = {}
+
+    # DatabaseMigrations
+    def put_migration(self, body: Mapping[str, Any]) -> Key:
+        key = key_of(body)
+        self._migrations[key] = _plain(body)
+        return key
+
+    def drop_migration(self, key: Key) -> None:
+        self._migrations.pop(key, None)
+
+    def migration(self, key: Key) -> dict[str, Any] | None:
+        return self._migrations.get(key)
+
+    def migration_keys(self) -> list[Key]:
+        return list(self._migrations)
+
+    def update_status(self, key: Key, status: Mapping[str, Any]) -> None:
+        """Remember a status we wrote, so the next pass plans from it even before the watch echo."""
+        body = self._migrations.get(key)
+        if body is not None:
+            body["status"] = dict(status)
+
+    # Jobs
+    def put_job(self, body: Mapping[str, Any]) -> None:
+        self._jobs[key_of(body)] = _plain(body)
+
+    def drop_job(self, key: Key) -> None:
+        self._jobs.pop(key, None)
+
+    def jobs_of(self, migration: Key) -> list[dict[str, Any]]:
+        namespace, name = migration
+        return [
+            job
+            for (job_namespace, _), job in self._jobs.items()
+            if job_namespace == namespace and _label(job, constants.LABEL_MIGRATION) == name
+        ]
+
+    def active_jobs_on_database(self, database_key: str) -> list[dict[str, Any]]:
+        return [
+            job
+            for job in self._jobs.values()
+            if _label(job, constants.LABEL_DATABASE) == database_key
+            and observe.job_view(job).state == "Active"
+        ]
+
+    def migrations_on_database(self, database_key: str) -> Iterator[Key]:
+        """Migrations that have had a Job on this database: the ones a finished Job may unblock."""
+        seen: set[Key] = set()
+        for (namespace, _), job in self._jobs.items():
+            if _label(job, constants.LABEL_DATABASE) != database_key:
+                continue
+            key = (namespace, _label(job, constants.LABEL_MIGRATION))
+            if key not in seen and key in self._migrations:
+                seen.add(key)
+                yield key
+        for key, body in self._migrations.items():
+            waiting = _ready_reason(body) == constants.Reason.WAITING_FOR_JOB
+            if waiting and key not in seen:
+                yield key
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep, plain-dict copy (Kopf bodies are live views)."""
+    return {k: _copy(v) for k, v in body.items()}
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _label(body: Mapping[str, Any], name: str) -> str:
+    return str((body.get("metadata", {}).get("labels") or {}).get(name, ""))
+
+
+def _ready_reason(body: Mapping[str, Any]) -> str:
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == constants.READY:
+            return str(condition.get("reason", ""))
+    return ""

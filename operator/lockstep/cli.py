@@ -1,0 +1,163 @@
+"""`lockstep` command line: operator | run | apply.
+
+The same image (and the same entry point) serves as the operator, the built-in migration runner
+inside Jobs, and local mode for newcomers and CI pipelines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lockstep import __version__, constants
+
+DEFAULT_RESULT_FILE = "/dev/termination-log"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    code: int = args.handler(args)
+    return code
+
+
+def kubectl_main() -> None:
+    """Entry point of the `kubectl lockstep` plugin (grows its own verbs in a later release)."""
+    sys.exit(main(sys.argv[1:]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lockstep",
+        description="Database schema migrations, run the GitOps way on Kubernetes.",
+    )
+    parser.add_argument("--version", action="version", version=f"lockstep {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_operator(commands)
+    _add_run(commands)
+    _add_apply(commands)
+    return parser
+
+
+def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser("operator", help="run the operator (watches DatabaseMigrations)")
+    command.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    command.add_argument("--kubeconfig", help="kubeconfig file; default: in-cluster, then $KUBECONFIG")
+    command.add_argument(
+        "--runner-image",
+        default=os.environ.get("LOCKSTEP_RUNNER_IMAGE", constants.DEFAULT_RUNNER_IMAGE),
+        help="image for built-in SQL/Alembic runs (default: %(default)s)",
+    )
+    command.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="health endpoint URL")
+    command.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    command.set_defaults(handler=_operator)
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "run",
+        help="apply built-in migrations (SQL files or Alembic scripts) to $DATABASE_URL",
+        description="Runs inside migration Jobs. The database URL comes from $DATABASE_URL only, "
+        "so the password never appears in a command line.",
+    )
+    command.add_argument("--tool", choices=["sql", "alembic"], required=True)
+    command.add_argument("--source", type=Path, required=True, help="directory with the migrations")
+    command.add_argument("--target", default="head", help="revision to reach (default: head)")
+    command.add_argument("--allow-downgrade", action="store_true", help="allow going down to --target")
+    command.add_argument("--lock-wait-seconds", type=float, default=600.0)
+    command.add_argument("--statement-lock-timeout", default="5s")
+    command.add_argument(
+        "--result-file",
+        default=DEFAULT_RESULT_FILE,
+        help="where to write the JSON result (the container's termination message)",
+    )
+    command.set_defaults(handler=_run)
+
+
+def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "apply",
+        help="local mode: apply the DatabaseMigrations in a YAML file without a cluster",
+    )
+    command.add_argument("-f", "--filename", type=Path, required=True, help="YAML with DatabaseMigrations and ConfigMaps")
+    command.add_argument(
+        "--database-url",
+        default=os.environ.get(constants.DATABASE_URL_ENV),
+        help="database to migrate (default: $DATABASE_URL, else a SQLite file under .lockstep/)",
+    )
+    command.add_argument("--state-dir", type=Path, default=Path(".lockstep"), help="where local SQLite files live")
+    command.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    command.set_defaults(handler=_apply)
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from lockstep import operator_main
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    return operator_main.run(
+        namespaces=list(args.namespace),
+        kubeconfig=args.kubeconfig,
+        runner_image=args.runner_image,
+        liveness=args.liveness,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lockstep import runner
+
+    url = os.environ.get(constants.DATABASE_URL_ENV)
+    if not url:
+        print(f"error: ${constants.DATABASE_URL_ENV} is not set: the Job passes it from the Secret in spec.database.urlSecretRef", file=sys.stderr)
+        _write_result(args.result_file, {"result": "Failed", "reason": "InvalidSource", "message": "DATABASE_URL is not set"})
+        return 2
+    request = runner.RunRequest(
+        tool=args.tool,
+        source_dir=args.source,
+        database_url=url,
+        target=args.target,
+        allow_downgrade=args.allow_downgrade,
+        lock_wait_seconds=args.lock_wait_seconds,
+        statement_lock_timeout=args.statement_lock_timeout,
+    )
+    try:
+        result = runner.run(request)
+    except runner.RunnerError as error:
+        print(f"error ({error.reason}): {error}", file=sys.stderr)
+        _write_result(args.result_file, {"result": "Failed", "reason": error.reason, "message": str(error)[:1500]})
+        return 1
+    print(runner.describe(result))
+    _write_result(args.result_file, {"result": "Succeeded", **json.loads(result.to_json())})
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from lockstep import local
+
+    return local.apply_file(args.filename, args.database_url, args.state_dir, args.output)
+
+
+def _write_result(path: str, payload: dict[str, object]) -> None:
+    """Best effort: outside a pod there is no termination log, and that is fine."""
+    text = json.dumps(payload, separators=(",", ":"))[:4000]
+    try:
+        Path(path).write_text(text)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Names shared by every part of Lockstep: API coordinates, labels, annotations, reasons.
+
+One module, so that a label or a condition reason is spelled exactly once.
+"""
+
+from typing import Final
+
+GROUP: Final = "lockstep.dev"
+VERSION: Final = "v1alpha1"
+KIND: Final = "DatabaseMigration"
+PLURAL: Final = "databasemigrations"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+DEFAULT_RUNNER_IMAGE: Final = "ghcr.io/lockstep-dev/lockstep:0.1.0"
+
+# Labels on everything Lockstep creates.
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+MANAGED_BY: Final = "lockstep"
+
+LABEL_MIGRATION: Final = f"{GROUP}/migration"
+LABEL_DATABASE: Final = f"{GROUP}/database"
+LABEL_SPEC_HASH: Final = f"{GROUP}/spec-hash"
+LABEL_ATTEMPT: Final = f"{GROUP}/attempt"
+
+ANNOTATION_TARGET: Final = f"{GROUP}/target"
+ANNOTATION_RETRY: Final = f"{GROUP}/retry"
+ANNOTATION_APPROVE: Final = f"{GROUP}/approve"
+
+MIGRATE_CONTAINER: Final = "migrate"
+SOURCE_MOUNT_PATH: Final = "/migrations"
+DATABASE_URL_ENV: Final = "DATABASE_URL"
+
+HISTORY_LIMIT: Final = 10
+LOG_TAIL_BYTES: Final = 4096
+
+# Condition types (kstatus: Ready always present; Reconciling and Stalled only while true).
+READY: Final = "Ready"
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
+
+
+class Reason:
+    """Condition and Event reasons. CamelCase, as Kubernetes conventions ask."""
+
+    SUCCEEDED: Final = "Succeeded"
+    UP_TO_DATE: Final = "UpToDate"
+    JOB_CREATED: Final = "JobCreated"
+    JOB_RUNNING: Final = "JobRunning"
+    FAILED: Final = "Failed"
+    RETRY_SCHEDULED: Final = "RetryScheduled"
+    RETRIES_EXHAUSTED: Final = "RetriesExhausted"
+    STALLED: Final = "Stalled"
+    SUSPENDED: Final = "Suspended"
+    WAITING_FOR_JOB: Final = "WaitingForJob"
+    WAITING_FOR_PREVIOUS_JOB: Final = "WaitingForPreviousJob"
+    PROGRESSING: Final = "Progressing"
+    INVALID_SPEC: Final = "InvalidSpec"
+    SECRET_NOT_FOUND: Final = "SecretNotFound"
+    CONFIG_MAP_NOT_FOUND: Final = "ConfigMapNotFound"
+    DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+    JOB_VANISHED: Final = "JobVanished"
+    RETRY_REQUESTED: Final = "RetryRequested"
+
+
+# Runner failures that another attempt cannot fix: a person has to act first.
+PERMANENT_FAILURE_REASONS: Final = frozenset(
+    {
+        "ChecksumMismatch",
+        "DowngradeForbidden",
+        "PartiallyApplied",
+        "InvalidSource",
+        "UnknownTarget",
+    }
+)

@@ -1,0 +1,54 @@
+"""Kopf handlers: the only module with `@kopf.*` decorators. Each is a line or two.
+
+Watches keep the cache fresh and trigger the reconciler; all decisions live in `planning`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from lockstep import constants, planning
+from lockstep.cache import Cache, key_of
+from lockstep.reconcile import Reconciler
+
+cache = Cache()
+
+
+def _emit(body: Mapping[str, Any], event: planning.Event) -> None:
+    kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+
+
+reconciler = Reconciler(cache=cache, emit=_emit)
+
+MANAGED_JOBS = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.loggers = False  # Events come from the planner, not from log lines
+    settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+
+
+@kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
+def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        reconciler.forget(key_of(body))
+        cache.drop_migration(key_of(body))
+        return
+    reconciler.trigger(cache.put_migration(body))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_JOBS)
+def job_changed(event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        cache.drop_job(key_of(body))
+    else:
+        cache.put_job(body)
+    reconciler.trigger((str(body["metadata"]["namespace"]), str(labels[constants.LABEL_MIGRATION])))
+    reconciler.trigger_database(str(labels.get(constants.LABEL_DATABASE, "")))

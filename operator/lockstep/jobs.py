@@ -1,0 +1,221 @@
+"""Pure builders for migration Jobs.
+
+The Job name is derived from the DatabaseMigration name, the spec hash and the attempt number, so
+creating the same run twice is impossible: the API server answers the second create with 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lockstep import constants, tools
+from lockstep.model import Spec
+
+HASH_LENGTH = 8
+SOURCE_VOLUME = "migrations"
+TMP_VOLUME = "tmp"
+RUNNER_USER_ID = 65532
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The DatabaseMigration a Job belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One attempt at bringing the database to `target`."""
+
+    attempt: int
+    target: str
+    downgrade: bool = False
+
+
+def job_name(migration: str, spec_hash: str, attempt: int) -> str:
+    base = f"{migration}-{spec_hash[:HASH_LENGTH]}"
+    return base if attempt == 0 else f"{base}-r{attempt}"
+
+
+def job_labels(owner: Owner, spec_hash: str, database_key: str) -> dict[str, str]:
+    return {
+        constants.LABEL_NAME: "lockstep",
+        constants.LABEL_INSTANCE: owner.name,
+        constants.LABEL_COMPONENT: "migration",
+        constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
+        constants.LABEL_PART_OF: "lockstep",
+        constants.LABEL_MIGRATION: owner.name,
+        constants.LABEL_DATABASE: database_key,
+        constants.LABEL_SPEC_HASH: spec_hash[:HASH_LENGTH],
+    }
+
+
+def build_job(
+    owner: Owner,
+    spec: Spec,
+    spec_hash: str,
+    request: JobRequest,
+    database_key: str,
+    runner_image: str,
+) -> dict[str, Any]:
+    labels = job_labels(owner, spec_hash, database_key)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(owner.name, spec_hash, request.attempt),
+            "namespace": owner.namespace,
+            "labels": {**labels, constants.LABEL_ATTEMPT: str(request.attempt)},
+            "annotations": {constants.ANNOTATION_TARGET: request.target},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            # Lockstep owns retries (with backoff and a record of each attempt), not the Job.
+            "backoffLimit": 0,
+            "parallelism": 1,
+            "completions": 1,
+            "activeDeadlineSeconds": spec.timeouts.job_seconds,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": build_pod_spec(spec, request, runner_image),
+            },
+        },
+    }
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def build_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(spec.uses_built_in_runner),
+        "containers": [migrate_container(spec, request, runner_image)],
+        "volumes": volumes(spec),
+    }
+    optional: Mapping[str, Any] = {
+        "serviceAccountName": spec.service_account_name,
+        "nodeSelector": dict(spec.node_selector) or None,
+        "tolerations": [dict(t) for t in spec.tolerations] or None,
+        "imagePullSecrets": [{"name": n} for n in spec.image_pull_secrets] or None,
+    }
+    pod.update({k: v for k, v in optional.items() if v is not None})
+    # Migration pods need no API access unless the user gives them an account on purpose.
+    pod["automountServiceAccountToken"] = spec.service_account_name is not None
+    return pod
+
+
+def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": constants.MIGRATE_CONTAINER,
+        "image": runner_image if spec.uses_built_in_runner else spec.image,
+        "command": list(migrate_command(spec, request)),
+        "env": [database_url_env(spec), *(dict(e) for e in spec.env)],
+        "securityContext": container_security_context(),
+        "volumeMounts": volume_mounts(spec),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if spec.args:
+        container["args"] = list(spec.args)
+    if spec.env_from:
+        container["envFrom"] = [dict(e) for e in spec.env_from]
+    if spec.working_dir:
+        container["workingDir"] = spec.working_dir
+    if spec.resources:
+        container["resources"] = dict(spec.resources)
+    return container
+
+
+def migrate_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
+    if spec.command and not request.downgrade:
+        return spec.command
+    if spec.uses_built_in_runner:
+        return runner_command(spec, request)
+    adapter = tools.get_adapter(spec.tool)
+    if request.downgrade:
+        return tuple(adapter.downgrade_command(request.target))
+    return tuple(adapter.upgrade_command(request.target))
+
+
+def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
+    command = [
+        "lockstep",
+        "run",
+        "--tool",
+        spec.tool,
+        "--source",
+        constants.SOURCE_MOUNT_PATH,
+        "--target",
+        request.target,
+        "--lock-wait-seconds",
+        str(spec.timeouts.lock_wait_seconds),
+        "--statement-lock-timeout",
+        spec.timeouts.statement_lock_timeout,
+    ]
+    if spec.downgrade_allowed:
+        command.append("--allow-downgrade")
+    return tuple(command)
+
+
+def database_url_env(spec: Spec) -> dict[str, Any]:
+    # The URL holds the password: it reaches the pod only through the Secret, never the Job spec.
+    return {
+        "name": constants.DATABASE_URL_ENV,
+        "valueFrom": {
+            "secretKeyRef": {"name": spec.url_secret.name, "key": spec.url_secret.key}
+        },
+    }
+
+
+def pod_security_context(built_in_runner: bool) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if built_in_runner:
+        # Lockstep's image runs as this numeric user; user images keep their own USER.
+        context.update(
+            {"runAsUser": RUNNER_USER_ID, "runAsGroup": RUNNER_USER_ID, "fsGroup": RUNNER_USER_ID}
+        )
+    return context
+
+
+def container_security_context() -> dict[str, Any]:
+    """Pod Security Standard "restricted", plus a read-only root filesystem."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def volumes(spec: Spec) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {}}]
+    if spec.source_config_map:
+        result.append({"name": SOURCE_VOLUME, "configMap": {"name": spec.source_config_map}})
+    return result
+
+
+def volume_mounts(spec: Spec) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [{"name": TMP_VOLUME, "mountPath": "/tmp"}]  # noqa: S108
+    if spec.source_config_map:
+        mounts.append(
+            {"name": SOURCE_VOLUME, "mountPath": constants.SOURCE_MOUNT_PATH, "readOnly": True}
+        )
+    return mounts

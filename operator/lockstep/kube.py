@@ -1,0 +1,140 @@
+"""The only module that talks to the Kubernetes API directly (through the official client).
+
+Functions here are synchronous and small; the reconciler runs them in worker threads.
+Errors are translated into Lockstep's own exceptions so callers never import the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from lockstep import constants
+
+
+class NotFoundError(LookupError):
+    """The object does not exist (HTTP 404)."""
+
+
+class ConflictError(RuntimeError):
+    """The object already exists, or changed under us (HTTP 409)."""
+
+
+class KubeError(RuntimeError):
+    """Any other API failure; the message carries the HTTP status and reason, never a body."""
+
+
+def load_config(kubeconfig: str | None = None) -> None:
+    """In-cluster config inside a pod, else the kubeconfig (explicit path, $KUBECONFIG, ~/.kube)."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return
+        except config.ConfigException:
+            pass
+    config.load_kube_config(config_file=kubeconfig)
+
+
+@functools.cache
+def _core() -> client.CoreV1Api:
+    return client.CoreV1Api()
+
+
+@functools.cache
+def _batch() -> client.BatchV1Api:
+    return client.BatchV1Api()
+
+
+@functools.cache
+def _custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi()
+
+
+def _translate(error: ApiException, what: str) -> Exception:
+    if error.status == 404:
+        return NotFoundError(f"{what} not found")
+    if error.status == 409:
+        return ConflictError(f"{what}: conflict ({error.reason})")
+    return KubeError(f"{what}: HTTP {error.status} {error.reason}")
+
+
+def read_secret_value(namespace: str, name: str, key: str) -> str:
+    """The decoded value of one key of a Secret. The value is never logged by this module."""
+    try:
+        secret = _core().read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        raise _translate(error, f"Secret {namespace}/{name}") from None
+    data = secret.data or {}
+    if key not in data:
+        raise NotFoundError(f"key {key!r} in Secret {namespace}/{name}")
+    return base64.b64decode(data[key]).decode()
+
+
+def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
+    try:
+        config_map = _core().read_namespaced_config_map(name, namespace)
+    except ApiException as error:
+        raise _translate(error, f"ConfigMap {namespace}/{name}") from None
+    return dict(config_map.data or {})
+
+
+def create_job(namespace: str, body: Mapping[str, Any]) -> None:
+    """Create a Job; ConflictError when a Job of that name exists (the run is already there)."""
+    try:
+        _batch().create_namespaced_job(namespace, dict(body))
+    except ApiException as error:
+        raise _translate(error, f"Job {namespace}/{body['metadata']['name']}") from None
+
+
+def get_migration(namespace: str, name: str) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = _custom().get_namespaced_custom_object(
+            constants.GROUP, constants.VERSION, namespace, constants.PLURAL, name
+        )
+    except ApiException as error:
+        raise _translate(error, f"DatabaseMigration {namespace}/{name}") from None
+    return result
+
+
+def patch_migration_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
+    try:
+        _custom().patch_namespaced_custom_object_status(
+            constants.GROUP,
+            constants.VERSION,
+            namespace,
+            constants.PLURAL,
+            name,
+            {"status": dict(status)},
+        )
+    except ApiException as error:
+        raise _translate(error, f"DatabaseMigration {namespace}/{name} status") from None
+
+
+def job_pod(namespace: str, job: str) -> dict[str, Any] | None:
+    """The newest pod of a Job, as a plain dict, or None when it is gone."""
+    try:
+        pods = _core().list_namespaced_pod(namespace, label_selector=f"job-name={job}")
+    except ApiException as error:
+        raise _translate(error, f"pods of Job {namespace}/{job}") from None
+    if not pods.items:
+        return None
+    newest = max(pods.items, key=lambda p: p.metadata.creation_timestamp)
+    result: dict[str, Any] = client.ApiClient().sanitize_for_serialization(newest)
+    return result
+
+
+def read_log_tail(namespace: str, pod: str, container: str, limit_bytes: int) -> str:
+    """The end of a container's log. Empty when the log cannot be read (node gone, pod deleted)."""
+    try:
+        text: str = _core().read_namespaced_pod_log(
+            pod, namespace, container=container, tail_lines=200
+        )
+    except ApiException:
+        return ""
+    return text[-limit_bytes:]

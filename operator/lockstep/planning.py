@@ -1,0 +1,392 @@
+"""The reconcile decision, as one pure function: observed world in, one Decision out.
+
+`plan()` never talks to Kubernetes or a database. Everything it needs (the spec, the last status,
+the Jobs that exist, what a finished Job reported, the clock) is gathered first into `Observed`;
+the Decision says which status to write, which Job to create, which Events to record and when to
+look again. Table-driven unit tests cover it without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from lockstep import conditions, constants
+from lockstep.constants import Reason
+from lockstep.jobs import JobRequest, job_name
+from lockstep.model import Spec
+
+JobState = Literal["Active", "Succeeded", "Failed"]
+EventType = Literal["Normal", "Warning"]
+
+CONFIG_ERROR_RECHECK_SECONDS = 60.0
+BLOCKED_RECHECK_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The facts planning needs about one migration Job."""
+
+    name: str
+    spec_hash: str
+    attempt: int
+    state: JobState
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished Job left behind, read before the Job or its pod can disappear."""
+
+    job: str
+    succeeded: bool
+    reason: str = ""
+    message: str = ""
+    log_tail: str = ""
+    from_revision: str | None = None
+    to_revision: str | None = None
+    applied_revision: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    """Input the operator cannot act on until a person fixes it (missing Secret, bad spec)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    name: str
+    generation: int
+    spec: Spec | None
+    spec_hash: str
+    status: Mapping[str, Any]
+    now: datetime
+    retry_token: str | None = None
+    jobs: tuple[JobView, ...] = ()
+    blocking_jobs: tuple[str, ...] = ()
+    outcome: Outcome | None = None
+    config_error: ConfigError | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: dict[str, Any]
+    create_job: JobRequest | None = None
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None
+
+
+@dataclass
+class _Draft:
+    """Mutable scratch space for one planning pass; frozen into a Decision at the end."""
+
+    observed: Observed
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+
+    def note(self, kind: EventType, reason: str, message: str) -> None:
+        self.events.append(Event(kind, reason, message))
+
+
+def plan(observed: Observed) -> Decision:
+    draft = _Draft(observed, _carry_over(observed.status))
+    draft.status["observedGeneration"] = observed.generation
+    if observed.config_error is not None or observed.spec is None:
+        error = observed.config_error or ConfigError(Reason.INVALID_SPEC, "spec could not be read")
+        return _config_error(draft, error)
+    spec = observed.spec
+    draft.status["targetRevision"] = spec.target
+    _rearm_on_new_spec_or_retry_request(draft)
+    if observed.outcome is not None:
+        _record_outcome(draft, spec, observed.outcome)
+    return _next_step(draft, spec)
+
+
+def _next_step(draft: _Draft, spec: Spec) -> Decision:
+    observed, status = draft.observed, draft.status
+    active = [j for j in observed.jobs if j.state == "Active"]
+    if active:
+        return _job_running(draft, active[0])
+    status.pop("activeJob", None)
+    if _succeeded_for_current_spec(status, observed.spec_hash):
+        return _finish(draft, _ready_state(status))
+    if status.get("failures", 0) > 0 and _permanent_failure(status):
+        return _stalled(draft, str(status["lastRun"]["reason"]), _last_message(status))
+    if status.get("failures", 0) > spec.retry.limit:
+        return _stalled(draft, Reason.RETRIES_EXHAUSTED, _exhausted_message(status, spec))
+    if spec.suspend:
+        return _suspended(draft)
+    retry_at = _parse_time(status.get("nextRetryAt"))
+    if retry_at is not None and observed.now < retry_at:
+        return _waiting_to_retry(draft, retry_at)
+    if observed.blocking_jobs:
+        return _blocked(draft, observed.blocking_jobs)
+    return _create_job(draft, spec)
+
+
+def _carry_over(status: Mapping[str, Any]) -> dict[str, Any]:
+    kept = (
+        "specHash",
+        "appliedRevision",
+        "appliedImage",
+        "targetRevision",
+        "failures",
+        "nextRetryAt",
+        "retryToken",
+        "activeJob",
+        "lastRun",
+        "history",
+        "conditions",
+        "pendingCount",
+        "plan",
+        "gatedPods",
+    )
+    return {k: status[k] for k in kept if k in status}
+
+
+def _rearm_on_new_spec_or_retry_request(draft: _Draft) -> None:
+    observed, status = draft.observed, draft.status
+    if status.get("specHash") != observed.spec_hash:
+        status["specHash"] = observed.spec_hash
+        _reset_failures(status)
+    token = observed.retry_token
+    if token and token != status.get("retryToken"):
+        status["retryToken"] = token
+        if status.get("failures", 0):
+            _reset_failures(status)
+            draft.note("Normal", Reason.RETRY_REQUESTED, f"retry requested ({token}): trying again")
+
+
+def _reset_failures(status: dict[str, Any]) -> None:
+    status["failures"] = 0
+    status.pop("nextRetryAt", None)
+
+
+def _record_outcome(draft: _Draft, spec: Spec, outcome: Outcome) -> None:
+    observed, status = draft.observed, draft.status
+    job = next((j for j in observed.jobs if j.name == outcome.job), None)
+    run = _run_record(spec, observed, outcome, job)
+    status["lastRun"] = run
+    status["history"] = [run, *status.get("history", [])][: constants.HISTORY_LIMIT]
+    if outcome.succeeded:
+        _record_success(draft, spec, outcome, run)
+    elif job is not None and job.spec_hash == observed.spec_hash[: len(job.spec_hash)]:
+        _record_failure(draft, spec, outcome)
+    else:
+        draft.note("Warning", Reason.FAILED, f"job {outcome.job} of an earlier spec failed")
+
+
+def _record_success(draft: _Draft, spec: Spec, outcome: Outcome, run: Mapping[str, Any]) -> None:
+    status = draft.status
+    revision = outcome.applied_revision or outcome.to_revision
+    if revision is not None:
+        status["appliedRevision"] = revision
+    if spec.image:
+        status["appliedImage"] = spec.image
+    _reset_failures(status)
+    draft.note("Normal", Reason.SUCCEEDED, _success_message(run, revision))
+
+
+def _record_failure(draft: _Draft, spec: Spec, outcome: Outcome) -> None:
+    status, now = draft.status, draft.observed.now
+    failures = int(status.get("failures", 0)) + 1
+    status["failures"] = failures
+    detail = f"job {outcome.job} failed ({outcome.reason or Reason.FAILED})"
+    if outcome.message:
+        detail += f": {outcome.message}"
+    draft.note("Warning", Reason.FAILED, _with_log_tail(detail, outcome.log_tail))
+    if outcome.reason in constants.PERMANENT_FAILURE_REASONS:
+        status.pop("nextRetryAt", None)
+        return
+    if failures > spec.retry.limit:
+        status.pop("nextRetryAt", None)
+        return
+    delay = backoff_seconds(spec, failures)
+    status["nextRetryAt"] = conditions.isoformat(now + timedelta(seconds=delay))
+    draft.note(
+        "Normal",
+        Reason.RETRY_SCHEDULED,
+        f"retry {failures} of {spec.retry.limit} in {delay}s",
+    )
+
+
+def backoff_seconds(spec: Spec, failures: int) -> int:
+    """Exponential backoff: backoffSeconds doubling per failure, capped at maxBackoffSeconds."""
+    delay = spec.retry.backoff_seconds * (2 ** max(failures - 1, 0))
+    return int(min(delay, spec.retry.max_backoff_seconds))
+
+
+def _run_record(
+    spec: Spec, observed: Observed, outcome: Outcome, job: JobView | None
+) -> dict[str, Any]:
+    started = job.started_at if job else None
+    finished = (job.finished_at if job else None) or observed.now
+    run: dict[str, Any] = {
+        "job": outcome.job,
+        "result": "Succeeded" if outcome.succeeded else "Failed",
+        "reason": outcome.reason or (Reason.SUCCEEDED if outcome.succeeded else Reason.FAILED),
+        "message": outcome.message[:1024],
+        "specHash": job.spec_hash if job else observed.spec_hash[:8],
+        "finishedAt": conditions.isoformat(finished),
+        "image": spec.image or "",
+    }
+    if started is not None:
+        run["startedAt"] = conditions.isoformat(started)
+        run["durationSeconds"] = round((finished - started).total_seconds(), 3)
+    if outcome.from_revision is not None:
+        run["from"] = outcome.from_revision
+    if outcome.to_revision is not None or outcome.applied_revision is not None:
+        run["to"] = outcome.applied_revision or outcome.to_revision
+    if outcome.log_tail:
+        run["logTail"] = outcome.log_tail[-constants.LOG_TAIL_BYTES :]
+    return run
+
+
+def _succeeded_for_current_spec(status: Mapping[str, Any], spec_hash: str) -> bool:
+    last = status.get("lastRun") or {}
+    return last.get("result") == "Succeeded" and spec_hash.startswith(str(last.get("specHash")))
+
+
+def _permanent_failure(status: Mapping[str, Any]) -> bool:
+    last = status.get("lastRun") or {}
+    return last.get("result") == "Failed" and last.get("reason") in constants.PERMANENT_FAILURE_REASONS
+
+
+def _job_running(draft: _Draft, job: JobView) -> Decision:
+    status, observed = draft.status, draft.observed
+    status["activeJob"] = {"name": job.name, "attempt": job.attempt}
+    if job.started_at is not None:
+        status["activeJob"]["startedAt"] = conditions.isoformat(job.started_at)
+    if observed.spec_hash.startswith(job.spec_hash):
+        message = f"job {job.name} is migrating to {_target(observed)}"
+        return _finish(draft, conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True))
+    # Never start a run while another one of ours is still going: let it finish first.
+    message = f"waiting for job {job.name} of the previous spec to finish"
+    return _finish(
+        draft, conditions.State(False, Reason.WAITING_FOR_PREVIOUS_JOB, message, reconciling=True)
+    )
+
+
+def _create_job(draft: _Draft, spec: Spec) -> Decision:
+    observed, status = draft.observed, draft.status
+    attempt = int(status.get("failures", 0))
+    name = job_name(observed.name, observed.spec_hash, attempt)
+    status.pop("nextRetryAt", None)
+    status["activeJob"] = {"name": name, "attempt": attempt}
+    draft.note("Normal", Reason.JOB_CREATED, f"created job {name} to migrate to {spec.target}")
+    message = f"job {name} is migrating to {spec.target}"
+    state = conditions.State(False, Reason.JOB_CREATED, message, reconciling=True)
+    return _finish(draft, state, create=JobRequest(attempt=attempt, target=spec.target))
+
+
+def _waiting_to_retry(draft: _Draft, retry_at: datetime) -> Decision:
+    observed = draft.observed
+    failures = draft.status.get("failures", 0)
+    message = f"attempt {failures} failed; retrying at {conditions.isoformat(retry_at)}: " + (
+        _last_message(draft.status)
+    )
+    state = conditions.State(False, Reason.RETRY_SCHEDULED, message, reconciling=True)
+    return _finish(draft, state, requeue=(retry_at - observed.now).total_seconds())
+
+
+def _blocked(draft: _Draft, blocking: tuple[str, ...]) -> Decision:
+    message = f"another migration of the same database is running: job {', '.join(blocking)}"
+    state = conditions.State(False, Reason.WAITING_FOR_JOB, message, reconciling=True)
+    return _finish(draft, state, requeue=BLOCKED_RECHECK_SECONDS)
+
+
+def _suspended(draft: _Draft) -> Decision:
+    message = "spec.suspend is true: no migration runs until it is false"
+    return _finish(draft, conditions.State(False, Reason.SUSPENDED, message))
+
+
+def _stalled(draft: _Draft, reason: str, message: str) -> Decision:
+    return _finish(draft, conditions.State(False, reason, message, stalled=True))
+
+
+def _config_error(draft: _Draft, error: ConfigError) -> Decision:
+    state = conditions.State(False, error.reason, error.message, stalled=True)
+    return _finish(draft, state, requeue=CONFIG_ERROR_RECHECK_SECONDS)
+
+
+def _ready_state(status: Mapping[str, Any]) -> conditions.State:
+    revision = status.get("appliedRevision")
+    message = f"database is at revision {revision}" if revision else "database is migrated"
+    return conditions.State(True, Reason.SUCCEEDED, message)
+
+
+def _finish(
+    draft: _Draft,
+    state: conditions.State,
+    create: JobRequest | None = None,
+    requeue: float | None = None,
+) -> Decision:
+    observed, status = draft.observed, draft.status
+    previous = list(observed.status.get("conditions", []))
+    status["conditions"] = conditions.apply_state(previous, state, observed.generation, observed.now)
+    _note_transition(draft, previous, state)
+    return Decision(
+        status=status, create_job=create, events=tuple(draft.events), requeue_after=requeue
+    )
+
+
+def _note_transition(
+    draft: _Draft, previous: list[Mapping[str, Any]], state: conditions.State
+) -> None:
+    """A Warning the first time the resource stalls, so nothing ever stops silently."""
+    was_stalled = conditions.is_true(previous, constants.STALLED)
+    before = conditions.find(previous, constants.READY)
+    if state.stalled and (not was_stalled or (before or {}).get("reason") != state.reason):
+        draft.note("Warning", Reason.STALLED, f"{state.reason}: {state.message}")
+
+
+def _target(observed: Observed) -> str:
+    return observed.spec.target if observed.spec else "?"
+
+
+def _last_message(status: Mapping[str, Any]) -> str:
+    last = status.get("lastRun") or {}
+    return str(last.get("message") or last.get("reason") or "no details")
+
+
+def _exhausted_message(status: Mapping[str, Any], spec: Spec) -> str:
+    return (
+        f"{status.get('failures')} attempts failed (retry.limit {spec.retry.limit}); last error: "
+        f"{_last_message(status)}. Fix the cause, then change the spec or annotate "
+        f"{constants.ANNOTATION_RETRY}=<any new value> to try again"
+    )
+
+
+def _success_message(run: Mapping[str, Any], revision: str | None) -> str:
+    source = run.get("from")
+    moved = f"from {source} to {revision}" if source and source != revision else f"at {revision}"
+    return f"job {run['job']} succeeded: database {moved}"
+
+
+def _with_log_tail(detail: str, log_tail: str) -> str:
+    if not log_tail:
+        return detail
+    # Events are capped at 1 KiB by the API server: keep the end of the log, where errors are.
+    room = max(0, 1000 - len(detail) - 10)
+    return f"{detail}\n--- log tail ---\n{log_tail[-room:]}" if room else detail
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))

@@ -1,0 +1,286 @@
+"""Gather → plan → act for one DatabaseMigration.
+
+`Reconciler.reconcile()` gathers the state of the world (from the in-memory cache that the watch
+handlers keep, plus the few reads that only matter when work is pending), asks the pure planner
+for one Decision, then acts: create at most one Job, write status once (only if it changed),
+record Events, and schedule the next look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from lockstep import constants, database, jobs, kube, observe, planning, revisions
+from lockstep.cache import Cache, Key
+from lockstep.model import Spec, SpecError, content_digest, parse_spec, spec_hash
+
+log = logging.getLogger("lockstep.reconcile")
+
+Emit = Callable[[Mapping[str, Any], planning.Event], None]
+Clock = Callable[[], datetime]
+
+REVISION_READ_TIMEOUT_SECONDS = 20.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Reconciler:
+    cache: Cache
+    emit: Emit
+    runner_image: str = constants.DEFAULT_RUNNER_IMAGE
+    clock: Clock = utc_now
+    _running: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
+    _dirty: set[Key] = field(default_factory=set)
+    _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+
+    def trigger(self, key: Key) -> None:
+        """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued."""
+        if key in self._running:
+            self._dirty.add(key)
+            return
+        self._running[key] = asyncio.get_running_loop().create_task(self._loop(key))
+
+    def trigger_database(self, database_key: str) -> None:
+        """Wake every migration waiting on a database, e.g. when a Job on it finishes."""
+        for key in self.cache.migrations_on_database(database_key):
+            self.trigger(key)
+
+    def forget(self, key: Key) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def _loop(self, key: Key) -> None:
+        try:
+            while True:
+                self._dirty.discard(key)
+                try:
+                    await self.reconcile(key)
+                except Exception:
+                    log.exception("reconcile failed", extra={"object": f"{key[0]}/{key[1]}"})
+                    self._requeue(key, 10.0)
+                if key not in self._dirty:
+                    return
+        finally:
+            self._running.pop(key, None)
+
+    async def reconcile(self, key: Key) -> None:
+        body = self.cache.migration(key)
+        if body is None:
+            self.forget(key)
+            return
+        observed, secret_url = await self._gather(body)
+        decision = planning.plan(observed)
+        await self._act(body, observed, decision, secret_url)
+
+    async def _gather(self, body: Mapping[str, Any]) -> tuple[planning.Observed, str | None]:
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        status = body.get("status") or {}
+        base = planning.Observed(
+            name=name,
+            generation=int(metadata.get("generation", 0)),
+            spec=None,
+            spec_hash=str(status.get("specHash", "")),
+            status=status,
+            now=self.clock(),
+            retry_token=(metadata.get("annotations") or {}).get(constants.ANNOTATION_RETRY),
+            jobs=tuple(observe.job_view(j) for j in self.cache.jobs_of((namespace, name))),
+        )
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except SpecError as error:
+            return replace(base, config_error=planning.ConfigError("InvalidSpec", str(error))), None
+        inputs = await self._gather_inputs(namespace, spec)
+        if isinstance(inputs, planning.ConfigError):
+            return replace(base, spec=spec, config_error=inputs), None
+        digest, url = inputs
+        full_hash = spec_hash(body.get("spec") or {}, {"source": digest} if digest else None)
+        observed = replace(base, spec=spec, spec_hash=full_hash)
+        db_key = _database_key(url)
+        if db_key is None:
+            error = planning.ConfigError(
+                "InvalidDatabaseURL",
+                f"the URL in Secret {spec.url_secret.name} (key {spec.url_secret.key}) is not a "
+                "database URL Lockstep understands (postgresql://, mysql://, mariadb://, sqlite:///)",
+            )
+            return replace(observed, config_error=error), None
+        blocking = tuple(
+            job["metadata"]["name"]
+            for job in self.cache.active_jobs_on_database(db_key)
+            if not _owned_by(job, name, namespace)
+        )
+        outcome = await self._gather_outcome(namespace, spec, observed, url)
+        return replace(observed, blocking_jobs=blocking, outcome=outcome), url
+
+    async def _gather_inputs(
+        self, namespace: str, spec: Spec
+    ) -> tuple[str | None, str] | planning.ConfigError:
+        digest = None
+        if spec.source_config_map:
+            try:
+                data = await asyncio.to_thread(
+                    kube.read_config_map_data, namespace, spec.source_config_map
+                )
+            except kube.NotFoundError:
+                return planning.ConfigError(
+                    constants.Reason.CONFIG_MAP_NOT_FOUND,
+                    f"ConfigMap {spec.source_config_map} (spec.source.configMapRef) does not exist "
+                    f"in namespace {namespace}: create it or fix the name",
+                )
+            digest = content_digest(data)
+        try:
+            url = await asyncio.to_thread(
+                kube.read_secret_value, namespace, spec.url_secret.name, spec.url_secret.key
+            )
+        except kube.NotFoundError as error:
+            return planning.ConfigError(
+                constants.Reason.SECRET_NOT_FOUND,
+                f"{error} (spec.database.urlSecretRef): create the Secret with the database URL "
+                "under that key, in the same namespace",
+            )
+        return digest, url
+
+    async def _gather_outcome(
+        self, namespace: str, spec: Spec, observed: planning.Observed, url: str
+    ) -> planning.Outcome | None:
+        job = _unrecorded_finished_job(observed)
+        if job is None:
+            return None
+        pod = await asyncio.to_thread(kube.job_pod, namespace, job.name)
+        report = observe.runner_report(observe.termination_message(pod, constants.MIGRATE_CONTAINER))
+        succeeded = job.state == "Succeeded"
+        log_tail = ""
+        if not succeeded and pod is not None:
+            log_tail = await asyncio.to_thread(
+                kube.read_log_tail,
+                namespace,
+                pod["metadata"]["name"],
+                constants.MIGRATE_CONTAINER,
+                constants.LOG_TAIL_BYTES,
+            )
+        applied = await self._read_revision(spec, url) if succeeded else None
+        return planning.Outcome(
+            job=job.name,
+            succeeded=succeeded,
+            reason=str(report.get("reason") or job.reason),
+            message=str(report.get("message") or job.message),
+            log_tail=log_tail,
+            from_revision=_optional(report.get("from")),
+            to_revision=_optional(report.get("to")),
+            applied_revision=applied,
+        )
+
+    async def _read_revision(self, spec: Spec, url: str) -> str | None:
+        """The revision the tool's own version table records; None when it cannot be read here."""
+        if spec.engine == "sqlite":
+            return None  # the file lives in the Job's pod, not here
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(revisions.read_revision, spec.tool, url),
+                REVISION_READ_TIMEOUT_SECONDS,
+            )
+        except Exception as error:  # noqa: BLE001 - a failed read falls back to the Job's report
+            log.warning("could not read the version table: %s", type(error).__name__)
+            return None
+
+    async def _act(
+        self,
+        body: Mapping[str, Any],
+        observed: planning.Observed,
+        decision: planning.Decision,
+        url: str | None,
+    ) -> None:
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        events = list(decision.events)
+        if decision.create_job is not None and observed.spec is not None and url is not None:
+            created = await self._create_job(body, observed, decision.create_job, url)
+            if not created:
+                events = [e for e in events if e.reason != constants.Reason.JOB_CREATED]
+        patch = status_patch(body.get("status") or {}, decision.status)
+        if patch:
+            await asyncio.to_thread(kube.patch_migration_status, namespace, name, patch)
+            self.cache.update_status((namespace, name), decision.status)
+        for event in events:
+            self.emit(body, event)
+        if decision.requeue_after is not None:
+            self._requeue((namespace, name), decision.requeue_after)
+
+    async def _create_job(
+        self,
+        body: Mapping[str, Any],
+        observed: planning.Observed,
+        request: jobs.JobRequest,
+        url: str,
+    ) -> bool:
+        metadata = body["metadata"]
+        owner = jobs.Owner(metadata["name"], metadata["namespace"], metadata["uid"])
+        assert observed.spec is not None
+        job = jobs.build_job(
+            owner,
+            observed.spec,
+            observed.spec_hash,
+            request,
+            _database_key(url) or "unknown",
+            self.runner_image,
+        )
+        try:
+            await asyncio.to_thread(kube.create_job, owner.namespace, job)
+        except kube.ConflictError:
+            return False  # this exact run exists already: adopt it, never start it twice
+        self.cache.put_job(job)
+        log.info("created job", extra={"object": f"{owner.namespace}/{owner.name}", "job": job["metadata"]["name"]})
+        return True
+
+    def _requeue(self, key: Key, delay: float) -> None:
+        self.forget(key)
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(max(delay, 0.5), self.trigger, key)
+
+
+def _unrecorded_finished_job(observed: planning.Observed) -> planning.JobView | None:
+    recorded = {run.get("job") for run in observed.status.get("history") or []}
+    last = observed.status.get("lastRun") or {}
+    recorded.add(last.get("job"))
+    finished = [
+        j
+        for j in observed.jobs
+        if j.state != "Active" and j.name not in recorded and observed.spec_hash.startswith(j.spec_hash)
+    ]
+    return max(finished, key=lambda j: j.attempt, default=None)
+
+
+def _owned_by(job: Mapping[str, Any], name: str, namespace: str) -> bool:
+    labels = job["metadata"].get("labels") or {}
+    return job["metadata"].get("namespace") == namespace and labels.get(constants.LABEL_MIGRATION) == name
+
+
+def _database_key(url: str) -> str | None:
+    try:
+        return database.database_key(database.identity_from_url(url))
+    except ValueError:
+        return None
+
+
+def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch from `current` to `desired`; empty when nothing changed.
+
+    Keys the planner dropped (an activeJob that finished, a retry time that passed) are sent as
+    null, which is how a merge patch deletes them.
+    """
+    patch: dict[str, Any] = {k: v for k, v in desired.items() if current.get(k) != v}
+    patch.update({k: None for k in current if k not in desired})
+    return patch
+
+
+def _optional(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)

@@ -1,0 +1,145 @@
+"""The migration Job builder: names, labels, safety settings, commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lockstep import jobs
+from lockstep.model import parse_spec
+
+OWNER = jobs.Owner(name="shop", namespace="shop", uid="1234-5678")
+HASH = "a1b2c3d4e5f6" + "0" * 52
+SQL_SPEC = {
+    "tool": "sql",
+    "source": {"configMapRef": {"name": "shop-migrations"}},
+    "database": {"engine": "postgresql", "urlSecretRef": {"name": "shop-db", "key": "url"}},
+    "timeouts": {"jobSeconds": 900, "lockWaitSeconds": 120, "statementLockTimeout": "3s"},
+}
+
+
+def build(spec: dict[str, Any] | None = None, attempt: int = 0, **request: Any) -> dict[str, Any]:
+    return jobs.build_job(
+        OWNER,
+        parse_spec(spec or SQL_SPEC),
+        HASH,
+        jobs.JobRequest(attempt=attempt, target=request.get("target", "head")),
+        "dbkey123",
+        "ghcr.io/lockstep-dev/lockstep:0.1.0",
+    )
+
+
+def pod(job: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = job["spec"]["template"]["spec"]
+    return result
+
+
+@pytest.mark.parametrize(
+    ("attempt", "name"), [(0, "shop-a1b2c3d4"), (1, "shop-a1b2c3d4-r1"), (12, "shop-a1b2c3d4-r12")]
+)
+def test_job_name_is_deterministic_per_spec_and_attempt(attempt: int, name: str) -> None:
+    assert build(attempt=attempt)["metadata"]["name"] == name
+
+
+def test_longest_allowed_name_fits_the_63_character_limit() -> None:
+    assert len(jobs.job_name("x" * 48, HASH, 100)) <= 63
+
+
+def test_job_runs_once_and_lockstep_owns_retries() -> None:
+    spec = build()["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["parallelism"] == 1
+    assert spec["completions"] == 1
+    assert spec["activeDeadlineSeconds"] == 900
+    assert pod(build())["restartPolicy"] == "Never"
+
+
+def test_owner_reference_points_at_the_migration() -> None:
+    (owner,) = build()["metadata"]["ownerReferences"]
+    assert owner == {
+        "apiVersion": "lockstep.dev/v1alpha1",
+        "kind": "DatabaseMigration",
+        "name": "shop",
+        "uid": "1234-5678",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def test_labels_identify_migration_database_and_spec() -> None:
+    labels = build(attempt=2)["metadata"]["labels"]
+    assert labels["lockstep.dev/migration"] == "shop"
+    assert labels["lockstep.dev/database"] == "dbkey123"
+    assert labels["lockstep.dev/spec-hash"] == "a1b2c3d4"
+    assert labels["lockstep.dev/attempt"] == "2"
+    assert labels["app.kubernetes.io/managed-by"] == "lockstep"
+    assert build()["spec"]["template"]["metadata"]["labels"]["lockstep.dev/database"] == "dbkey123"
+
+
+def test_pod_meets_the_restricted_pod_security_standard() -> None:
+    spec = pod(build())
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in spec["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "tmp", "mountPath": "/tmp"} in spec["containers"][0]["volumeMounts"]
+
+
+def test_database_url_comes_from_the_secret_never_the_spec() -> None:
+    (container,) = pod(build())["containers"]
+    assert container["env"][0] == {
+        "name": "DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "shop-db", "key": "url"}},
+    }
+    assert "postgres" not in str(container["command"])
+
+
+def test_built_in_runner_mounts_the_config_map_and_runs_lockstep() -> None:
+    spec = pod(build(target="2"))
+    (container,) = spec["containers"]
+    assert container["image"] == "ghcr.io/lockstep-dev/lockstep:0.1.0"
+    assert container["command"][:2] == ["lockstep", "run"]
+    assert container["command"][container["command"].index("--target") + 1] == "2"
+    assert container["command"][container["command"].index("--lock-wait-seconds") + 1] == "120"
+    assert "--allow-downgrade" not in container["command"]
+    assert {"name": "migrations", "configMap": {"name": "shop-migrations"}} in spec["volumes"]
+    assert spec["automountServiceAccountToken"] is False
+
+
+def test_downgrade_allowed_is_passed_to_the_runner() -> None:
+    (container,) = pod(build({**SQL_SPEC, "downgrade": "Allow"}))["containers"]
+    assert "--allow-downgrade" in container["command"]
+
+
+def test_user_command_env_and_scheduling_fields_are_passed_through() -> None:
+    spec = {
+        "tool": "flyway",
+        "image": "acme/shop-migrations:1.2",
+        "command": ["flyway", "migrate"],
+        "args": ["-X"],
+        "workingDir": "/flyway",
+        "env": [{"name": "FLYWAY_LOCATIONS", "value": "filesystem:/sql"}],
+        "serviceAccountName": "migrator",
+        "nodeSelector": {"pool": "db"},
+        "tolerations": [{"key": "db", "operator": "Exists"}],
+        "imagePullSecrets": [{"name": "regcred"}],
+        "resources": {"limits": {"memory": "512Mi"}},
+        "database": {"engine": "mysql", "urlSecretRef": {"name": "db", "key": "url"}},
+    }
+    result = pod(build(spec))
+    (container,) = result["containers"]
+    assert container["image"] == "acme/shop-migrations:1.2"
+    assert container["command"] == ["flyway", "migrate"]
+    assert container["args"] == ["-X"]
+    assert container["workingDir"] == "/flyway"
+    assert {"name": "FLYWAY_LOCATIONS", "value": "filesystem:/sql"} in container["env"]
+    assert container["resources"] == {"limits": {"memory": "512Mi"}}
+    assert result["serviceAccountName"] == "migrator"
+    assert result["automountServiceAccountToken"] is True
+    assert result["nodeSelector"] == {"pool": "db"}
+    assert result["imagePullSecrets"] == [{"name": "regcred"}]
+    assert "runAsUser" not in result["securityContext"]  # user images keep their own USER
