@@ -7,6 +7,7 @@ inside Jobs, and local mode for newcomers and CI pipelines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -56,13 +57,17 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         default=[],
         help="watch only this namespace (repeatable); default: all namespaces",
     )
-    command.add_argument("--kubeconfig", help="kubeconfig file; default: in-cluster, then $KUBECONFIG")
+    command.add_argument(
+        "--kubeconfig", help="kubeconfig file; default: in-cluster, then $KUBECONFIG"
+    )
     command.add_argument(
         "--runner-image",
         default=os.environ.get("LOCKSTEP_RUNNER_IMAGE", constants.DEFAULT_RUNNER_IMAGE),
         help="image for built-in SQL/Alembic runs (default: %(default)s)",
     )
-    command.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="health endpoint URL")
+    command.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="health endpoint URL"
+    )
     command.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     command.set_defaults(handler=_operator)
 
@@ -77,7 +82,9 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     command.add_argument("--tool", choices=["sql", "alembic"], required=True)
     command.add_argument("--source", type=Path, required=True, help="directory with the migrations")
     command.add_argument("--target", default="head", help="revision to reach (default: head)")
-    command.add_argument("--allow-downgrade", action="store_true", help="allow going down to --target")
+    command.add_argument(
+        "--allow-downgrade", action="store_true", help="allow going down to --target"
+    )
     command.add_argument("--lock-wait-seconds", type=float, default=600.0)
     command.add_argument("--statement-lock-timeout", default="5s")
     command.add_argument(
@@ -93,13 +100,21 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "apply",
         help="local mode: apply the DatabaseMigrations in a YAML file without a cluster",
     )
-    command.add_argument("-f", "--filename", type=Path, required=True, help="YAML with DatabaseMigrations and ConfigMaps")
+    command.add_argument(
+        "-f",
+        "--filename",
+        type=Path,
+        required=True,
+        help="YAML with DatabaseMigrations and ConfigMaps",
+    )
     command.add_argument(
         "--database-url",
         default=os.environ.get(constants.DATABASE_URL_ENV),
         help="database to migrate (default: $DATABASE_URL, else a SQLite file under .lockstep/)",
     )
-    command.add_argument("--state-dir", type=Path, default=Path(".lockstep"), help="where local SQLite files live")
+    command.add_argument(
+        "--state-dir", type=Path, default=Path(".lockstep"), help="where local SQLite files live"
+    )
     command.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     command.set_defaults(handler=_apply)
 
@@ -117,12 +132,19 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lockstep import runner
+    from lockstep import local, runner
 
     url = os.environ.get(constants.DATABASE_URL_ENV)
     if not url:
-        print(f"error: ${constants.DATABASE_URL_ENV} is not set: the Job passes it from the Secret in spec.database.urlSecretRef", file=sys.stderr)
-        _write_result(args.result_file, {"result": "Failed", "reason": "InvalidSource", "message": "DATABASE_URL is not set"})
+        print(
+            f"error: ${constants.DATABASE_URL_ENV} is not set: the Job passes it from the Secret "
+            "named in spec.database.urlSecretRef",
+            file=sys.stderr,
+        )
+        _write_result(
+            args.result_file,
+            {"result": "Failed", "reason": "InvalidSource", "message": "DATABASE_URL is not set"},
+        )
         return 2
     request = runner.RunRequest(
         tool=args.tool,
@@ -137,9 +159,12 @@ def _run(args: argparse.Namespace) -> int:
         result = runner.run(request)
     except runner.RunnerError as error:
         print(f"error ({error.reason}): {error}", file=sys.stderr)
-        _write_result(args.result_file, {"result": "Failed", "reason": error.reason, "message": str(error)[:1500]})
+        _write_result(
+            args.result_file,
+            {"result": "Failed", "reason": error.reason, "message": str(error)[:1500]},
+        )
         return 1
-    print(runner.describe(result))
+    print(local.describe(result))
     _write_result(args.result_file, {"result": "Succeeded", **json.loads(result.to_json())})
     return 0
 
@@ -153,10 +178,8 @@ def _apply(args: argparse.Namespace) -> int:
 def _write_result(path: str, payload: dict[str, object]) -> None:
     """Best effort: outside a pod there is no termination log, and that is fine."""
     text = json.dumps(payload, separators=(",", ":"))[:4000]
-    try:
+    with contextlib.suppress(OSError):
         Path(path).write_text(text)
-    except OSError:
-        pass
 
 
 if __name__ == "__main__":

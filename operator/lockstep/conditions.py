@@ -44,7 +44,10 @@ def apply_state(
     conditions = set_condition(
         conditions, constants.READY, ready_status, state.reason, state.message, generation, now
     )
-    for kind, active in ((constants.RECONCILING, state.reconciling), (constants.STALLED, state.stalled)):
+    for kind, active in (
+        (constants.RECONCILING, state.reconciling),
+        (constants.STALLED, state.stalled),
+    ):
         if active:
             conditions = set_condition(
                 conditions, kind, "True", state.reason, state.message, generation, now
@@ -79,7 +82,9 @@ def set_condition(
                 "message": message,
                 "observedGeneration": generation,
                 "lastTransitionTime": (
-                    isoformat(now) if changed else condition.get("lastTransitionTime", isoformat(now))
+                    isoformat(now)
+                    if changed
+                    else condition.get("lastTransitionTime", isoformat(now))
                 ),
             }
         )
@@ -97,9 +102,7 @@ def set_condition(
     return sorted(updated, key=_order)
 
 
-def remove_condition(
-    conditions: Iterable[Mapping[str, Any]], kind: str
-) -> list[dict[str, Any]]:
+def remove_condition(conditions: Iterable[Mapping[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [dict(c) for c in conditions if c.get("type") != kind]
 
 

@@ -59,7 +59,7 @@ class Reason:
     WAITING_FOR_PREVIOUS_JOB: Final = "WaitingForPreviousJob"
     PROGRESSING: Final = "Progressing"
     INVALID_SPEC: Final = "InvalidSpec"
-    SECRET_NOT_FOUND: Final = "SecretNotFound"
+    SECRET_NOT_FOUND: Final = "SecretNotFound"  # noqa: S105 - a reason, not a password
     CONFIG_MAP_NOT_FOUND: Final = "ConfigMapNotFound"
     DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
     JOB_VANISHED: Final = "JobVanished"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -19,7 +19,7 @@ cache = Cache()
 
 
 def _emit(body: Mapping[str, Any], event: planning.Event) -> None:
-    kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+    kopf.event(kopf.Body(cast(kopf.RawBody, dict(body))), type=event.type, reason=event.reason, message=event.message)
 
 
 reconciler = Reconciler(cache=cache, emit=_emit)

@@ -175,9 +175,7 @@ def database_url_env(spec: Spec) -> dict[str, Any]:
     # The URL holds the password: it reaches the pod only through the Secret, never the Job spec.
     return {
         "name": constants.DATABASE_URL_ENV,
-        "valueFrom": {
-            "secretKeyRef": {"name": spec.url_secret.name, "key": spec.url_secret.key}
-        },
+        "valueFrom": {"secretKeyRef": {"name": spec.url_secret.name, "key": spec.url_secret.key}},
     }
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -33,11 +34,11 @@ def load_config(kubeconfig: str | None = None) -> None:
     """In-cluster config inside a pod, else the kubeconfig (explicit path, $KUBECONFIG, ~/.kube)."""
     if kubeconfig is None:
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
             return
         except config.ConfigException:
             pass
-    config.load_kube_config(config_file=kubeconfig)
+    config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
 
 
 @functools.cache
@@ -86,19 +87,20 @@ def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
 def create_job(namespace: str, body: Mapping[str, Any]) -> None:
     """Create a Job; ConflictError when a Job of that name exists (the run is already there)."""
     try:
-        _batch().create_namespaced_job(namespace, dict(body))
+        # The client serialises plain dicts as they are; its stubs only name the model class.
+        _batch().create_namespaced_job(namespace, dict(body))  # type: ignore[arg-type]
     except ApiException as error:
         raise _translate(error, f"Job {namespace}/{body['metadata']['name']}") from None
 
 
 def get_migration(namespace: str, name: str) -> dict[str, Any]:
     try:
-        result: dict[str, Any] = _custom().get_namespaced_custom_object(
+        result = _custom().get_namespaced_custom_object(
             constants.GROUP, constants.VERSION, namespace, constants.PLURAL, name
         )
     except ApiException as error:
         raise _translate(error, f"DatabaseMigration {namespace}/{name}") from None
-    return result
+    return cast(dict[str, Any], result)
 
 
 def patch_migration_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
@@ -119,14 +121,16 @@ def patch_migration_status(namespace: str, name: str, status: Mapping[str, Any])
 def job_pod(namespace: str, job: str) -> dict[str, Any] | None:
     """The newest pod of a Job, as a plain dict, or None when it is gone."""
     try:
-        pods = _core().list_namespaced_pod(namespace, label_selector=f"job-name={job}")
+        response = _core().list_namespaced_pod(
+            namespace, label_selector=f"job-name={job}", _preload_content=False
+        )
     except ApiException as error:
         raise _translate(error, f"pods of Job {namespace}/{job}") from None
-    if not pods.items:
+    # Without preloading the client returns the raw HTTP response: plain JSON, no model classes.
+    pods: list[dict[str, Any]] = json.loads(cast(Any, response).data).get("items") or []
+    if not pods:
         return None
-    newest = max(pods.items, key=lambda p: p.metadata.creation_timestamp)
-    result: dict[str, Any] = client.ApiClient().sanitize_for_serialization(newest)
-    return result
+    return max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")))
 
 
 def read_log_tail(namespace: str, pod: str, container: str, limit_bytes: int) -> str:

@@ -164,7 +164,9 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         when=when,
         workloads=workloads,
         downgrade_allowed=_choice(raw, "downgrade", ("Forbid", "Allow"), "Forbid") == "Allow",
-        approval=cast(Approval, _choice(raw, "approval", ("None", "Destructive", "Always"), "None")),
+        approval=cast(
+            Approval, _choice(raw, "approval", ("None", "Destructive", "Always"), "None")
+        ),
         retry=_retry(_mapping(raw, "retry", required=False)),
         timeouts=_timeouts(_mapping(raw, "timeouts", required=False)),
         shadow_secret=(

@@ -264,7 +264,9 @@ def _succeeded_for_current_spec(status: Mapping[str, Any], spec_hash: str) -> bo
 
 def _permanent_failure(status: Mapping[str, Any]) -> bool:
     last = status.get("lastRun") or {}
-    return last.get("result") == "Failed" and last.get("reason") in constants.PERMANENT_FAILURE_REASONS
+    return (
+        last.get("result") == "Failed" and last.get("reason") in constants.PERMANENT_FAILURE_REASONS
+    )
 
 
 def _job_running(draft: _Draft, job: JobView) -> Decision:
@@ -274,7 +276,9 @@ def _job_running(draft: _Draft, job: JobView) -> Decision:
         status["activeJob"]["startedAt"] = conditions.isoformat(job.started_at)
     if observed.spec_hash.startswith(job.spec_hash):
         message = f"job {job.name} is migrating to {_target(observed)}"
-        return _finish(draft, conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True))
+        return _finish(
+            draft, conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True)
+        )
     # Never start a run while another one of ours is still going: let it finish first.
     message = f"waiting for job {job.name} of the previous spec to finish"
     return _finish(
@@ -338,7 +342,9 @@ def _finish(
 ) -> Decision:
     observed, status = draft.observed, draft.status
     previous = list(observed.status.get("conditions", []))
-    status["conditions"] = conditions.apply_state(previous, state, observed.generation, observed.now)
+    status["conditions"] = conditions.apply_state(
+        previous, state, observed.generation, observed.now
+    )
     _note_transition(draft, previous, state)
     return Decision(
         status=status, create_job=create, events=tuple(draft.events), requeue_after=requeue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -97,8 +97,8 @@ class Reconciler:
         )
         try:
             spec = parse_spec(body.get("spec") or {})
-        except SpecError as error:
-            return replace(base, config_error=planning.ConfigError("InvalidSpec", str(error))), None
+        except SpecError as invalid:
+            return replace(base, config_error=planning.ConfigError("InvalidSpec", str(invalid))), None
         inputs = await self._gather_inputs(namespace, spec)
         if isinstance(inputs, planning.ConfigError):
             return replace(base, spec=spec, config_error=inputs), None
@@ -156,7 +156,9 @@ class Reconciler:
         if job is None:
             return None
         pod = await asyncio.to_thread(kube.job_pod, namespace, job.name)
-        report = observe.runner_report(observe.termination_message(pod, constants.MIGRATE_CONTAINER))
+        report = observe.runner_report(
+            observe.termination_message(pod, constants.MIGRATE_CONTAINER)
+        )
         succeeded = job.state == "Succeeded"
         log_tail = ""
         if not succeeded and pod is not None:
@@ -188,7 +190,7 @@ class Reconciler:
                 asyncio.to_thread(revisions.read_revision, spec.tool, url),
                 REVISION_READ_TIMEOUT_SECONDS,
             )
-        except Exception as error:  # noqa: BLE001 - a failed read falls back to the Job's report
+        except Exception as error:
             log.warning("could not read the version table: %s", type(error).__name__)
             return None
 
@@ -238,7 +240,10 @@ class Reconciler:
         except kube.ConflictError:
             return False  # this exact run exists already: adopt it, never start it twice
         self.cache.put_job(job)
-        log.info("created job", extra={"object": f"{owner.namespace}/{owner.name}", "job": job["metadata"]["name"]})
+        log.info(
+            "created job",
+            extra={"object": f"{owner.namespace}/{owner.name}", "job": job["metadata"]["name"]},
+        )
         return True
 
     def _requeue(self, key: Key, delay: float) -> None:
@@ -254,14 +259,19 @@ def _unrecorded_finished_job(observed: planning.Observed) -> planning.JobView | 
     finished = [
         j
         for j in observed.jobs
-        if j.state != "Active" and j.name not in recorded and observed.spec_hash.startswith(j.spec_hash)
+        if j.state != "Active"
+        and j.name not in recorded
+        and observed.spec_hash.startswith(j.spec_hash)
     ]
     return max(finished, key=lambda j: j.attempt, default=None)
 
 
 def _owned_by(job: Mapping[str, Any], name: str, namespace: str) -> bool:
     labels = job["metadata"].get("labels") or {}
-    return job["metadata"].get("namespace") == namespace and labels.get(constants.LABEL_MIGRATION) == name
+    return (
+        job["metadata"].get("namespace") == namespace
+        and labels.get(constants.LABEL_MIGRATION) == name
+    )
 
 
 def _database_key(url: str) -> str | None:

@@ -1,0 +1,75 @@
+# Lockstep — run `make help` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := tools
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install Lockstep with its dev tools
+
+.PHONY: system-deps
+system-deps: ## Install the Debian packages tests need (PostgreSQL, MariaDB, openssl)
+	bash scripts/install-system-deps.sh
+
+.PHONY: lint
+lint: install ## ruff (lint + format check) and import-linter contracts
+	$(BIN)/ruff check operator tests tools bench
+	$(BIN)/ruff format --check operator tests tools bench
+	$(BIN)/lint-imports
+
+.PHONY: format
+format: install ## Format the code with ruff
+	$(BIN)/ruff format operator tests tools bench
+	$(BIN)/ruff check --fix operator tests tools bench
+
+.PHONY: typecheck
+typecheck: install ## mypy --strict on the package
+	$(BIN)/mypy
+
+.PHONY: test-unit
+test-unit: install ## Unit tests (pure, seconds)
+	$(BIN)/pytest tests/unit -q
+
+.PHONY: test-integration
+test-integration: install system-deps ## Integration tests against real PostgreSQL, MariaDB, SQLite
+	$(BIN)/pytest tests/integration -q -m integration
+
+.PHONY: test-e2e
+test-e2e: install system-deps ## End-to-end tests on a real control plane (or $$KUBECONFIG)
+	$(BIN)/pytest tests/e2e -q -m e2e
+
+.PHONY: test
+test: lint typecheck system-deps ## Everything: lint, types, unit, integration, e2e
+	$(BIN)/pytest tests -q
+
+.PHONY: demo
+demo: install ## Run the quickstart migration locally (SQLite), twice: the second run changes nothing
+	$(BIN)/lockstep apply -f examples/quickstart/migration.yaml
+	$(BIN)/lockstep apply -f examples/quickstart/migration.yaml
+
+.PHONY: databases-up
+databases-up: install system-deps ## Start the private test PostgreSQL and MariaDB
+	$(PY) -m testbed.databases up
+
+.PHONY: databases-down
+databases-down: install ## Stop the private test databases
+	$(PY) -m testbed.databases down
+
+.PHONY: clean
+clean: ## Remove caches and local state (not the venv)
+	rm -rf .lockstep .pytest_cache .mypy_cache .ruff_cache build dist
