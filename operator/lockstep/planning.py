@@ -294,7 +294,8 @@ def _create_job(draft: _Draft, spec: Spec) -> Decision:
     status["activeJob"] = {"name": name, "attempt": attempt}
     draft.note("Normal", Reason.JOB_CREATED, f"created job {name} to migrate to {spec.target}")
     message = f"job {name} is migrating to {spec.target}"
-    state = conditions.State(False, Reason.JOB_CREATED, message, reconciling=True)
+    # Same reason as while it runs: adopting the new Job then needs no extra status write.
+    state = conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True)
     return _finish(draft, state, create=JobRequest(attempt=attempt, target=spec.target))
 
 

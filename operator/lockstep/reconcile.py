@@ -108,7 +108,7 @@ class Reconciler:
         db_key = _database_key(url)
         if db_key is None:
             error = planning.ConfigError(
-                "InvalidDatabaseURL",
+                database.InvalidDatabaseUrl.reason,
                 f"the URL in Secret {spec.url_secret.name} (key {spec.url_secret.key}) is not a "
                 "database URL Lockstep understands (postgresql://, mysql://, mariadb://, sqlite:///)",
             )
@@ -277,7 +277,7 @@ def _owned_by(job: Mapping[str, Any], name: str, namespace: str) -> bool:
 def _database_key(url: str) -> str | None:
     try:
         return database.database_key(database.identity_from_url(url))
-    except ValueError:
+    except database.InvalidDatabaseUrl:
         return None
 
 

@@ -63,7 +63,11 @@ def succeeded_status(spec_hash: str = HASH) -> dict[str, Any]:
     return {
         "specHash": spec_hash,
         "appliedRevision": "2",
-        "lastRun": {"job": f"shop-{spec_hash[:8]}", "result": "Succeeded", "specHash": spec_hash[:8]},
+        "lastRun": {
+            "job": f"shop-{spec_hash[:8]}",
+            "result": "Succeeded",
+            "specHash": spec_hash[:8],
+        },
         "history": [{"job": f"shop-{spec_hash[:8]}", "result": "Succeeded"}],
         "conditions": [
             {
@@ -123,7 +127,13 @@ class TestRunningJob:
 
 class TestSuccess:
     def test_success_records_revision_history_and_ready(self) -> None:
-        outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, from_revision="1", to_revision="2", applied_revision="2")
+        outcome = Outcome(
+            job="shop-a1b2c3d4",
+            succeeded=True,
+            from_revision="1",
+            to_revision="2",
+            applied_revision="2",
+        )
         decision = planning.plan(
             observed(jobs=(job("Succeeded"),), outcome=outcome, status={"specHash": HASH})
         )
@@ -167,16 +177,22 @@ class TestSuccess:
 
 
 class TestFailureAndRetry:
-    @pytest.mark.parametrize(
-        ("failures", "expected_delay"), [(1, 30), (2, 60), (3, 100), (7, 100)]
-    )
+    @pytest.mark.parametrize(("failures", "expected_delay"), [(1, 30), (2, 60), (3, 100), (7, 100)])
     def test_backoff_doubles_up_to_the_cap(self, failures: int, expected_delay: int) -> None:
         spec = parse_spec(SPEC)
         assert planning.backoff_seconds(spec, failures) == expected_delay
 
     def test_first_failure_keeps_log_tail_and_schedules_a_retry(self) -> None:
-        outcome = Outcome(job="shop-a1b2c3d4", succeeded=False, reason="MigrationFailed", message="syntax error", log_tail="ERROR: syntax error at line 3")
-        decision = planning.plan(observed(jobs=(job("Failed"),), outcome=outcome, status={"specHash": HASH}))
+        outcome = Outcome(
+            job="shop-a1b2c3d4",
+            succeeded=False,
+            reason="MigrationFailed",
+            message="syntax error",
+            log_tail="ERROR: syntax error at line 3",
+        )
+        decision = planning.plan(
+            observed(jobs=(job("Failed"),), outcome=outcome, status={"specHash": HASH})
+        )
         assert decision.create_job is None
         assert decision.status["failures"] == 1
         assert decision.status["lastRun"]["logTail"] == "ERROR: syntax error at line 3"
@@ -188,22 +204,40 @@ class TestFailureAndRetry:
         assert condition(decision, "Reconciling")["reason"] == "RetryScheduled"  # type: ignore[index]
 
     def test_retry_creates_the_next_attempt_when_backoff_has_passed(self) -> None:
-        status = {"specHash": HASH, "failures": 1, "nextRetryAt": "2026-11-29T11:59:00Z", "lastRun": {"job": "shop-a1b2c3d4", "result": "Failed", "reason": "MigrationFailed"}}
+        status = {
+            "specHash": HASH,
+            "failures": 1,
+            "nextRetryAt": "2026-11-29T11:59:00Z",
+            "lastRun": {"job": "shop-a1b2c3d4", "result": "Failed", "reason": "MigrationFailed"},
+        }
         decision = planning.plan(observed(status=status, jobs=(job("Failed"),)))
         assert decision.create_job is not None and decision.create_job.attempt == 1
         assert decision.status["activeJob"]["name"] == "shop-a1b2c3d4-r1"
         assert "nextRetryAt" not in decision.status
 
     def test_no_retry_before_its_time(self) -> None:
-        status = {"specHash": HASH, "failures": 1, "nextRetryAt": "2026-11-29T12:00:10Z", "lastRun": {"job": "shop-a1b2c3d4", "result": "Failed"}}
+        status = {
+            "specHash": HASH,
+            "failures": 1,
+            "nextRetryAt": "2026-11-29T12:00:10Z",
+            "lastRun": {"job": "shop-a1b2c3d4", "result": "Failed"},
+        }
         decision = planning.plan(observed(status=status, jobs=(job("Failed"),)))
         assert decision.create_job is None
         assert decision.requeue_after == 10
 
     def test_retries_exhausted_stalls_with_a_warning(self) -> None:
-        status = {"specHash": HASH, "failures": 2, "lastRun": {"job": "shop-a1b2c3d4-r1", "result": "Failed"}}
-        outcome = Outcome(job="shop-a1b2c3d4-r2", succeeded=False, reason="MigrationFailed", message="boom")
-        decision = planning.plan(observed(status=status, jobs=(job("Failed", attempt=2),), outcome=outcome))
+        status = {
+            "specHash": HASH,
+            "failures": 2,
+            "lastRun": {"job": "shop-a1b2c3d4-r1", "result": "Failed"},
+        }
+        outcome = Outcome(
+            job="shop-a1b2c3d4-r2", succeeded=False, reason="MigrationFailed", message="boom"
+        )
+        decision = planning.plan(
+            observed(status=status, jobs=(job("Failed", attempt=2),), outcome=outcome)
+        )
         assert decision.create_job is None
         assert decision.status["failures"] == 3
         stalled = condition(decision, "Stalled")
@@ -213,22 +247,37 @@ class TestFailureAndRetry:
         assert "lockstep.dev/retry" in stalled["message"]
 
     def test_permanent_failure_stalls_at_once(self) -> None:
-        outcome = Outcome(job="shop-a1b2c3d4", succeeded=False, reason="ChecksumMismatch", message="V1 changed")
-        decision = planning.plan(observed(jobs=(job("Failed"),), outcome=outcome, status={"specHash": HASH}))
+        outcome = Outcome(
+            job="shop-a1b2c3d4", succeeded=False, reason="ChecksumMismatch", message="V1 changed"
+        )
+        decision = planning.plan(
+            observed(jobs=(job("Failed"),), outcome=outcome, status={"specHash": HASH})
+        )
         stalled = condition(decision, "Stalled")
         assert stalled is not None and stalled["reason"] == "ChecksumMismatch"
         assert "nextRetryAt" not in decision.status
         assert "RetryScheduled" not in reasons(decision)
 
     def test_retry_annotation_rearms_a_stalled_migration(self) -> None:
-        status = {"specHash": HASH, "failures": 3, "lastRun": {"job": "shop-a1b2c3d4-r2", "result": "Failed"}}
-        decision = planning.plan(observed(status=status, retry_token="2026-11-29", jobs=(job("Failed", attempt=2),)))
+        status = {
+            "specHash": HASH,
+            "failures": 3,
+            "lastRun": {"job": "shop-a1b2c3d4-r2", "result": "Failed"},
+        }
+        decision = planning.plan(
+            observed(status=status, retry_token="2026-11-29", jobs=(job("Failed", attempt=2),))
+        )
         assert decision.create_job is not None and decision.create_job.attempt == 0
         assert decision.status["retryToken"] == "2026-11-29"
         assert "RetryRequested" in reasons(decision)
 
     def test_same_retry_token_does_not_rearm_again(self) -> None:
-        status = {"specHash": HASH, "failures": 3, "retryToken": "x", "lastRun": {"job": "j", "result": "Failed"}}
+        status = {
+            "specHash": HASH,
+            "failures": 3,
+            "retryToken": "x",
+            "lastRun": {"job": "j", "result": "Failed"},
+        }
         decision = planning.plan(observed(status=status, retry_token="x"))
         assert decision.create_job is None
         assert condition(decision, "Stalled") is not None

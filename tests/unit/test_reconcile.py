@@ -1,0 +1,158 @@
+"""The reconciler's act step with a fake API: one Job, one status write, Events, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from lockstep import kube, planning, reconcile
+from lockstep.cache import Cache
+
+URL = "postgresql://app:s3cret-pass@db.example:5432/shop"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.secrets = {("shop", "shop-db"): {"url": URL}}
+        self.config_maps = {
+            ("shop", "shop-migrations"): {"V1__init.sql": "create table t (id int);"}
+        }
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.patches: list[dict[str, Any]] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(kube, "read_secret_value", self.read_secret_value)
+        monkeypatch.setattr(kube, "read_config_map_data", self.read_config_map_data)
+        monkeypatch.setattr(kube, "create_job", self.create_job)
+        monkeypatch.setattr(kube, "patch_migration_status", self.patch_status)
+        monkeypatch.setattr(kube, "job_pod", lambda namespace, job: None)
+
+    def read_secret_value(self, namespace: str, name: str, key: str) -> str:
+        try:
+            return self.secrets[(namespace, name)][key]
+        except KeyError:
+            raise kube.NotFoundError(f"Secret {namespace}/{name}") from None
+
+    def read_config_map_data(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            return self.config_maps[(namespace, name)]
+        except KeyError:
+            raise kube.NotFoundError(f"ConfigMap {namespace}/{name}") from None
+
+    def create_job(self, namespace: str, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        if name in self.jobs:
+            raise kube.ConflictError(name)
+        self.jobs[name] = body
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.patches.append(status)
+
+
+def migration(**status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "lockstep.dev/v1alpha1",
+        "kind": "DatabaseMigration",
+        "metadata": {"name": "shop", "namespace": "shop", "uid": "u-1", "generation": 1},
+        "spec": {
+            "tool": "sql",
+            "source": {"configMapRef": {"name": "shop-migrations"}},
+            "database": {"engine": "postgresql", "urlSecretRef": {"name": "shop-db", "key": "url"}},
+        },
+        "status": status,
+    }
+
+
+def run(api: FakeApi, body: dict[str, Any], cache: Cache | None = None) -> list[planning.Event]:
+    events: list[planning.Event] = []
+    cache = cache or Cache()
+    cache.put_migration(body)
+    reconciler = reconcile.Reconciler(
+        cache=cache, emit=lambda _, e: events.append(e), clock=lambda: NOW
+    )
+
+    async def once() -> None:
+        await reconciler.reconcile(("shop", "shop"))
+        for timer in reconciler._timers.values():
+            timer.cancel()
+
+    asyncio.run(once())
+    return events
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
+    fake = FakeApi()
+    fake.install(monkeypatch)
+    return fake
+
+
+def test_first_pass_creates_one_job_and_writes_status_once(api: FakeApi) -> None:
+    events = run(api, migration())
+    assert len(api.jobs) == 1
+    (job,) = api.jobs.values()
+    assert job["metadata"]["labels"]["lockstep.dev/database"]
+    assert len(api.patches) == 1
+    assert api.patches[0]["activeJob"]["name"] == job["metadata"]["name"]
+    assert [e.reason for e in events] == ["JobCreated"]
+
+
+def test_a_second_pass_adopts_instead_of_creating_again(api: FakeApi) -> None:
+    run(api, migration())
+    events = run(api, migration())
+    assert len(api.jobs) == 1
+    assert events == []  # the 409 means the run exists: no second JobCreated
+
+
+def test_a_settled_status_is_not_written_again(api: FakeApi) -> None:
+    run(api, migration())
+    written = api.patches[-1]
+    api.patches.clear()
+    cache = Cache()
+    cache.put_job(next(iter(api.jobs.values())))
+    run(api, migration(**written), cache)
+    assert api.patches == []
+
+
+def test_missing_secret_stalls_with_a_clear_reason(api: FakeApi) -> None:
+    api.secrets.clear()
+    events = run(api, migration())
+    assert api.jobs == {}
+    (ready,) = [c for c in api.patches[0]["conditions"] if c["type"] == "Ready"]
+    assert ready["reason"] == "SecretNotFound"
+    assert "shop-db" in ready["message"]
+    assert [e.reason for e in events] == ["Stalled"]
+
+
+def test_missing_config_map_stalls(api: FakeApi) -> None:
+    api.config_maps.clear()
+    run(api, migration())
+    (stalled,) = [c for c in api.patches[0]["conditions"] if c["type"] == "Stalled"]
+    assert stalled["reason"] == "ConfigMapNotFound"
+
+
+def test_editing_the_config_map_changes_the_job_name(api: FakeApi) -> None:
+    run(api, migration())
+    api.config_maps[("shop", "shop-migrations")] = {"V1__init.sql": "create table t (id bigint);"}
+    run(api, migration())
+    assert len(api.jobs) == 2
+
+
+def test_the_database_url_never_reaches_status_events_or_the_job(api: FakeApi) -> None:
+    events = run(api, migration())
+    visible = repr(api.patches) + repr(events) + repr(api.jobs)
+    assert "s3cret-pass" not in visible
+    assert base64.b64encode(b"s3cret-pass").decode() not in visible
+
+
+def test_status_patch_nulls_dropped_keys() -> None:
+    patch = reconcile.status_patch(
+        {"activeJob": {"name": "j"}, "failures": 1}, {"failures": 1, "appliedRevision": "2"}
+    )
+    assert patch == {"activeJob": None, "appliedRevision": "2"}
+    assert reconcile.status_patch({"a": 1}, {"a": 1}) == {}
