@@ -65,9 +65,21 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         default=os.environ.get("LOCKSTEP_RUNNER_IMAGE", constants.DEFAULT_RUNNER_IMAGE),
         help="image for built-in SQL/Alembic runs (default: %(default)s)",
     )
-    command.add_argument(
-        "--liveness", default="http://0.0.0.0:8080/healthz", help="health endpoint URL"
+    command.add_argument("--http-port", type=int, default=8080, help="/healthz and /metrics port")
+    election = command.add_argument_group("leader election (Lease)")
+    election.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reconcile only while holding the Lease (default: on)",
     )
+    election.add_argument("--lease-name", default="lockstep-leader")
+    election.add_argument(
+        "--lease-namespace", default=None, help="default: $POD_NAMESPACE or the pod's namespace"
+    )
+    election.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
+    election.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
+    election.add_argument("--retry-period", type=float, default=2.0, help="seconds")
     command.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     command.set_defaults(handler=_operator)
 
@@ -120,14 +132,29 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _operator(args: argparse.Namespace) -> int:
-    from lockstep import operator_main
+    from lockstep import leader, operator_main
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        election = leader.ElectionConfig(
+            lease_name=args.lease_name,
+            namespace=args.lease_namespace or operator_main.default_namespace(),
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return operator_main.run(
-        namespaces=list(args.namespace),
-        kubeconfig=args.kubeconfig,
-        runner_image=args.runner_image,
-        liveness=args.liveness,
+        operator_main.OperatorOptions(
+            namespaces=tuple(args.namespace),
+            kubeconfig=args.kubeconfig,
+            runner_image=args.runner_image,
+            http_port=args.http_port,
+            leader_election=args.leader_election,
+            election=election,
+        )
     )
 
 

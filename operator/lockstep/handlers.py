@@ -19,7 +19,12 @@ cache = Cache()
 
 
 def _emit(body: Mapping[str, Any], event: planning.Event) -> None:
-    kopf.event(kopf.Body(cast(kopf.RawBody, dict(body))), type=event.type, reason=event.reason, message=event.message)
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, dict(body))),
+        type=event.type,
+        reason=event.reason,
+        message=event.message,
+    )
 
 
 reconciler = Reconciler(cache=cache, emit=_emit)

@@ -142,3 +142,47 @@ def read_log_tail(namespace: str, pod: str, container: str, limit_bytes: int) ->
     except ApiException:
         return ""
     return text[-limit_bytes:]
+
+
+@functools.cache
+def _coordination() -> client.CoordinationV1Api:
+    return client.CoordinationV1Api()
+
+
+def read_lease(namespace: str, name: str) -> tuple[dict[str, Any], str] | None:
+    """The Lease's spec and resourceVersion, or None when there is no Lease yet."""
+    try:
+        response = _coordination().read_namespaced_lease(name, namespace, _preload_content=False)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise _translate(error, f"Lease {namespace}/{name}") from None
+    lease = json.loads(cast(Any, response).data)
+    return dict(lease.get("spec") or {}), str(lease["metadata"]["resourceVersion"])
+
+
+def write_lease(
+    namespace: str, name: str, spec: Mapping[str, Any], resource_version: str | None
+) -> None:
+    """Create the Lease, or replace it only if nobody changed it since `resource_version`.
+
+    The optimistic concurrency of the replace is what makes two replicas unable to both win.
+    """
+    body: dict[str, Any] = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {constants.LABEL_NAME: "lockstep", constants.LABEL_PART_OF: "lockstep"},
+        },
+        "spec": dict(spec),
+    }
+    try:
+        if resource_version is None:
+            _coordination().create_namespaced_lease(namespace, body)  # type: ignore[arg-type]
+        else:
+            body["metadata"]["resourceVersion"] = resource_version
+            _coordination().replace_namespaced_lease(name, namespace, body)  # type: ignore[arg-type]
+    except ApiException as error:
+        raise _translate(error, f"Lease {namespace}/{name}") from None

@@ -1,32 +1,116 @@
-"""Start the Kopf operator with Lockstep's handlers (the `lockstep operator` command)."""
+"""`lockstep operator`: HTTP endpoints on every replica, Kopf only on the Lease holder."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import kopf
 
-from lockstep import kube
+from lockstep import election, kube, leader, metrics, serving
+
+log = logging.getLogger("lockstep.operator")
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+EXIT_LOST_LEADERSHIP = 3
 
 
-def run(
-    namespaces: list[str], kubeconfig: str | None, runner_image: str, liveness: str | None
-) -> int:
-    if kubeconfig:
+@dataclass(frozen=True)
+class OperatorOptions:
+    namespaces: tuple[str, ...] = ()
+    kubeconfig: str | None = None
+    runner_image: str = ""
+    http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
+    http_port: int = 8080
+    leader_election: bool = True
+    election: leader.ElectionConfig = field(default_factory=leader.ElectionConfig)
+
+
+def default_namespace() -> str:
+    """Where the Lease lives: $POD_NAMESPACE, the pod's own namespace, else `default`."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    with contextlib.suppress(OSError):
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    return "default"
+
+
+def identity() -> str:
+    return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
+def run(options: OperatorOptions) -> int:
+    if options.kubeconfig:
         # Kopf logs in through the kubernetes client, which reads $KUBECONFIG.
-        os.environ["KUBECONFIG"] = kubeconfig
-    kube.load_config(kubeconfig)
+        os.environ["KUBECONFIG"] = options.kubeconfig
+    kube.load_config(options.kubeconfig)
+    return asyncio.run(_main(options))
 
+
+async def _main(options: OperatorOptions) -> int:
     from lockstep import handlers  # registers the handlers with Kopf
 
-    handlers.reconciler.runner_image = runner_image
-    asyncio.run(
-        kopf.operator(
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            liveness_endpoint=liveness,
-        )
+    if options.runner_image:
+        handlers.reconciler.runner_image = options.runner_image
+    http = await serving.start(options.http_host, options.http_port)
+    stop = asyncio.Event()
+    try:
+        if not options.leader_election:
+            metrics.set_leader(True, options.election.lease_name)
+            await _run_kopf(options, stop)
+            return 0
+        return await _lead(options, stop)
+    finally:
+        await http.cleanup()
+
+
+async def _lead(options: OperatorOptions, stop: asyncio.Event) -> int:
+    elector = election.Elector(
+        options.election,
+        identity(),
+        on_change=lambda is_leader: metrics.set_leader(is_leader, options.election.lease_name),
     )
+    metrics.set_leader(False, options.election.lease_name)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if not await _first(elector.acquire(), stop.wait()):
+        return 0  # asked to stop while standing by
+    keeper = asyncio.create_task(elector.keep())
+    operator = asyncio.create_task(_run_kopf(options, stop))
+    done, _ = await asyncio.wait({keeper, operator}, return_when=asyncio.FIRST_COMPLETED)
+    if keeper in done:
+        # Another replica may already be leading: stop acting this instant and restart clean.
+        log.error("leadership lost: exiting so that this replica restarts as a standby")
+        logging.shutdown()
+        os._exit(EXIT_LOST_LEADERSHIP)
+    keeper.cancel()
+    await elector.release()
     return 0
+
+
+async def _run_kopf(options: OperatorOptions, stop: asyncio.Event) -> None:
+    await kopf.operator(
+        standalone=True,
+        clusterwide=not options.namespaces,
+        namespaces=list(options.namespaces),
+        stop_flag=stop,
+    )
+
+
+async def _first(wanted: Awaitable[object], other: Awaitable[object]) -> bool:
+    """Await two coroutines; True if `wanted` finished first. The other is cancelled."""
+    first = asyncio.ensure_future(wanted)
+    second = asyncio.ensure_future(other)
+    done, pending = await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return first in done

@@ -98,7 +98,9 @@ class Reconciler:
         try:
             spec = parse_spec(body.get("spec") or {})
         except SpecError as invalid:
-            return replace(base, config_error=planning.ConfigError("InvalidSpec", str(invalid))), None
+            return replace(
+                base, config_error=planning.ConfigError("InvalidSpec", str(invalid))
+            ), None
         inputs = await self._gather_inputs(namespace, spec)
         if isinstance(inputs, planning.ConfigError):
             return replace(base, spec=spec, config_error=inputs), None
@@ -190,7 +192,7 @@ class Reconciler:
                 asyncio.to_thread(revisions.read_revision, spec.tool, url),
                 REVISION_READ_TIMEOUT_SECONDS,
             )
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure falls back to the Job's report
             log.warning("could not read the version table: %s", type(error).__name__)
             return None
 
