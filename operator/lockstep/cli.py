@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_operator(commands)
     _add_run(commands)
     _add_apply(commands)
+    _add_lock(commands)
     return parser
 
 
@@ -98,6 +99,11 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--allow-downgrade", action="store_true", help="allow going down to --target"
     )
     command.add_argument("--lock-wait-seconds", type=float, default=600.0)
+    command.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="do not take the migration lock (a `lockstep lock` sidecar in this pod holds it)",
+    )
     command.add_argument("--statement-lock-timeout", default="5s")
     command.add_argument(
         "--result-file",
@@ -129,6 +135,35 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     command.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     command.set_defaults(handler=_apply)
+
+
+def _add_lock(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "lock",
+        help="hold the migration lock of $DATABASE_URL until stopped (the Job's lock sidecar)",
+    )
+    command.add_argument("--wait-seconds", type=float, default=600.0, help="give up after this")
+    command.add_argument(
+        "--ready-file",
+        type=Path,
+        default=Path("/run/lockstep/locked"),
+        help="written once the lock is held (the startup probe checks it)",
+    )
+    command.add_argument("--probe", action="store_true", help="exit 0 if the lock is held")
+    command.set_defaults(handler=_lock)
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from lockstep import lock_sidecar
+
+    if args.probe:
+        return lock_sidecar.probe(args.ready_file)
+    url = os.environ.get(constants.DATABASE_URL_ENV)
+    if not url:
+        print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO)
+    return lock_sidecar.hold(url, args.wait_seconds, args.ready_file)
 
 
 def _operator(args: argparse.Namespace) -> int:
@@ -181,6 +216,7 @@ def _run(args: argparse.Namespace) -> int:
         allow_downgrade=args.allow_downgrade,
         lock_wait_seconds=args.lock_wait_seconds,
         statement_lock_timeout=args.statement_lock_timeout,
+        take_lock=not args.no_lock,
     )
     try:
         result = runner.run(request)
