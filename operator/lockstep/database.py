@@ -1,0 +1,286 @@
+"""Database URLs, identities and engines.
+
+A database URL carries a password, so it never reaches a log line or an
+exception message as is: everything here that reports a URL reports
+:func:`redact_url` of it, and :class:`DatabaseIdentity` holds no credentials
+at all.
+
+This module is also the bottom of the error hierarchy: :class:`LockstepError`
+is the base of every error a person reads (the runner re-exports it as
+``lockstep.runner.RunnerError``).  It lives here, not in the runner, because
+the lock and the SQL file loader raise such errors too and sit below the runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal, get_args
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc, pool
+from sqlalchemy.engine import URL, Engine, make_url
+
+EngineName = Literal["postgresql", "mysql", "mariadb", "sqlite"]
+ENGINES: Final[tuple[str, ...]] = get_args(EngineName)
+Family = Literal["postgresql", "mysql", "sqlite"]
+
+DEFAULT_PORTS: Final[dict[str, int]] = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+CONNECT_TIMEOUT_SECONDS: Final = 10
+ACCEPTED_URL_FORMS: Final = (
+    "postgresql://user:password@host:5432/db (also postgres://, postgresql+psycopg://), "
+    "mysql://user:password@host:3306/db (also mysql+pymysql://), "
+    "mariadb://user:password@host:3306/db, sqlite:///path/to/file.db"
+)
+# Drivers Lockstep ships: whatever driver a URL names, it is served by these.
+_DRIVERS: Final[dict[Family, str]] = {
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "sqlite": "sqlite+pysqlite",
+}
+_SCHEMES: Final[dict[str, EngineName]] = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mariadb",
+    "sqlite": "sqlite",
+}
+_MYSQL_LOCK_NAME_MAX: Final = 64
+
+
+class LockstepError(Exception):
+    """An error a person reads: the message says what, where and what to do.
+
+    ``reason`` is a CamelCase word the operator copies into condition reasons.
+    """
+
+    reason: ClassVar[str] = "Error"
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# The class names double as condition reasons, hence no "Error" suffix (N818).
+class InvalidDatabaseUrl(LockstepError):  # noqa: N818
+    reason = "InvalidDatabaseUrl"
+
+
+class DatabaseUnavailable(LockstepError):  # noqa: N818
+    reason = "DatabaseUnavailable"
+
+
+@dataclass(frozen=True)
+class DatabaseIdentity:
+    """Which database a URL points at, without credentials.
+
+    For SQLite, ``host`` is empty, ``port`` is None and ``database`` is the
+    absolute path of the file (or ``:memory:``).
+    """
+
+    engine: EngineName
+    host: str
+    port: int | None
+    database: str
+
+    @property
+    def family(self) -> Family:
+        """The wire protocol: what decides SQL dialect, driver and lock kind."""
+        return family_of(self.engine)
+
+    def __str__(self) -> str:
+        if self.engine == "sqlite":
+            return f"sqlite:///{self.database}"
+        return f"{self.engine}://{self.host}:{self.port}/{self.database}"
+
+
+def family_of(engine: EngineName) -> Family:
+    """MariaDB speaks MySQL's protocol, and so do its locks."""
+    return "mysql" if engine == "mariadb" else engine
+
+
+# --------------------------------------------------------------------------- redaction
+
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/?#@:]*):(?P<pw>[^@/]*)@")
+_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)[^&#]*", re.I)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``; safe on malformed URLs."""
+    redacted = _USERINFO_PASSWORD.sub(r"\g<head>:***@", url)
+    return _QUERY_SECRET.sub(r"\g<key>***", redacted)
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove ``url``'s password from ``text`` (a driver's error message, say).
+
+    Drivers do not usually echo passwords, but an error message goes to a
+    Kubernetes condition that many people can read, so belt and braces.
+    Passwords shorter than 4 characters are left alone: replacing every "a"
+    would make the message unreadable and such a password protects nothing.
+    """
+    try:
+        password = make_url(url).password
+    except (exc.ArgumentError, ValueError):
+        password = None
+    text = text.replace(url, redact_url(url))
+    if password and len(password) >= 4:
+        text = text.replace(password, "***")
+    return text
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except (exc.ArgumentError, ValueError):
+        # SQLAlchemy's message quotes the whole URL, password included; and a
+        # string that is no URL at all may be a bare password: show neither.
+        scheme = url.split("://", 1)[0] if "://" in url else None
+        shown = f"(scheme {scheme!r}, rest not shown)" if scheme else "(not shown)"
+        raise InvalidDatabaseUrl(
+            f"cannot parse the database URL {shown}; expected one of: {ACCEPTED_URL_FORMS}"
+        ) from None
+
+
+def _engine_of(parsed: URL, url: str) -> EngineName:
+    scheme = parsed.drivername.split("+", 1)[0].lower()
+    engine = _SCHEMES.get(scheme)
+    if engine is None:
+        raise InvalidDatabaseUrl(
+            f"unsupported database URL scheme {scheme!r} in {redact_url(url)!r}; "
+            f"expected one of: {ACCEPTED_URL_FORMS}"
+        )
+    return engine
+
+
+def identity_from_url(url: str) -> DatabaseIdentity:
+    """Parse ``url`` into a :class:`DatabaseIdentity` (raises :class:`InvalidDatabaseUrl`)."""
+    parsed = _parse(url)
+    engine = _engine_of(parsed, url)
+    if engine == "sqlite":
+        path = parsed.database or ":memory:"
+        if path != ":memory:":
+            path = str(Path(path).absolute())
+        return DatabaseIdentity(engine="sqlite", host="", port=None, database=path)
+    if not parsed.database:
+        raise InvalidDatabaseUrl(
+            f"database URL {redact_url(url)!r} names no database; add it as the path, "
+            f"e.g. {engine}://user:password@host/mydb"
+        )
+    return DatabaseIdentity(
+        engine=engine,
+        host=(parsed.host or "localhost").lower(),
+        port=parsed.port or DEFAULT_PORTS[engine],
+        database=parsed.database,
+    )
+
+
+def database_key(identity: DatabaseIdentity) -> str:
+    """A stable 16-hex-digit key, usable as a Kubernetes label value.
+
+    Uses the protocol family, so ``mysql://`` and ``mariadb://`` URLs of one
+    server get the same key (one Job at a time per database).
+    """
+    material = f"{identity.family}\0{identity.host}\0{identity.port or ''}\0{identity.database}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def advisory_lock_id(identity: DatabaseIdentity) -> int:
+    """Signed 64-bit key for ``pg_advisory_lock``.
+
+    Derived from the database name only: PostgreSQL scopes advisory locks to
+    the database already, and two URLs that reach one server under different
+    host names must still compete for the same lock.
+    """
+    digest = hashlib.sha256(f"lockstep:{identity.database}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def advisory_lock_name(identity: DatabaseIdentity) -> str:
+    """Name for MySQL/MariaDB ``GET_LOCK`` (at most 64 characters).
+
+    ``GET_LOCK`` names are server-wide, so the name carries the database name
+    (hashed when it would not fit), but not the host, for the reason given in
+    :func:`advisory_lock_id`.
+    """
+    readable = f"lockstep:{identity.database}"
+    if len(readable) <= _MYSQL_LOCK_NAME_MAX:
+        return readable
+    return "lockstep:" + hashlib.sha256(identity.database.encode()).hexdigest()[:40]
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def driver_url(url: str) -> URL:
+    """``url`` rewritten to the driver Lockstep ships for its engine."""
+    parsed = _parse(url)
+    family = family_of(_engine_of(parsed, url))
+    driven = parsed.set(drivername=_DRIVERS[family])
+    if family == "mysql" and "charset" not in driven.query:
+        driven = driven.update_query_dict({"charset": "utf8mb4"})
+    return driven
+
+
+def _connect_args(family: Family) -> dict[str, Any]:
+    if family == "postgresql":
+        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "lockstep"}
+    if family == "mysql":
+        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return {}
+
+
+def make_engine(url: str, *, pooled: bool = False) -> Engine:
+    """A SQLAlchemy engine for ``url`` using the bundled drivers.
+
+    The runner and the lock use the default ``pooled=False`` (NullPool): each
+    connection is closed for real when returned, so session settings such as
+    ``lock_timeout`` never leak and a lock's connection dies with its holder.
+    Long-lived callers (the operator's version reader) pass ``pooled=True``.
+    """
+    driven = driver_url(url)
+    family = identity_from_url(url).family
+    options: dict[str, Any] = {"connect_args": _connect_args(family)}
+    if pooled and family != "sqlite":
+        options.update(pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300)
+    else:
+        options["poolclass"] = pool.NullPool
+    engine = sa.create_engine(driven, **options)
+    if family == "sqlite":
+        _enable_sqlite_transactional_ddl(engine)
+    return engine
+
+
+def _enable_sqlite_transactional_ddl(engine: Engine) -> None:
+    """Make ``BEGIN`` cover DDL on SQLite.
+
+    Python's sqlite3 module only opens a transaction before DML, so a
+    ``CREATE TABLE`` would commit on its own and a failed migration file could
+    not be rolled back.  Taking transaction control away from the driver and
+    emitting ``BEGIN`` ourselves is SQLAlchemy's documented remedy.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _explicit_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def connect(engine: Engine, url: str) -> sa.Connection:
+    """Open a connection, turning driver failures into :class:`DatabaseUnavailable`."""
+    try:
+        return engine.connect()
+    except exc.DBAPIError as error:
+        detail = scrub(str(error.orig).strip().splitlines()[0] if error.orig else "", url)
+        raise DatabaseUnavailable(
+            f"cannot connect to {redact_url(url)}: {detail}; check that the server is up, "
+            f"reachable from this pod, and that the URL's user and password are right"
+        ) from None

@@ -1,0 +1,26 @@
+"""Migration tool adapters, one module per tool; :func:`get_adapter` picks one by name."""
+
+from __future__ import annotations
+
+from lockstep.tools import alembic, sql
+from lockstep.tools.base import DowngradeUnsupported, ToolAdapter, UnknownTool
+
+__all__ = ["DowngradeUnsupported", "ToolAdapter", "UnknownTool", "get_adapter", "tool_names"]
+
+_ADAPTERS: dict[str, ToolAdapter] = {
+    adapter.name: adapter for adapter in (sql.SqlAdapter(), alembic.AlembicAdapter())
+}
+
+
+def tool_names() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def get_adapter(tool_name: str) -> ToolAdapter:
+    """The adapter for ``spec.tool``; :class:`UnknownTool` names the known tools."""
+    try:
+        return _ADAPTERS[tool_name]
+    except KeyError:
+        raise UnknownTool(
+            f"unknown migration tool {tool_name!r}; Lockstep supports: {', '.join(tool_names())}"
+        ) from None

@@ -1,0 +1,44 @@
+"""Alembic scripts, run by Lockstep's runner through Alembic's Python API.
+
+The user's ``env.py`` must use the connection Lockstep passes in, so that the
+migration runs on the connection that has ``lock_timeout`` set (see
+``tests/fixtures/alembic_basic/env.py`` for a complete example)::
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:  # run by Lockstep (or any caller that shares a connection)
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    else:
+        ...  # the usual engine_from_config(...) branch
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Final
+
+import sqlalchemy as sa
+
+from lockstep.tools import base
+
+VERSION_TABLE: Final = "alembic_version"
+
+
+class AlembicAdapter(base.ToolAdapter):
+    name: ClassVar[str] = "alembic"
+    version_table: ClassVar[str] = VERSION_TABLE
+    builtin: ClassVar[bool] = True
+
+    def upgrade_command(self, target: str) -> list[str]:
+        return base.builtin_run_command(self.name, target, downgrade=False)
+
+    def downgrade_command(self, target: str) -> list[str]:
+        return base.builtin_run_command(self.name, target, downgrade=True)
+
+    def read_applied_revision(self, connection: sa.Connection) -> str | None:
+        """The current revision; several heads (branches) are joined with commas, sorted."""
+        if not base.has_table(connection, VERSION_TABLE):
+            return None
+        table = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
+        heads = sorted(connection.execute(sa.select(table.c.version_num)).scalars())
+        return ",".join(heads) or None

@@ -1,0 +1,80 @@
+"""The interface every migration tool adapter implements.
+
+An adapter knows how to run its tool in a migration Job (the commands) and
+where the tool records what it applied (the version table).  Everything is
+pure except :meth:`ToolAdapter.read_applied_revision`, the one place that
+talks to the database.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar, Final
+
+import sqlalchemy as sa
+
+from lockstep.database import LockstepError
+
+# Where the Job mounts a built-in source (the ConfigMap) for Lockstep's own runner.
+BUILTIN_SOURCE_DIR: Final = "/migrations"
+
+
+class DowngradeUnsupported(LockstepError):  # noqa: N818 - the name is the condition reason
+    """The tool cannot go down; the message says what to do instead."""
+
+    reason = "DowngradeUnsupported"
+
+
+class UnknownTool(LockstepError):  # noqa: N818 - the name is the condition reason
+    reason = "UnknownTool"
+
+
+class ToolAdapter(abc.ABC):
+    """One migration tool.
+
+    ``name`` is the value of ``spec.tool``; ``version_table`` the table in
+    which the tool records applied migrations.  ``builtin`` adapters run
+    through ``lockstep run`` in Lockstep's image; the others run the tool that
+    ships in the user's image.
+    """
+
+    name: ClassVar[str]
+    version_table: ClassVar[str]
+    builtin: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def upgrade_command(self, target: str) -> list[str]:
+        """The container command that brings the database up to ``target``."""
+
+    @abc.abstractmethod
+    def downgrade_command(self, target: str) -> list[str]:
+        """The container command that brings the database down to ``target``.
+
+        Raises :class:`DowngradeUnsupported` when the tool cannot.
+        """
+
+    @abc.abstractmethod
+    def read_applied_revision(self, connection: sa.Connection) -> str | None:
+        """The revision the database is at; None when the table is missing or empty."""
+
+
+def has_table(connection: sa.Connection, table: str) -> bool:
+    """Whether ``table`` exists in the connection's default schema."""
+    return sa.inspect(connection).has_table(table)
+
+
+def builtin_run_command(tool: str, target: str, *, downgrade: bool) -> list[str]:
+    """``lockstep run`` for the built-in runner, reading the source from the Job's mount."""
+    command = [
+        "lockstep",
+        "run",
+        "--tool",
+        tool,
+        "--source",
+        BUILTIN_SOURCE_DIR,
+        "--target",
+        target,
+    ]
+    if downgrade:
+        command.append("--allow-downgrade")
+    return command

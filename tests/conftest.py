@@ -1,0 +1,92 @@
+"""Shared fixtures: real databases for the integration tests.
+
+The session starts (or reuses) a private PostgreSQL and MariaDB through
+``testbed.databases`` the first time a test asks for one; unit tests never do.
+Every test gets its own fresh, empty, uniquely named database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pymysql
+import pytest
+from sqlalchemy.engine import make_url
+
+from testbed import databases
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ENGINES = ("postgresql", "mariadb", "sqlite")
+
+
+def _unique_name() -> str:
+    return f"lockstep_test_{uuid.uuid4().hex[:12]}"
+
+
+def _with_database(admin_url: str, name: str) -> str:
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A superuser URL of the private PostgreSQL server."""
+    return databases.ensure_postgres()
+
+
+@pytest.fixture(scope="session")
+def mariadb_admin_url() -> str:
+    """A URL (no database) of a user with all privileges on the private MariaDB server."""
+    return databases.ensure_mariadb()
+
+
+@pytest.fixture
+def pg_url(postgres_admin_url: str) -> Iterator[str]:
+    name = _unique_name()
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(postgres_admin_url, name)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        # FORCE: a test that failed may have left a connection (or a held lock) behind.
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _mariadb_admin(admin_url: str) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
+    url = make_url(admin_url)
+    return pymysql.connect(
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        autocommit=True,
+    )
+
+
+@pytest.fixture
+def mariadb_url(mariadb_admin_url: str) -> Iterator[str]:
+    name = _unique_name()
+    with _mariadb_admin(mariadb_admin_url) as admin, admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+    yield _with_database(mariadb_admin_url, name)
+    with _mariadb_admin(mariadb_admin_url) as admin, admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'lockstep-test.db'}"
+
+
+@pytest.fixture(params=ENGINES, ids=ENGINES)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each engine in turn; only the engine's server is started."""
+    fixture = {"postgresql": "pg_url", "mariadb": "mariadb_url", "sqlite": "sqlite_url"}
+    url: str = request.getfixturevalue(fixture[request.param])
+    return url

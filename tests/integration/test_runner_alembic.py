@@ -1,0 +1,206 @@
+"""The built-in runner with Alembic scripts, on PostgreSQL, MariaDB and SQLite."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from lockstep import database, lock, runner, tools
+from lockstep.runner import RunRequest, RunResult
+
+pytestmark = pytest.mark.integration
+
+REVISIONS = ["a1000001", "a1000002", "a1000003"]
+BROKEN_REVISION = '''"""A revision that fails half-way."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "a1000004"
+down_revision = "a1000003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("half_done", sa.Column("id", sa.Integer, primary_key=True))
+    op.execute("INSERT INTO no_such_table (id) VALUES (1)")
+
+
+def downgrade() -> None:
+    op.drop_table("half_done")
+'''
+
+
+@pytest.fixture
+def scripts(fixtures_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the shop's Alembic scripts that a test may edit."""
+    return Path(shutil.copytree(fixtures_dir / "alembic" / "shop", tmp_path / "alembic"))
+
+
+def run(url: str, source: Path, target: str = "head", **options: Any) -> RunResult:
+    settings: dict[str, Any] = {"lock_wait_seconds": 10.0, "statement_lock_timeout": "5s"}
+    settings.update(options)
+    return runner.run(
+        RunRequest(tool="alembic", source_dir=source, database_url=url, target=target, **settings)
+    )
+
+
+def inspect(url: str) -> tuple[set[str], set[str], str | None]:
+    """Tables, the columns of customers (if any), and the revision Alembic recorded."""
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            inspector = sa.inspect(connection)
+            names = set(inspector.get_table_names())
+            customer_columns = (
+                {c["name"] for c in inspector.get_columns("customers")}
+                if "customers" in names
+                else set()
+            )
+            revision = tools.get_adapter("alembic").read_applied_revision(connection)
+            return names, customer_columns, revision
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_head(db_url: str, scripts: Path) -> None:
+    result = run(db_url, scripts)
+    assert (result.tool, result.direction) == ("alembic", "up")
+    assert (result.from_revision, result.to_revision) == (None, "a1000003")
+    assert result.applied == REVISIONS
+    names, customer_columns, revision = inspect(db_url)
+    assert names == {"alembic_version", "customers", "orders"}
+    assert customer_columns == {"id", "name", "email"}
+    assert revision == "a1000003"
+
+
+def test_rerun_at_head_does_nothing(db_url: str, scripts: Path) -> None:
+    run(db_url, scripts)
+    again = run(db_url, scripts)
+    assert (again.direction, again.from_revision, again.to_revision) == (
+        "none",
+        "a1000003",
+        "a1000003",
+    )
+    assert again.applied == []
+
+
+def test_upgrade_step_by_step(db_url: str, scripts: Path) -> None:
+    assert run(db_url, scripts, target="a1000001").applied == ["a1000001"]
+    second = run(db_url, scripts, target="head")
+    assert (second.from_revision, second.applied) == ("a1000001", ["a1000002", "a1000003"])
+
+
+def test_downgrade_to_a_revision(db_url: str, scripts: Path) -> None:
+    run(db_url, scripts)
+    result = run(db_url, scripts, target="a1000001", allow_downgrade=True)
+    assert (result.direction, result.from_revision, result.to_revision) == (
+        "down",
+        "a1000003",
+        "a1000001",
+    )
+    assert result.applied == ["a1000003", "a1000002"]
+    names, customer_columns, revision = inspect(db_url)
+    assert names == {"alembic_version", "customers"}
+    assert customer_columns == {"id", "name"}
+    assert revision == "a1000001"
+
+
+def test_downgrade_to_base(db_url: str, scripts: Path) -> None:
+    run(db_url, scripts)
+    result = run(db_url, scripts, target="base", allow_downgrade=True)
+    assert (result.direction, result.to_revision) == ("down", None)
+    assert result.applied == list(reversed(REVISIONS))
+    names, _, revision = inspect(db_url)
+    assert names == {"alembic_version"}
+    assert revision is None
+
+
+def test_downgrade_forbidden(db_url: str, scripts: Path) -> None:
+    run(db_url, scripts)
+    with pytest.raises(runner.DowngradeForbidden) as caught:
+        run(db_url, scripts, target="a1000001")
+    assert "would undo a1000003, a1000002" in str(caught.value)
+    assert inspect(db_url)[2] == "a1000003"
+
+
+def test_unknown_target_lists_revisions(sqlite_url: str, scripts: Path) -> None:
+    with pytest.raises(runner.InvalidTarget) as caught:
+        run(sqlite_url, scripts, target="ffff")
+    assert "known revisions (newest first): a1000003, a1000002, a1000001" in str(caught.value)
+
+
+def test_not_an_alembic_directory(sqlite_url: str, tmp_path: Path) -> None:
+    with pytest.raises(runner.InvalidSource, match=r"env\.py is missing"):
+        run(sqlite_url, tmp_path)
+
+
+def test_database_ahead_of_the_scripts(sqlite_url: str, scripts: Path) -> None:
+    run(sqlite_url, scripts)
+    (scripts / "versions" / "a1000003_customer_email.py").unlink()
+    with pytest.raises(runner.InvalidSource, match="revision a1000003, which is not in"):
+        run(sqlite_url, scripts)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql", "sqlite"], indirect=True)
+def test_failed_revision_is_rolled_back(db_url: str, scripts: Path) -> None:
+    run(db_url, scripts)
+    (scripts / "versions" / "a1000004_broken.py").write_text(BROKEN_REVISION)
+    with pytest.raises(runner.MigrationFailed) as caught:
+        run(db_url, scripts)
+    assert "no_such_table" in str(caught.value)
+    assert "stays at revision a1000003" in str(caught.value)
+    names, _, revision = inspect(db_url)
+    assert "half_done" not in names
+    assert revision == "a1000003"
+
+
+def test_failed_revision_on_mariadb_warns_about_ddl(mariadb_url: str, scripts: Path) -> None:
+    run(mariadb_url, scripts)
+    (scripts / "versions" / "a1000004_broken.py").write_text(BROKEN_REVISION)
+    with pytest.raises(runner.MigrationFailed, match="cannot roll back DDL"):
+        run(mariadb_url, scripts)
+    assert inspect(mariadb_url)[2] == "a1000003"
+
+
+def test_waits_for_the_lock_like_sql(db_url: str, scripts: Path) -> None:
+    identity = database.identity_from_url(db_url)
+    engine = database.make_engine(db_url)
+    with (
+        engine.connect() as other,
+        lock.hold_advisory_lock(other, identity, 0),
+        pytest.raises(runner.LockTimeout),
+    ):
+        run(db_url, scripts, lock_wait_seconds=0.2)
+    engine.dispose()
+    assert inspect(db_url)[2] is None
+    assert run(db_url, scripts).applied == REVISIONS
+
+
+def test_runs_on_lockstep_s_connection_with_its_lock_timeout(pg_url: str, scripts: Path) -> None:
+    """env.py uses the connection Lockstep passes, so statement_lock_timeout applies."""
+    run(pg_url, scripts)
+    (scripts / "versions" / "a1000004_phone.py").write_text(
+        BROKEN_REVISION.replace(
+            'op.create_table("half_done", sa.Column("id", sa.Integer, primary_key=True))\n'
+            '    op.execute("INSERT INTO no_such_table (id) VALUES (1)")',
+            'op.add_column("customers", sa.Column("phone", sa.String(40)))',
+        )
+    )
+    engine = database.make_engine(pg_url)
+    with engine.connect() as application:
+        application.exec_driver_sql("SELECT * FROM customers")  # holds a lock until rollback
+        started = time.monotonic()
+        with pytest.raises(runner.MigrationFailed) as caught:
+            run(pg_url, scripts, statement_lock_timeout="300ms")
+        assert time.monotonic() - started < 5
+        application.rollback()
+    engine.dispose()
+    assert "lock timeout" in str(caught.value)
+    assert inspect(pg_url)[2] == "a1000003"
