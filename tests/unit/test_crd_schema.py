@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import copy
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celpy.evaluation import CELEvalError
 
-# tests/support is not a package on pytest's pythonpath (pyproject lists operator/ and tools/).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-
 import crd_eval
-from crd_eval import FieldError, InvalidCase, ValidCase
-
 import gen_crd_docs
+from crd_eval import FieldError, InvalidCase, ValidCase
 
 CRD = crd_eval.load_crd()
 SCHEMA = crd_eval.version_schema(CRD)

@@ -1,0 +1,173 @@
+"""Small helpers for e2e tests: apply objects, wait for conditions, read DatabaseMigrations."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from kubernetes import client, utils
+from kubernetes.client.exceptions import ApiException
+
+GROUP, VERSION, PLURAL = "lockstep.dev", "v1alpha1", "databasemigrations"
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "crds" / "databasemigrations.yaml"
+
+T = TypeVar("T")
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+def apply_crds(api: client.ApiClient) -> None:
+    """Create or replace the CRD from crds/, then wait until it is Established."""
+    extensions = client.ApiextensionsV1Api(api)
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    name = crd["metadata"]["name"]
+    try:
+        current = extensions.read_custom_resource_definition(name)
+        crd["metadata"]["resourceVersion"] = current.metadata.resource_version
+        extensions.replace_custom_resource_definition(name, crd)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        extensions.create_custom_resource_definition(crd)
+
+    def established() -> bool:
+        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(f"CRD {name} Established", established, timeout=30)
+
+
+def create_secret(
+    api: client.ApiClient, namespace: str, name: str, data: Mapping[str, str]
+) -> None:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace, {"metadata": {"name": name}, "data": encoded}
+    )
+
+
+def create_config_map(
+    api: client.ApiClient, namespace: str, name: str, data: Mapping[str, str]
+) -> None:
+    client.CoreV1Api(api).create_namespaced_config_map(
+        namespace, {"metadata": {"name": name}, "data": dict(data)}
+    )
+
+
+def replace_config_map(
+    api: client.ApiClient, namespace: str, name: str, data: Mapping[str, str]
+) -> None:
+    client.CoreV1Api(api).patch_namespaced_config_map(name, namespace, {"data": dict(data)})
+
+
+def create_objects(
+    api: client.ApiClient, namespace: str, documents: Iterable[dict[str, Any]]
+) -> None:
+    """Create built-in kinds with the client's utils and DatabaseMigrations as custom objects."""
+    for document in documents:
+        if document.get("kind") == "DatabaseMigration":
+            create_migration(api, namespace, document)
+        else:
+            utils.create_from_dict(api, document, namespace=namespace)
+
+
+def create_migration(
+    api: client.ApiClient, namespace: str, body: Mapping[str, Any]
+) -> dict[str, Any]:
+    body = dict(body)
+    body.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+    body.setdefault("kind", "DatabaseMigration")
+    body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}
+    created: dict[str, Any] = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+    return created
+
+
+def get_migration(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return result
+
+
+def patch_migration(
+    api: client.ApiClient, namespace: str, name: str, patch: Mapping[str, Any]
+) -> dict[str, Any]:
+    result: dict[str, Any] = client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, dict(patch)
+    )
+    return result
+
+
+def delete_migration(api: client.ApiClient, namespace: str, name: str) -> None:
+    client.CustomObjectsApi(api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+
+
+def condition(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    for item in (body.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None
+
+
+def wait_for_condition(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    kind: str,
+    status: str = "True",
+    reason: str | None = None,
+    timeout: float = 90.0,
+) -> dict[str, Any]:
+    """Wait until condition `kind` has `status` (and `reason`); return the whole resource."""
+
+    def probe() -> dict[str, Any] | None:
+        body = get_migration(api, namespace, name)
+        found = condition(body, kind)
+        if found is None or found.get("status") != status:
+            return None
+        if reason is not None and found.get("reason") != reason:
+            return None
+        return body
+
+    wanted = f"{kind}={status}" + (f" ({reason})" if reason else "")
+    return wait_for(f"{namespace}/{name} {wanted}", probe, timeout=timeout, interval=0.3)
+
+
+def jobs_of(api: client.ApiClient, namespace: str, migration: str) -> list[client.V1Job]:
+    return list(
+        client.BatchV1Api(api)
+        .list_namespaced_job(namespace, label_selector=f"lockstep.dev/migration={migration}")
+        .items
+    )
+
+
+def events_for(api: client.ApiClient, namespace: str, name: str) -> list[client.CoreV1Event]:
+    events = client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}"
+    )
+    return list(events.items)
+
+
+def event_reasons(api: client.ApiClient, namespace: str, name: str) -> list[str]:
+    return [e.reason for e in events_for(api, namespace, name)]
