@@ -24,10 +24,13 @@ the DatabaseMigration's conditions, and whose message never holds a password.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -713,12 +716,41 @@ def _elapsed_ms(started: float) -> int:
 # --------------------------------------------------------------------------- alembic
 
 
+ALEMBIC_SUPPORT_FILES: Final = frozenset({"env.py", "script.py.mako", "alembic.ini"})
+
+
 def _alembic_config(source_dir: Path, connection: sa.Connection | None = None) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(source_dir))
+    flat = _flat_versions(source_dir)
+    if flat is not None:
+        # One path, split on the OS separator (the legacy default splits on spaces).
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", str(flat))
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+@functools.cache
+def _flat_versions(source_dir: Path) -> Path | None:
+    """A `versions/` directory for a flat script directory, such as a mounted ConfigMap.
+
+    ConfigMap keys cannot contain `/`, so env.py and the revision files arrive side by side.
+    Alembic wants the revisions in their own directory: copy them into a temporary one (the Job
+    mounts an emptyDir on /tmp; the root filesystem is read-only).
+    """
+    if (source_dir / "versions").is_dir():
+        return None
+    revisions = [
+        path
+        for path in sorted(source_dir.glob("*.py"))
+        if path.name not in ALEMBIC_SUPPORT_FILES and not path.name.startswith(".")
+    ]
+    target = Path(tempfile.mkdtemp(prefix="lockstep-alembic-versions-"))
+    for path in revisions:
+        shutil.copyfile(path, target / path.name)
+    return target
 
 
 def _alembic_script(source_dir: Path) -> ScriptDirectory:
@@ -726,7 +758,7 @@ def _alembic_script(source_dir: Path) -> ScriptDirectory:
     if not (source_dir / "env.py").is_file():
         raise InvalidSource(
             f"{source_dir} is not an Alembic script directory: env.py is missing "
-            f"(expected env.py and versions/*.py)"
+            f"(expected env.py and revision files, in versions/ or beside env.py)"
         )
     try:
         script = ScriptDirectory.from_config(_alembic_config(source_dir))

@@ -204,3 +204,17 @@ def test_runs_on_lockstep_s_connection_with_its_lock_timeout(pg_url: str, script
     engine.dispose()
     assert "lock timeout" in str(caught.value)
     assert inspect(pg_url)[2] == "a1000003"
+
+
+def test_flat_script_directory_from_a_config_map(
+    db_url: str, scripts: Path, tmp_path: Path
+) -> None:
+    """A ConfigMap mount is flat (keys cannot hold '/'): env.py and revisions side by side."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in [*scripts.glob("*.*"), *(scripts / "versions").glob("*.py")]:
+        shutil.copyfile(path, flat / path.name)
+    result = run(db_url, flat)
+    assert result.applied == REVISIONS
+    assert inspect(db_url)[2] == "a1000003"
+    assert run(db_url, flat, target="a1000001", allow_downgrade=True).direction == "down"
