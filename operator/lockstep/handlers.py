@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import kopf
 
-from lockstep import constants, planning
+from lockstep import constants, kube, planning
 from lockstep.cache import Cache, key_of
 from lockstep.reconcile import Reconciler
 
@@ -40,8 +40,23 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Kopf connects with the same credentials `kube.load_config` loaded (kubeconfig/in-cluster)."""
+    found = kube.credentials()
+    return kopf.ConnectionInfo(
+        server=found.server,
+        ca_path=found.ca_path,
+        insecure=found.insecure,
+        scheme=found.scheme,
+        token=found.token,
+        certificate_path=found.certificate_path,
+        private_key_path=found.private_key_path,
+    )
+
+
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
-def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
     if event.get("type") == "DELETED":
         reconciler.forget(key_of(body))
         cache.drop_migration(key_of(body))
@@ -50,7 +65,7 @@ def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> No
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_JOBS)
-def job_changed(event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any) -> None:
+async def job_changed(event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any) -> None:
     if event.get("type") == "DELETED":
         cache.drop_job(key_of(body))
     else:

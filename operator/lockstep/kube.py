@@ -10,6 +10,7 @@ import base64
 import functools
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 from kubernetes import client, config
@@ -39,6 +40,38 @@ def load_config(kubeconfig: str | None = None) -> None:
         except config.ConfigException:
             pass
     config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to reach the API server, as loaded by `load_config` (for Kopf's own client)."""
+
+    server: str
+    ca_path: str | None
+    insecure: bool
+    token: str | None
+    scheme: str | None
+    certificate_path: str | None
+    private_key_path: str | None
+
+
+def credentials() -> Credentials:
+    """The connection that `load_config` set up: one source of truth for both clients."""
+    configuration = client.Configuration.get_default_copy()
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, "".join(parts) or None)
+    return Credentials(
+        server=str(configuration.host),
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        token=token,
+        scheme=scheme,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 @functools.cache

@@ -1,0 +1,239 @@
+"""The operator against a real API server: Jobs, retries, stalls, GC, PodSecurity, adoption."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+import kubetest
+from e2e_operator import OperatorProcess
+from kubetest import REPO, wait_for
+
+pytestmark = pytest.mark.e2e
+
+QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
+INVALID_SPECS = REPO / "tests" / "data" / "invalid_specs.yaml"
+
+
+def quickstart_documents(database_url: str) -> list[dict[str, Any]]:
+    """The quickstart example, pointed at the test's own database."""
+    documents = [d for d in yaml.safe_load_all(QUICKSTART.read_text()) if d]
+    for document in documents:
+        document.get("metadata", {}).pop("namespace", None)
+        if document["kind"] == "Secret":
+            document.pop("data", None)
+            document["stringData"] = {"url": database_url}
+    return documents
+
+
+def sql_migration(name: str, config_map: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "tool": "sql",
+            "source": {"configMapRef": {"name": config_map}},
+            "database": {"engine": "postgresql", "urlSecretRef": {"name": "db", "key": "url"}},
+            **spec,
+        },
+    }
+
+
+def scalar(url: str, query: str) -> Any:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(query)).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_quickstart_goes_ready_through_a_real_job(
+    k8s: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    pg_url: str,
+    kubectl: Path,
+    kubeconfig: Path,
+) -> None:
+    kubetest.create_objects(k8s, namespace, quickstart_documents(pg_url))
+    body = kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
+
+    status = body["status"]
+    last_version = scalar(pg_url, "SELECT max(version::int) FROM lockstep_schema_history")
+    assert status["appliedRevision"] == str(last_version)
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert status["lastRun"]["result"] == "Succeeded"
+    assert status["history"][0]["job"] == status["lastRun"]["job"]
+    assert kubetest.condition(body, "Reconciling") is None
+    assert kubetest.condition(body, "Stalled") is None
+    assert scalar(pg_url, "SELECT count(*) FROM customers") == 0  # the table exists
+    (job,) = kubetest.jobs_of(k8s, namespace, "shop")
+    assert job.metadata.name == status["lastRun"]["job"]
+    assert job.spec.backoff_limit == 0
+    reasons = wait_for(
+        "Succeeded event",
+        lambda: (r := kubetest.event_reasons(k8s, namespace, "shop")) and "Succeeded" in r and r,
+    )
+    assert "JobCreated" in reasons
+
+    table = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(kubeconfig), "-n", namespace, "get", "dbm"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "TOOL", "TARGET", "APPLIED", "READY", "AGE"]
+    assert row.split()[:5] == ["shop", "sql", "head", str(last_version), "True"]
+
+
+def test_invalid_specs_are_rejected_at_apply_time(k8s: client.ApiClient, namespace: str) -> None:
+    cases = yaml.safe_load(INVALID_SPECS.read_text())["cases"]
+    assert len(cases) >= 15
+    failures = []
+    for case in cases:
+        body = case.get("object") or {"metadata": {"name": case["name"]}, "spec": case["spec"]}
+        body = {**body, "metadata": {**body.get("metadata", {"name": case["name"]})}}
+        try:
+            kubetest.create_migration(k8s, namespace, body)
+        except ApiException as error:
+            if error.status != 422 or case["expect"]["message"] not in error.body:
+                failures.append(f"{case['name']}: HTTP {error.status}: {error.body[:300]}")
+            continue
+        failures.append(f"{case['name']}: was accepted")
+    assert not failures, "\n".join(failures)
+
+
+def test_failing_migration_retries_with_backoff_then_stalls_and_retry_annotation_rearms(
+    k8s: client.ApiClient, namespace: str, operator: OperatorProcess, pg_url: str
+) -> None:
+    kubetest.create_secret(k8s, namespace, "db", {"url": pg_url})
+    kubetest.create_config_map(
+        k8s,
+        namespace,
+        "broken",
+        {
+            "V1__create_items.sql": "CREATE TABLE items (id int PRIMARY KEY);",
+            "V2__copy_from_legacy.sql": "INSERT INTO items SELECT id FROM legacy_items;",
+        },
+    )
+    spec = {"retry": {"limit": 2, "backoffSeconds": 1, "maxBackoffSeconds": 2}}
+    kubetest.create_migration(k8s, namespace, sql_migration("broken", "broken", **spec))
+
+    body = kubetest.wait_for_condition(
+        k8s, namespace, "broken", "Stalled", reason="RetriesExhausted", timeout=120
+    )
+    status = body["status"]
+    assert status["failures"] == 3
+    assert "legacy_items" in status["lastRun"]["logTail"]
+    assert status["lastRun"]["result"] == "Failed"
+    assert [run["result"] for run in status["history"][:3]] == ["Failed"] * 3
+    assert kubetest.condition(body, "Ready")["status"] == "False"  # type: ignore[index]
+    assert kubetest.condition(body, "Reconciling") is None
+    names = sorted(j.metadata.name for j in kubetest.jobs_of(k8s, namespace, "broken"))
+    assert [n.rsplit("-", 1)[-1] for n in names][1:] == ["r1", "r2"]
+    reasons = kubetest.event_reasons(k8s, namespace, "broken")
+    assert {"Failed", "RetryScheduled", "Stalled"} <= set(reasons)
+    failed = [e for e in kubetest.events_for(k8s, namespace, "broken") if e.reason == "Failed"]
+    assert any("legacy_items" in (e.message or "") for e in failed)
+    assert scalar(pg_url, "SELECT count(*) FROM lockstep_schema_history") == 1  # V1 only
+
+    # The cause is fixed outside the spec; the annotation asks for another try.
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("CREATE TABLE legacy_items (id int); INSERT INTO legacy_items VALUES (7)")
+        )
+    engine.dispose()
+    kubetest.patch_migration(
+        k8s, namespace, "broken", {"metadata": {"annotations": {"lockstep.dev/retry": "fixed"}}}
+    )
+    body = kubetest.wait_for_condition(k8s, namespace, "broken", "Ready", reason="Succeeded")
+    assert body["status"]["appliedRevision"] == "2"
+    assert kubetest.condition(body, "Stalled") is None
+    assert scalar(pg_url, "SELECT count(*) FROM items") == 1
+
+
+def test_deleting_a_migration_garbage_collects_its_jobs_and_pods(
+    k8s: client.ApiClient, namespace: str, operator: OperatorProcess, pg_url: str
+) -> None:
+    kubetest.create_objects(k8s, namespace, quickstart_documents(pg_url))
+    kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
+    assert kubetest.jobs_of(k8s, namespace, "shop")
+    kubetest.delete_migration(k8s, namespace, "shop")
+    core = client.CoreV1Api(k8s)
+    wait_for("jobs deleted", lambda: not kubetest.jobs_of(k8s, namespace, "shop"), timeout=60)
+    wait_for(
+        "pods deleted",
+        lambda: (
+            not core.list_namespaced_pod(
+                namespace, label_selector="lockstep.dev/migration=shop"
+            ).items
+        ),
+        timeout=60,
+    )
+
+
+def test_jobs_are_admitted_in_a_namespace_enforcing_restricted_pod_security(
+    k8s: client.ApiClient, namespace: str, operator: OperatorProcess, pg_url: str
+) -> None:
+    core = client.CoreV1Api(k8s)
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    core.patch_namespace(namespace, {"metadata": {"labels": labels}})
+    kubetest.create_objects(k8s, namespace, quickstart_documents(pg_url))
+    kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
+    pods = core.list_namespaced_pod(namespace, label_selector="lockstep.dev/migration=shop").items
+    assert len(pods) == 1
+
+
+def test_operator_restart_mid_job_adopts_the_running_job(
+    k8s: client.ApiClient, namespace: str, operator: OperatorProcess, pg_url: str
+) -> None:
+    kubetest.create_secret(k8s, namespace, "db", {"url": pg_url})
+    kubetest.create_config_map(
+        k8s,
+        namespace,
+        "slow",
+        {
+            "V1__slow.sql": "SELECT pg_sleep(6); CREATE TABLE runs (id serial PRIMARY KEY);",
+            "V2__count.sql": "INSERT INTO runs DEFAULT VALUES;",
+        },
+    )
+    kubetest.create_migration(k8s, namespace, sql_migration("slow", "slow"))
+    kubetest.wait_for_condition(k8s, namespace, "slow", "Reconciling", reason="JobRunning")
+    operator.restart()
+    body = kubetest.wait_for_condition(k8s, namespace, "slow", "Ready", reason="Succeeded")
+    assert len(kubetest.jobs_of(k8s, namespace, "slow")) == 1
+    assert len(body["status"]["history"]) == 1
+    assert scalar(pg_url, "SELECT count(*) FROM runs") == 1
+    assert event_count(k8s, namespace, "slow", "JobCreated") == 1
+
+
+def event_count(api: client.ApiClient, namespace: str, name: str, reason: str) -> int:
+    return sum(
+        (e.count or 1) for e in kubetest.events_for(api, namespace, name) if e.reason == reason
+    )
+
+
+def test_suspend_pauses_and_resumes(
+    k8s: client.ApiClient, namespace: str, operator: OperatorProcess, pg_url: str
+) -> None:
+    kubetest.create_secret(k8s, namespace, "db", {"url": pg_url})
+    kubetest.create_config_map(k8s, namespace, "m", {"V1__t.sql": "CREATE TABLE t (id int);"})
+    kubetest.create_migration(k8s, namespace, sql_migration("paused", "m", suspend=True))
+    kubetest.wait_for_condition(k8s, namespace, "paused", "Ready", "False", reason="Suspended")
+    time.sleep(2)
+    assert kubetest.jobs_of(k8s, namespace, "paused") == []
+    kubetest.patch_migration(k8s, namespace, "paused", {"spec": {"suspend": False}})
+    kubetest.wait_for_condition(k8s, namespace, "paused", "Ready", reason="Succeeded")
