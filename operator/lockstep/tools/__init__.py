@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from lockstep.tools import alembic, sql
+from lockstep.tools import alembic, django, flyway, knex, prisma, sequelize, sql
 from lockstep.tools.base import DowngradeUnsupported, ToolAdapter, UnknownTool
 
 __all__ = ["DowngradeUnsupported", "ToolAdapter", "UnknownTool", "get_adapter", "tool_names"]
 
 _ADAPTERS: dict[str, ToolAdapter] = {
-    adapter.name: adapter for adapter in (sql.SqlAdapter(), alembic.AlembicAdapter())
+    adapter.name: adapter
+    for adapter in (
+        sql.SqlAdapter(),
+        alembic.AlembicAdapter(),
+        flyway.FlywayAdapter(),
+        prisma.PrismaAdapter(),
+        knex.KnexAdapter(),
+        django.DjangoAdapter(),
+        sequelize.SequelizeAdapter(),
+    )
 }
 
 
