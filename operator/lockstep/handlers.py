@@ -38,6 +38,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    # Kopf logs every handled event at INFO; Lockstep logs what it decides instead.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 @kopf.on.login()

@@ -288,7 +288,7 @@ def _job_running(draft: _Draft, job: JobView) -> Decision:
 
 def _create_job(draft: _Draft, spec: Spec) -> Decision:
     observed, status = draft.observed, draft.status
-    attempt = int(status.get("failures", 0))
+    attempt = next_attempt(observed)
     name = job_name(observed.name, observed.spec_hash, attempt)
     status.pop("nextRetryAt", None)
     status["activeJob"] = {"name": name, "attempt": attempt}
@@ -297,6 +297,12 @@ def _create_job(draft: _Draft, spec: Spec) -> Decision:
     # Same reason as while it runs: adopting the new Job then needs no extra status write.
     state = conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True)
     return _finish(draft, state, create=JobRequest(attempt=attempt, target=spec.target))
+
+
+def next_attempt(observed: Observed) -> int:
+    """One past the newest Job of this spec: a re-armed retry never reuses a finished Job's name."""
+    attempts = [j.attempt for j in observed.jobs if observed.spec_hash.startswith(j.spec_hash)]
+    return max(attempts, default=-1) + 1
 
 
 def _waiting_to_retry(draft: _Draft, retry_at: datetime) -> Decision:

@@ -264,10 +264,11 @@ class TestFailureAndRetry:
             "failures": 3,
             "lastRun": {"job": "shop-a1b2c3d4-r2", "result": "Failed"},
         }
-        decision = planning.plan(
-            observed(status=status, retry_token="2026-11-29", jobs=(job("Failed", attempt=2),))
-        )
-        assert decision.create_job is not None and decision.create_job.attempt == 0
+        jobs = (job("Failed"), job("Failed", attempt=1), job("Failed", attempt=2))
+        decision = planning.plan(observed(status=status, retry_token="2026-11-29", jobs=jobs))
+        assert decision.create_job is not None and decision.create_job.attempt == 3
+        assert decision.status["failures"] == 0
+        assert decision.status["activeJob"]["name"] == "shop-a1b2c3d4-r3"
         assert decision.status["retryToken"] == "2026-11-29"
         assert "RetryRequested" in reasons(decision)
 

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Build the e2e control plane binaries from the Go wrapper modules beside this
+# script, into a cache outside the repository:
+#
+#   ${LOCKSTEP_CACHE:-$HOME/.cache/lockstep}/k8s/<kubernetes version>/bin/
+#
+# Usage: tools/k8s/build.sh [--bin-dir] [MODULE...]
+#   MODULE      kubernetes (kube-apiserver, kube-controller-manager, kubectl),
+#               etcd, helm, promtool. Default: all of them.
+#   --bin-dir   print the binary directory and exit (builds nothing).
+#
+# A module is rebuilt only when its stamp (a hash of its go.mod, go.sum, Go
+# sources, link flags and the Go version) changes. Go's own module and
+# build caches (GOMODCACHE, GOCACHE) keep their defaults, outside the repo.
+# Needs only Go (>= 1.25) on PATH or at /usr/local/go/bin/go.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ALL_MODULES=(kubernetes etcd helm promtool)
+
+log() { printf '[k8s-build] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+find_go() {
+    if [[ -n "${GO:-}" ]]; then echo "$GO"
+    elif command -v go >/dev/null 2>&1; then command -v go
+    elif [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go
+    else die "Go not found: install Go >= 1.25 or set GO=/path/to/go"
+    fi
+}
+
+# The version of a required module, read from a wrapper's go.mod.
+required_version() {  # <go.mod> <module path>
+    awk -v mod="$2" '$1 == mod && $2 ~ /^v/ {print $2; exit}
+                     $1 == "require" && $2 == mod {print $3; exit}' "$1"
+}
+
+kube_version() { required_version "$HERE/kubernetes/go.mod" k8s.io/kubernetes; }
+
+bin_dir() {
+    echo "${LOCKSTEP_CACHE:-$HOME/.cache/lockstep}/k8s/$(kube_version)/bin"
+}
+
+# Binaries a module produces, as "<name>=<package>" pairs.
+module_targets() {
+    case "$1" in
+        kubernetes) echo "kube-apiserver=./cmd/kube-apiserver" \
+                         "kube-controller-manager=./cmd/kube-controller-manager" \
+                         "kubectl=./cmd/kubectl" ;;
+        etcd) echo "etcd=." ;;
+        helm) echo "helm=helm.sh/helm/v3/cmd/helm" ;;
+        promtool) echo "promtool=github.com/prometheus/prometheus/cmd/promtool" ;;
+    esac
+}
+
+# -X flags that make the binaries report their real version (kubectl version,
+# /version, Helm's .Capabilities.KubeVersion); without them they claim v0.0.0.
+module_ldflags() {
+    local flags="-s -w"
+    case "$1" in
+        kubernetes)
+            local v major minor pkg
+            v="$(kube_version)"
+            major="${v#v}"; major="${major%%.*}"
+            minor="${v#v*.}"; minor="${minor%%.*}"
+            for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+                flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major"
+                flags+=" -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+                flags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+            done ;;
+        etcd) ;;  # etcd's version is a constant in go.etcd.io/etcd/api/v3/version
+        helm)  # as Helm's Makefile: its version, and the client-go minor as default KubeVersion
+            local v client_go
+            v="$(required_version "$HERE/helm/go.mod" helm.sh/helm/v3)"
+            client_go="$(required_version "$HERE/helm/go.mod" k8s.io/client-go)"
+            client_go="${client_go#v0.}"
+            flags+=" -X helm.sh/helm/v3/internal/version.version=$v"
+            flags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+            for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+                flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=${client_go%%.*}"
+            done ;;
+        promtool)  # module v0.3MM.P is Prometheus 3.MM.P
+            local v pkg=github.com/prometheus/common/version
+            v="$(required_version "$HERE/promtool/go.mod" github.com/prometheus/prometheus)"
+            v="${v#v0.3}"; v="3.${v#0}"
+            flags+=" -X $pkg.Version=$v -X $pkg.Branch=HEAD -X $pkg.BuildDate=19700101-00:00:00" ;;
+    esac
+    echo "$flags"
+}
+
+module_stamp() {  # <module> <go binary>
+    {
+        "$2" version
+        module_ldflags "$1"
+        (cd "$HERE/$1" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort \
+            | xargs sha256sum)
+    } | sha256sum | cut -d' ' -f1
+}
+
+module_is_current() {  # <module> <bin dir> <stamp>
+    local stamp_file="$2/.stamp-$1" target
+    [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$3" ]] || return 1
+    for target in $(module_targets "$1"); do
+        [[ -x "$2/${target%%=*}" ]] || return 1
+    done
+}
+
+build_module() {  # <module> <bin dir> <go binary>
+    local module="$1" bin="$2" go="$3" stamp target name pkg start ldflags
+    stamp="$(module_stamp "$module" "$go")"
+    if module_is_current "$module" "$bin" "$stamp"; then
+        log "$module: up to date in $bin"
+        return
+    fi
+    ldflags="$(module_ldflags "$module")"
+    for target in $(module_targets "$module"); do
+        name="${target%%=*}"; pkg="${target#*=}"
+        log "$module: building $name ..."
+        start=$SECONDS
+        (cd "$HERE/$module" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+            "$go" build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
+        mv -f "$bin/.$name.tmp" "$bin/$name"
+        log "$module: built $name in $((SECONDS - start)) s"
+    done
+    echo "$stamp" >"$bin/.stamp-$module"
+}
+
+main() {
+    local modules=() go bin module start=$SECONDS
+    for arg in "$@"; do
+        case "$arg" in
+            --bin-dir) bin_dir; return ;;
+            -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
+            -*) die "unknown option: $arg" ;;
+            *) [[ " ${ALL_MODULES[*]} " == *" $arg "* ]] || die "unknown module: $arg (known: ${ALL_MODULES[*]})"
+               modules+=("$arg") ;;
+        esac
+    done
+    [[ ${#modules[@]} -gt 0 ]] || modules=("${ALL_MODULES[@]}")
+    go="$(find_go)"
+    bin="$(bin_dir)"
+    mkdir -p "$bin"
+    exec 9>"$bin/.lock"
+    flock 9  # one build at a time per cache (parallel test workers, two shells)
+    log "Kubernetes $(kube_version), $("$go" version | cut -d' ' -f3), into $bin"
+    for module in "${modules[@]}"; do
+        build_module "$module" "$bin" "$go"
+    done
+    log "done in $((SECONDS - start)) s"
+    echo "$bin"
+}
+
+main "$@"; exit
