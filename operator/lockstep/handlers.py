@@ -67,7 +67,9 @@ async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_JOBS)
-async def job_changed(event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any) -> None:
+async def job_changed(
+    event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any
+) -> None:
     if event.get("type") == "DELETED":
         cache.drop_job(key_of(body))
     else:
