@@ -50,17 +50,41 @@ test-integration: install system-deps ## Integration tests against real PostgreS
 	$(BIN)/pytest tests/integration -q -m integration
 
 .PHONY: test-e2e
-test-e2e: install system-deps ## End-to-end tests on a real control plane (or $$KUBECONFIG)
+test-e2e: install system-deps k8s-bin ## End-to-end tests on a real control plane (or $$KUBECONFIG)
 	$(BIN)/pytest tests/e2e -q -m e2e
 
 .PHONY: test
-test: lint typecheck system-deps ## Everything: lint, types, unit, integration, e2e
+test: lint typecheck system-deps k8s-bin ## Everything: lint, types, unit, integration, e2e
 	$(BIN)/pytest tests -q
 
 .PHONY: demo
-demo: install ## Run the quickstart migration locally (SQLite), twice: the second run changes nothing
+demo: install system-deps ## The quickstart on a real control plane + operator + PostgreSQL, left running
+	$(PY) -m testbed.demo up
+
+.PHONY: demo-down
+demo-down: install ## Stop everything `make demo` started
+	$(PY) -m testbed.demo down
+
+.PHONY: demo-local
+demo-local: install ## The quickstart without a cluster (SQLite), twice: the second run changes nothing
 	$(BIN)/lockstep apply -f examples/quickstart/migration.yaml
 	$(BIN)/lockstep apply -f examples/quickstart/migration.yaml
+
+.PHONY: k8s-bin
+k8s-bin: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules (cached)
+	bash tools/k8s/build.sh kubernetes etcd
+
+.PHONY: cluster-up
+cluster-up: install k8s-bin ## Start the local control plane (etcd + apiserver + controller-manager)
+	$(PY) -m testbed.cluster up
+
+.PHONY: cluster-down
+cluster-down: install ## Stop the local control plane and delete its state
+	$(PY) -m testbed.cluster down
+
+.PHONY: kubeconfig
+kubeconfig: install ## Print the local control plane's kubeconfig path
+	@$(PY) -m testbed.cluster kubeconfig
 
 .PHONY: databases-up
 databases-up: install system-deps ## Start the private test PostgreSQL and MariaDB

@@ -243,8 +243,9 @@ def _run_record(
         "message": outcome.message[:1024],
         "specHash": job.spec_hash if job else observed.spec_hash[:8],
         "finishedAt": conditions.isoformat(finished),
-        "image": spec.image or "",
     }
+    if spec.image:
+        run["image"] = spec.image
     if started is not None:
         run["startedAt"] = conditions.isoformat(started)
         run["durationSeconds"] = round((finished - started).total_seconds(), 3)

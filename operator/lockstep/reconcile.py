@@ -172,11 +172,12 @@ class Reconciler:
                 constants.LOG_TAIL_BYTES,
             )
         applied = await self._read_revision(spec, url) if succeeded else None
+        reason, message = _outcome_summary(report, job)
         return planning.Outcome(
             job=job.name,
             succeeded=succeeded,
-            reason=str(report.get("reason") or job.reason),
-            message=str(report.get("message") or job.message),
+            reason=reason,
+            message=message,
             log_tail=log_tail,
             from_revision=_optional(report.get("from")),
             to_revision=_optional(report.get("to")),
@@ -292,6 +293,21 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     patch: dict[str, Any] = {k: v for k, v in desired.items() if current.get(k) != v}
     patch.update({k: None for k in current if k not in desired})
     return patch
+
+
+def _outcome_summary(report: Mapping[str, Any], job: planning.JobView) -> tuple[str, str]:
+    """Reason and message of a finished run: the runner's own words when it left a report."""
+    if job.state == "Failed":
+        return str(report.get("reason") or job.reason), str(report.get("message") or job.message)
+    applied = [str(v) for v in report.get("applied") or []]
+    if report and not applied:
+        return constants.Reason.SUCCEEDED, "nothing to apply: the database was up to date"
+    if applied:
+        more = int(report.get("appliedCount") or len(applied)) - len(applied)
+        listed = ", ".join(applied) + (f" and {more} more" if more > 0 else "")
+        verb = "reverted" if report.get("direction") == "down" else "applied"
+        return constants.Reason.SUCCEEDED, f"{verb} {listed}"
+    return constants.Reason.SUCCEEDED, "the migration command succeeded"
 
 
 def _optional(value: Any) -> str | None:

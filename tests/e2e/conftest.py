@@ -133,11 +133,17 @@ def lease_namespace(k8s: client.ApiClient) -> str:
 @pytest.fixture(scope="session")
 def operator(
     kubeconfig: Path,
+    local_cluster: bool,
     crds: None,
     lease_namespace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     """One `lockstep operator` process for the session, leading through the Lease."""
+    if local_cluster:
+        from testbed import demo
+
+        # A `make demo` operator would reconcile the tests' resources too: one operator only.
+        demo.stop("operator")
     process = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator"), lease_namespace)
     process.start()
     process.wait_leader()
