@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_apply(commands)
     _add_lock(commands)
+    _add_dburl(commands)
     return parser
 
 
@@ -164,6 +165,40 @@ def _lock(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO)
     return lock_sidecar.hold(url, args.wait_seconds, args.ready_file)
+
+
+def _add_dburl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "dburl",
+        help="write $DATABASE_URL as a tool's own variables (e.g. FLYWAY_URL/USER/PASSWORD)",
+        description="Runs as the Job's init container for tools that cannot take a URL. The "
+        "file holds the password: write it to a memory-backed volume only.",
+    )
+    command.add_argument("--format", required=True, help="flyway or jdbc")
+    command.add_argument("--out", type=Path, required=True, help="env file to write (sourced)")
+    command.set_defaults(handler=_dburl)
+
+
+def _dburl(args: argparse.Namespace) -> int:
+    from lockstep import database, dburl_formats
+
+    url = os.environ.get(constants.DATABASE_URL_ENV)
+    if not url:
+        print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
+        return 2
+    try:
+        env = dburl_formats.env_for(args.format, url)
+    except (ValueError, database.InvalidDatabaseUrl) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    partial = args.out.with_name(f".{args.out.name}.partial")
+    # Created with its final mode: the password is never readable by others, even briefly.
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(descriptor, "w") as output:
+        output.write(dburl_formats.render_env_file(env))
+    partial.replace(args.out)  # atomic: the migrate container never reads half a file
+    print(f"wrote {dburl_formats.describe(env)} to {args.out}")
+    return 0
 
 
 def _operator(args: argparse.Namespace) -> int:

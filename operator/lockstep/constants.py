@@ -25,6 +25,7 @@ LABEL_MIGRATION: Final = f"{GROUP}/migration"
 LABEL_DATABASE: Final = f"{GROUP}/database"
 LABEL_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 LABEL_ATTEMPT: Final = f"{GROUP}/attempt"
+LABEL_DIRECTION: Final = f"{GROUP}/direction"
 
 ANNOTATION_TARGET: Final = f"{GROUP}/target"
 ANNOTATION_RETRY: Final = f"{GROUP}/retry"
@@ -64,6 +65,7 @@ class Reason:
     DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
     JOB_VANISHED: Final = "JobVanished"
     RETRY_REQUESTED: Final = "RetryRequested"
+    DOWNGRADE_FORBIDDEN: Final = "DowngradeForbidden"
 
 
 # Runner failures that another attempt cannot fix: a person has to act first.

@@ -11,11 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockstep import constants, tools
+from lockstep.database import LockstepError
 from lockstep.model import Spec
 
 HASH_LENGTH = 8
 SOURCE_VOLUME = "migrations"
 TMP_VOLUME = "tmp"
+ENV_VOLUME = "lockstep-env"
+ENV_DIR = tools.base.ENV_DIR
+ENV_FILE = tools.base.ENV_FILE
+ENV_CONTAINER = "lockstep-env"
 RUNNER_USER_ID = 65532
 
 
@@ -30,11 +35,16 @@ class Owner:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """One attempt at bringing the database to `target`."""
+    """One attempt at bringing the database to `target`.
+
+    A downgrade runs with `image`, the image that applied the newer revision: only it holds the
+    down migrations.
+    """
 
     attempt: int
     target: str
     downgrade: bool = False
+    image: str | None = None
 
 
 def job_name(migration: str, spec_hash: str, attempt: int) -> str:
@@ -70,7 +80,11 @@ def build_job(
         "metadata": {
             "name": job_name(owner.name, spec_hash, request.attempt),
             "namespace": owner.namespace,
-            "labels": {**labels, constants.LABEL_ATTEMPT: str(request.attempt)},
+            "labels": {
+                **labels,
+                constants.LABEL_ATTEMPT: str(request.attempt),
+                constants.LABEL_DIRECTION: "down" if request.downgrade else "up",
+            },
             "annotations": {constants.ANNOTATION_TARGET: request.target},
             "ownerReferences": [owner_reference(owner)],
         },
@@ -100,13 +114,24 @@ def owner_reference(owner: Owner) -> dict[str, Any]:
 
 
 def build_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
+    url_format = converted_url_format(spec)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
-        "securityContext": pod_security_context(spec.uses_built_in_runner),
+        "securityContext": pod_security_context(
+            spec.uses_built_in_runner, shared_files=url_format is not None
+        ),
         "containers": [migrate_container(spec, request, runner_image)],
         "volumes": volumes(spec),
     }
+    if url_format is not None:
+        pod["initContainers"] = [env_container(spec, url_format, runner_image)]
+        pod["volumes"].append(
+            {"name": ENV_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+        )
+        pod["containers"][0]["volumeMounts"].append(
+            {"name": ENV_VOLUME, "mountPath": ENV_DIR, "readOnly": True}
+        )
     optional: Mapping[str, Any] = {
         "serviceAccountName": spec.service_account_name,
         "nodeSelector": dict(spec.node_selector) or None,
@@ -119,10 +144,34 @@ def build_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[s
     return pod
 
 
+def converted_url_format(spec: Spec) -> str | None:
+    """The URL format the tool needs, when it cannot take DATABASE_URL as it is (Flyway)."""
+    if spec.uses_built_in_runner or spec.command:
+        return None
+    return tools.get_adapter(spec.tool).url_format
+
+
+def env_container(spec: Spec, url_format: str, runner_image: str) -> dict[str, Any]:
+    """Converts DATABASE_URL into the tool's own variables, in a file on a memory volume.
+
+    The password stays out of the Job spec: it goes Secret → env → tmpfs file → the tool.
+    """
+    return {
+        "name": ENV_CONTAINER,
+        "image": runner_image,
+        "command": ["lockstep", "dburl", "--format", url_format, "--out", ENV_FILE],
+        "env": [database_url_env(spec)],
+        "securityContext": {**container_security_context(), "runAsUser": RUNNER_USER_ID},
+        "volumeMounts": [{"name": ENV_VOLUME, "mountPath": ENV_DIR}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
 def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
+    user_image = request.image or spec.image
     container: dict[str, Any] = {
         "name": constants.MIGRATE_CONTAINER,
-        "image": runner_image if spec.uses_built_in_runner else spec.image,
+        "image": runner_image if spec.uses_built_in_runner else user_image,
         "command": list(migrate_command(spec, request)),
         "env": [database_url_env(spec), *(dict(e) for e in spec.env)],
         "securityContext": container_security_context(),
@@ -138,6 +187,15 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
     if spec.resources:
         container["resources"] = dict(spec.resources)
     return container
+
+
+def command_problem(spec: Spec, request: JobRequest) -> LockstepError | None:
+    """Why the tool cannot run this request (no downgrade, unsupported target), before any Job."""
+    try:
+        migrate_command(spec, request)
+    except LockstepError as problem:
+        return problem
+    return None
 
 
 def migrate_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
@@ -179,7 +237,7 @@ def database_url_env(spec: Spec) -> dict[str, Any]:
     }
 
 
-def pod_security_context(built_in_runner: bool) -> dict[str, Any]:
+def pod_security_context(built_in_runner: bool, shared_files: bool = False) -> dict[str, Any]:
     context: dict[str, Any] = {
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
@@ -189,6 +247,9 @@ def pod_security_context(built_in_runner: bool) -> dict[str, Any]:
         context.update(
             {"runAsUser": RUNNER_USER_ID, "runAsGroup": RUNNER_USER_ID, "fsGroup": RUNNER_USER_ID}
         )
+    elif shared_files:
+        # The env file is written by Lockstep's user; the group lets the image's user read it.
+        context["fsGroup"] = RUNNER_USER_ID
     return context
 
 

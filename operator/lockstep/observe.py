@@ -22,6 +22,7 @@ def job_view(job: Mapping[str, Any]) -> JobView:
         name=str(metadata.get("name")),
         spec_hash=str(labels.get(constants.LABEL_SPEC_HASH, "")),
         attempt=_int(labels.get(constants.LABEL_ATTEMPT)),
+        downgrade=labels.get(constants.LABEL_DIRECTION) == "down",
         state=state,
         started_at=parse_time(status.get("startTime")),
         finished_at=finished,

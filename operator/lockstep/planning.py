@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from lockstep import conditions, constants
+from lockstep import conditions, constants, jobs, tools
 from lockstep.constants import Reason
 from lockstep.jobs import JobRequest, job_name
 from lockstep.model import Spec
@@ -33,6 +33,7 @@ class JobView:
     spec_hash: str
     attempt: int
     state: JobState
+    downgrade: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
     reason: str = ""
@@ -134,9 +135,15 @@ def _next_step(draft: _Draft, spec: Spec) -> Decision:
     retry_at = _parse_time(status.get("nextRetryAt"))
     if retry_at is not None and observed.now < retry_at:
         return _waiting_to_retry(draft, retry_at)
+    request = _job_request(observed, spec)
+    if request.downgrade and not spec.downgrade_allowed:
+        return _stalled(draft, Reason.DOWNGRADE_FORBIDDEN, _forbidden_message(spec, status))
+    problem = jobs.command_problem(spec, request)
+    if problem is not None:
+        return _stalled(draft, problem.reason, str(problem))
     if observed.blocking_jobs:
         return _blocked(draft, observed.blocking_jobs)
-    return _create_job(draft, spec)
+    return _create_job(draft, spec, request)
 
 
 def _carry_over(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,6 +245,7 @@ def _run_record(
     finished = (job.finished_at if job else None) or observed.now
     run: dict[str, Any] = {
         "job": outcome.job,
+        "direction": "Downgrade" if job is not None and job.downgrade else "Upgrade",
         "result": "Succeeded" if outcome.succeeded else "Failed",
         "reason": outcome.reason or (Reason.SUCCEEDED if outcome.succeeded else Reason.FAILED),
         "message": outcome.message[:1024],
@@ -287,17 +295,65 @@ def _job_running(draft: _Draft, job: JobView) -> Decision:
     )
 
 
-def _create_job(draft: _Draft, spec: Spec) -> Decision:
+def _job_request(observed: Observed, spec: Spec) -> JobRequest:
+    downgrade = is_downgrade(spec, observed.status)
+    return JobRequest(
+        attempt=next_attempt(observed),
+        target=spec.target,
+        downgrade=downgrade,
+        # The down migrations live in the image that applied the newer revision, not in git's.
+        image=observed.status.get("appliedImage") if downgrade else None,
+    )
+
+
+def is_downgrade(spec: Spec, status: Mapping[str, Any]) -> bool:
+    """Whether spec.target lies below the applied revision.
+
+    Revisions that sort (versions, timestamped names) are compared by the tool's order; others
+    (Alembic's hashes) by when they first appeared in this resource's history.
+    """
+    applied = status.get("appliedRevision")
+    target = spec.target.strip()
+    if not applied or target.lower() == "head" or target == applied:
+        return False
+    if target.lower() in tools.base.BASE_TARGETS:
+        return True
+    order = tools.get_adapter(spec.tool).order_key
+    target_key, applied_key = order(target), order(str(applied))
+    if target_key is not None and applied_key is not None:
+        return target_key < applied_key
+    seen = _revisions_in_order(status.get("history") or [])
+    return target in seen and str(applied) in seen and seen.index(target) < seen.index(applied)
+
+
+def _revisions_in_order(history: list[Mapping[str, Any]]) -> list[str]:
+    """Revisions in the order this resource first reached them (history is newest first)."""
+    seen: list[str] = []
+    for run in reversed(history):
+        for revision in (run.get("from"), run.get("to")):
+            if revision and revision not in seen:
+                seen.append(str(revision))
+    return seen
+
+
+def _forbidden_message(spec: Spec, status: Mapping[str, Any]) -> str:
+    return (
+        f"spec.target {spec.target} is below the applied revision {status.get('appliedRevision')}:"
+        " rolling back needs spec.downgrade: Allow (or set the target back)"
+    )
+
+
+def _create_job(draft: _Draft, spec: Spec, request: JobRequest) -> Decision:
     observed, status = draft.observed, draft.status
-    attempt = next_attempt(observed)
-    name = job_name(observed.name, observed.spec_hash, attempt)
+    name = job_name(observed.name, observed.spec_hash, request.attempt)
     status.pop("nextRetryAt", None)
-    status["activeJob"] = {"name": name, "attempt": attempt}
-    draft.note("Normal", Reason.JOB_CREATED, f"created job {name} to migrate to {spec.target}")
+    status["activeJob"] = {"name": name, "attempt": request.attempt}
+    verb = "roll back" if request.downgrade else "migrate"
+    draft.note("Normal", Reason.JOB_CREATED, f"created job {name} to {verb} to {spec.target}")
     message = f"job {name} is migrating to {spec.target}"
     # Same reason as while it runs: adopting the new Job then needs no extra status write.
     state = conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True)
-    return _finish(draft, state, create=JobRequest(attempt=attempt, target=spec.target))
+    return _finish(draft, state, create=request)
 
 
 def next_attempt(observed: Observed) -> int:

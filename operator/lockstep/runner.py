@@ -48,6 +48,7 @@ from sqlalchemy import exc
 from lockstep import database, lock, sqlfiles
 from lockstep.database import DatabaseIdentity
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
+from lockstep.tools import base as tool_base
 from lockstep.tools import sql as sql_tool
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 Tool = Literal["sql", "alembic"]
 Direction = Literal["up", "down", "none"]
 TOOLS: Final[tuple[str, ...]] = ("sql", "alembic")
-BASE_TARGETS: Final = frozenset({"0", "base"})
 RESULT_JSON_LIMIT: Final = 1800  # bytes; the termination message holds 4 KiB, keep room
 _STATEMENT_CHARS: Final = 160
 _DB_ERROR_CHARS: Final = 300
@@ -396,7 +396,7 @@ def resolve_sql_target(migration_set: MigrationSet, target: str) -> str | None:
     cleaned = target.strip()
     if cleaned.lower() == "head":
         return migration_set.migrations[-1].version
-    if cleaned.lower() in BASE_TARGETS:
+    if cleaned.lower() in tool_base.BASE_TARGETS:
         return None
     found = migration_set.find(cleaned)
     if found is None:
@@ -791,7 +791,7 @@ def _resolve_alembic_target(script: ScriptDirectory, target: str) -> str | None:
     if cleaned.lower() == "head":
         heads = script.get_heads()
         return heads[0] if heads else None
-    if cleaned.lower() in BASE_TARGETS:
+    if cleaned.lower() in tool_base.BASE_TARGETS:
         return None
     try:
         return script.get_revision(cleaned).revision

@@ -143,3 +143,57 @@ def test_user_command_env_and_scheduling_fields_are_passed_through() -> None:
     assert result["nodeSelector"] == {"pool": "db"}
     assert result["imagePullSecrets"] == [{"name": "regcred"}]
     assert "runAsUser" not in result["securityContext"]  # user images keep their own USER
+
+
+FLYWAY_SPEC = {
+    "tool": "flyway",
+    "image": "acme/flyway-migrations:2",
+    "database": {"engine": "postgresql", "urlSecretRef": {"name": "db", "key": "url"}},
+}
+
+
+def test_flyway_gets_its_url_converted_in_an_init_container_on_a_memory_volume() -> None:
+    spec = pod(build(FLYWAY_SPEC))
+    (init,) = spec["initContainers"]
+    assert init["name"] == "lockstep-env"
+    assert init["image"] == "ghcr.io/lockstep-dev/lockstep:0.1.0"
+    assert init["command"] == ["lockstep", "dburl", "--format", "flyway", "--out", "/lockstep/env"]
+    assert init["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "url"}
+    assert init["securityContext"]["runAsUser"] == 65532
+    assert {"name": "lockstep-env", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}} in spec[
+        "volumes"
+    ]
+    (migrate,) = spec["containers"]
+    assert {"name": "lockstep-env", "mountPath": "/lockstep", "readOnly": True} in migrate[
+        "volumeMounts"
+    ]
+    assert migrate["command"][:2] == ["sh", "-c"]
+    assert spec["securityContext"]["fsGroup"] == 65532  # the image's user can read the file
+
+
+def test_tools_that_take_a_url_need_no_init_container() -> None:
+    spec = {**FLYWAY_SPEC, "tool": "knex"}
+    assert "initContainers" not in pod(build(spec))
+
+
+def test_a_downgrade_runs_the_newer_image_and_is_labelled() -> None:
+    spec = parse_spec({**FLYWAY_SPEC, "tool": "knex", "image": "shop:1.4"})
+    job = jobs.build_job(
+        OWNER,
+        spec,
+        HASH,
+        jobs.JobRequest(attempt=0, target="20240101_a.js", downgrade=True, image="shop:1.5"),
+        "dbkey",
+        "runner",
+    )
+    (container,) = pod(job)["containers"]
+    assert container["image"] == "shop:1.5"
+    assert job["metadata"]["labels"]["lockstep.dev/direction"] == "down"
+    assert "migrate:down" in " ".join(container["command"])
+
+
+def test_command_problem_reports_what_the_tool_cannot_do() -> None:
+    spec = parse_spec(FLYWAY_SPEC)
+    problem = jobs.command_problem(spec, jobs.JobRequest(0, "1", downgrade=True))
+    assert problem is not None and problem.reason == "DowngradeUnsupported"
+    assert jobs.command_problem(spec, jobs.JobRequest(0, "head")) is None

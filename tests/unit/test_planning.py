@@ -318,3 +318,70 @@ class TestOtherStates:
         second = planning.plan(observed(config_error=error, status=first.status))
         assert second.events == ()
         assert second.status["conditions"] == first.status["conditions"]
+
+
+APPLIED_AT_3 = {"specHash": OLD_HASH, "appliedRevision": "3", "appliedImage": "shop:1.5"}
+
+
+class TestDowngrade:
+    def test_lower_target_is_forbidden_by_default_and_creates_no_job(self) -> None:
+        decision = planning.plan(observed(spec={"target": "2"}, status=APPLIED_AT_3))
+        assert decision.create_job is None
+        stalled = condition(decision, "Stalled")
+        assert stalled is not None and stalled["reason"] == "DowngradeForbidden"
+        assert "spec.downgrade: Allow" in stalled["message"]
+
+    def test_allowed_downgrade_runs_with_the_image_that_applied_the_newer_revision(self) -> None:
+        spec = {"tool": "knex", "image": "shop:1.4", "source": None, "target": "2"}
+        decision = planning.plan(observed(spec={**spec, "downgrade": "Allow"}, status=APPLIED_AT_3))
+        assert decision.create_job is not None
+        assert decision.create_job.downgrade is True
+        assert decision.create_job.image == "shop:1.5"
+
+    def test_a_tool_that_cannot_downgrade_stalls_before_any_job(self) -> None:
+        spec = {
+            "tool": "flyway",
+            "image": "f:2",
+            "source": None,
+            "target": "2",
+            "downgrade": "Allow",
+        }
+        decision = planning.plan(observed(spec=spec, status=APPLIED_AT_3))
+        assert decision.create_job is None
+        assert condition(decision, "Stalled")["reason"] == "DowngradeUnsupported"  # type: ignore[index]
+
+    def test_an_unsupported_target_stalls_before_any_job(self) -> None:
+        spec = {"tool": "prisma", "image": "p:2", "source": None, "target": "20240101_x"}
+        decision = planning.plan(observed(spec=spec))
+        assert decision.create_job is None
+        assert condition(decision, "Stalled")["reason"] == "TargetUnsupported"  # type: ignore[index]
+
+    @pytest.mark.parametrize(
+        ("tool", "applied", "target", "expected"),
+        [
+            ("sql", "3", "2", True),
+            ("sql", "3", "10", False),
+            ("sql", "1.10", "1.9", True),
+            ("sql", "3", "base", True),
+            ("sql", "3", "head", False),
+            ("knex", "20240102_orders.js", "20240101_customers.js", True),
+            ("django", "shop:0002_orders", "shop:0001_initial", True),
+            ("django", "shop:0002_orders", "shop:0003_more", False),
+        ],
+    )
+    def test_order_of_revisions(self, tool: str, applied: str, target: str, expected: bool) -> None:
+        spec = parse_spec({**SPEC, "tool": tool, "image": "x", "source": None, "target": target})
+        assert planning.is_downgrade(spec, {"appliedRevision": applied}) is expected
+
+    def test_alembic_hashes_are_ordered_by_history(self) -> None:
+        history = [
+            {"from": "b2", "to": "c3", "result": "Succeeded"},
+            {"from": None, "to": "b2", "result": "Succeeded"},
+        ]
+        status = {"appliedRevision": "c3", "history": history}
+        spec = parse_spec({**SPEC, "tool": "alembic", "target": "b2"})
+        assert planning.is_downgrade(spec, status) is True
+        assert (
+            planning.is_downgrade(parse_spec({**SPEC, "tool": "alembic", "target": "zz"}), status)
+            is False
+        )

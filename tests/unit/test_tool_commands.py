@@ -94,7 +94,7 @@ def test_downgrades_that_cannot_happen_say_what_to_do(
 
 
 def test_prisma_reaches_head_only() -> None:
-    with pytest.raises(prisma.TargetUnsupported) as caught:
+    with pytest.raises(base.TargetUnsupported) as caught:
         prisma.PrismaAdapter().upgrade_command("20240101120000_create_customers")
     assert "set spec.target to head" in caught.value.message
     assert caught.value.reason == "TargetUnsupported"

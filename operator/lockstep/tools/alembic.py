@@ -1,4 +1,5 @@
-"""Alembic scripts, run by Lockstep's runner through Alembic's Python API.
+"""Alembic: scripts from a ConfigMap run by Lockstep's runner through Alembic's Python API;
+scripts baked into the user's image run with that image's own `alembic` command.
 
 The user's ``env.py`` must use the connection Lockstep passes in, so that the
 migration runs on the connection that has ``lock_timeout`` set (see
@@ -29,11 +30,17 @@ class AlembicAdapter(base.ToolAdapter):
     version_table: ClassVar[str] = VERSION_TABLE
     builtin: ClassVar[bool] = True
 
+    # The commands for scripts in the user's image (with its alembic.ini in the working
+    # directory); a ConfigMap source runs `lockstep run` instead (see lockstep.jobs).
     def upgrade_command(self, target: str) -> list[str]:
-        return base.builtin_run_command(self.name, target, downgrade=False)
+        return ["alembic", "upgrade", target]
 
     def downgrade_command(self, target: str) -> list[str]:
-        return base.builtin_run_command(self.name, target, downgrade=True)
+        return ["alembic", "downgrade", "base" if target == "0" else target]
+
+    def order_key(self, revision: str) -> tuple[tuple[int, str], ...] | None:
+        """Alembic revisions are hashes linked by down_revision: no order of their own."""
+        return None
 
     def read_applied_revision(self, connection: sa.Connection) -> str | None:
         """The current revision; several heads (branches) are joined with commas, sorted."""

@@ -9,6 +9,7 @@ talks to the database.
 from __future__ import annotations
 
 import abc
+import re
 from typing import ClassVar, Final
 
 import sqlalchemy as sa
@@ -23,6 +24,21 @@ class DowngradeUnsupported(LockstepError):  # noqa: N818 - the name is the condi
     """The tool cannot go down; the message says what to do instead."""
 
     reason = "DowngradeUnsupported"
+
+
+class TargetUnsupported(LockstepError):  # noqa: N818 - the name is the condition reason
+    """The tool cannot migrate to that target (e.g. Prisma deploys only everything)."""
+
+    reason = "TargetUnsupported"
+
+
+# Where a Job puts the tool's own variables converted from DATABASE_URL (see `url_format`):
+# a memory-backed emptyDir shared by the `lockstep-env` init container and the migrate container.
+ENV_DIR: Final = "/lockstep"
+ENV_FILE: Final = f"{ENV_DIR}/env"
+
+# Targets that mean "below the first migration": every migration reverted.
+BASE_TARGETS: Final = frozenset({"base", "0"})
 
 
 class UnknownTool(LockstepError):  # noqa: N818 - the name is the condition reason
@@ -41,6 +57,9 @@ class ToolAdapter(abc.ABC):
     name: ClassVar[str]
     version_table: ClassVar[str]
     builtin: ClassVar[bool] = False
+    # Set when the tool cannot take DATABASE_URL as it is: the Job then converts it in an init
+    # container (`lockstep dburl --format <url_format>`) into an env file the command sources.
+    url_format: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def upgrade_command(self, target: str) -> list[str]:
@@ -52,6 +71,18 @@ class ToolAdapter(abc.ABC):
 
         Raises :class:`DowngradeUnsupported` when the tool cannot.
         """
+
+    def order_key(self, revision: str) -> tuple[tuple[int, str], ...] | None:
+        """A sort key that orders revisions by age, or None when they have no order of their own.
+
+        Version numbers (1, 1.10), timestamped names (20240102_x.js) and Django's numbered
+        migrations (shop:0002_x) sort naturally: digit runs compare as numbers.
+        """
+        return tuple(
+            (int(part), "") if part.isdigit() else (-1, part)
+            for part in re.split(r"(\d+)", revision.strip())
+            if part
+        )
 
     @abc.abstractmethod
     def read_applied_revision(self, connection: sa.Connection) -> str | None:

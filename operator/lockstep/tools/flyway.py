@@ -28,8 +28,8 @@ from lockstep.tools import base
 VERSION_TABLE: Final = "flyway_schema_history"
 # Where the init container writes the converted URL; the Job builder mounts an
 # emptyDir (medium: Memory) at ENV_DIR in both containers.
-ENV_DIR: Final = "/lockstep"
-ENV_FILE: Final = f"{ENV_DIR}/env"
+ENV_DIR: Final = base.ENV_DIR
+ENV_FILE: Final = base.ENV_FILE
 URL_FORMAT: Final = "flyway"
 
 # `sh -c SCRIPT NAME ARGS...`: the target travels as an argument, never inside

@@ -26,7 +26,6 @@ from lockstep.tools import base
 
 VERSION_TABLE: Final = "knex_migrations"
 # The runner's spelling of "nothing applied".
-BASE_TARGETS: Final = frozenset({"base", "0"})
 
 migrations = sa.table(VERSION_TABLE, sa.column("id", sa.Integer), sa.column("name", sa.String))
 
@@ -92,7 +91,7 @@ class KnexAdapter(base.ToolAdapter):
 
     def downgrade_command(self, target: str) -> list[str]:
         cleaned = target.strip()
-        if cleaned.lower() in BASE_TARGETS:
+        if cleaned.lower() in base.BASE_TARGETS:
             return ["knex", "migrate:rollback", "--all"]
         if cleaned.lower() == "head":
             raise base.DowngradeUnsupported(

@@ -21,7 +21,6 @@ from typing import ClassVar, Final
 
 import sqlalchemy as sa
 
-from lockstep.database import LockstepError
 from lockstep.tools import base
 
 VERSION_TABLE: Final = "_prisma_migrations"
@@ -35,19 +34,13 @@ migrations = sa.table(
 )
 
 
-class TargetUnsupported(LockstepError):  # noqa: N818 - the name is the condition reason
-    """The tool cannot stop at the requested target; the message says what to do."""
-
-    reason = "TargetUnsupported"
-
-
 class PrismaAdapter(base.ToolAdapter):
     name: ClassVar[str] = "prisma"
     version_table: ClassVar[str] = VERSION_TABLE
 
     def upgrade_command(self, target: str) -> list[str]:
         if target.strip().lower() != "head":
-            raise TargetUnsupported(
+            raise base.TargetUnsupported(
                 f"Prisma Migrate cannot stop at migration {target!r}: `prisma migrate deploy` "
                 f"applies every migration in the image; set spec.target to head and ship an "
                 f"image whose prisma/migrations folder ends at the migration you want"

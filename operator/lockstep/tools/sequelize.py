@@ -29,7 +29,6 @@ from lockstep.tools import base
 
 VERSION_TABLE: Final = "SequelizeMeta"
 # The runner's spelling of "nothing applied".
-BASE_TARGETS: Final = frozenset({"base", "0"})
 
 meta = sa.table(VERSION_TABLE, sa.column("name", sa.String))
 
@@ -93,7 +92,7 @@ class SequelizeAdapter(base.ToolAdapter):
 
     def downgrade_command(self, target: str) -> list[str]:
         cleaned = target.strip()
-        if cleaned.lower() in BASE_TARGETS:
+        if cleaned.lower() in base.BASE_TARGETS:
             return ["sequelize-cli", "db:migrate:undo:all"]
         if cleaned.lower() == "head":
             raise base.DowngradeUnsupported(
