@@ -23,6 +23,7 @@ class Cache:
     def __init__(self) -> None:
         self._migrations: dict[Key, dict[str, Any]] = {}
         self._jobs: dict[Key, dict[str, Any]] = {}
+        self._pods: dict[Key, dict[str, Any]] = {}
 
     # DatabaseMigrations
     def put_migration(self, body: Mapping[str, Any]) -> Key:
@@ -67,6 +68,22 @@ class Cache:
             if _label(job, constants.LABEL_DATABASE) == database_key
             and observe.job_view(job).state == "Active"
         ]
+
+    # Pods of migration Jobs (only their lock sidecar's state is read)
+    def put_pod(self, body: Mapping[str, Any]) -> None:
+        self._pods[key_of(body)] = _plain(body)
+
+    def drop_pod(self, key: Key) -> None:
+        self._pods.pop(key, None)
+
+    def pod_of_job(self, namespace: str, job: str) -> dict[str, Any] | None:
+        """The newest pod of a Job (a Job of Lockstep's has one pod at a time)."""
+        pods = [
+            pod
+            for (pod_namespace, _), pod in self._pods.items()
+            if pod_namespace == namespace and _label(pod, "job-name") == job
+        ]
+        return max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp")), default=None)
 
     def migrations_on_database(self, database_key: str) -> Iterator[Key]:
         """Migrations that have had a Job on this database: the ones a finished Job may unblock."""

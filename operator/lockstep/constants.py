@@ -57,6 +57,7 @@ class Reason:
     STALLED: Final = "Stalled"
     SUSPENDED: Final = "Suspended"
     WAITING_FOR_JOB: Final = "WaitingForJob"
+    WAITING_FOR_LOCK: Final = "WaitingForLock"
     WAITING_FOR_PREVIOUS_JOB: Final = "WaitingForPreviousJob"
     PROGRESSING: Final = "Progressing"
     INVALID_SPEC: Final = "InvalidSpec"

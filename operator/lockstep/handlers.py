@@ -76,3 +76,17 @@ async def job_changed(
         cache.put_job(body)
     reconciler.trigger((str(body["metadata"]["namespace"]), str(labels[constants.LABEL_MIGRATION])))
     reconciler.trigger_database(str(labels.get(constants.LABEL_DATABASE, "")))
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED_JOBS)
+async def pod_changed(
+    event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any
+) -> None:
+    """Pods tell whether a Job's lock sidecar still waits for the database lock."""
+    if event.get("type") == "DELETED":
+        cache.drop_pod(key_of(body))
+    else:
+        cache.put_pod(body)
+    migration = labels.get(constants.LABEL_MIGRATION)
+    if migration:
+        reconciler.trigger((str(body["metadata"]["namespace"]), str(migration)))

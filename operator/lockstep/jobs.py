@@ -21,6 +21,13 @@ ENV_VOLUME = "lockstep-env"
 ENV_DIR = tools.base.ENV_DIR
 ENV_FILE = tools.base.ENV_FILE
 ENV_CONTAINER = "lockstep-env"
+LOCK_CONTAINER = "lockstep-lock"
+LOCK_VOLUME = "lockstep-run"
+LOCK_DIR = "/run/lockstep"
+LOCK_READY_FILE = f"{LOCK_DIR}/locked"
+# Startup probe cadence of the lock sidecar; its failure threshold covers the whole lock wait.
+LOCK_PROBE_PERIOD_SECONDS = 1
+LOCK_PROBE_SLACK_SECONDS = 30
 RUNNER_USER_ID = 65532
 
 
@@ -124,14 +131,21 @@ def build_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[s
         "containers": [migrate_container(spec, request, runner_image)],
         "volumes": volumes(spec),
     }
+    init_containers = []
     if url_format is not None:
-        pod["initContainers"] = [env_container(spec, url_format, runner_image)]
+        init_containers.append(env_container(spec, url_format, runner_image))
         pod["volumes"].append(
             {"name": ENV_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
         )
         pod["containers"][0]["volumeMounts"].append(
             {"name": ENV_VOLUME, "mountPath": ENV_DIR, "readOnly": True}
         )
+    # Last init container: the migration starts only once the lock sidecar holds the lock.
+    init_containers.append(lock_sidecar(spec, runner_image))
+    pod["volumes"].append(
+        {"name": LOCK_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    )
+    pod["initContainers"] = init_containers
     optional: Mapping[str, Any] = {
         "serviceAccountName": spec.service_account_name,
         "nodeSelector": dict(spec.node_selector) or None,
@@ -163,6 +177,45 @@ def env_container(spec: Spec, url_format: str, runner_image: str) -> dict[str, A
         "env": [database_url_env(spec)],
         "securityContext": {**container_security_context(), "runAsUser": RUNNER_USER_ID},
         "volumeMounts": [{"name": ENV_VOLUME, "mountPath": ENV_DIR}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def lock_sidecar(spec: Spec, runner_image: str) -> dict[str, Any]:
+    """A native sidecar (init container, restartPolicy Always) holding the database lock.
+
+    Kubernetes starts it before the migrate container and waits for its startup probe, which
+    passes only once the lock is held; it is stopped after the migration ends, and the database
+    drops the lock with its connection if the pod dies. Hand-made Jobs and other operators that
+    use `lockstep lock` or the runner wait on the same lock.
+    """
+    wait = spec.timeouts.lock_wait_seconds
+    return {
+        "name": LOCK_CONTAINER,
+        "image": runner_image,
+        "restartPolicy": "Always",
+        "command": [
+            "lockstep",
+            "lock",
+            "--wait-seconds",
+            str(wait),
+            "--ready-file",
+            LOCK_READY_FILE,
+        ],
+        "env": [database_url_env(spec)],
+        "startupProbe": {
+            "exec": {"command": ["lockstep", "lock", "--probe", "--ready-file", LOCK_READY_FILE]},
+            "periodSeconds": LOCK_PROBE_PERIOD_SECONDS,
+            "timeoutSeconds": 5,
+            "failureThreshold": wait // LOCK_PROBE_PERIOD_SECONDS + LOCK_PROBE_SLACK_SECONDS,
+        },
+        "securityContext": {
+            **container_security_context(),
+            "runAsUser": RUNNER_USER_ID,
+            "runAsGroup": RUNNER_USER_ID,
+        },
+        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
+        "volumeMounts": [{"name": LOCK_VOLUME, "mountPath": LOCK_DIR}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -223,6 +276,8 @@ def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
         str(spec.timeouts.lock_wait_seconds),
         "--statement-lock-timeout",
         spec.timeouts.statement_lock_timeout,
+        # The pod's lock sidecar holds the lock already; taking it again would wait on itself.
+        "--no-lock",
     ]
     if spec.downgrade_allowed:
         command.append("--allow-downgrade")

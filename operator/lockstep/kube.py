@@ -126,6 +126,15 @@ def create_job(namespace: str, body: Mapping[str, Any]) -> None:
         raise _translate(error, f"Job {namespace}/{body['metadata']['name']}") from None
 
 
+def delete_job(namespace: str, name: str) -> None:
+    """Delete a Job and, in the background, its pods (which ends their processes)."""
+    try:
+        _batch().delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise _translate(error, f"Job {namespace}/{name}") from None
+
+
 def get_migration(namespace: str, name: str) -> dict[str, Any]:
     try:
         result = _custom().get_namespaced_custom_object(

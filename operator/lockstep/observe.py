@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from lockstep import constants
-from lockstep.planning import JobState, JobView
+from lockstep.planning import JobState, JobView, LockWait
 
 TERMINAL_CONDITIONS = {"Complete": "Succeeded", "Failed": "Failed"}
 
@@ -47,6 +47,33 @@ def _terminal_state(status: Mapping[str, Any]) -> tuple[JobState, str, str, date
                 finished,
             )
     return "Active", "", "", None
+
+
+LOCK_CONTAINER = "lockstep-lock"
+EXIT_LOCK_TIMEOUT = 3  # lockstep.lock_sidecar.EXIT_LOCK_TIMEOUT
+
+
+def lock_wait(pod: Mapping[str, Any] | None, job: str) -> LockWait | None:
+    """Whether the pod's lock sidecar is still waiting for the database lock, or gave up."""
+    if not pod:
+        return None
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if status.get("name") != LOCK_CONTAINER:
+            continue
+        if _exited_with(status, EXIT_LOCK_TIMEOUT):
+            return LockWait(job=job, since=None, timed_out=True)
+        running = (status.get("state") or {}).get("running")
+        if running and not status.get("started"):
+            return LockWait(job=job, since=parse_time(running.get("startedAt")), timed_out=False)
+    return None
+
+
+def _exited_with(status: Mapping[str, Any], code: int) -> bool:
+    for key in ("state", "lastState"):
+        terminated = (status.get(key) or {}).get("terminated") or {}
+        if terminated.get("exitCode") == code:
+            return True
+    return False
 
 
 def termination_message(pod: Mapping[str, Any] | None, container: str) -> str:

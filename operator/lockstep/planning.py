@@ -9,7 +9,7 @@ look again. Table-driven unit tests cover it without a cluster.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -55,6 +55,15 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class LockWait:
+    """The running Job's lock sidecar waits for the database lock (or gave up waiting)."""
+
+    job: str
+    since: datetime | None
+    timed_out: bool
+
+
+@dataclass(frozen=True)
 class ConfigError:
     """Input the operator cannot act on until a person fixes it (missing Secret, bad spec)."""
 
@@ -75,6 +84,7 @@ class Observed:
     blocking_jobs: tuple[str, ...] = ()
     outcome: Outcome | None = None
     config_error: ConfigError | None = None
+    lock_wait: LockWait | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class Event:
 class Decision:
     status: dict[str, Any]
     create_job: JobRequest | None = None
+    delete_jobs: tuple[str, ...] = ()
     events: tuple[Event, ...] = ()
     requeue_after: float | None = None
 
@@ -99,6 +110,7 @@ class _Draft:
     observed: Observed
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
+    delete_jobs: list[str] = field(default_factory=list)
 
     def note(self, kind: EventType, reason: str, message: str) -> None:
         self.events.append(Event(kind, reason, message))
@@ -113,9 +125,39 @@ def plan(observed: Observed) -> Decision:
     spec = observed.spec
     draft.status["targetRevision"] = spec.target
     _rearm_on_new_spec_or_retry_request(draft)
-    if observed.outcome is not None:
+    if observed.lock_wait is not None and observed.lock_wait.timed_out:
+        observed = _fail_lock_timeout(draft, spec, observed.lock_wait)
+        draft.observed = observed
+    elif observed.outcome is not None:
         _record_outcome(draft, spec, observed.outcome)
     return _next_step(draft, spec)
+
+
+def _fail_lock_timeout(draft: _Draft, spec: Spec, wait: LockWait) -> Observed:
+    """The sidecar gave up on the lock: end that Job now and count it as a failed attempt.
+
+    A native sidecar that exits is restarted by the kubelet, so without this the pod would wait
+    until activeDeadlineSeconds; deleting the Job keeps timeouts.lockWaitSeconds meaningful.
+    """
+    observed = draft.observed
+    outcome = Outcome(
+        job=wait.job,
+        succeeded=False,
+        reason="LockTimeout",
+        message=(
+            f"waited more than timeouts.lockWaitSeconds ({spec.timeouts.lock_wait_seconds}s) for "
+            "the database's migration lock: another migration holds it"
+        ),
+    )
+    jobs_now = tuple(
+        replace(j, state="Failed", finished_at=observed.now) if j.name == wait.job else j
+        for j in observed.jobs
+    )
+    updated = replace(observed, jobs=jobs_now, outcome=outcome)
+    draft.observed = updated
+    _record_outcome(draft, spec, outcome)
+    draft.delete_jobs.append(wait.job)
+    return updated
 
 
 def _next_step(draft: _Draft, spec: Spec) -> Decision:
@@ -283,6 +325,12 @@ def _job_running(draft: _Draft, job: JobView) -> Decision:
     status["activeJob"] = {"name": job.name, "attempt": job.attempt}
     if job.started_at is not None:
         status["activeJob"]["startedAt"] = conditions.isoformat(job.started_at)
+    wait = observed.lock_wait
+    if wait is not None and wait.job == job.name and not wait.timed_out:
+        since = f" since {conditions.isoformat(wait.since)}" if wait.since else ""
+        message = f"job {job.name} is waiting for the database's migration lock{since}"
+        state = conditions.State(False, Reason.WAITING_FOR_LOCK, message, reconciling=True)
+        return _finish(draft, state)
     if observed.spec_hash.startswith(job.spec_hash):
         message = f"job {job.name} is migrating to {_target(observed)}"
         return _finish(
@@ -411,7 +459,11 @@ def _finish(
     )
     _note_transition(draft, previous, state)
     return Decision(
-        status=status, create_job=create, events=tuple(draft.events), requeue_after=requeue
+        status=status,
+        create_job=create,
+        delete_jobs=tuple(draft.delete_jobs),
+        events=tuple(draft.events),
+        requeue_after=requeue,
     )
 
 

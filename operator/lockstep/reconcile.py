@@ -121,7 +121,13 @@ class Reconciler:
             if not _owned_by(job, name, namespace)
         )
         outcome = await self._gather_outcome(namespace, spec, observed, url)
-        return replace(observed, blocking_jobs=blocking, outcome=outcome), url
+        waits = [
+            observe.lock_wait(self.cache.pod_of_job(namespace, job.name), job.name)
+            for job in observed.jobs
+            if job.state == "Active"
+        ]
+        lock_wait = next((w for w in waits if w is not None), None)
+        return replace(observed, blocking_jobs=blocking, outcome=outcome, lock_wait=lock_wait), url
 
     async def _gather_inputs(
         self, namespace: str, spec: Spec
@@ -207,6 +213,8 @@ class Reconciler:
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
         events = list(decision.events)
+        for job in decision.delete_jobs:
+            await asyncio.to_thread(kube.delete_job, namespace, job)
         if decision.create_job is not None and observed.spec is not None and url is not None:
             created = await self._create_job(body, observed, decision.create_job, url)
             if not created:

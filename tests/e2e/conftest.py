@@ -160,3 +160,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         process = getattr(item, "funcargs", {}).get("operator")
         if isinstance(process, OperatorProcess):
             report.sections.append(("operator log (tail)", process.log()[-8000:]))
+
+
+@pytest.fixture(scope="session")
+def toolchains(local_cluster: bool, request: pytest.FixtureRequest) -> Path | None:
+    """The real migration tools, installed once per session by tools/toolchains/install.sh.
+
+    On the local pod agent the examples' images (`lockstep-examples/<folder>`)
+    run these toolchains (see tools/testbed/images.yaml). The script is
+    idempotent, so a warm cache costs a fraction of a second; a cold one
+    downloads from Maven Central, npm and PyPI for minutes, and its progress is
+    shown live (output capture is suspended meanwhile). On a `KUBECONFIG`
+    cluster the example images carry their tools, so nothing is installed
+    (None).
+    """
+    if not local_cluster:
+        return None
+    import contextlib
+
+    from toolchains import install
+
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    suspended = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+    with suspended:
+        return install()

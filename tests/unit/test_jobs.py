@@ -154,7 +154,8 @@ FLYWAY_SPEC = {
 
 def test_flyway_gets_its_url_converted_in_an_init_container_on_a_memory_volume() -> None:
     spec = pod(build(FLYWAY_SPEC))
-    (init,) = spec["initContainers"]
+    init, lock = spec["initContainers"]
+    assert lock["name"] == "lockstep-lock"  # the URL is converted before the lock is taken
     assert init["name"] == "lockstep-env"
     assert init["image"] == "ghcr.io/lockstep-dev/lockstep:0.1.0"
     assert init["command"] == ["lockstep", "dburl", "--format", "flyway", "--out", "/lockstep/env"]
@@ -171,9 +172,26 @@ def test_flyway_gets_its_url_converted_in_an_init_container_on_a_memory_volume()
     assert spec["securityContext"]["fsGroup"] == 65532  # the image's user can read the file
 
 
-def test_tools_that_take_a_url_need_no_init_container() -> None:
+def test_tools_that_take_a_url_need_no_conversion() -> None:
     spec = {**FLYWAY_SPEC, "tool": "knex"}
-    assert "initContainers" not in pod(build(spec))
+    assert [c["name"] for c in pod(build(spec))["initContainers"]] == ["lockstep-lock"]
+
+
+def test_every_job_holds_the_database_lock_in_a_native_sidecar() -> None:
+    spec = pod(build())
+    (lock,) = spec["initContainers"]
+    assert lock["name"] == "lockstep-lock"
+    assert lock["restartPolicy"] == "Always"  # a native sidecar: runs beside the migration
+    assert lock["image"] == "ghcr.io/lockstep-dev/lockstep:0.1.0"
+    assert lock["command"][:4] == ["lockstep", "lock", "--wait-seconds", "120"]
+    probe = lock["startupProbe"]
+    assert probe["exec"]["command"][:3] == ["lockstep", "lock", "--probe"]
+    # The probe must not give up before the lock wait does.
+    assert probe["failureThreshold"] * probe["periodSeconds"] > 120
+    assert lock["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "shop-db", "key": "url"}
+    assert lock["securityContext"]["readOnlyRootFilesystem"] is True
+    (migrate,) = spec["containers"]
+    assert "--no-lock" in migrate["command"]  # the runner must not wait on its own sidecar
 
 
 def test_a_downgrade_runs_the_newer_image_and_is_labelled() -> None:

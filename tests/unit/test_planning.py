@@ -385,3 +385,29 @@ class TestDowngrade:
             planning.is_downgrade(parse_spec({**SPEC, "tool": "alembic", "target": "zz"}), status)
             is False
         )
+
+
+class TestLockWait:
+    def test_waiting_for_the_lock_is_visible(self) -> None:
+        wait = planning.LockWait(
+            job="shop-a1b2c3d4", since=NOW - timedelta(seconds=30), timed_out=False
+        )
+        decision = planning.plan(
+            observed(jobs=(job("Active"),), lock_wait=wait, status={"specHash": HASH})
+        )
+        reconciling = condition(decision, "Reconciling")
+        assert reconciling is not None and reconciling["reason"] == "WaitingForLock"
+        assert "2026-11-29T11:59:30Z" in reconciling["message"]
+        assert decision.delete_jobs == ()
+
+    def test_a_lock_timeout_ends_the_job_and_schedules_a_retry(self) -> None:
+        wait = planning.LockWait(job="shop-a1b2c3d4", since=None, timed_out=True)
+        decision = planning.plan(
+            observed(jobs=(job("Active"),), lock_wait=wait, status={"specHash": HASH})
+        )
+        assert decision.delete_jobs == ("shop-a1b2c3d4",)
+        assert decision.create_job is None
+        assert decision.status["failures"] == 1
+        assert decision.status["lastRun"]["reason"] == "LockTimeout"
+        assert "nextRetryAt" in decision.status
+        assert reasons(decision) == ["Failed", "RetryScheduled"]
