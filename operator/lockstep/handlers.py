@@ -63,7 +63,11 @@ async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any)
         reconciler.forget(key_of(body))
         cache.drop_migration(key_of(body))
         return
-    reconciler.trigger(cache.put_migration(body))
+    # The first sight of an object (operator start, or a new resource) gets a full pass.
+    key = key_of(body)
+    first_sight = cache.migration(key) is None
+    cache.put_migration(body)
+    reconciler.trigger(key, full=first_sight)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_JOBS)

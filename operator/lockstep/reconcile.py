@@ -25,6 +25,17 @@ Emit = Callable[[Mapping[str, Any], planning.Event], None]
 Clock = Callable[[], datetime]
 
 REVISION_READ_TIMEOUT_SECONDS = 20.0
+# A full pass (Secret, ConfigMap, Jobs) at least this often: picks up an edited ConfigMap or a
+# Secret that now exists, without watching every ConfigMap and Secret in the cluster.
+DEFAULT_RESYNC_SECONDS = 600.0
+CONFIG_ERROR_REASONS = frozenset(
+    {
+        constants.Reason.INVALID_SPEC,
+        constants.Reason.SECRET_NOT_FOUND,
+        constants.Reason.CONFIG_MAP_NOT_FOUND,
+        database.InvalidDatabaseUrl.reason,
+    }
+)
 
 
 def utc_now() -> datetime:
@@ -37,12 +48,20 @@ class Reconciler:
     emit: Emit
     runner_image: str = constants.DEFAULT_RUNNER_IMAGE
     clock: Clock = utc_now
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS
     _running: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
     _dirty: set[Key] = field(default_factory=set)
+    _full: set[Key] = field(default_factory=set)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
 
-    def trigger(self, key: Key) -> None:
-        """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued."""
+    def trigger(self, key: Key, full: bool = False) -> None:
+        """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued.
+
+        `full` asks for a pass that re-reads the Secret and the ConfigMap even if nothing that
+        the watches see has changed.
+        """
+        if full:
+            self._full.add(key)
         if key in self._running:
             self._dirty.add(key)
             return
@@ -62,8 +81,10 @@ class Reconciler:
         try:
             while True:
                 self._dirty.discard(key)
+                full = key in self._full
+                self._full.discard(key)
                 try:
-                    await self.reconcile(key)
+                    await self.reconcile(key, full=full)
                 except Exception:
                     log.exception("reconcile failed", extra={"object": f"{key[0]}/{key[1]}"})
                     self._requeue(key, 10.0)
@@ -72,14 +93,69 @@ class Reconciler:
         finally:
             self._running.pop(key, None)
 
-    async def reconcile(self, key: Key) -> None:
+    async def reconcile(self, key: Key, full: bool = True) -> None:
         body = self.cache.migration(key)
         if body is None:
             self.forget(key)
             return
+        quick = None if full else self._quick_observation(body)
+        if quick is not None:
+            decision = planning.plan(quick)
+            if decision.create_job is None:
+                await self._act(body, quick, decision, None)
+                return
         observed, secret_url = await self._gather(body)
         decision = planning.plan(observed)
         await self._act(body, observed, decision, secret_url)
+
+    def _quick_observation(self, body: Mapping[str, Any]) -> planning.Observed | None:
+        """What planning needs when only Jobs or pods moved: no Secret or ConfigMap reads.
+
+        Used while the spec is the one the status describes (same generation and retry token,
+        spec hash known) and nothing finished that must be recorded; anything else, and any
+        decision to create a Job, takes the full pass.
+        """
+        metadata, status = body["metadata"], body.get("status") or {}
+        generation = int(metadata.get("generation", 0))
+        token = (metadata.get("annotations") or {}).get(constants.ANNOTATION_RETRY)
+        ready: Mapping[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == constants.READY), {}
+        )
+        if (
+            not status.get("specHash")
+            or status.get("observedGeneration") != generation
+            or (token and token != status.get("retryToken"))
+            or ready.get("reason") in CONFIG_ERROR_REASONS
+        ):
+            return None
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except SpecError:
+            return None
+        namespace, name = metadata["namespace"], metadata["name"]
+        observed = planning.Observed(
+            name=name,
+            generation=generation,
+            spec=spec,
+            spec_hash=str(status["specHash"]),
+            status=status,
+            now=self.clock(),
+            retry_token=token,
+            jobs=tuple(observe.job_view(j) for j in self.cache.jobs_of((namespace, name))),
+        )
+        if _unrecorded_finished_job(observed) is not None:
+            return None
+        return replace(observed, lock_wait=self._lock_wait(namespace, observed.jobs))
+
+    def _lock_wait(
+        self, namespace: str, jobs_seen: tuple[planning.JobView, ...]
+    ) -> planning.LockWait | None:
+        waits = (
+            observe.lock_wait(self.cache.pod_of_job(namespace, job.name), job.name)
+            for job in jobs_seen
+            if job.state == "Active"
+        )
+        return next((w for w in waits if w is not None), None)
 
     async def _gather(self, body: Mapping[str, Any]) -> tuple[planning.Observed, str | None]:
         metadata = body["metadata"]
@@ -121,12 +197,7 @@ class Reconciler:
             if not _owned_by(job, name, namespace)
         )
         outcome = await self._gather_outcome(namespace, spec, observed, url)
-        waits = [
-            observe.lock_wait(self.cache.pod_of_job(namespace, job.name), job.name)
-            for job in observed.jobs
-            if job.state == "Active"
-        ]
-        lock_wait = next((w for w in waits if w is not None), None)
+        lock_wait = self._lock_wait(namespace, observed.jobs)
         return replace(observed, blocking_jobs=blocking, outcome=outcome, lock_wait=lock_wait), url
 
     async def _gather_inputs(
@@ -227,6 +298,8 @@ class Reconciler:
             self.emit(body, event)
         if decision.requeue_after is not None:
             self._requeue((namespace, name), decision.requeue_after)
+        elif (namespace, name) not in self._timers:
+            self._requeue((namespace, name), self.resync_seconds, full=True)
 
     async def _create_job(
         self,
@@ -257,10 +330,14 @@ class Reconciler:
         )
         return True
 
-    def _requeue(self, key: Key, delay: float) -> None:
+    def _requeue(self, key: Key, delay: float, full: bool = True) -> None:
         self.forget(key)
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(max(delay, 0.5), self.trigger, key)
+        self._timers[key] = loop.call_later(max(delay, 0.5), self._fire, key, full)
+
+    def _fire(self, key: Key, full: bool) -> None:
+        self._timers.pop(key, None)
+        self.trigger(key, full=full)
 
 
 def _unrecorded_finished_job(observed: planning.Observed) -> planning.JobView | None:

@@ -156,3 +156,26 @@ def test_status_patch_nulls_dropped_keys() -> None:
     )
     assert patch == {"activeJob": None, "appliedRevision": "2"}
     assert reconcile.status_patch({"a": 1}, {"a": 1}) == {}
+
+
+def test_job_and_pod_events_on_a_settled_migration_read_no_secret_or_config_map(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(api, migration())
+    written = api.patches[-1]
+    reads: list[str] = []
+    monkeypatch.setattr(kube, "read_secret_value", lambda *a: reads.append("secret") or URL)
+    monkeypatch.setattr(kube, "read_config_map_data", lambda *a: reads.append("cm") or {})
+    cache = Cache()
+    cache.put_job(next(iter(api.jobs.values())))
+    body = migration(**written)
+    cache.put_migration(body)
+    reconciler = reconcile.Reconciler(cache=cache, emit=lambda *_: None, clock=lambda: NOW)
+
+    async def once() -> None:
+        await reconciler.reconcile(("shop", "shop"), full=False)
+        for timer in reconciler._timers.values():
+            timer.cancel()
+
+    asyncio.run(once())
+    assert reads == []
