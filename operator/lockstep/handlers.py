@@ -60,8 +60,7 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
 async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
     if event.get("type") == "DELETED":
-        reconciler.forget(key_of(body))
-        cache.drop_migration(key_of(body))
+        reconciler.deleted(key_of(body))
         return
     # The first sight of an object (operator start, or a new resource) gets a full pass.
     key = key_of(body)

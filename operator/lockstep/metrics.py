@@ -1,14 +1,106 @@
 """Prometheus metrics (prometheus-client). Names follow Prometheus conventions: base units,
-`_total` for counters, `_timestamp_seconds` for times. No label ever holds a URL or a secret."""
+`_total` for counters, `_timestamp_seconds` for times. Labels are namespace, name, tool and result:
+never a URL, a Secret or anything taken from one."""
 
 from __future__ import annotations
 
-from typing import Final
+import contextlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
+# Migrations can take from a second to an hour; reconciles from a millisecond to seconds.
+RUN_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+LOCK_BUCKETS: Final = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 600, 1800)
+RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+OBJECT: Final = ("namespace", "name")
+
+runs: Final = Counter(
+    "lockstep_migration_runs",
+    "Migration Jobs that finished, by result (Succeeded or Failed)",
+    [*OBJECT, "tool", "result"],
+    registry=REGISTRY,
+)
+duration: Final = Histogram(
+    "lockstep_migration_duration_seconds",
+    "How long finished migration Jobs ran",
+    [*OBJECT, "tool"],
+    buckets=RUN_BUCKETS,
+    registry=REGISTRY,
+)
+last_success: Final = Gauge(
+    "lockstep_migration_last_success_timestamp_seconds",
+    "When the last migration of this DatabaseMigration succeeded (Unix time)",
+    OBJECT,
+    registry=REGISTRY,
+)
+failing: Final = Gauge(
+    "lockstep_migration_failing",
+    "1 while the latest attempt failed (retrying or stalled), else 0",
+    OBJECT,
+    registry=REGISTRY,
+)
+stalled: Final = Gauge(
+    "lockstep_migration_stalled",
+    "1 while the DatabaseMigration is Stalled (needs a person), else 0",
+    OBJECT,
+    registry=REGISTRY,
+)
+ready: Final = Gauge(
+    "lockstep_migration_ready",
+    "1 when the database is at the target revision (Ready=True), else 0",
+    OBJECT,
+    registry=REGISTRY,
+)
+running_since: Final = Gauge(
+    "lockstep_migration_running_since_timestamp_seconds",
+    "When the running migration Job started (Unix time); absent when none runs",
+    OBJECT,
+    registry=REGISTRY,
+)
+pending: Final = Gauge(
+    "lockstep_migration_pending",
+    "Migrations not yet applied, where Lockstep can count them",
+    OBJECT,
+    registry=REGISTRY,
+)
+drift: Final = Gauge(
+    "lockstep_migration_drift",
+    "1 when the database's revision differs from the one Lockstep applied, else 0",
+    OBJECT,
+    registry=REGISTRY,
+)
+lock_wait: Final = Histogram(
+    "lockstep_lock_wait_seconds",
+    "How long migration Jobs waited for the database's migration lock",
+    OBJECT,
+    buckets=LOCK_BUCKETS,
+    registry=REGISTRY,
+)
+gated_pods: Final = Gauge(
+    "lockstep_gated_pods",
+    "Application pods held back until this DatabaseMigration is Ready",
+    OBJECT,
+    registry=REGISTRY,
+)
+reconciles: Final = Counter(
+    "lockstep_reconcile",
+    "Reconcile passes, by result (ok or error)",
+    ["result"],
+    registry=REGISTRY,
+)
+reconcile_duration: Final = Histogram(
+    "lockstep_reconcile_duration_seconds",
+    "How long one reconcile pass took",
+    ["result"],
+    buckets=RECONCILE_BUCKETS,
+    registry=REGISTRY,
+)
 leader: Final = Gauge(
     "lockstep_leader",
     "1 when this replica holds the leader Lease and reconciles, 0 on a standby",
@@ -22,6 +114,17 @@ leader_election_master_status: Final = Gauge(
     registry=REGISTRY,
 )
 
+PER_OBJECT: Final = (
+    last_success,
+    failing,
+    stalled,
+    ready,
+    running_since,
+    pending,
+    drift,
+    gated_pods,
+)
+
 
 def set_leader(is_leader: bool, election: str = "lockstep-leader") -> None:
     value = 1 if is_leader else 0
@@ -29,5 +132,84 @@ def set_leader(is_leader: bool, election: str = "lockstep-leader") -> None:
     leader_election_master_status.labels(name=election).set(value)
 
 
+def record_run(namespace: str, name: str, tool: str, run: Mapping[str, Any]) -> None:
+    """Count one finished run (a new `status.lastRun`)."""
+    result = str(run.get("result", "Failed"))
+    runs.labels(namespace, name, tool, result).inc()
+    seconds = run.get("durationSeconds")
+    if isinstance(seconds, int | float):
+        duration.labels(namespace, name, tool).observe(float(seconds))
+
+
+def record_lock_wait(namespace: str, name: str, seconds: float) -> None:
+    lock_wait.labels(namespace, name).observe(max(seconds, 0.0))
+
+
+def set_state(namespace: str, name: str, state: Mapping[str, float | None]) -> None:
+    """Per-object gauges from the status just written; None removes a series (e.g. no Job runs)."""
+    gauges = {
+        "ready": ready,
+        "failing": failing,
+        "stalled": stalled,
+        "last_success": last_success,
+        "running_since": running_since,
+        "pending": pending,
+        "drift": drift,
+        "gated_pods": gated_pods,
+    }
+    for key, value in state.items():
+        gauge = gauges[key]
+        if value is None:
+            _remove(gauge, namespace, name)
+        else:
+            gauge.labels(namespace, name).set(value)
+
+
+def forget(namespace: str, name: str) -> None:
+    """A deleted DatabaseMigration leaves no series behind."""
+    for gauge in PER_OBJECT:
+        _remove(gauge, namespace, name)
+    for histogram in (lock_wait,):
+        _remove(histogram, namespace, name)
+    for metric in (runs, duration):
+        for labels in _label_sets(metric):
+            if labels[:2] == (namespace, name):
+                metric.remove(*labels)
+
+
+def state_of(status: Mapping[str, Any]) -> dict[str, float | None]:
+    """The per-object gauge values that a DatabaseMigration's status implies."""
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    successes = [r for r in status.get("history") or [] if r.get("result") == "Succeeded"]
+    active = status.get("activeJob") or {}
+    pending_count = status.get("pendingCount")
+    return {
+        "ready": 1.0 if conditions.get("Ready") == "True" else 0.0,
+        "stalled": 1.0 if conditions.get("Stalled") == "True" else 0.0,
+        "failing": 1.0 if int(status.get("failures") or 0) > 0 else 0.0,
+        "drift": 1.0 if conditions.get("Drifted") == "True" else 0.0,
+        "last_success": _timestamp(successes[0].get("finishedAt")) if successes else None,
+        "running_since": _timestamp(active.get("startedAt")) if active else None,
+        "pending": float(pending_count) if isinstance(pending_count, int) else None,
+    }
+
+
+def _timestamp(value: Any) -> float | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
 def exposition() -> bytes:
     return generate_latest(REGISTRY)
+
+
+def _remove(metric: Gauge | Histogram, namespace: str, name: str) -> None:
+    with contextlib.suppress(KeyError):  # no series for this object yet
+        metric.remove(namespace, name)
+
+
+def _label_sets(metric: Counter | Histogram) -> list[tuple[str, ...]]:
+    # prometheus-client keeps children by label values; it has no public listing API.
+    with metric._lock:
+        return [tuple(labels) for labels in metric._metrics]

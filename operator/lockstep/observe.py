@@ -68,6 +68,30 @@ def lock_wait(pod: Mapping[str, Any] | None, job: str) -> LockWait | None:
     return None
 
 
+def lock_wait_seconds(pod: Mapping[str, Any] | None) -> float | None:
+    """Seconds between the lock sidecar starting and the migration starting (the lock wait)."""
+    if not pod:
+        return None
+    status = pod.get("status") or {}
+    sidecar = _container_started(status.get("initContainerStatuses"), LOCK_CONTAINER)
+    migrate = _container_started(status.get("containerStatuses"), constants.MIGRATE_CONTAINER)
+    if sidecar is None or migrate is None:
+        return None
+    return max((migrate - sidecar).total_seconds(), 0.0)
+
+
+def _container_started(statuses: Any, name: str) -> datetime | None:
+    for status in statuses or []:
+        if status.get("name") != name:
+            continue
+        state = status.get("state") or {}
+        for phase in ("running", "terminated"):
+            started = parse_time((state.get(phase) or {}).get("startedAt"))
+            if started is not None:
+                return started
+    return None
+
+
 def _exited_with(status: Mapping[str, Any], code: int) -> bool:
     for key in ("state", "lastState"):
         terminated = (status.get(key) or {}).get("terminated") or {}

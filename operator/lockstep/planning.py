@@ -52,6 +52,7 @@ class Outcome:
     from_revision: str | None = None
     to_revision: str | None = None
     applied_revision: str | None = None
+    lock_wait_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from lockstep import constants, database, jobs, kube, observe, planning, revisions
+from lockstep import constants, database, jobs, kube, metrics, observe, planning, revisions
 from lockstep.cache import Cache, Key
 from lockstep.model import Spec, SpecError, content_digest, parse_spec, spec_hash
 
@@ -77,17 +78,29 @@ class Reconciler:
         if timer is not None:
             timer.cancel()
 
+    def deleted(self, key: Key) -> None:
+        """The DatabaseMigration is gone: no timers, no cached body, no metric series."""
+        self.forget(key)
+        self.cache.drop_migration(key)
+        metrics.forget(*key)
+
     async def _loop(self, key: Key) -> None:
         try:
             while True:
                 self._dirty.discard(key)
                 full = key in self._full
                 self._full.discard(key)
+                started = time.monotonic()
                 try:
                     await self.reconcile(key, full=full)
                 except Exception:
                     log.exception("reconcile failed", extra={"object": f"{key[0]}/{key[1]}"})
                     self._requeue(key, 10.0)
+                    result = "error"
+                else:
+                    result = "ok"
+                metrics.reconciles.labels(result).inc()
+                metrics.reconcile_duration.labels(result).observe(time.monotonic() - started)
                 if key not in self._dirty:
                     return
         finally:
@@ -259,6 +272,7 @@ class Reconciler:
             from_revision=_optional(report.get("from")),
             to_revision=_optional(report.get("to")),
             applied_revision=applied,
+            lock_wait_seconds=observe.lock_wait_seconds(pod),
         )
 
     async def _read_revision(self, spec: Spec, url: str) -> str | None:
@@ -284,6 +298,7 @@ class Reconciler:
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
         events = list(decision.events)
+        previous_run = dict((body.get("status") or {}).get("lastRun") or {})
         for job in decision.delete_jobs:
             await asyncio.to_thread(kube.delete_job, namespace, job)
         if decision.create_job is not None and observed.spec is not None and url is not None:
@@ -294,6 +309,7 @@ class Reconciler:
         if patch:
             await asyncio.to_thread(kube.patch_migration_status, namespace, name, patch)
             self.cache.update_status((namespace, name), decision.status)
+        self._publish_metrics(namespace, name, previous_run, observed, decision)
         for event in events:
             self.emit(body, event)
         if decision.requeue_after is not None:
@@ -329,6 +345,23 @@ class Reconciler:
             extra={"object": f"{owner.namespace}/{owner.name}", "job": job["metadata"]["name"]},
         )
         return True
+
+    def _publish_metrics(
+        self,
+        namespace: str,
+        name: str,
+        previous_run: Mapping[str, Any],
+        observed: planning.Observed,
+        decision: planning.Decision,
+    ) -> None:
+        run = decision.status.get("lastRun") or {}
+        if run and run.get("job") != previous_run.get("job"):
+            tool = observed.spec.tool if observed.spec else "unknown"
+            metrics.record_run(namespace, name, tool, run)
+            waited = observed.outcome.lock_wait_seconds if observed.outcome else None
+            if waited is not None:
+                metrics.record_lock_wait(namespace, name, waited)
+        metrics.set_state(namespace, name, metrics.state_of(decision.status))
 
     def _requeue(self, key: Key, delay: float, full: bool = True) -> None:
         self.forget(key)

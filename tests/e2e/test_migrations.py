@@ -95,6 +95,15 @@ def test_quickstart_goes_ready_through_a_real_job(
     assert header.split() == ["NAME", "TOOL", "TARGET", "APPLIED", "READY", "AGE"]
     assert row.split()[:5] == ["shop", "sql", "head", str(last_version), "True"]
 
+    exported = operator.metrics()
+    this = f'name="shop",namespace="{namespace}"'
+    assert f"lockstep_migration_ready{{{this}}} 1.0" in exported
+    assert f"lockstep_migration_failing{{{this}}} 0.0" in exported
+    assert f'lockstep_migration_runs_total{{{this},result="Succeeded",tool="sql"}} 1.0' in exported
+    assert f"lockstep_lock_wait_seconds_count{{{this}}} 1.0" in exported
+    assert "lockstep_leader 1.0" in exported
+    assert "postgresql://" not in exported and "lockstep-test" not in exported
+
 
 def test_invalid_specs_are_rejected_at_apply_time(k8s: client.ApiClient, namespace: str) -> None:
     """The same cases the unit tests check offline, now against the real kube-apiserver."""
