@@ -24,6 +24,7 @@ class Cache:
         self._migrations: dict[Key, dict[str, Any]] = {}
         self._jobs: dict[Key, dict[str, Any]] = {}
         self._pods: dict[Key, dict[str, Any]] = {}
+        self._app_pods: dict[Key, dict[str, Any]] = {}
 
     # DatabaseMigrations
     def put_migration(self, body: Mapping[str, Any]) -> Key:
@@ -84,6 +85,21 @@ class Cache:
             if pod_namespace == namespace and _label(pod, "job-name") == job
         ]
         return max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp")), default=None)
+
+    # Application pods that wait for a migration (label lockstep.dev/wait-for)
+    def put_app_pod(self, body: Mapping[str, Any]) -> None:
+        self._app_pods[key_of(body)] = _plain(body)
+
+    def drop_app_pod(self, key: Key) -> None:
+        self._app_pods.pop(key, None)
+
+    def app_pods_waiting_for(self, migration: Key, label: str) -> list[dict[str, Any]]:
+        namespace, name = migration
+        return [
+            pod
+            for (pod_namespace, _), pod in self._app_pods.items()
+            if pod_namespace == namespace and _label(pod, label) == name
+        ]
 
     def migrations_on_database(self, database_key: str) -> Iterator[Key]:
         """Migrations that have had a Job on this database: the ones a finished Job may unblock."""

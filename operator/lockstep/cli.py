@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_apply(commands)
     _add_lock(commands)
     _add_dburl(commands)
+    _add_wait(commands)
     return parser
 
 
@@ -68,6 +69,18 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         help="image for built-in SQL/Alembic runs (default: %(default)s)",
     )
     command.add_argument("--http-port", type=int, default=8080, help="/healthz and /metrics port")
+    gate_options = command.add_argument_group("rollout gate webhook (served by every replica)")
+    gate_options.add_argument(
+        "--webhook-port", type=int, default=9443, help="TLS port of the gate webhook; 0: off"
+    )
+    gate_options.add_argument("--webhook-secret", default="lockstep-webhook-tls")
+    gate_options.add_argument("--webhook-service", default="lockstep-webhook")
+    gate_options.add_argument("--webhook-configuration", default="lockstep-gate")
+    gate_options.add_argument(
+        "--webhook-url",
+        default=None,
+        help="development: register the webhook at this URL (the operator runs off-cluster)",
+    )
     election = command.add_argument_group("leader election (Lease)")
     election.add_argument(
         "--leader-election",
@@ -167,6 +180,32 @@ def _lock(args: argparse.Namespace) -> int:
     return lock_sidecar.hold(url, args.wait_seconds, args.ready_file)
 
 
+def _add_wait(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "wait",
+        help="block until a DatabaseMigration is migrated for an image (init container)",
+        description="The rollout gate for clusters without admission webhooks: run as the "
+        "app's first init container. Needs RBAC: get on databasemigrations.lockstep.dev in "
+        "the pod's namespace.",
+    )
+    command.add_argument("--for", dest="migration", required=True, help="DatabaseMigration name")
+    command.add_argument("--image", help="the app image (default: $LOCKSTEP_IMAGE)")
+    command.add_argument("-n", "--namespace", help="default: the pod's own namespace")
+    command.add_argument("--timeout", type=float, default=0, help="seconds; 0 waits forever")
+    command.add_argument("--interval", type=float, default=2.0, help="seconds between checks")
+    command.add_argument("--kubeconfig")
+    command.set_defaults(handler=_wait)
+
+
+def _wait(args: argparse.Namespace) -> int:
+    from lockstep import waiting
+
+    image = args.image or os.environ.get("LOCKSTEP_IMAGE")
+    return waiting.wait_for_migration(
+        args.migration, image, args.namespace, args.timeout, args.interval, args.kubeconfig
+    )
+
+
 def _add_dburl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     command = commands.add_parser(
         "dburl",
@@ -202,7 +241,7 @@ def _dburl(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
-    from lockstep import leader, operator_main
+    from lockstep import leader, operator_main, webhook
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     try:
@@ -216,6 +255,16 @@ def _operator(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    gate_webhook = None
+    if args.webhook_port:
+        gate_webhook = webhook.WebhookOptions(
+            port=args.webhook_port,
+            namespace=election.namespace,
+            tls_secret=args.webhook_secret,
+            service=args.webhook_service,
+            configuration=args.webhook_configuration,
+            url=args.webhook_url,
+        )
     return operator_main.run(
         operator_main.OperatorOptions(
             namespaces=tuple(args.namespace),
@@ -224,6 +273,7 @@ def _operator(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             leader_election=args.leader_election,
             election=election,
+            webhook=gate_webhook,
         )
     )
 

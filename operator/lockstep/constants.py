@@ -58,6 +58,7 @@ class Reason:
     SUSPENDED: Final = "Suspended"
     WAITING_FOR_JOB: Final = "WaitingForJob"
     WAITING_FOR_LOCK: Final = "WaitingForLock"
+    WAITING_FOR_ROLLOUT: Final = "WaitingForRollout"
     WAITING_FOR_PREVIOUS_JOB: Final = "WaitingForPreviousJob"
     PROGRESSING: Final = "Progressing"
     INVALID_SPEC: Final = "InvalidSpec"
@@ -67,6 +68,8 @@ class Reason:
     JOB_VANISHED: Final = "JobVanished"
     RETRY_REQUESTED: Final = "RetryRequested"
     DOWNGRADE_FORBIDDEN: Final = "DowngradeForbidden"
+    TARGET_BEHIND: Final = "TargetBehind"
+    TARGET_NOT_REACHED: Final = "TargetNotReached"
 
 
 # Runner failures that another attempt cannot fix: a person has to act first.
@@ -77,5 +80,9 @@ PERMANENT_FAILURE_REASONS: Final = frozenset(
         "PartiallyApplied",
         "InvalidSource",
         "UnknownTarget",
+        "InvalidTarget",
+        "TargetNotReached",
+        "TargetUnsupported",
+        "DowngradeUnsupported",
     }
 )

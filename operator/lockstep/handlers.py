@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import kopf
 
-from lockstep import constants, kube, planning
+from lockstep import constants, gate, kube, planning
 from lockstep.cache import Cache, key_of
 from lockstep.reconcile import Reconciler
 
@@ -93,3 +93,20 @@ async def pod_changed(
     migration = labels.get(constants.LABEL_MIGRATION)
     if migration:
         reconciler.trigger((str(body["metadata"]["namespace"]), str(migration)))
+
+
+@kopf.on.event("", "v1", "pods", labels={gate.WAIT_FOR_LABEL: kopf.PRESENT})
+async def app_pod_changed(
+    event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any
+) -> None:
+    """Application pods waiting for a migration: released when it succeeds."""
+    key = key_of(body)
+    if event.get("type") == "DELETED":
+        cache.drop_app_pod(key)
+    else:
+        cache.put_app_pod(body)
+    migration = (key[0], str(labels[gate.WAIT_FOR_LABEL]))
+    if cache.migration(migration) is None and gate.has_gate(body):
+        reconciler.note_missing_migration(body, migration[1])
+        return
+    reconciler.trigger(migration)

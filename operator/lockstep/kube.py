@@ -228,3 +228,114 @@ def write_lease(
             _coordination().replace_namespaced_lease(name, namespace, body)  # type: ignore[arg-type]
     except ApiException as error:
         raise _translate(error, f"Lease {namespace}/{name}") from None
+
+
+def read_secret_data(namespace: str, name: str) -> dict[str, bytes] | None:
+    """All keys of a Secret, decoded; None when it does not exist."""
+    try:
+        secret = _core().read_namespaced_secret(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise _translate(error, f"Secret {namespace}/{name}") from None
+    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+
+def create_tls_secret(namespace: str, name: str, data: Mapping[str, bytes]) -> None:
+    """Create a kubernetes.io/tls Secret; ConflictError when another replica made it first."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {constants.LABEL_NAME: "lockstep", constants.LABEL_PART_OF: "lockstep"},
+        },
+        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+    }
+    try:
+        _core().create_namespaced_secret(namespace, body)  # type: ignore[arg-type]
+    except ApiException as error:
+        raise _translate(error, f"Secret {namespace}/{name}") from None
+
+
+@functools.cache
+def _admission() -> client.AdmissionregistrationV1Api:
+    return client.AdmissionregistrationV1Api()
+
+
+def apply_mutating_webhook(body: Mapping[str, Any]) -> None:
+    """Create or replace a MutatingWebhookConfiguration (development mode: URL webhooks)."""
+    name = body["metadata"]["name"]
+    try:
+        current = _admission().read_mutating_webhook_configuration(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise _translate(error, f"MutatingWebhookConfiguration {name}") from None
+        _admission().create_mutating_webhook_configuration(dict(body))  # type: ignore[arg-type]
+        return
+    replacement = {**body, "metadata": {**body["metadata"]}}
+    replacement["metadata"]["resourceVersion"] = current.metadata.resource_version  # type: ignore[union-attr]
+    try:
+        _admission().replace_mutating_webhook_configuration(name, replacement)  # type: ignore[arg-type]
+    except ApiException as error:
+        raise _translate(error, f"MutatingWebhookConfiguration {name}") from None
+
+
+def inject_webhook_ca(name: str, ca_bundle: bytes) -> bool:
+    """Put the CA into every webhook of a configuration (made by the chart); False if absent."""
+    try:
+        current = _admission().read_mutating_webhook_configuration(name)
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise _translate(error, f"MutatingWebhookConfiguration {name}") from None
+    encoded = base64.b64encode(ca_bundle).decode()
+    patch = [
+        {"op": "replace", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
+        if webhook.client_config.ca_bundle
+        else {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
+        for index, webhook in enumerate(current.webhooks or [])
+    ]
+    if patch:
+        _admission().patch_mutating_webhook_configuration(name, patch)
+    return True
+
+
+def remove_scheduling_gate(
+    namespace: str, pod: str, remaining: list[dict[str, Any]], resource_version: str
+) -> bool:
+    """Replace the pod's scheduling gates with `remaining`; False if the pod changed or is gone."""
+    patch: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+        {"op": "replace", "path": "/spec/schedulingGates", "value": remaining},
+    ]
+    try:
+        _core().patch_namespaced_pod(pod, namespace, patch)
+    except ApiException as error:
+        if error.status in (404, 409, 422):
+            return False
+        raise _translate(error, f"Pod {namespace}/{pod}") from None
+    return True
+
+
+@functools.cache
+def _apps() -> client.AppsV1Api:
+    return client.AppsV1Api()
+
+
+def read_workload(namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    """A Deployment or StatefulSet as plain JSON; None when it does not exist."""
+    read = {
+        "Deployment": _apps().read_namespaced_deployment,
+        "StatefulSet": _apps().read_namespaced_stateful_set,
+    }[kind]
+    try:
+        response = read(name, namespace, _preload_content=False)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise _translate(error, f"{kind} {namespace}/{name}") from None
+    result: dict[str, Any] = json.loads(cast(Any, response).data)
+    return result

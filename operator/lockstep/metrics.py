@@ -88,6 +88,12 @@ gated_pods: Final = Gauge(
     OBJECT,
     registry=REGISTRY,
 )
+admissions: Final = Counter(
+    "lockstep_gate_admissions",
+    "Pods the rollout gate webhook saw, by decision (gated or allowed)",
+    ["decision"],
+    registry=REGISTRY,
+)
 reconciles: Final = Counter(
     "lockstep_reconcile",
     "Reconcile passes, by result (ok or error)",
@@ -191,6 +197,7 @@ def state_of(status: Mapping[str, Any]) -> dict[str, float | None]:
         "last_success": _timestamp(successes[0].get("finishedAt")) if successes else None,
         "running_since": _timestamp(active.get("startedAt")) if active else None,
         "pending": float(pending_count) if isinstance(pending_count, int) else None,
+        "gated_pods": float(status.get("gatedPods") or 0),
     }
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from lockstep import constants
-from lockstep.planning import JobState, JobView, LockWait
+from lockstep.planning import JobState, JobView, LockWait, Rollout
 
 TERMINAL_CONDITIONS = {"Complete": "Succeeded", "Failed": "Failed"}
 
@@ -134,3 +134,25 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def rollout(kind: str, name: str, workload: Mapping[str, Any] | None) -> Rollout:
+    """Whether a Deployment/StatefulSet has fully rolled out its current template."""
+    if workload is None:
+        return Rollout(kind, name, False, f"{kind} {name} does not exist")
+    metadata, spec = workload.get("metadata") or {}, workload.get("spec") or {}
+    status = workload.get("status") or {}
+    wanted = int(spec.get("replicas", 1))
+    if status.get("observedGeneration", 0) < metadata.get("generation", 0):
+        return Rollout(kind, name, False, f"{kind} {name}: the controller has not seen the change")
+    updated = int(status.get("updatedReplicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    done = updated >= wanted and available >= wanted and total <= wanted
+    return Rollout(
+        kind,
+        name,
+        done,
+        f"{kind} {name}: {updated}/{wanted} updated, {available}/{wanted} available"
+        + ("" if total <= wanted else f", {total - wanted} old still running"),
+    )

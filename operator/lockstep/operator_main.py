@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import kopf
+from aiohttp import web
 
-from lockstep import election, kube, leader, metrics, serving
+from lockstep import election, kube, leader, metrics, serving, webhook
 
 log = logging.getLogger("lockstep.operator")
 
@@ -32,6 +33,7 @@ class OperatorOptions:
     http_port: int = 8080
     leader_election: bool = True
     election: leader.ElectionConfig = field(default_factory=leader.ElectionConfig)
+    webhook: webhook.WebhookOptions | None = None
 
 
 def default_namespace() -> str:
@@ -61,6 +63,7 @@ async def _main(options: OperatorOptions) -> int:
     if options.runner_image:
         handlers.reconciler.runner_image = options.runner_image
     http = await serving.start(options.http_host, options.http_port)
+    gate_server = await _start_webhook(options.webhook)
     stop = asyncio.Event()
     try:
         if not options.leader_election:
@@ -69,7 +72,19 @@ async def _main(options: OperatorOptions) -> int:
             return 0
         return await _lead(options, stop)
     finally:
+        if gate_server is not None:
+            await gate_server.cleanup()
         await http.cleanup()
+
+
+async def _start_webhook(options: webhook.WebhookOptions | None) -> web.AppRunner | None:
+    """Every replica serves the gate, so pods are admitted even while leadership moves."""
+    if options is None:
+        return None
+    material = await asyncio.to_thread(webhook.tls_material, options)
+    server = await webhook.start(options, material)
+    await asyncio.to_thread(webhook.register, options, material)
+    return server
 
 
 async def _lead(options: OperatorOptions, stop: asyncio.Event) -> int:

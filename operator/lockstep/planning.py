@@ -65,6 +65,16 @@ class LockWait:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """Whether one workload of spec.rollout.workloads has fully rolled out."""
+
+    kind: str
+    name: str
+    done: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class ConfigError:
     """Input the operator cannot act on until a person fixes it (missing Secret, bad spec)."""
 
@@ -86,6 +96,7 @@ class Observed:
     outcome: Outcome | None = None
     config_error: ConfigError | None = None
     lock_wait: LockWait | None = None
+    rollouts: tuple[Rollout, ...] | None = None  # gathered for when: AfterRollout only
 
 
 @dataclass(frozen=True)
@@ -178,7 +189,11 @@ def _next_step(draft: _Draft, spec: Spec) -> Decision:
     retry_at = _parse_time(status.get("nextRetryAt"))
     if retry_at is not None and observed.now < retry_at:
         return _waiting_to_retry(draft, retry_at)
-    request = _job_request(observed, spec)
+    if spec.when == "AfterRollout":
+        pending = [r for r in observed.rollouts or () if not r.done]
+        if observed.rollouts is None or pending:
+            return _waiting_for_rollout(draft, pending)
+    request = _job_request(observed, status, spec)
     if request.downgrade and not spec.downgrade_allowed:
         return _stalled(draft, Reason.DOWNGRADE_FORBIDDEN, _forbidden_message(spec, status))
     problem = jobs.command_problem(spec, request)
@@ -230,15 +245,51 @@ def _reset_failures(status: dict[str, Any]) -> None:
 def _record_outcome(draft: _Draft, spec: Spec, outcome: Outcome) -> None:
     observed, status = draft.observed, draft.status
     job = next((j for j in observed.jobs if j.name == outcome.job), None)
+    outcome = _check_target_reached(spec, outcome, job)
     run = _run_record(spec, observed, outcome, job)
     status["lastRun"] = run
     status["history"] = [run, *status.get("history", [])][: constants.HISTORY_LIMIT]
-    if outcome.succeeded:
+    if outcome.reason == Reason.TARGET_BEHIND:
+        # The upgrade changed nothing: the target lies behind the database. Roll back next.
+        draft.note("Normal", Reason.TARGET_BEHIND, outcome.message)
+    elif outcome.succeeded:
         _record_success(draft, spec, outcome, run)
     elif job is not None and job.spec_hash == observed.spec_hash[: len(job.spec_hash)]:
         _record_failure(draft, spec, outcome)
     else:
         draft.note("Warning", Reason.FAILED, f"job {outcome.job} of an earlier spec failed")
+
+
+def _check_target_reached(spec: Spec, outcome: Outcome, job: JobView | None) -> Outcome:
+    """A Job that exits 0 without bringing the database to a named target did not succeed.
+
+    Tools without an order of their own (Alembic's hashes) cannot tell Lockstep beforehand
+    whether a target is ahead or behind; `alembic upgrade <older>` is a no-op. So an upgrade that
+    ends elsewhere means "behind" (a rollback follows, if allowed); a rollback that ends
+    elsewhere is an error a person must look at.
+    """
+    target, applied = spec.target.strip(), outcome.applied_revision
+    named = target.lower() not in ("head", *tools.base.BASE_TARGETS)
+    if not outcome.succeeded or applied is None or not named:
+        return outcome
+    if any(_same_revision(spec, target, head) for head in applied.split(",")):
+        return outcome
+    if job is not None and not job.downgrade:
+        message = (
+            f"upgrading to {target} left the database at {applied}: {target} is behind it, "
+            "so reaching it means rolling back"
+        )
+        return replace(outcome, succeeded=False, reason=Reason.TARGET_BEHIND, message=message)
+    message = f"the Job succeeded but the database is at {applied}, not at spec.target {target}"
+    return replace(outcome, succeeded=False, reason=Reason.TARGET_NOT_REACHED, message=message)
+
+
+def _same_revision(spec: Spec, first: str, second: str) -> bool:
+    """Equal, or equal in the tool's own order (a target "001" is version 1)."""
+    if first == second:
+        return True
+    order = tools.get_adapter(spec.tool).order_key
+    return order(first) is not None and order(first) == order(second)
 
 
 def _record_success(draft: _Draft, spec: Spec, outcome: Outcome, run: Mapping[str, Any]) -> None:
@@ -344,14 +395,14 @@ def _job_running(draft: _Draft, job: JobView) -> Decision:
     )
 
 
-def _job_request(observed: Observed, spec: Spec) -> JobRequest:
-    downgrade = is_downgrade(spec, observed.status)
+def _job_request(observed: Observed, status: Mapping[str, Any], spec: Spec) -> JobRequest:
+    downgrade = is_downgrade(spec, status)
     return JobRequest(
         attempt=next_attempt(observed),
         target=spec.target,
         downgrade=downgrade,
         # The down migrations live in the image that applied the newer revision, not in git's.
-        image=observed.status.get("appliedImage") if downgrade else None,
+        image=status.get("appliedImage") if downgrade else None,
     )
 
 
@@ -365,6 +416,11 @@ def is_downgrade(spec: Spec, status: Mapping[str, Any]) -> bool:
     target = spec.target.strip()
     if not applied or target.lower() == "head" or target == applied:
         return False
+    last = status.get("lastRun") or {}
+    if last.get("reason") == Reason.TARGET_BEHIND and str(status.get("specHash", "")).startswith(
+        str(last.get("specHash"))
+    ):
+        return True
     if target.lower() in tools.base.BASE_TARGETS:
         return True
     order = tools.get_adapter(spec.tool).order_key
@@ -409,6 +465,17 @@ def next_attempt(observed: Observed) -> int:
     """One past the newest Job of this spec: a re-armed retry never reuses a finished Job's name."""
     attempts = [j.attempt for j in observed.jobs if observed.spec_hash.startswith(j.spec_hash)]
     return max(attempts, default=-1) + 1
+
+
+ROLLOUT_RECHECK_SECONDS = 5.0
+
+
+def _waiting_for_rollout(draft: _Draft, pending: list[Rollout]) -> Decision:
+    """The contract phase runs only after the new version serves everywhere."""
+    details = "; ".join(r.message for r in pending) or "rollout state not read yet"
+    message = f"when: AfterRollout: waiting until every workload has rolled out ({details})"
+    state = conditions.State(False, Reason.WAITING_FOR_ROLLOUT, message, reconciling=True)
+    return _finish(draft, state, requeue=ROLLOUT_RECHECK_SECONDS)
 
 
 def _waiting_to_retry(draft: _Draft, retry_at: datetime) -> Decision:

@@ -16,8 +16,18 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from lockstep import constants, database, jobs, kube, metrics, observe, planning, revisions
-from lockstep.cache import Cache, Key
+from lockstep import (
+    constants,
+    database,
+    gate,
+    jobs,
+    kube,
+    metrics,
+    observe,
+    planning,
+    revisions,
+)
+from lockstep.cache import Cache, Key, key_of
 from lockstep.model import Spec, SpecError, content_digest, parse_spec, spec_hash
 
 log = logging.getLogger("lockstep.reconcile")
@@ -54,6 +64,7 @@ class Reconciler:
     _dirty: set[Key] = field(default_factory=set)
     _full: set[Key] = field(default_factory=set)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    _warned_pods: set[str] = field(default_factory=set)
 
     def trigger(self, key: Key, full: bool = False) -> None:
         """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued.
@@ -211,7 +222,28 @@ class Reconciler:
         )
         outcome = await self._gather_outcome(namespace, spec, observed, url)
         lock_wait = self._lock_wait(namespace, observed.jobs)
-        return replace(observed, blocking_jobs=blocking, outcome=outcome, lock_wait=lock_wait), url
+        rollouts = await self._gather_rollouts(namespace, spec)
+        gathered = replace(
+            observed,
+            blocking_jobs=blocking,
+            outcome=outcome,
+            lock_wait=lock_wait,
+            rollouts=rollouts,
+        )
+        return gathered, url
+
+    async def _gather_rollouts(
+        self, namespace: str, spec: Spec
+    ) -> tuple[planning.Rollout, ...] | None:
+        if spec.when != "AfterRollout":
+            return None
+        found = []
+        for workload in spec.workloads:
+            body = await asyncio.to_thread(
+                kube.read_workload, namespace, workload.kind, workload.name
+            )
+            found.append(observe.rollout(workload.kind, workload.name, body))
+        return tuple(found)
 
     async def _gather_inputs(
         self, namespace: str, spec: Spec
@@ -301,6 +333,16 @@ class Reconciler:
         previous_run = dict((body.get("status") or {}).get("lastRun") or {})
         for job in decision.delete_jobs:
             await asyncio.to_thread(kube.delete_job, namespace, job)
+        released, still_gated = await self._release_gated_pods(body, decision.status)
+        decision.status["gatedPods"] = still_gated
+        if released:
+            events.append(
+                planning.Event(
+                    "Normal",
+                    "ReleasedPods",
+                    f"released {released} pod(s) that waited for this migration",
+                )
+            )
         if decision.create_job is not None and observed.spec is not None and url is not None:
             created = await self._create_job(body, observed, decision.create_job, url)
             if not created:
@@ -345,6 +387,42 @@ class Reconciler:
             extra={"object": f"{owner.namespace}/{owner.name}", "job": job["metadata"]["name"]},
         )
         return True
+
+    async def _release_gated_pods(
+        self, body: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> tuple[int, int]:
+        """Lift the scheduling gate of pods whose image the database now has; count the rest."""
+        key = key_of(body)
+        now = {**body, "status": status}
+        released = still = 0
+        for pod in self.cache.app_pods_waiting_for(key, gate.WAIT_FOR_LABEL):
+            if not gate.has_gate(pod):
+                continue
+            if gate.decide(pod, now, key[1]).gate:
+                still += 1
+                continue
+            metadata = pod["metadata"]
+            lifted = await asyncio.to_thread(
+                kube.remove_scheduling_gate,
+                metadata["namespace"],
+                metadata["name"],
+                gate.gates_without_ours(pod),
+                str(metadata.get("resourceVersion", "")),
+            )
+            released += 1 if lifted else 0
+        return released, still
+
+    def note_missing_migration(self, pod: Mapping[str, Any], name: str) -> None:
+        """A gated pod names a DatabaseMigration that does not exist: say so, once per pod."""
+        uid = str(pod["metadata"].get("uid"))
+        if uid in self._warned_pods:
+            return
+        self._warned_pods.add(uid)
+        message = (
+            f"this pod waits for DatabaseMigration {name} (label {gate.WAIT_FOR_LABEL}), which "
+            "does not exist in its namespace: create it, or fix the label"
+        )
+        self.emit(pod, planning.Event("Warning", "MigrationNotFound", message))
 
     def _publish_metrics(
         self,

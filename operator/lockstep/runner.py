@@ -23,6 +23,7 @@ the DatabaseMigration's conditions, and whose message never holds a password.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -748,6 +749,7 @@ def _flat_versions(source_dir: Path) -> Path | None:
         if path.name not in ALEMBIC_SUPPORT_FILES and not path.name.startswith(".")
     ]
     target = Path(tempfile.mkdtemp(prefix="lockstep-alembic-versions-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
     for path in revisions:
         shutil.copyfile(path, target / path.name)
     return target

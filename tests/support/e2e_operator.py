@@ -38,6 +38,7 @@ class OperatorProcess:
         self.lease_namespace = lease_namespace
         self.extra_args = extra_args
         self.port = free_port()
+        self.webhook_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -51,6 +52,11 @@ class OperatorProcess:
             self.lease_namespace,
             "--http-port",
             str(self.port),
+            # Off-cluster, the API server reaches the gate webhook at this URL.
+            "--webhook-port",
+            str(self.webhook_port),
+            "--webhook-url",
+            f"https://127.0.0.1:{self.webhook_port}",
             *self.extra_args,
         ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -36,6 +36,7 @@ def test_state_of_a_ready_status() -> None:
         "last_success": 1767225610.0,
         "running_since": None,
         "pending": 2.0,
+        "gated_pods": 0.0,
     }
 
 

@@ -411,3 +411,58 @@ class TestLockWait:
         assert decision.status["lastRun"]["reason"] == "LockTimeout"
         assert "nextRetryAt" in decision.status
         assert reasons(decision) == ["Failed", "RetryScheduled"]
+
+
+ALEMBIC_BACK = {"tool": "alembic", "image": "shop:0", "source": None, "target": "0001"}
+ALEMBIC_AT_HEAD = {"specHash": HASH, "appliedRevision": "0002", "appliedImage": "shop:1"}
+
+
+class TestTargetReached:
+    def test_an_upgrade_that_misses_an_unordered_target_means_roll_back_next(self) -> None:
+        outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="0002")
+        spec = {**ALEMBIC_BACK, "downgrade": "Allow"}
+        decision = planning.plan(
+            observed(spec=spec, status=ALEMBIC_AT_HEAD, jobs=(job("Succeeded"),), outcome=outcome)
+        )
+        assert decision.status["lastRun"]["reason"] == "TargetBehind"
+        assert decision.status["appliedRevision"] == "0002"
+        assert decision.create_job is not None and decision.create_job.downgrade is True
+        assert decision.create_job.image == "shop:1"  # the image that has the down scripts
+        assert condition(decision, "Ready")["status"] == "False"  # type: ignore[index]
+
+    def test_without_allow_the_rollback_is_forbidden(self) -> None:
+        outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="0002")
+        decision = planning.plan(
+            observed(
+                spec=ALEMBIC_BACK, status=ALEMBIC_AT_HEAD, jobs=(job("Succeeded"),), outcome=outcome
+            )
+        )
+        assert decision.create_job is None
+        assert condition(decision, "Stalled")["reason"] == "DowngradeForbidden"  # type: ignore[index]
+
+    def test_a_rollback_that_misses_its_target_stalls(self) -> None:
+        outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="0002")
+        done = JobView("shop-a1b2c3d4", HASH[:8], 0, "Succeeded", downgrade=True)
+        decision = planning.plan(
+            observed(
+                spec={**ALEMBIC_BACK, "downgrade": "Allow"},
+                status=ALEMBIC_AT_HEAD,
+                jobs=(done,),
+                outcome=outcome,
+            )
+        )
+        stalled = condition(decision, "Stalled")
+        assert stalled is not None and stalled["reason"] == "TargetNotReached"
+        assert decision.create_job is None
+
+    def test_equal_versions_in_another_spelling_count_as_reached(self) -> None:
+        outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="1")
+        decision = planning.plan(
+            observed(
+                spec={"target": "001"},
+                jobs=(job("Succeeded"),),
+                outcome=outcome,
+                status={"specHash": HASH},
+            )
+        )
+        assert condition(decision, "Ready")["status"] == "True"  # type: ignore[index]

@@ -184,6 +184,10 @@ def up() -> int:
             SYSTEM_NAMESPACE,
             "--http-port",
             "18080",
+            "--webhook-port",
+            "18443",
+            "--webhook-url",
+            "https://127.0.0.1:18443",
         ],
     )
     say("applying examples/quickstart")

@@ -1,0 +1,43 @@
+"""`lockstep wait`: the rollout gate as an init container, where webhooks are not allowed."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from lockstep import gate, kube, operator_main
+
+
+def wait_for_migration(
+    name: str,
+    image: str | None,
+    namespace: str | None,
+    timeout: float,
+    interval: float,
+    kubeconfig: str | None,
+) -> int:
+    """0 once the database is migrated for `image` (or the migration is Ready); 1 on timeout."""
+    kube.load_config(kubeconfig)
+    namespace = namespace or operator_main.default_namespace()
+    pod = {"spec": {"containers": [{"name": "app", "image": image}]}}
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    last = ""
+    while True:
+        try:
+            migration = kube.get_migration(namespace, name)
+        except kube.NotFoundError:
+            migration = None
+        except kube.KubeError as error:
+            migration, verdict_message = None, f"cannot read {name}: {error}"
+        verdict = gate.decide(pod, migration, name)
+        if not verdict.gate:
+            print(f"lockstep wait: {verdict.message}", flush=True)
+            return 0
+        verdict_message = verdict.message
+        if verdict_message != last:
+            print(f"lockstep wait: {verdict_message}", flush=True)
+            last = verdict_message
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"lockstep wait: gave up after {timeout:.0f}s", file=sys.stderr, flush=True)
+            return 1
+        time.sleep(interval)

@@ -1,0 +1,173 @@
+"""The gate's mutating admission webhook, served over TLS by every replica (leader or standby).
+
+Standbys do not run Kopf, so the webhook reads the DatabaseMigration from the API server itself:
+one GET per labelled pod creation. When it cannot tell (API unreachable) it gates the pod: a
+gated pod waits, an ungated pod might start against a schema that is not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+import ssl
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from lockstep import certs, gate, kube, metrics
+
+log = logging.getLogger("lockstep.webhook")
+
+PATH = "/mutate-pods"
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    port: int = 9443
+    host: str = "0.0.0.0"  # noqa: S104 - the API server calls in from outside the pod
+    namespace: str = "lockstep-system"
+    tls_secret: str = "lockstep-webhook-tls"  # noqa: S105 - a Secret's name, not a password
+    service: str = "lockstep-webhook"
+    configuration: str = "lockstep-gate"
+    # Development and tests: the operator runs outside the cluster and registers this URL itself.
+    url: str | None = None
+
+
+def tls_material(options: WebhookOptions) -> certs.ServingCertificate:
+    """The serving certificate from the Secret; generated and stored by the first replica."""
+    data = kube.read_secret_data(options.namespace, options.tls_secret)
+    if data is None:
+        ips = ["127.0.0.1"] if options.url else []
+        generated = certs.generate(
+            [*certs.service_names(options.service, options.namespace), "localhost"],
+            ips,
+            dt.datetime.now(dt.UTC),
+        )
+        try:
+            kube.create_tls_secret(
+                options.namespace,
+                options.tls_secret,
+                {
+                    "tls.crt": generated.cert_pem,
+                    "tls.key": generated.key_pem,
+                    "ca.crt": generated.ca_pem,
+                },
+            )
+            log.info("generated the webhook certificate in Secret %s", options.tls_secret)
+            return generated
+        except kube.ConflictError:
+            data = kube.read_secret_data(
+                options.namespace, options.tls_secret
+            )  # another replica won
+            if data is None:
+                raise
+    return certs.ServingCertificate(
+        ca_pem=data.get("ca.crt", b""), cert_pem=data["tls.crt"], key_pem=data["tls.key"]
+    )
+
+
+def register(options: WebhookOptions, material: certs.ServingCertificate) -> None:
+    """Make the API server trust (and, in URL mode, find) this webhook."""
+    if options.url:
+        kube.apply_mutating_webhook(configuration_for_url(options, material.ca_pem))
+    elif not kube.inject_webhook_ca(options.configuration, material.ca_pem):
+        log.warning(
+            "MutatingWebhookConfiguration %s not found: the rollout gate is not active "
+            "(install it with the Helm chart)",
+            options.configuration,
+        )
+
+
+def configuration_for_url(options: WebhookOptions, ca_pem: bytes) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {
+            "name": options.configuration,
+            "labels": {"app.kubernetes.io/name": "lockstep"},
+        },
+        "webhooks": [
+            {
+                "name": "gate.lockstep.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                # Fail closed, but only for pods that asked to wait (the object selector).
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "reinvocationPolicy": "Never",
+                "objectSelector": {
+                    "matchExpressions": [{"key": gate.WAIT_FOR_LABEL, "operator": "Exists"}]
+                },
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "clientConfig": {
+                    "url": f"{options.url}{PATH}",
+                    "caBundle": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
+    }
+
+
+async def review(request: web.Request) -> web.Response:
+    body: Mapping[str, Any] = await request.json()
+    admission = body.get("request") or {}
+    uid = str(admission.get("uid", ""))
+    pod: Mapping[str, Any] = admission.get("object") or {}
+    namespace = str(admission.get("namespace") or (pod.get("metadata") or {}).get("namespace"))
+    name = ((pod.get("metadata") or {}).get("labels") or {}).get(gate.WAIT_FOR_LABEL)
+    if not name:
+        return web.json_response(gate.admission_response(uid, [], None))
+    verdict = await _verdict(namespace, str(name), pod)
+    metrics.admissions.labels("gated" if verdict.gate else "allowed").inc()
+    patch = gate.gate_patch(pod) if verdict.gate else []
+    warning = f"lockstep: {verdict.message}" if verdict.gate else None
+    return web.json_response(gate.admission_response(uid, patch, warning))
+
+
+async def _verdict(namespace: str, name: str, pod: Mapping[str, Any]) -> gate.Verdict:
+    try:
+        migration = await asyncio.to_thread(kube.get_migration, namespace, name)
+    except kube.NotFoundError:
+        return gate.decide(pod, None, name)
+    except (kube.KubeError, kube.ConflictError) as error:
+        log.warning(
+            "cannot read DatabaseMigration %s/%s, gating the pod: %s", namespace, name, error
+        )
+        return gate.Verdict(True, "Unknown", f"Lockstep could not read {name}: {error}")
+    return gate.decide(pod, migration, name)
+
+
+async def start(options: WebhookOptions, material: certs.ServingCertificate) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_post(PATH, review)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, options.host, options.port, ssl_context=_ssl(material)).start()
+    log.info("serving the rollout gate webhook on %s:%d", options.host, options.port)
+    return runner
+
+
+def _ssl(material: certs.ServingCertificate) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # load_cert_chain takes files only; /tmp is a private emptyDir in the operator's pod.
+    with tempfile.TemporaryDirectory(prefix="lockstep-tls-") as directory:
+        cert, key = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+        cert.write_bytes(material.cert_pem)
+        key.write_bytes(material.key_pem)
+        key.chmod(0o600)
+        context.load_cert_chain(cert, key)
+    return context
