@@ -82,3 +82,19 @@ def generate(names: list[str], ips: list[str], now: dt.datetime) -> ServingCerti
             serialization.NoEncryption(),
         ),
     )
+
+
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+def usable(cert_pem: bytes, names: list[str], ips: list[str], now: dt.datetime) -> bool:
+    """Whether a stored certificate covers these names and addresses and is not about to expire."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        alternative = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    dns = set(alternative.get_values_for_type(x509.DNSName))
+    addresses = {str(a) for a in alternative.get_values_for_type(x509.IPAddress)}
+    fresh = cert.not_valid_after_utc - RENEW_BEFORE > now
+    return fresh and set(names) <= dns and set(ips) <= addresses

@@ -241,8 +241,10 @@ def read_secret_data(namespace: str, name: str) -> dict[str, bytes] | None:
     return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
 
-def create_tls_secret(namespace: str, name: str, data: Mapping[str, bytes]) -> None:
-    """Create a kubernetes.io/tls Secret; ConflictError when another replica made it first."""
+def write_tls_secret(
+    namespace: str, name: str, data: Mapping[str, bytes], replace: bool = False
+) -> None:
+    """Create (or replace) a kubernetes.io/tls Secret; ConflictError if another replica won."""
     body = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -255,7 +257,10 @@ def create_tls_secret(namespace: str, name: str, data: Mapping[str, bytes]) -> N
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
     try:
-        _core().create_namespaced_secret(namespace, body)  # type: ignore[arg-type]
+        if replace:
+            _core().replace_namespaced_secret(name, namespace, body)  # type: ignore[arg-type]
+        else:
+            _core().create_namespaced_secret(namespace, body)  # type: ignore[arg-type]
     except ApiException as error:
         raise _translate(error, f"Secret {namespace}/{name}") from None
 

@@ -62,8 +62,10 @@ async def _main(options: OperatorOptions) -> int:
 
     if options.runner_image:
         handlers.reconciler.runner_image = options.runner_image
-    http = await serving.start(options.http_host, options.http_port)
+    readiness = serving.Readiness()
+    http = await serving.start(options.http_host, options.http_port, readiness)
     gate_server = await _start_webhook(options.webhook)
+    readiness.ready = True
     stop = asyncio.Event()
     try:
         if not options.leader_election:

@@ -156,6 +156,8 @@ class Reconciler:
             spec = parse_spec(body.get("spec") or {})
         except SpecError:
             return None
+        if spec.when == "AfterRollout":
+            return None  # planning needs the workloads' rollout state, which only a full pass reads
         namespace, name = metadata["namespace"], metadata["name"]
         observed = planning.Observed(
             name=name,

@@ -1,5 +1,5 @@
 """The operator's plain HTTP endpoints, served by every replica (leader or standby):
-`/healthz` (alive), `/readyz` (ready to serve), `/metrics` (Prometheus)."""
+`/healthz` (alive), `/readyz` (ready: the gate webhook serves and is registered), `/metrics`."""
 
 from __future__ import annotations
 
@@ -18,16 +18,28 @@ async def _metrics(_: web.Request) -> web.Response:
     return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def build_app() -> web.Application:
+class Readiness:
+    """Set once start-up is done; /readyz answers 503 until then."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        if self.ready:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="starting\n")
+
+
+def build_app(readiness: Readiness) -> web.Application:
     app = web.Application()
     app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _healthz)
+    app.router.add_get("/readyz", readiness.readyz)
     app.router.add_get("/metrics", _metrics)
     return app
 
 
-async def start(host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(build_app(), access_log=None)
+async def start(host: str, port: int, readiness: Readiness) -> web.AppRunner:
+    runner = web.AppRunner(build_app(readiness), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

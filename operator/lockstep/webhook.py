@@ -40,36 +40,37 @@ class WebhookOptions:
 
 
 def tls_material(options: WebhookOptions) -> certs.ServingCertificate:
-    """The serving certificate from the Secret; generated and stored by the first replica."""
+    """The serving certificate from the Secret; generated (or renewed) by a replica if needed.
+
+    A certificate that does not cover the Service names (or 127.0.0.1 in URL mode), or expires
+    within 30 days, is replaced; the caBundle follows in `register`.
+    """
+    names = [*certs.service_names(options.service, options.namespace), "localhost"]
+    ips = ["127.0.0.1"] if options.url else []
+    now = dt.datetime.now(dt.UTC)
     data = kube.read_secret_data(options.namespace, options.tls_secret)
-    if data is None:
-        ips = ["127.0.0.1"] if options.url else []
-        generated = certs.generate(
-            [*certs.service_names(options.service, options.namespace), "localhost"],
-            ips,
-            dt.datetime.now(dt.UTC),
+    if data is not None and certs.usable(data.get("tls.crt", b""), names, ips, now):
+        return certs.ServingCertificate(
+            ca_pem=data.get("ca.crt", b""), cert_pem=data["tls.crt"], key_pem=data["tls.key"]
         )
-        try:
-            kube.create_tls_secret(
-                options.namespace,
-                options.tls_secret,
-                {
-                    "tls.crt": generated.cert_pem,
-                    "tls.key": generated.key_pem,
-                    "ca.crt": generated.ca_pem,
-                },
-            )
-            log.info("generated the webhook certificate in Secret %s", options.tls_secret)
-            return generated
-        except kube.ConflictError:
-            data = kube.read_secret_data(
-                options.namespace, options.tls_secret
-            )  # another replica won
-            if data is None:
-                raise
-    return certs.ServingCertificate(
-        ca_pem=data.get("ca.crt", b""), cert_pem=data["tls.crt"], key_pem=data["tls.key"]
-    )
+    generated = certs.generate(names, ips, now)
+    files = {
+        "tls.crt": generated.cert_pem,
+        "tls.key": generated.key_pem,
+        "ca.crt": generated.ca_pem,
+    }
+    try:
+        kube.write_tls_secret(
+            options.namespace, options.tls_secret, files, replace=data is not None
+        )
+    except kube.ConflictError:
+        # Another replica wrote one at the same moment: use theirs, so all replicas agree.
+        stored = kube.read_secret_data(options.namespace, options.tls_secret) or {}
+        return certs.ServingCertificate(
+            ca_pem=stored.get("ca.crt", b""), cert_pem=stored["tls.crt"], key_pem=stored["tls.key"]
+        )
+    log.info("wrote a new webhook certificate to Secret %s", options.tls_secret)
+    return generated
 
 
 def register(options: WebhookOptions, material: certs.ServingCertificate) -> None:

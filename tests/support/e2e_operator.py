@@ -74,7 +74,8 @@ class OperatorProcess:
                     f"operator exited with {self.process.returncode}:\n{self.log()}"
                 )
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                # /readyz: the gate webhook serves and is registered, not only the process is up.
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1):
                     return
             except OSError:
                 time.sleep(0.2)
