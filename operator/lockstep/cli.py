@@ -69,9 +69,15 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         help="image for built-in SQL/Alembic runs (default: %(default)s)",
     )
     command.add_argument("--http-port", type=int, default=8080, help="/healthz and /metrics port")
+    command.add_argument(
+        "--http-host", default="0.0.0.0", help="address for /healthz, /readyz, /metrics"
+    )
     gate_options = command.add_argument_group("rollout gate webhook (served by every replica)")
     gate_options.add_argument(
         "--webhook-port", type=int, default=9443, help="TLS port of the gate webhook; 0: off"
+    )
+    gate_options.add_argument(
+        "--webhook-host", default="0.0.0.0", help="address the webhook listens on"
     )
     gate_options.add_argument("--webhook-secret", default="lockstep-webhook-tls")
     gate_options.add_argument("--webhook-service", default="lockstep-webhook")
@@ -259,6 +265,7 @@ def _operator(args: argparse.Namespace) -> int:
     if args.webhook_port:
         gate_webhook = webhook.WebhookOptions(
             port=args.webhook_port,
+            host=args.webhook_host,
             namespace=election.namespace,
             tls_secret=args.webhook_secret,
             service=args.webhook_service,
@@ -271,6 +278,7 @@ def _operator(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             runner_image=args.runner_image,
             http_port=args.http_port,
+            http_host=args.http_host,
             leader_election=args.leader_election,
             election=election,
             webhook=gate_webhook,
