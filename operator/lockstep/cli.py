@@ -70,14 +70,18 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     command.add_argument("--http-port", type=int, default=8080, help="/healthz and /metrics port")
     command.add_argument(
-        "--http-host", default="0.0.0.0", help="address for /healthz, /readyz, /metrics"
+        "--http-host",
+        default="0.0.0.0",  # noqa: S104 - probes and scrapes come from outside the pod
+        help="address for /healthz, /readyz, /metrics",
     )
     gate_options = command.add_argument_group("rollout gate webhook (served by every replica)")
     gate_options.add_argument(
         "--webhook-port", type=int, default=9443, help="TLS port of the gate webhook; 0: off"
     )
     gate_options.add_argument(
-        "--webhook-host", default="0.0.0.0", help="address the webhook listens on"
+        "--webhook-host",
+        default="0.0.0.0",  # noqa: S104 - the API server calls in from outside the pod
+        help="address the webhook listens on",
     )
     gate_options.add_argument("--webhook-secret", default="lockstep-webhook-tls")
     gate_options.add_argument("--webhook-service", default="lockstep-webhook")
