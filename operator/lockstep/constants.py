@@ -42,6 +42,7 @@ LOG_TAIL_BYTES: Final = 4096
 READY: Final = "Ready"
 RECONCILING: Final = "Reconciling"
 STALLED: Final = "Stalled"
+DRIFTED: Final = "Drifted"
 
 
 class Reason:
@@ -69,6 +70,8 @@ class Reason:
     RETRY_REQUESTED: Final = "RetryRequested"
     DOWNGRADE_FORBIDDEN: Final = "DowngradeForbidden"
     TARGET_BEHIND: Final = "TargetBehind"
+    DRIFT_DETECTED: Final = "DriftDetected"
+    DRIFT_RESOLVED: Final = "DriftResolved"
     TARGET_NOT_REACHED: Final = "TargetNotReached"
 
 

@@ -75,6 +75,11 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class DriftReading:
+    revision: str | None
+
+
+@dataclass(frozen=True)
 class ConfigError:
     """Input the operator cannot act on until a person fixes it (missing Secret, bad spec)."""
 
@@ -97,6 +102,8 @@ class Observed:
     config_error: ConfigError | None = None
     lock_wait: LockWait | None = None
     rollouts: tuple[Rollout, ...] | None = None  # gathered for when: AfterRollout only
+    # What the tool's version table says now, read every driftCheck.intervalSeconds.
+    database_revision: DriftReading | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,9 @@ def _next_step(draft: _Draft, spec: Spec) -> Decision:
     if active:
         return _job_running(draft, active[0])
     status.pop("activeJob", None)
-    if _succeeded_for_current_spec(status, observed.spec_hash):
+    if succeeded_for(status, observed.spec_hash):
+        if observed.database_revision is not None:
+            _check_drift(draft, observed.database_revision)
         return _finish(draft, _ready_state(status))
     if status.get("failures", 0) > 0 and _permanent_failure(status):
         return _stalled(draft, str(status["lastRun"]["reason"]), _last_message(status))
@@ -360,7 +369,7 @@ def _run_record(
     return run
 
 
-def _succeeded_for_current_spec(status: Mapping[str, Any], spec_hash: str) -> bool:
+def succeeded_for(status: Mapping[str, Any], spec_hash: str) -> bool:
     last = status.get("lastRun") or {}
     return last.get("result") == "Succeeded" and spec_hash.startswith(str(last.get("specHash")))
 
@@ -508,6 +517,34 @@ def _config_error(draft: _Draft, error: ConfigError) -> Decision:
     return _finish(draft, state, requeue=CONFIG_ERROR_RECHECK_SECONDS)
 
 
+def _check_drift(draft: _Draft, reading: DriftReading) -> None:
+    """Compare the database with what Lockstep applied; never applies anything itself."""
+    status, observed = draft.status, draft.observed
+    applied = status.get("appliedRevision")
+    current = list(status.get("conditions") or [])
+    was_drifted = conditions.is_true(current, constants.DRIFTED)
+    if reading.revision == applied:
+        if was_drifted:
+            draft.note("Normal", Reason.DRIFT_RESOLVED, f"the database is back at {applied}")
+        status["conditions"] = conditions.remove_condition(current, constants.DRIFTED)
+        return
+    message = (
+        f"the database is at revision {reading.revision or 'none'} but Lockstep applied "
+        f"{applied or 'none'}: someone migrated or rolled back by hand"
+    )
+    status["conditions"] = conditions.set_condition(
+        current,
+        constants.DRIFTED,
+        "True",
+        Reason.DRIFT_DETECTED,
+        message,
+        observed.generation,
+        observed.now,
+    )
+    if not was_drifted:
+        draft.note("Warning", Reason.DRIFT_DETECTED, message)
+
+
 def _ready_state(status: Mapping[str, Any]) -> conditions.State:
     revision = status.get("appliedRevision")
     message = f"database is at revision {revision}" if revision else "database is migrated"
@@ -522,8 +559,9 @@ def _finish(
 ) -> Decision:
     observed, status = draft.observed, draft.status
     previous = list(observed.status.get("conditions", []))
+    # Conditions set earlier in this pass (Drifted) are kept; Ready/Reconciling/Stalled follow.
     status["conditions"] = conditions.apply_state(
-        previous, state, observed.generation, observed.now
+        status.get("conditions", previous), state, observed.generation, observed.now
     )
     _note_transition(draft, previous, state)
     return Decision(

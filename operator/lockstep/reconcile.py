@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,7 @@ class Reconciler:
     _full: set[Key] = field(default_factory=set)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     _warned_pods: set[str] = field(default_factory=set)
+    _drift_due: dict[Key, float] = field(default_factory=dict)
 
     def trigger(self, key: Key, full: bool = False) -> None:
         """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued.
@@ -92,6 +94,7 @@ class Reconciler:
     def deleted(self, key: Key) -> None:
         """The DatabaseMigration is gone: no timers, no cached body, no metric series."""
         self.forget(key)
+        self._drift_due.pop(key, None)
         self.cache.drop_migration(key)
         metrics.forget(*key)
 
@@ -225,14 +228,40 @@ class Reconciler:
         outcome = await self._gather_outcome(namespace, spec, observed, url)
         lock_wait = self._lock_wait(namespace, observed.jobs)
         rollouts = await self._gather_rollouts(namespace, spec)
+        drift = None
+        settled = outcome is None and planning.succeeded_for(status, full_hash)
+        if settled and not any(j.state == "Active" for j in observed.jobs):
+            drift = await self._drift_reading((namespace, name), spec, url)
         gathered = replace(
             observed,
             blocking_jobs=blocking,
             outcome=outcome,
             lock_wait=lock_wait,
             rollouts=rollouts,
+            database_revision=drift,
         )
         return gathered, url
+
+    async def _drift_reading(self, key: Key, spec: Spec, url: str) -> planning.DriftReading | None:
+        """Read the version table when driftCheck.intervalSeconds has passed since the last time."""
+        interval = spec.drift_interval_seconds
+        if not interval or spec.engine == "sqlite":
+            return None
+        now = time.monotonic()
+        # A second of slack: the resync timer that brings us here may fire a little early.
+        if now + 1.0 < self._drift_due.get(key, 0.0):
+            return None
+        self._drift_due[key] = now + interval
+        try:
+            revision = await asyncio.wait_for(
+                asyncio.to_thread(revisions.read_revision, spec.tool, url),
+                REVISION_READ_TIMEOUT_SECONDS,
+            )
+        except Exception as error:  # noqa: BLE001 - an unreadable database is not drift
+            log.warning("drift check: cannot read the version table: %s", type(error).__name__)
+            return None
+        log.info("drift check of %s/%s: the database is at %s", key[0], key[1], revision)
+        return planning.DriftReading(revision)
 
     async def _gather_rollouts(
         self, namespace: str, spec: Spec
@@ -359,7 +388,8 @@ class Reconciler:
         if decision.requeue_after is not None:
             self._requeue((namespace, name), decision.requeue_after)
         elif (namespace, name) not in self._timers:
-            self._requeue((namespace, name), self.resync_seconds, full=True)
+            drift = observed.spec.drift_interval_seconds if observed.spec else None
+            self._requeue((namespace, name), min(self.resync_seconds, drift or math.inf), full=True)
 
     async def _create_job(
         self,
@@ -449,6 +479,7 @@ class Reconciler:
         self._timers[key] = loop.call_later(max(delay, 0.5), self._fire, key, full)
 
     def _fire(self, key: Key, full: bool) -> None:
+        log.debug("timer fired for %s/%s (full=%s)", key[0], key[1], full)
         self._timers.pop(key, None)
         self.trigger(key, full=full)
 

@@ -247,3 +247,29 @@ def test_suspend_pauses_and_resumes(
     assert kubetest.jobs_of(k8s, namespace, "paused") == []
     kubetest.patch_migration(k8s, namespace, "paused", {"spec": {"suspend": False}})
     kubetest.wait_for_condition(k8s, namespace, "paused", "Ready", reason="Succeeded")
+
+
+def test_drift_check_reports_a_change_made_by_hand(
+    k8s: client.ApiClient, namespace: str, operator: OperatorProcess, pg_url: str
+) -> None:
+    kubetest.create_secret(k8s, namespace, "db", {"url": pg_url})
+    kubetest.create_config_map(k8s, namespace, "m", {"V1__t.sql": "CREATE TABLE t (id int);"})
+    spec = {"driftCheck": {"intervalSeconds": 30}}
+    kubetest.create_migration(k8s, namespace, sql_migration("watched", "m", **spec))
+    kubetest.wait_for_condition(k8s, namespace, "watched", "Ready", reason="Succeeded")
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:  # someone applies a migration by hand
+        connection.execute(
+            sa.text(
+                "INSERT INTO lockstep_schema_history (version, description, checksum, "
+                "applied_at, execution_ms, success) VALUES ('2', 'by hand', 'x', now(), 1, true)"
+            )
+        )
+    engine.dispose()
+    body = kubetest.wait_for_condition(k8s, namespace, "watched", "Drifted", timeout=75)
+    message = kubetest.condition(body, "Drifted")["message"]  # type: ignore[index]
+    assert "at revision 2" in message and "applied 1" in message
+    assert "DriftDetected" in kubetest.event_reasons(k8s, namespace, "watched")
+    assert f'lockstep_migration_drift{{name="watched",namespace="{namespace}"}} 1.0' in (
+        operator.metrics()
+    )

@@ -466,3 +466,34 @@ class TestTargetReached:
             )
         )
         assert condition(decision, "Ready")["status"] == "True"  # type: ignore[index]
+
+
+class TestDrift:
+    def test_a_hand_made_change_sets_drifted_with_both_revisions(self) -> None:
+        decision = planning.plan(
+            observed(status=succeeded_status(), database_revision=planning.DriftReading("3"))
+        )
+        drifted = condition(decision, "Drifted")
+        assert drifted is not None and drifted["status"] == "True"
+        assert "at revision 3" in drifted["message"] and "applied 2" in drifted["message"]
+        assert condition(decision, "Ready")["status"] == "True"  # type: ignore[index]
+        assert reasons(decision) == ["DriftDetected"]
+        assert decision.create_job is None  # a drift check never applies anything
+
+    def test_drift_is_cleared_when_the_database_is_back(self) -> None:
+        drifted = planning.plan(
+            observed(status=succeeded_status(), database_revision=planning.DriftReading("3"))
+        )
+        back = planning.plan(
+            observed(status=drifted.status, database_revision=planning.DriftReading("2"))
+        )
+        assert condition(back, "Drifted") is None
+        assert reasons(back) == ["DriftResolved"]
+
+    def test_no_reading_leaves_the_condition_alone(self) -> None:
+        drifted = planning.plan(
+            observed(status=succeeded_status(), database_revision=planning.DriftReading(None))
+        )
+        again = planning.plan(observed(status=drifted.status))
+        assert condition(again, "Drifted") is not None
+        assert again.events == ()
