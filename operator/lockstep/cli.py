@@ -106,6 +106,12 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     election.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
     election.add_argument("--retry-period", type=float, default=2.0, help="seconds")
     command.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    command.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        default=os.environ.get("LOCKSTEP_LOG_FORMAT", "json"),
+        help="json: one object per line (default); text: for a terminal",
+    )
     command.set_defaults(handler=_operator)
 
 
@@ -251,9 +257,9 @@ def _dburl(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
-    from lockstep import leader, operator_main, webhook
+    from lockstep import leader, logs, operator_main, webhook
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    logs.configure(args.log_format, args.verbose)
     try:
         election = leader.ElectionConfig(
             lease_name=args.lease_name,

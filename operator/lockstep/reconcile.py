@@ -108,7 +108,9 @@ class Reconciler:
                 try:
                     await self.reconcile(key, full=full)
                 except Exception:
-                    log.exception("reconcile failed", extra={"object": f"{key[0]}/{key[1]}"})
+                    log.exception(
+                        "reconcile failed", extra={"namespace": key[0], "migration": key[1]}
+                    )
                     self._requeue(key, 10.0)
                     result = "error"
                 else:
@@ -383,8 +385,21 @@ class Reconciler:
             await asyncio.to_thread(kube.patch_migration_status, namespace, name, patch)
             self.cache.update_status((namespace, name), decision.status)
         self._publish_metrics(namespace, name, previous_run, observed, decision)
+        current_job = (
+            decision.status.get("activeJob") or decision.status.get("lastRun") or {}
+        ).get("job")
         for event in events:
             self.emit(body, event)
+            log.log(
+                logging.WARNING if event.type == "Warning" else logging.INFO,
+                event.message,
+                extra={
+                    "namespace": namespace,
+                    "migration": name,
+                    "reason": event.reason,
+                    "job": current_job,
+                },
+            )
         if decision.requeue_after is not None:
             self._requeue((namespace, name), decision.requeue_after)
         elif (namespace, name) not in self._timers:
@@ -416,7 +431,11 @@ class Reconciler:
         self.cache.put_job(job)
         log.info(
             "created job",
-            extra={"object": f"{owner.namespace}/{owner.name}", "job": job["metadata"]["name"]},
+            extra={
+                "namespace": owner.namespace,
+                "migration": owner.name,
+                "job": job["metadata"]["name"],
+            },
         )
         return True
 
