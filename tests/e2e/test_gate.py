@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +12,10 @@ import yaml
 from kubernetes import client
 
 import kubetest
+from dbtest import lock_held
 from e2e_operator import OperatorProcess
 from kubetest import REPO, wait_for
-from lockstep import database, lock
+from lockstep import database
 
 pytestmark = pytest.mark.e2e
 
@@ -41,18 +40,6 @@ def only_versions(*versions: int) -> dict[str, str]:
         for name, sql in example_files().items()
         if int(name[1 : name.index("__")]) in versions
     }
-
-
-@contextlib.contextmanager
-def lock_held(url: str) -> Iterator[None]:
-    """Another migration holds the database lock: Lockstep's Job must wait, pods stay gated."""
-    engine = database.make_engine(url)
-    try:
-        identity = database.identity_from_url(url)
-        with engine.connect() as connection, lock.hold_advisory_lock(connection, identity, 5):
-            yield
-    finally:
-        engine.dispose()
 
 
 def columns(url: str) -> set[str]:

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 import kubetest
+from dbtest import lock_held
 from e2e_operator import OperatorProcess
-from lockstep import database, lock
 
 pytestmark = pytest.mark.e2e
 
 FILES = {"V1__t.sql": "CREATE TABLE t (id int);"}
-
-
-@contextlib.contextmanager
-def lock_held(url: str) -> Iterator[None]:
-    """Another migration (this test) holds the database's migration lock."""
-    engine = database.make_engine(url)
-    try:
-        identity = database.identity_from_url(url)
-        with engine.connect() as connection, lock.hold_advisory_lock(connection, identity, 5):
-            yield
-    finally:
-        engine.dispose()
 
 
 def migration(name: str, **spec: Any) -> dict[str, Any]:
