@@ -71,8 +71,8 @@ demo-local: install ## The quickstart without a cluster (SQLite), twice: the sec
 	$(BIN)/lockstep apply -f examples/quickstart/migration.yaml
 
 .PHONY: k8s-bin
-k8s-bin: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules (cached)
-	bash tools/k8s/build.sh kubernetes etcd
+k8s-bin: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl, helm, promtool, kstatus (cached)
+	bash tools/k8s/build.sh kubernetes etcd helm promtool kstatus
 
 .PHONY: cluster-up
 cluster-up: install k8s-bin ## Start the local control plane (etcd + apiserver + controller-manager)

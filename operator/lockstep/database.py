@@ -91,9 +91,11 @@ class DatabaseIdentity:
         return family_of(self.engine)
 
     def __str__(self) -> str:
+        # Words, not a URL: messages that end up in status and Events must never look like (or
+        # be mistaken for) connection strings.
         if self.engine == "sqlite":
-            return f"sqlite:///{self.database}"
-        return f"{self.engine}://{self.host}:{self.port}/{self.database}"
+            return f"SQLite file {self.database}"
+        return f"{self.engine} database {self.database} on {self.host}:{self.port}"
 
 
 def family_of(engine: EngineName) -> Family:

@@ -595,7 +595,7 @@ def _last_message(status: Mapping[str, Any]) -> str:
 def _exhausted_message(status: Mapping[str, Any], spec: Spec) -> str:
     return (
         f"{status.get('failures')} attempts failed (retry.limit {spec.retry.limit}); last error: "
-        f"{_last_message(status)}. Fix the cause, then change the spec or annotate "
+        f"{_last_message(status).rstrip('. ')}. Fix the cause, then change the spec or annotate "
         f"{constants.ANNOTATION_RETRY}=<any new value> to try again"
     )
 

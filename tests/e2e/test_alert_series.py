@@ -1,7 +1,8 @@
 """The alert rules and the dashboard select series that the real exporter really produces.
 
-A failing and a succeeding DatabaseMigration run through a real operator; its /metrics is scraped
-at each stage (a Job running, a failed attempt retrying, stalled, migrated). Every metric name,
+A failing, a succeeding and a hand-edited (drifted) DatabaseMigration run through a real
+operator; its /metrics is scraped at each stage (a Job running, a failed attempt retrying,
+stalled, migrated, drifted). Every metric name,
 label name and label value the rules, the dashboard and the promtool rule tests rely on must
 appear in those scrapes, so the rules cannot drift away from the exporter unnoticed.
 
@@ -15,26 +16,50 @@ one the exporter produces.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
+import sqlalchemy as sa
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 import alerting
 import kubetest
 import promql
+from e2e_databases import extra_database
 from e2e_operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
 SNAPSHOT_NAMESPACE = "shop"
-# Declared by metrics.py but not produced by a run without gated workloads. Only these may lack
-# samples in the scrapes while a rule or panel uses them.
-WITHOUT_SAMPLES_HERE = frozenset({"lockstep_gated_pods"})
+# Declared by metrics.py but possibly without samples in this run: gated pods need gated
+# workloads; pending needs status.pendingCount, which no adapter reports yet. Only these may lack
+# samples while a rule or a panel uses them.
+WITHOUT_SAMPLES_HERE = frozenset({"lockstep_gated_pods", "lockstep_migration_pending"})
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 Stage = Callable[[Samples], bool]
+
+
+@pytest.fixture
+def other_pg_url(postgres_admin_url: str) -> Iterator[str]:
+    """A second fresh database: two migrations with their own files need their own history."""
+    with extra_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def drift_pg_url(postgres_admin_url: str) -> Iterator[str]:
+    with extra_database(postgres_admin_url) as url:
+        yield url
+
+
+def rolled_back_by_hand(url: str) -> None:
+    """What a person with a SQL prompt does: forget that V2 was applied."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM lockstep_schema_history WHERE version = '2'"))
+    engine.dispose()
 
 
 def samples_of(text: str) -> Samples:
@@ -50,7 +75,11 @@ def value(samples: Samples, metric: str, namespace: str, name: str) -> float | N
 
 
 def capture_stages(
-    operator: OperatorProcess, stages: Mapping[str, Stage], timeout: float = 180.0
+    operator: OperatorProcess,
+    stages: Mapping[str, Stage],
+    describe: Callable[[], str],
+    on_scrape: Callable[[Samples], None] = lambda samples: None,
+    timeout: float = 180.0,
 ) -> dict[str, str]:
     """Scrape until each stage's predicate has held once; the first matching scrape per stage."""
     captured: dict[str, str] = {}
@@ -59,19 +88,34 @@ def capture_stages(
     while time.monotonic() < deadline and len(captured) < len(stages):
         last = operator.metrics()
         samples = samples_of(last)
+        on_scrape(samples)
         for stage, predicate in stages.items():
             if stage not in captured and predicate(samples):
                 captured[stage] = last
         time.sleep(0.1)
     missing = sorted(set(stages) - set(captured))
-    assert not missing, f"stages never seen on /metrics: {missing}; last scrape:\n{last}"
+    lockstep = "\n".join(line for line in last.splitlines() if line.startswith("lockstep_migr"))
+    assert not missing, f"stages never seen: {missing}\n{describe()}\nlast scrape:\n{lockstep}"
     return captured
 
 
 def test_rules_and_dashboard_select_series_the_exporter_produces(
-    k8s: client.ApiClient, namespace: str, operator: OperatorProcess, pg_url: str
+    k8s: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    pg_url: str,
+    other_pg_url: str,
+    drift_pg_url: str,
 ) -> None:
-    kubetest.create_secret(k8s, namespace, "db", {"url": pg_url})
+    kubetest.create_secret(k8s, namespace, "broken-db", {"url": pg_url})
+    kubetest.create_secret(k8s, namespace, "slow-db", {"url": other_pg_url})
+    kubetest.create_secret(k8s, namespace, "drifted-db", {"url": drift_pg_url})
+    kubetest.create_config_map(
+        k8s,
+        namespace,
+        "drifted",
+        {"V1__a.sql": "CREATE TABLE a (id int);", "V2__b.sql": "CREATE TABLE b (id int);"},
+    )
     kubetest.create_config_map(
         k8s,
         namespace,
@@ -87,12 +131,13 @@ def test_rules_and_dashboard_select_series_the_exporter_produces(
         "slow",
         {"V1__slow.sql": "SELECT pg_sleep(5); CREATE TABLE orders (id int PRIMARY KEY);"},
     )
-    source = {"engine": "postgresql", "urlSecretRef": {"name": "db", "key": "url"}}
     for name, extra in (
         ("broken", {"retry": {"limit": 1, "backoffSeconds": 3, "maxBackoffSeconds": 3}}),
         ("slow", {}),
+        ("drifted", {"driftCheck": {"intervalSeconds": 30}}),
     ):
-        spec = {"tool": "sql", "source": {"configMapRef": {"name": name}}, "database": source}
+        database = {"engine": "postgresql", "urlSecretRef": {"name": f"{name}-db", "key": "url"}}
+        spec = {"tool": "sql", "source": {"configMapRef": {"name": name}}, "database": database}
         kubetest.create_migration(
             k8s, namespace, {"metadata": {"name": name}, "spec": {**spec, **extra}}
         )
@@ -100,11 +145,21 @@ def test_rules_and_dashboard_select_series_the_exporter_produces(
     def gauge(metric: str, name: str) -> Callable[[Samples], float | None]:
         return lambda s: value(s, metric, namespace, name)
 
-    failing, stalled = gauge("lockstep_migration_failing", "broken"), gauge(
-        "lockstep_migration_stalled", "broken"
+    failing, stalled = (
+        gauge("lockstep_migration_failing", "broken"),
+        gauge("lockstep_migration_stalled", "broken"),
     )
     running = gauge("lockstep_migration_running_since_timestamp_seconds", "slow")
     ready = gauge("lockstep_migration_ready", "slow")
+    drift_ready = gauge("lockstep_migration_ready", "drifted")
+    drift = gauge("lockstep_migration_drift", "drifted")
+    edited: list[bool] = []
+
+    def edit_once_migrated(samples: Samples) -> None:
+        if not edited and drift_ready(samples) == 1.0:
+            rolled_back_by_hand(drift_pg_url)
+            edited.append(True)
+
     captures = capture_stages(
         operator,
         {
@@ -112,15 +167,25 @@ def test_rules_and_dashboard_select_series_the_exporter_produces(
             "retrying": lambda s: failing(s) == 1.0 and stalled(s) == 0.0,
             "stalled": lambda s: stalled(s) == 1.0 and failing(s) == 1.0,
             "migrated": lambda s: ready(s) == 1.0 and stalled(s) == 1.0,
+            # The next drift check (every 30 s) reads revision 1 where Lockstep applied 2.
+            "drifted": lambda s: drift(s) == 1.0,
         },
+        describe=lambda: describe_migrations(k8s, namespace, ("broken", "slow", "drifted")),
+        on_scrape=edit_once_migrated,
     )
-    live = alerting.Exposition.parse(*captures.values())
+    # This test's series (renamed to the snapshot's namespace) and those of no namespace: other
+    # tests' DatabaseMigrations may share the session's operator.
+    snapshot = {
+        stage: alerting.normalize_exposition(text, namespace, SNAPSHOT_NAMESPACE)
+        for stage, text in captures.items()
+    }
+    live = alerting.Exposition.parse(*snapshot.values())
 
     # The exporter's per-object series carry exactly namespace and name, for both objects.
     for metric in ("lockstep_migration_ready", "lockstep_migration_failing"):
         assert live.shapes[metric] == {frozenset({"namespace", "name"})}, metric
-        assert {namespace} == live.values[metric]["namespace"]
-        assert {"broken", "slow"} <= live.values[metric]["name"]
+        assert {SNAPSHOT_NAMESPACE} == live.values[metric]["namespace"]
+        assert {"broken", "slow", "drifted"} <= live.values[metric]["name"]
     assert {"Succeeded", "Failed"} <= live.values["lockstep_migration_runs_total"]["result"]
 
     problems: list[str] = []
@@ -134,10 +199,6 @@ def test_rules_and_dashboard_select_series_the_exporter_produces(
         problems += input_series_problems(series, live)
     assert not problems, "\n".join(problems)
 
-    snapshot = {
-        stage: alerting.normalize_exposition(text, {namespace: SNAPSHOT_NAMESPACE})
-        for stage, text in captures.items()
-    }
     if alerting.UPDATE_SNAPSHOTS:
         alerting.EXPOSITION_DIR.mkdir(parents=True, exist_ok=True)
         for stage, text in snapshot.items():
@@ -148,6 +209,18 @@ def test_rules_and_dashboard_select_series_the_exporter_produces(
         f"tests/alerts/exposition/ has series the exporter no longer produces: {sorted(stale)};"
         " rerun this test with LOCKSTEP_UPDATE_SNAPSHOTS=1"
     )
+
+
+def describe_migrations(api: client.ApiClient, namespace: str, names: tuple[str, ...]) -> str:
+    lines = []
+    for name in names:
+        status = kubetest.get_migration(api, namespace, name).get("status", {})
+        conditions = [
+            f"{c['type']}={c['status']} {c.get('reason')}: {c.get('message')}"
+            for c in status.get("conditions", [])
+        ]
+        lines.append(f"{name}: failures={status.get('failures')} {conditions}")
+    return "\n".join(lines)
 
 
 def selector_problems(where: str, expr: str, live: alerting.Exposition) -> list[str]:
@@ -168,7 +241,9 @@ def selector_problems(where: str, expr: str, live: alerting.Exposition) -> list[
                 problems.append(f"{where}: {name} has no label {matcher.label}")
             elif matcher.op == "=" and matcher.value not in live.values[name][matcher.label]:
                 seen = sorted(live.values[name][matcher.label])
-                problems.append(f"{where}: {name}{{{matcher.label}={matcher.value!r}}}: seen {seen}")
+                problems.append(
+                    f"{where}: {name}{{{matcher.label}={matcher.value!r}}}: seen {seen}"
+                )
         for label in reading.grouping_labels - alerting.SCRAPE_LABELS:
             # Every label an expression groups or joins by must be on every series it selects.
             if label not in real_labels:

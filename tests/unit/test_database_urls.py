@@ -48,7 +48,8 @@ class TestIdentity:
 
     def test_str_has_no_credentials(self) -> None:
         identity = database.identity_from_url(f"postgresql://app:{SECRET}@db/shop")
-        assert str(identity) == "postgresql://db:5432/shop"
+        assert str(identity) == "postgresql database shop on db:5432"
+        assert "://" not in str(identity)
 
     @pytest.mark.parametrize(
         ("url", "message"),

@@ -6,7 +6,8 @@
 #
 # Usage: tools/k8s/build.sh [--bin-dir] [MODULE...]
 #   MODULE      kubernetes (kube-apiserver, kube-controller-manager, kubectl),
-#               etcd, helm, promtool. Default: all of them.
+#               etcd, helm, promtool, kstatus (Lockstep's kstatus checker, whose
+#               module is tools/kstatus). Default: all of them.
 #   --bin-dir   print the binary directory and exit (builds nothing).
 #
 # A module is rebuilt only when its stamp (a hash of its go.mod, go.sum, Go
@@ -16,7 +17,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL_MODULES=(kubernetes etcd helm promtool)
+ALL_MODULES=(kubernetes etcd helm promtool kstatus)
 
 log() { printf '[k8s-build] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -41,6 +42,14 @@ bin_dir() {
     echo "${LOCKSTEP_CACHE:-$HOME/.cache/lockstep}/k8s/$(kube_version)/bin"
 }
 
+# Where a module's go.mod lives: beside this script, except Lockstep's own tools.
+module_dir() {
+    case "$1" in
+        kstatus) echo "$(dirname "$HERE")/kstatus" ;;
+        *) echo "$HERE/$1" ;;
+    esac
+}
+
 # Binaries a module produces, as "<name>=<package>" pairs.
 module_targets() {
     case "$1" in
@@ -50,6 +59,7 @@ module_targets() {
         etcd) echo "etcd=." ;;
         helm) echo "helm=helm.sh/helm/v3/cmd/helm" ;;
         promtool) echo "promtool=github.com/prometheus/prometheus/cmd/promtool" ;;
+        kstatus) echo "kstatus=." ;;
     esac
 }
 
@@ -92,7 +102,7 @@ module_stamp() {  # <module> <go binary>
     {
         "$2" version
         module_ldflags "$1"
-        (cd "$HERE/$1" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort \
+        (cd "$(module_dir "$1")" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort \
             | xargs sha256sum)
     } | sha256sum | cut -d' ' -f1
 }
@@ -117,7 +127,7 @@ build_module() {  # <module> <bin dir> <go binary>
         name="${target%%=*}"; pkg="${target#*=}"
         log "$module: building $name ..."
         start=$SECONDS
-        (cd "$HERE/$module" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+        (cd "$(module_dir "$module")" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
             "$go" build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
         mv -f "$bin/.$name.tmp" "$bin/$name"
         log "$module: built $name in $((SECONDS - start)) s"
@@ -130,7 +140,7 @@ main() {
     for arg in "$@"; do
         case "$arg" in
             --bin-dir) bin_dir; return ;;
-            -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
+            -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
             -*) die "unknown option: $arg" ;;
             *) [[ " ${ALL_MODULES[*]} " == *" $arg "* ]] || die "unknown module: $arg (known: ${ALL_MODULES[*]})"
                modules+=("$arg") ;;

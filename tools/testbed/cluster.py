@@ -676,6 +676,43 @@ def down(root: Path | None = None) -> None:
         _down(root)
 
 
+def restart_apiserver(
+    root: Path | None = None, *, downtime: float = 0.0, hard: bool = False
+) -> tuple[Cluster, float]:
+    """Stop the kube-apiserver and start it again: same port, flags, certificates and etcd.
+
+    For chaos tests: clients see the API go away and come back at the same address. The API
+    stays down ``downtime`` seconds more after the old process has exited; ``hard`` kills it
+    (SIGKILL) instead of a graceful SIGTERM. Returns the cluster with the new pid recorded and
+    the seconds the API was unreachable (stop to /readyz).
+    """
+    root = root or state_dir()
+    with locked(root):
+        cluster = current(root)
+        if cluster is None or not is_ready(cluster):
+            raise ClusterError(f"no running control plane in {root} to restart the API server of")
+        pid = cluster.pids[APISERVER]
+        stopped = time.monotonic()
+        if hard:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while is_alive(pid, APISERVER) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            stop_process(pid, APISERVER)
+        if downtime > 0:
+            time.sleep(downtime)
+        argv = apiserver_argv(cluster.bin_dir, cluster.layout, cluster.ports)
+        cluster = launch(cluster, APISERVER, argv)
+        wait_until(
+            cluster, "the restarted API server /readyz", functools.partial(is_ready, cluster)
+        )
+        unreachable = time.monotonic() - stopped
+    log(f"kube-apiserver restarted (pid {cluster.pids[APISERVER]}), down {unreachable:.1f} s")
+    return cluster, unreachable
+
+
 def kubeconfig_path(root: Path | None = None) -> Path:
     return Layout(root or state_dir()).kubeconfig
 

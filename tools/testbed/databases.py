@@ -222,11 +222,19 @@ def ensure_postgres(base: Path | None = None) -> str:
     override = os.environ.get("LOCKSTEP_TEST_POSTGRES_URL")
     if override:
         return override
-    base = base or base_dir()
+    return _ensure_postgres(base or base_dir())
+
+
+def _ensure_postgres(base: Path, wanted_port: int | None = None) -> str:
+    """Start (or reuse) the PostgreSQL under ``base``, on ``wanted_port`` or a free port."""
     datadir = base / "postgresql" / "data"
     with _exclusive(base):
         port = _postgres_running_port(datadir)
-        if port is not None and _postgres_healthy(postgres_url(port)):
+        if (
+            port is not None
+            and wanted_port in (None, port)
+            and _postgres_healthy(postgres_url(port))
+        ):
             return _remember(base, "postgresql", postgres_url(port))
         bindir = _postgres_bindir()
         user = _service_user("postgres")
@@ -234,9 +242,9 @@ def ensure_postgres(base: Path | None = None) -> str:
         _chown(base / "postgresql", user)
         if not (datadir / "PG_VERSION").exists():
             _postgres_init(bindir, datadir, user)
-        if port is not None:  # alive but unreachable: restart it cleanly
+        if port is not None:  # alive but unreachable (or on another port): restart it cleanly
             _stop_postgres(datadir)
-        port = _free_port()
+        port = wanted_port or _free_port()
         log = base / "postgresql" / "server.log"
         log.touch()
         _chown(log, user)
@@ -264,15 +272,48 @@ def ensure_postgres(base: Path | None = None) -> str:
         return _remember(base, "postgresql", url)
 
 
-def _stop_postgres(datadir: Path) -> None:
+def _stop_postgres(datadir: Path, mode: str = "fast") -> None:
     if _postgres_running_port(datadir) is None:
         return
     bindir = _postgres_bindir()
     user = _service_user("postgres")
     _run(
-        _as_user(user, [str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "fast", "-w", "stop"]),
+        _as_user(user, [str(bindir / "pg_ctl"), "-D", str(datadir), "-m", mode, "-w", "stop"]),
         "stopping PostgreSQL",
     )
+
+
+# --------------------------------------------------------------------------- dedicated PostgreSQL
+# A server of a test's own (chaos tests stop and start it), never the shared one above. Its
+# base directory must be one the `postgres` user can reach (under /tmp, not a 0700 pytest dir).
+
+
+def start_dedicated_postgres(base: Path, port: int | None = None) -> str:
+    """Start (or reuse) a PostgreSQL of its own under ``base``; return its superuser URL.
+
+    ``port`` restarts a stopped server on the port it had, so the URLs handed out stay valid.
+    ``LOCKSTEP_TEST_POSTGRES_URL`` does not apply: this server is always a local one.
+    """
+    if base.resolve() == base_dir().resolve():
+        raise ValueError(
+            f"{base} is the shared test servers' directory: use a directory of its own"
+        )
+    return _ensure_postgres(base, port)
+
+
+def stop_dedicated_postgres(base: Path, *, immediate: bool = False) -> None:
+    """Stop the PostgreSQL under ``base``; ``immediate`` aborts it like a crash (no checkpoint).
+
+    Either way, every session is cut off and open transactions are lost (rolled back).
+    """
+    with _exclusive(base):
+        _stop_postgres(base / "postgresql" / "data", "immediate" if immediate else "fast")
+
+
+def remove_dedicated_postgres(base: Path) -> None:
+    """Stop the PostgreSQL under ``base`` and delete the directory."""
+    stop_dedicated_postgres(base, immediate=True)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- MariaDB

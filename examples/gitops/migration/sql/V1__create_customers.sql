@@ -1,0 +1,5 @@
+CREATE TABLE customers (
+    id INTEGER PRIMARY KEY,
+    name VARCHAR(200) NOT NULL,
+    email VARCHAR(320) NOT NULL UNIQUE
+);

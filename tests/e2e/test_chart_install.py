@@ -1,0 +1,648 @@
+"""The Helm chart, installed with `helm install` into the test control plane.
+
+The operator then runs as the chart's pods under the chart's ServiceAccount (in-cluster config,
+its own projected token, never the admin kubeconfig), and must: pass a server-side dry run of
+every values file, keep DatabaseMigrations across `helm upgrade` from the first committed chart,
+run the quickstart migration, hold and release a gated rollout, survive the loss of its leader
+pod, and never be refused a request (any 403 in an operator pod's log fails the test).
+
+The session's own operator process is stopped while the chart's operator runs (two leaders of
+two installs must never reconcile the same objects) and restarted at the end.
+
+Test bed only (no kube-proxy, loopback pod IPs): the API server cannot reach a webhook behind a
+Service, so the webhook's clientConfig is pointed at `https://localhost:<port>`, where a test
+forwarder (tcpforward) plays kube-proxy for the chart's Service. The TLS certificate is still
+the operator's own and covers `localhost`. Pods bind their own IP (`listenOnPodIP`) because all
+pods share the host's network here. On a `KUBECONFIG` cluster the Service is used as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shlex
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from sqlalchemy.engine import make_url
+
+import charttest
+import kubetest
+from e2e_operator import OperatorProcess, free_port
+from kubetest import REPO, wait_for
+from lockstep import database, lock
+from tcpforward import TcpForwarder
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = "lockstep-e2e"  # the full name too: every object is named after it
+SERVICE_ACCOUNT = RELEASE
+GATE_CONFIGURATION = f"{RELEASE}-gate"
+LEASE = f"{RELEASE}-leader"
+SESSION_GATE_CONFIGURATION = "lockstep-gate"  # registered by the session operator (URL mode)
+CRD_NAME = "databasemigrations.lockstep.dev"
+SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
+FORBIDDEN = re.compile(r"\b403\b|\bforbidden\b|not enough permissions", re.IGNORECASE)
+FOREIGN_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
+QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
+EXAMPLE = REPO / "examples" / "expand-contract"
+APP = "lockstep-examples/expand-contract"
+GATE = "lockstep.dev/migration"
+E2E_LABEL = "lockstep.dev/e2e"  # as in conftest: the session waits for these namespaces to go
+
+
+# --- the installed chart ---------------------------------------------------------------------
+
+
+@dataclass
+class ChartInstall:
+    kubeconfig: Path
+    api: client.ApiClient
+    namespace: str
+    values: dict[str, Any]
+    local: bool
+    notes: str = ""
+    logs: dict[str, str] = field(default_factory=dict)
+    forwarder: TcpForwarder | None = None
+    installed: bool = False
+    upgrade: dict[str, Any] = field(default_factory=dict)
+
+    def helm(self, *args: str) -> str:
+        return charttest.run_helm(*args, kubeconfig=self.kubeconfig)
+
+    def install_or_upgrade(self, verb: str, chart: Path, **overrides: Any) -> str:
+        values = charttest.values_args(values={**self.values, **overrides})
+        output = self.helm(
+            verb, RELEASE, str(chart), "--namespace", self.namespace, "--wait",
+            "--timeout", "3m", *values,
+        )  # fmt: skip
+        self.installed = True
+        return output
+
+    def pods(self) -> list[client.V1Pod]:
+        core = client.CoreV1Api(self.api)
+        return list(core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items)
+
+    def ready_pod_ips(self) -> list[str]:
+        return [
+            p.status.pod_ip
+            for p in self.pods()
+            if p.metadata.deletion_timestamp is None and p.status.pod_ip and _ready(p)
+        ]
+
+    def holder(self) -> str:
+        """The pod holding the Lease (its identity is `<hostname = pod name>_<random>`)."""
+        lease = client.CoordinationV1Api(self.api).read_namespaced_lease(LEASE, self.namespace)
+        return str(lease.spec.holder_identity or "").rsplit("_", 1)[0]
+
+    def collect_logs(self) -> None:
+        core = client.CoreV1Api(self.api)
+        for pod in self.pods():
+            name = pod.metadata.name
+            with contextlib.suppress(ApiException):
+                text = core.read_namespaced_pod_log(name, self.namespace, container="operator")
+                if len(text) >= len(self.logs.get(name, "")):
+                    self.logs[name] = text
+
+    def forbidden(self) -> list[str]:
+        self.collect_logs()
+        return [
+            f"{pod}: {line}"
+            for pod, text in self.logs.items()
+            for line in text.splitlines()
+            if FORBIDDEN.search(line)
+        ]
+
+    def report(self) -> str:
+        """The operator pods' state and logs, for a failure message."""
+        self.collect_logs()
+        lines = [
+            f"pod {p.metadata.name} {p.status.phase} ready={_ready(p)} ip={p.status.pod_ip}"
+            for p in self.pods()
+        ]
+        lines += [f"--- log of {pod} ---\n{text[-6000:]}" for pod, text in self.logs.items()]
+        return "\n".join(lines)
+
+    def metrics(self) -> str:
+        """All Ready replicas' /metrics: directly here (pod IPs are local), else via the API."""
+        port = self.values["http"]["port"]
+        core = client.CoreV1Api(self.api)
+        texts = []
+        for pod in self.pods():
+            if pod.metadata.deletion_timestamp is not None or not _ready(pod):
+                continue
+            if self.local:  # the API server refuses to proxy to loopback pod IPs
+                url = f"http://{pod.status.pod_ip}:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    texts.append(reply.read().decode())
+            else:
+                texts.append(
+                    core.connect_get_namespaced_pod_proxy_with_path(
+                        f"{pod.metadata.name}:{port}", self.namespace, "metrics"
+                    )
+                )
+        return "\n".join(texts)
+
+    def point_webhook(self, url: str | None) -> None:
+        """Test bed only: the webhook at `url` (through the forwarder), or back at the Service."""
+        admission = client.AdmissionregistrationV1Api(self.api)
+        current = admission.read_mutating_webhook_configuration(GATE_CONFIGURATION)
+        config = current.webhooks[0].client_config
+        if url is not None:
+            patch = [{"op": "add", "path": "/webhooks/0/clientConfig/url", "value": url}]
+            if config.service is not None:
+                patch.insert(0, {"op": "remove", "path": "/webhooks/0/clientConfig/service"})
+        else:
+            service = {"name": RELEASE, "namespace": self.namespace, "path": "/mutate-pods"}
+            patch = [{"op": "add", "path": "/webhooks/0/clientConfig/service", "value": service}]
+            if config.url is not None:
+                patch.insert(0, {"op": "remove", "path": "/webhooks/0/clientConfig/url"})
+        admission.patch_mutating_webhook_configuration(GATE_CONFIGURATION, patch)
+
+    def start_forwarder(self) -> None:
+        if not self.local:
+            return
+        self.forwarder = TcpForwarder(self.ready_pod_ips, self.values["webhook"]["port"]).start()
+        self.point_webhook(f"https://localhost:{self.forwarder.port}/mutate-pods")
+
+
+def _ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def _create_namespace(api: client.ApiClient, prefix: str, labels: dict[str, str]) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name, "labels": {**labels, E2E_LABEL: "true"}}})
+    wait_for(
+        f"ServiceAccount default in {name}",
+        lambda: _exists(lambda: core.read_namespaced_service_account("default", name)),
+        timeout=30,
+    )
+    return name
+
+
+def _exists(read: Any) -> bool:
+    try:
+        read()
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def _delete_namespace(api: client.ApiClient, name: str) -> None:
+    with contextlib.suppress(ApiException):
+        client.CoreV1Api(api).delete_namespace(name)
+
+
+def _adopt_crd_into_release(api: client.ApiClient, namespace: str) -> None:
+    """The session applied the CRD with kubectl-like calls; Helm adopts it with these marks."""
+    client.ApiextensionsV1Api(api).patch_custom_resource_definition(
+        CRD_NAME,
+        {
+            "metadata": {
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {
+                    "meta.helm.sh/release-name": RELEASE,
+                    "meta.helm.sh/release-namespace": namespace,
+                },
+            }
+        },
+    )
+
+
+@contextlib.contextmanager
+def _database(admin_url: str) -> Iterator[str]:
+    name = f"lockstep_chart_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _quickstart(api: client.ApiClient, namespace: str, url: str) -> dict[str, Any]:
+    documents = [d for d in yaml.safe_load_all(QUICKSTART.read_text()) if d]
+    for document in documents:
+        if document["kind"] == "Secret":
+            document.pop("data", None)
+            document["stringData"] = {"url": url}
+    kubetest.create_objects(api, namespace, documents)
+    return kubetest.wait_for_condition(api, namespace, "shop", "Ready", reason="Succeeded")
+
+
+def _values(local: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        # Quick failover in the test: a standby takes over 6 s after the leader's last renewal.
+        "leaderElection": {"leaseDuration": 6, "renewDeadline": 4, "retryPeriod": 1},
+        "http": {"port": 8080},
+        "webhook": {"port": 9443},
+    }
+    if local:
+        # Every pod shares the host's network: bind the pod IP, on ports nobody else uses.
+        values.update(listenOnPodIP=True, http={"port": free_port()}, webhook={"port": free_port()})
+    return values
+
+
+@pytest.fixture(scope="module")
+def chart_release(
+    kubeconfig: Path,
+    k8s: client.ApiClient,
+    operator: OperatorProcess,
+    crds: None,
+    local_cluster: bool,
+    postgres_admin_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ChartInstall]:
+    """The chart installed at its first committed version, with a migration, then upgraded."""
+    operator.stop()  # one leader only: the chart's
+    admission = client.AdmissionregistrationV1Api(k8s)
+    with contextlib.suppress(ApiException):  # its URL points at the stopped process
+        admission.delete_mutating_webhook_configuration(SESSION_GATE_CONFIGURATION)
+    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
+    release_namespace = _create_namespace(k8s, "lockstep-chart", restricted)
+    keep_namespace = _create_namespace(k8s, "lockstep-chart-keep", {})
+    install = ChartInstall(
+        kubeconfig, k8s, release_namespace, _values(local_cluster), local_cluster
+    )
+    try:
+        _adopt_crd_into_release(k8s, release_namespace)
+        previous, origin = charttest.previous_chart(tmp_path_factory.mktemp("previous-chart"))
+        install.install_or_upgrade("install", previous)
+        with _database(postgres_admin_url) as url:
+            before = _quickstart(k8s, keep_namespace, url)
+            jobs_before = len(kubetest.jobs_of(k8s, keep_namespace, "shop"))
+            install.notes = install.install_or_upgrade("upgrade", charttest.CHART)
+            after = kubetest.get_migration(k8s, keep_namespace, "shop")
+            time.sleep(3)  # a reconcile after the upgrade must not start another run
+            install.upgrade = {
+                "from": origin,
+                "before": before,
+                "after": after,
+                "jobs_before": jobs_before,
+                "jobs_after": len(kubetest.jobs_of(k8s, keep_namespace, "shop")),
+                "keep_namespace": keep_namespace,
+                "crd": client.ApiextensionsV1Api(k8s).read_custom_resource_definition(CRD_NAME),
+            }
+            install.start_forwarder()
+            yield install
+    except BaseException:
+        print(install.report())  # shown with the failure: why the operator did not do it
+        raise
+    finally:
+        install.collect_logs()
+        if install.forwarder is not None:
+            install.forwarder.stop()
+        if install.installed:
+            with contextlib.suppress(AssertionError):
+                install.helm("uninstall", RELEASE, "--namespace", release_namespace, "--wait")
+        _delete_namespace(k8s, release_namespace)
+        _delete_namespace(k8s, keep_namespace)
+        kubetest.apply_crds(k8s)  # as the other modules expect it (no Helm marks)
+        operator.start()  # re-registers its own URL webhook
+        operator.wait_leader()
+
+
+# --- rendering checked by the real API server --------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", charttest.CI_VALUES, ids=lambda p: p.name)
+def test_rendered_manifests_pass_a_server_side_dry_run(
+    values_file: Path, namespace: str, kubectl: Path, kubeconfig: Path
+) -> None:
+    """Admission, defaulting and validation of every object, without creating anything."""
+    overrides = {"watchNamespaces": [namespace]} if "namespaced" in values_file.name else {}
+    if "observability" in values_file.name:
+        overrides["grafanaDashboard"] = {"enabled": True, "namespace": namespace}
+    manifests = charttest.render([values_file], overrides, release="dryrun", namespace=namespace)
+    ours = [m for m in manifests if not str(m["apiVersion"]).startswith(FOREIGN_GROUPS)]
+    assert len(ours) >= 7
+    result = subprocess.run(
+        [
+            str(kubectl), "--kubeconfig", str(kubeconfig), "apply", "--server-side",
+            "--dry-run=server", "--force-conflicts", "--field-manager=lockstep-e2e-dry-run",
+            "-f", "-",
+        ],
+        input=yaml.safe_dump_all(ours),
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+    assert len(applied) == len(ours), result.stdout
+
+
+# --- the installed chart -----------------------------------------------------------------------
+
+
+def test_helm_upgrade_from_the_previous_chart_keeps_migrations(
+    chart_release: ChartInstall,
+) -> None:
+    report = chart_release.upgrade
+    print(f"upgraded from the chart at {report['from']}")
+    before, after = report["before"], report["after"]
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert kubetest.condition(after, "Ready")["status"] == "True"  # type: ignore[index]
+    assert after["status"]["appliedRevision"] == before["status"]["appliedRevision"] == "2"
+    assert report["jobs_after"] == report["jobs_before"] == 1, "the upgrade re-ran a migration"
+    crd = report["crd"]
+    assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
+    assert crd.metadata.annotations["meta.helm.sh/release-name"] == RELEASE
+
+
+def test_operator_runs_under_the_charts_service_account(
+    chart_release: ChartInstall, kubectl: Path, kubeconfig: Path
+) -> None:
+    pods = chart_release.pods()
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod.spec.service_account_name == SERVICE_ACCOUNT
+        (container,) = pod.spec.containers
+        assert not any("kubeconfig" in arg for arg in container.args)
+        assert container.security_context.read_only_root_filesystem is True
+    assert chart_release.holder() in {p.metadata.name for p in pods}
+
+    def can_i(*what: str) -> str:
+        return subprocess.run(
+            [
+                str(kubectl), "--kubeconfig", str(kubeconfig), "auth", "can-i", *what,
+                f"--as=system:serviceaccount:{chart_release.namespace}:{SERVICE_ACCOUNT}",
+            ],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
+
+    assert can_i("*", "*") == "no"  # not admin
+    assert can_i("list", "secrets", "-A") == "no"
+    assert can_i("get", "secrets", "-n", "default") == "yes"
+    assert can_i("update", "secrets", "-n", chart_release.namespace) == "no"
+    assert can_i("create", "clusterrolebindings") == "no"
+    assert can_i("patch", "pods", "-n", "default") == "yes"
+    assert can_i("patch", f"mutatingwebhookconfigurations/{SESSION_GATE_CONFIGURATION}") == "no"
+    assert can_i("patch", f"mutatingwebhookconfigurations/{GATE_CONFIGURATION}") == "yes"
+
+
+def test_notes_say_how_to_check_and_the_checks_pass(
+    chart_release: ChartInstall, kubectl: Path, kubeconfig: Path
+) -> None:
+    notes = chart_release.notes
+    commands = [
+        line.strip()
+        for line in notes.splitlines()
+        if line.strip().startswith("kubectl ") and "|" not in line and "apply" not in line
+    ]
+    wanted = ("rollout status", "get pods", "get lease", "get crd")
+    assert all(any(w in c for c in commands) for w in wanted), notes
+    outputs = {}
+    for command in commands:
+        if "shop" in command:  # the quickstart steps: their own test below
+            continue
+        argv = [str(kubectl), "--kubeconfig", str(kubeconfig), *shlex.split(command)[1:]]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+        outputs[command] = result.stdout
+    lease = next(out for command, out in outputs.items() if "get lease" in command)
+    assert lease.strip().startswith(f"{RELEASE}-")
+    (webhook,) = (
+        client.AdmissionregistrationV1Api(chart_release.api)
+        .read_mutating_webhook_configuration(GATE_CONFIGURATION)
+        .webhooks
+    )
+    assert webhook.client_config.ca_bundle, "the operator did not inject its CA"
+
+
+def test_quickstart_goes_ready_under_the_chart(
+    chart_release: ChartInstall, k8s: client.ApiClient, namespace: str, pg_url: str
+) -> None:
+    body = _quickstart(k8s, namespace, pg_url)
+    assert body["status"]["appliedRevision"] == "2"
+    assert body["status"]["lastRun"]["result"] == "Succeeded"
+    (job,) = kubetest.jobs_of(k8s, namespace, "shop")
+    assert job.metadata.name == body["status"]["lastRun"]["job"]
+    assert "Succeeded" in wait_for(
+        "the Succeeded event", lambda: kubetest.event_reasons(k8s, namespace, "shop")
+    )
+    metrics = chart_release.metrics()
+    assert f'lockstep_migration_ready{{name="shop",namespace="{namespace}"}} 1.0' in metrics
+    assert not chart_release.forbidden()
+
+
+# --- the rollout gate (examples/expand-contract) -----------------------------------------------
+
+
+def _example(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((EXAMPLE / name).read_text()) if d]
+
+
+def _migration_files(*versions: int) -> dict[str, str]:
+    (config_map,) = [d for d in _example("01-expand.yaml") if d["kind"] == "ConfigMap"]
+    return {
+        name: sql
+        for name, sql in config_map["data"].items()
+        if int(name[1 : name.index("__")]) in versions
+    }
+
+
+def _expand(target: str, version: int) -> dict[str, Any]:
+    (body,) = [d for d in _example("01-expand.yaml") if d["kind"] == "DatabaseMigration"]
+    body["spec"].update(target=target, image=f"{APP}:{version}")
+    return body
+
+
+def _deployment(version: int) -> dict[str, Any]:
+    (body,) = _example("02-app.yaml")
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = f"{APP}:{version}"
+    for variable in container["env"]:
+        if variable["name"] == "APP_VERSION":
+            variable["value"] = str(version)
+    return body
+
+
+def _app_pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=web").items
+    return [p for p in pods if p.metadata.deletion_timestamp is None]
+
+
+def _image(pod: client.V1Pod) -> str:
+    return str(pod.spec.containers[0].image)
+
+
+def _gated(pod: client.V1Pod) -> bool:
+    return any(g.name == GATE for g in pod.spec.scheduling_gates or [])
+
+
+def _rolled_out(api: client.ApiClient, namespace: str, version: int) -> bool:
+    status = client.AppsV1Api(api).read_namespaced_deployment("web", namespace).status
+    on_version = [p for p in _app_pods(api, namespace) if _image(p) == f"{APP}:{version}"]
+    return (
+        status.updated_replicas == 2
+        and status.available_replicas == 2
+        and (status.replicas or 0) == 2
+        and len([p for p in on_version if _ready(p)]) == 2
+    )
+
+
+def _new_gated_old_serving(api: client.ApiClient, namespace: str) -> bool:
+    pods = _app_pods(api, namespace)
+    new = [p for p in pods if _image(p) == f"{APP}:2"]
+    old = [p for p in pods if _image(p) == f"{APP}:1"]
+    return (
+        bool(new)
+        and all(_gated(p) and not p.spec.node_name for p in new)
+        and len([p for p in old if _ready(p)]) == 2
+    )
+
+
+@contextlib.contextmanager
+def _lock_held(url: str) -> Iterator[None]:
+    """Another migration holds the database lock: the Job waits, so the gate can be seen."""
+    engine = database.make_engine(url)
+    try:
+        with (
+            engine.connect() as connection,
+            lock.hold_advisory_lock(connection, database.identity_from_url(url), 5),
+        ):
+            yield
+    finally:
+        engine.dispose()
+
+
+def _columns(url: str) -> set[str]:
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {c["name"] for c in sa.inspect(connection).get_columns("customers")}
+    finally:
+        engine.dispose()
+
+
+def test_gated_rollout_under_the_chart(
+    chart_release: ChartInstall, k8s: client.ApiClient, namespace: str, pg_url: str
+) -> None:
+    kubetest.create_secret(k8s, namespace, "shop-db", {"url": pg_url})
+    kubetest.create_config_map(k8s, namespace, "shop-migrations", _migration_files(1))
+    kubetest.create_migration(k8s, namespace, _expand("1", 1))
+    kubetest.wait_for_condition(k8s, namespace, "shop-expand", "Ready", reason="Succeeded")
+    client.AppsV1Api(k8s).create_namespaced_deployment(namespace, _deployment(1))
+    wait_for("app v1 rolled out", lambda: _rolled_out(k8s, namespace, 1), timeout=90)
+    assert not any(_gated(p) for p in _app_pods(k8s, namespace))
+
+    with _lock_held(pg_url):
+        kubetest.replace_config_map(k8s, namespace, "shop-migrations", _migration_files(1, 2))
+        kubetest.patch_migration(
+            k8s, namespace, "shop-expand", {"spec": {"target": "2", "image": f"{APP}:2"}}
+        )
+        template = _deployment(2)["spec"]["template"]
+        client.AppsV1Api(k8s).patch_namespaced_deployment(
+            "web", namespace, {"spec": {"template": template}}
+        )
+        wait_for("new pods gated, old serving", lambda: _new_gated_old_serving(k8s, namespace))
+        time.sleep(2)
+        assert _new_gated_old_serving(k8s, namespace)
+
+    kubetest.wait_for_condition(k8s, namespace, "shop-expand", "Ready", reason="Succeeded")
+    wait_for("app v2 rolled out", lambda: _rolled_out(k8s, namespace, 2), timeout=90)
+    assert "display_name" in _columns(pg_url)
+    assert "ReleasedPods" in kubetest.event_reasons(k8s, namespace, "shop-expand")
+    assert 'lockstep_gate_admissions_total{decision="gated"}' in chart_release.metrics()
+    if chart_release.forwarder is not None:
+        assert chart_release.forwarder.connections > 0  # the API server called our pods
+    assert not chart_release.forbidden()
+
+
+# --- failover ----------------------------------------------------------------------------------
+
+
+def test_failover_when_the_leader_pod_is_killed(
+    chart_release: ChartInstall, k8s: client.ApiClient, namespace: str, pg_url: str
+) -> None:
+    leader = chart_release.holder()
+    standby = [p.metadata.name for p in chart_release.pods() if p.metadata.name != leader]
+    assert len(standby) == 1
+    chart_release.collect_logs()  # the leader's log is gone with its pod
+    killed_at = time.monotonic()
+    client.CoreV1Api(k8s).delete_namespaced_pod(
+        leader, chart_release.namespace, grace_period_seconds=0
+    )
+    wait_for(
+        "the standby to take the Lease",
+        lambda: chart_release.holder() == standby[0],
+        timeout=30,
+        interval=0.2,
+    )
+    print(f"failover: {standby[0]} leads {time.monotonic() - killed_at:.1f}s after the kill")
+    body = _quickstart(k8s, namespace, pg_url)  # the new leader reconciles
+    assert body["status"]["appliedRevision"] == "2"
+    wait_for("two Ready replicas again", lambda: len(chart_release.ready_pod_ips()) == 2, 60)
+    assert not chart_release.forbidden()
+
+
+def test_no_request_of_the_operator_was_forbidden(chart_release: ChartInstall) -> None:
+    problems = chart_release.forbidden()
+    assert len(chart_release.logs) >= 3, "expected the logs of both replicas and the killed one"
+    assert any("became the leader" in text for text in chart_release.logs.values())
+    assert problems == [], "\n".join(problems)
+
+
+# --- CRDs outlive the release ------------------------------------------------------------------
+
+
+def test_crd_and_migrations_survive_disabling_crds_and_uninstalling(
+    chart_release: ChartInstall, k8s: client.ApiClient
+) -> None:
+    keep = chart_release.upgrade["keep_namespace"]
+    extensions = client.ApiextensionsV1Api(k8s)
+    if chart_release.local:
+        chart_release.point_webhook(None)  # as the chart has it, so that Helm's patch applies
+    chart_release.install_or_upgrade("upgrade", charttest.CHART, crds={"enabled": False})
+    assert extensions.read_custom_resource_definition(CRD_NAME).metadata.uid
+    assert kubetest.get_migration(k8s, keep, "shop")["status"]["appliedRevision"] == "2"
+    assert chart_release.forbidden() == []
+    chart_release.helm("uninstall", RELEASE, "--namespace", chart_release.namespace, "--wait")
+    chart_release.installed = False
+    assert extensions.read_custom_resource_definition(CRD_NAME).metadata.uid
+    assert kubetest.get_migration(k8s, keep, "shop")["metadata"]["name"] == "shop"
+    admission = client.AdmissionregistrationV1Api(k8s)
+    assert not _exists(lambda: admission.read_mutating_webhook_configuration(GATE_CONFIGURATION))
+
+
+def test_a_namespaced_install_reconciles_its_namespaces_with_roles_only(
+    chart_release: ChartInstall, k8s: client.ApiClient, namespace: str, pg_url: str
+) -> None:
+    """watchNamespaces: Roles in the watched namespace, no ClusterRole on namespaced objects."""
+    assert not chart_release.installed, "runs after the uninstall above"
+    chart_release.logs.clear()
+    other = _create_namespace(k8s, "lockstep-chart-unwatched", {})
+    try:
+        chart_release.install_or_upgrade("install", charttest.CHART, watchNamespaces=[namespace])
+        rbac = client.RbacAuthorizationV1Api(k8s)
+        assert rbac.read_namespaced_role(RELEASE, namespace).rules
+        assert not _exists(lambda: rbac.read_cluster_role(RELEASE))
+        body = _quickstart(k8s, namespace, pg_url)
+        assert body["status"]["appliedRevision"] == "2"
+        ignored = kubetest.create_migration(k8s, other, _expand("1", 1))
+        time.sleep(3)
+        assert "status" not in kubetest.get_migration(k8s, other, ignored["metadata"]["name"])
+        assert chart_release.forbidden() == []
+        assert any("became the leader" in text for text in chart_release.logs.values())
+    finally:
+        chart_release.helm("uninstall", RELEASE, "--namespace", chart_release.namespace, "--wait")
+        chart_release.installed = False
+        _delete_namespace(k8s, other)
