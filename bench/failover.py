@@ -330,7 +330,7 @@ def kill_and_measure(
         time.sleep(POLL_SECONDS)
     if led_at is None or status_at is None:
         raise RuntimeError(f"kill {number} ({mode}): no takeover within 120s:\n{standby.log()}")
-    return led_at - killed_at, status_at - killed_at
+    return round(led_at - killed_at, 3), round(status_at - killed_at, 3)
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:

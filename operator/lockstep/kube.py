@@ -302,6 +302,7 @@ def inject_webhook_ca(name: str, ca_bundle: bytes) -> bool:
         if webhook.client_config.ca_bundle
         else {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
         for index, webhook in enumerate(current.webhooks or [])
+        if webhook.client_config.ca_bundle != encoded  # unchanged: no write
     ]
     if patch:
         _admission().patch_mutating_webhook_configuration(name, patch)

@@ -64,8 +64,7 @@ async def _main(options: OperatorOptions) -> int:
         handlers.reconciler.runner_image = options.runner_image
     readiness = serving.Readiness()
     http = await serving.start(options.http_host, options.http_port, readiness)
-    gate_server = await _start_webhook(options.webhook)
-    readiness.ready = True
+    gate_server = await _start_webhook(options.webhook, readiness)
     stop = asyncio.Event()
     try:
         if not options.leader_election:
@@ -79,14 +78,31 @@ async def _main(options: OperatorOptions) -> int:
         await http.cleanup()
 
 
-async def _start_webhook(options: webhook.WebhookOptions | None) -> web.AppRunner | None:
+async def _start_webhook(
+    options: webhook.WebhookOptions | None, readiness: serving.Readiness
+) -> web.AppRunner | None:
     """Every replica serves the gate, so pods are admitted even while leadership moves."""
     if options is None:
+        readiness.ready = True
         return None
     material = await asyncio.to_thread(webhook.tls_material, options)
     server = await webhook.start(options, material)
-    await asyncio.to_thread(webhook.register, options, material)
+    registered = asyncio.Event()
+
+    def mark_ready() -> None:
+        readiness.ready = True
+        registered.set()
+
+    _background.add(asyncio.create_task(webhook.keep_registered(options, material, mark_ready)))
+    # Wait briefly so a replica that can register reports ready at once; one that cannot
+    # (configuration not created yet) starts anyway and turns ready when it can.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(registered.wait(), timeout=10)
     return server
+
+
+# Tasks that live as long as the process; kept referenced so they are not garbage-collected.
+_background: set[asyncio.Task[None]] = set()
 
 
 async def _lead(options: OperatorOptions, stop: asyncio.Event) -> int:

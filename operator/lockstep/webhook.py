@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,16 +73,44 @@ def tls_material(options: WebhookOptions) -> certs.ServingCertificate:
     return generated
 
 
-def register(options: WebhookOptions, material: certs.ServingCertificate) -> None:
-    """Make the API server trust (and, in URL mode, find) this webhook."""
+REGISTER_RETRY_SECONDS = 5.0
+REGISTER_REFRESH_SECONDS = 60.0
+
+
+def register(options: WebhookOptions, material: certs.ServingCertificate) -> bool:
+    """Make the API server trust (and, in URL mode, find) this webhook; False if it cannot yet."""
     if options.url:
         kube.apply_mutating_webhook(configuration_for_url(options, material.ca_pem))
-    elif not kube.inject_webhook_ca(options.configuration, material.ca_pem):
-        log.warning(
-            "MutatingWebhookConfiguration %s not found: the rollout gate is not active "
-            "(install it with the Helm chart)",
-            options.configuration,
-        )
+        return True
+    if kube.inject_webhook_ca(options.configuration, material.ca_pem):
+        return True
+    log.warning(
+        "MutatingWebhookConfiguration %s not found yet: pods labelled %s cannot be admitted "
+        "until it exists (the Helm chart creates it)",
+        options.configuration,
+        gate.WAIT_FOR_LABEL,
+    )
+    return False
+
+
+async def keep_registered(
+    options: WebhookOptions, material: certs.ServingCertificate, on_registered: Callable[[], None]
+) -> None:
+    """Register until it works, then re-check every minute.
+
+    Helm creates the webhook configuration after the Deployment, and Argo CD or a reinstall may
+    re-create it without a caBundle: a one-time injection at start-up would leave the gate
+    rejecting every labelled pod. Readiness waits for the first success.
+    """
+    while True:
+        try:
+            registered = await asyncio.to_thread(register, options, material)
+        except (kube.KubeError, kube.ConflictError, kube.NotFoundError) as error:
+            log.warning("cannot register the gate webhook: %s", error)
+            registered = False
+        if registered:
+            on_registered()
+        await asyncio.sleep(REGISTER_REFRESH_SECONDS if registered else REGISTER_RETRY_SECONDS)
 
 
 def configuration_for_url(options: WebhookOptions, ca_pem: bytes) -> dict[str, Any]:

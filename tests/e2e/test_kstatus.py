@@ -161,23 +161,14 @@ def test_failed_when_stalled_in_progress_while_retrying(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "kstatus calls an object without status Current (cli-utils status.Compute's fallback), "
-        "so Flux can pass `wait`/`dependsOn` before Lockstep's first reconcile. Fix: default "
-        "status to {observedGeneration: 0} in the CRD schema (verified by hand on this control "
-        "plane: the create answer then reads InProgress, LatestGenerationNotObserved)."
-    ),
-)
 def test_never_current_before_the_first_reconcile(
     k8s: client.ApiClient,
     namespace: str,
     operator: OperatorProcess,
     checker: Path,
 ) -> None:
-    # The API's answer to the create is the object before any controller could see it.
+    # The API's answer to the create is the object before any controller could see it: the
+    # CRD's status default (observedGeneration 0) makes kstatus read it as InProgress.
     created = kubetest.create_migration(k8s, namespace, sql_migration("early", url_ref="missing"))
     assert created["metadata"]["generation"] == 1
     (verdict,) = alerting.kstatus_verdicts(checker, [created])

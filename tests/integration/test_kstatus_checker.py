@@ -24,13 +24,6 @@ SAME_MEANING = {
     "Degraded": "Failed",
 }
 CASES = {Path(t["inputPath"]).stem: t for t in argocd_health.load_tests()}
-KNOWN_GAP = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "kstatus calls an object without status Current: Flux may pass `wait` before Lockstep's "
-        "first reconcile (fix: CRD default status {observedGeneration: 0})"
-    ),
-)
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +31,7 @@ def kstatus() -> Path:
     return alerting.kstatus()
 
 
-@pytest.mark.parametrize(
-    "case",
-    [pytest.param(n, marks=KNOWN_GAP) if n == "no-status" else n for n in sorted(CASES)],
-)
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_kstatus_agrees_with_argocd_health(kstatus: Path, case: str) -> None:
     test = CASES[case]
     obj = yaml.safe_load((argocd_health.HEALTH_DIR / test["inputPath"]).read_text())
