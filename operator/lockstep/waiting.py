@@ -24,12 +24,13 @@ def wait_for_migration(
     last = ""
     while True:
         try:
-            migration = kube.get_migration(namespace, name)
+            verdict = gate.decide(pod, kube.get_migration(namespace, name), name)
         except kube.NotFoundError:
-            migration = None
-        except kube.KubeError as error:
-            migration, verdict_message = None, f"cannot read {name}: {error}"
-        verdict = gate.decide(pod, migration, name)
+            verdict = gate.decide(pod, None, name)
+        except kube.KubeError as error:  # e.g. RBAC: say so and keep trying
+            verdict = gate.Verdict(
+                True, "Unknown", f"cannot read DatabaseMigration {name}: {error}"
+            )
         if not verdict.gate:
             print(f"lockstep wait: {verdict.message}", flush=True)
             return 0
