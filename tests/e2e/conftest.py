@@ -22,6 +22,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 import kubetest
+from e2e_databases import extra_database
 from e2e_operator import OperatorProcess
 
 E2E_LABEL = "lockstep.dev/e2e"
@@ -184,3 +185,17 @@ def toolchains(local_cluster: bool, request: pytest.FixtureRequest) -> Path | No
     suspended = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
     with suspended:
         return install()
+
+
+@pytest.fixture
+def other_pg_url(postgres_admin_url: str) -> Iterator[str]:
+    """A second fresh database: two migrations with their own files need their own history."""
+    with extra_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def drift_pg_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database for a migration that will be changed by hand."""
+    with extra_database(postgres_admin_url) as url:
+        yield url

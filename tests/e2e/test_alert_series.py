@@ -16,17 +16,16 @@ one the exporter produces.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
-import sqlalchemy as sa
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 import alerting
 import kubetest
 import promql
-from e2e_databases import extra_database
+from dbtest import rolled_back_by_hand
 from e2e_operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
@@ -39,27 +38,6 @@ WITHOUT_SAMPLES_HERE = frozenset({"lockstep_gated_pods", "lockstep_migration_pen
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 Stage = Callable[[Samples], bool]
-
-
-@pytest.fixture
-def other_pg_url(postgres_admin_url: str) -> Iterator[str]:
-    """A second fresh database: two migrations with their own files need their own history."""
-    with extra_database(postgres_admin_url) as url:
-        yield url
-
-
-@pytest.fixture
-def drift_pg_url(postgres_admin_url: str) -> Iterator[str]:
-    with extra_database(postgres_admin_url) as url:
-        yield url
-
-
-def rolled_back_by_hand(url: str) -> None:
-    """What a person with a SQL prompt does: forget that V2 was applied."""
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM lockstep_schema_history WHERE version = '2'"))
-    engine.dispose()
 
 
 def samples_of(text: str) -> Samples:

@@ -9,19 +9,17 @@ Without it, the test checks the live objects and that health_test.yaml covers ev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 from kubernetes import client
 
 import alerting
 import argocd_health
 import kubetest
-from e2e_databases import extra_database
+from dbtest import rolled_back_by_hand
 from e2e_operator import OperatorProcess
 from status_recorder import Recorder, Stages, observed, ready_reason, sanitize
 
@@ -45,25 +43,6 @@ HAND_WRITTEN = {"awaiting-approval": "Suspended"}
 FIXTURE_HEADER = (
     "# Captured from a real e2e run by tests/e2e/test_argocd_health_live.py ({stage}).\n"
 )
-
-
-@pytest.fixture
-def other_pg_url(postgres_admin_url: str) -> Iterator[str]:
-    with extra_database(postgres_admin_url) as url:
-        yield url
-
-
-@pytest.fixture
-def drift_pg_url(postgres_admin_url: str) -> Iterator[str]:
-    with extra_database(postgres_admin_url) as url:
-        yield url
-
-
-def rolled_back_by_hand(url: str) -> None:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM lockstep_schema_history WHERE version = '2'"))
-    engine.dispose()
 
 
 def migration(name: str, config_map: str, url_ref: str = "db", **spec: Any) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import sqlalchemy as sa
+
 from lockstep import database, lock
 
 
@@ -16,5 +18,15 @@ def lock_held(url: str) -> Iterator[None]:
         identity = database.identity_from_url(url)
         with engine.connect() as connection, lock.hold_advisory_lock(connection, identity, 5):
             yield
+    finally:
+        engine.dispose()
+
+
+def rolled_back_by_hand(url: str) -> None:
+    """What a person with a SQL prompt does: forget that V2 was applied (drift for Lockstep)."""
+    engine = database.make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("DELETE FROM lockstep_schema_history WHERE version = '2'"))
     finally:
         engine.dispose()
