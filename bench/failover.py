@@ -230,7 +230,8 @@ class Pair:
             "--namespace",
             bed.namespace,
             "--webhook-port",
-            "0",  # both replicas share this machine; the bench needs no webhook
+            "0",  # no gate webhook: the bench needs none, and off-cluster each replica
+            # would point the shared webhook configuration at its own URL
             *timings.args(),
         )
         self.replicas = [

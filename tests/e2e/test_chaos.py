@@ -50,8 +50,8 @@ SHORT_LEASE = (
     "--retry-period",
     str(RETRY_PERIOD),
 )
-# Replicas share this machine: only one could bind the gate webhook's port, and no test here
-# needs the webhook.
+# No gate webhook on the replicas (no test here needs it): off-cluster, each would register its
+# own URL in the shared webhook configuration and leave it pointing at a stopped process.
 REPLICA_ARGS = (*SHORT_LEASE, "--webhook-port", "0")
 # A standby counts the lease duration from when it saw the last renewal (up to a retry period
 # late) and notices the expiry at its next look (up to one more): lease duration + 2 retry
@@ -552,7 +552,8 @@ def test_hand_made_job_with_the_same_lock_waits_for_lockstep_job(
     kubetest.create_secret(
         k8s, namespace, "db-by-hand", {"url": with_search_path(pg_url, "by_hand")}
     )
-    slow = logged_migration("lockstep", "SELECT pg_sleep(8);\nCREATE TABLE t (id int);")
+    # Long enough for the hand-made pod to start and queue while it runs, on a busy machine.
+    slow = logged_migration("lockstep", "SELECT pg_sleep(12);\nCREATE TABLE t (id int);")
     kubetest.create_config_map(k8s, namespace, "m", {"V1__slow.sql": slow})
     quick = logged_migration("by-hand", "CREATE TABLE by_hand_t (id int);")
     kubetest.create_config_map(k8s, namespace, "by-hand", {"V1__by_hand.sql": quick})
