@@ -51,6 +51,9 @@ class Cache:
     def put_job(self, body: Mapping[str, Any]) -> None:
         self._jobs[key_of(body)] = _plain(body)
 
+    def job(self, key: Key) -> dict[str, Any] | None:
+        return self._jobs.get(key)
+
     def drop_job(self, key: Key) -> None:
         self._jobs.pop(key, None)
 

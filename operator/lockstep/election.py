@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from lockstep import kube, leader
 
 log = logging.getLogger("lockstep.election")
+
+T = TypeVar("T")
 
 
 class Elector:
@@ -26,6 +31,7 @@ class Elector:
         self.is_leader = False
         self._observation: leader.Observation | None = None
         self._last_renewed = 0.0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
 
     async def acquire(self) -> None:
         """Return once this replica holds the Lease; until then it is a standby."""
@@ -72,9 +78,22 @@ class Elector:
         except (kube.KubeError, kube.ConflictError, kube.NotFoundError) as error:
             log.warning("could not release the lease: %s", error)
 
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        # A thread of its own: renewals must not queue behind reconcilers' blocking calls.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+
     async def _try(self) -> bool:
+        """One read-decide-write round; any failure (API down, conflict) is a lost round."""
         try:
-            current = await asyncio.to_thread(
+            return await self._round()
+        except Exception as error:  # noqa: BLE001 - losing a round is always safe
+            log.warning("lease round failed: %s", type(error).__name__)
+            return False
+
+    async def _round(self) -> bool:
+        try:
+            current = await self._call(
                 kube.read_lease, self.config.namespace, self.config.lease_name
             )
         except kube.KubeError as error:
@@ -89,7 +108,7 @@ class Elector:
         if desired is None:
             return False
         try:
-            await asyncio.to_thread(
+            await self._call(
                 kube.write_lease,
                 self.config.namespace,
                 self.config.lease_name,

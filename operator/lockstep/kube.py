@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -199,6 +200,10 @@ def read_lease(namespace: str, name: str) -> tuple[dict[str, Any], str] | None:
         if error.status == 404:
             return None
         raise _translate(error, f"Lease {namespace}/{name}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise KubeError(
+            f"Lease {namespace}/{name}: API unreachable ({type(error).__name__})"
+        ) from None
     lease = json.loads(cast(Any, response).data)
     return dict(lease.get("spec") or {}), str(lease["metadata"]["resourceVersion"])
 
@@ -228,6 +233,10 @@ def write_lease(
             _coordination().replace_namespaced_lease(name, namespace, body)  # type: ignore[arg-type]
     except ApiException as error:
         raise _translate(error, f"Lease {namespace}/{name}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise KubeError(
+            f"Lease {namespace}/{name}: API unreachable ({type(error).__name__})"
+        ) from None
 
 
 def read_secret_data(namespace: str, name: str) -> dict[str, bytes] | None:

@@ -140,10 +140,15 @@ async def _run_kopf(options: OperatorOptions, stop: asyncio.Event) -> None:
 
 
 async def _first(wanted: Awaitable[object], other: Awaitable[object]) -> bool:
-    """Await two coroutines; True if `wanted` finished first. The other is cancelled."""
+    """Await two coroutines; True only if `wanted` finished first *and* succeeded."""
     first = asyncio.ensure_future(wanted)
     second = asyncio.ensure_future(other)
     done, pending = await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
-    return first in done
+    if first not in done:
+        return False
+    error = first.exception()
+    if error is not None:
+        raise error  # a bug, not a lost election: surface it
+    return True

@@ -37,6 +37,7 @@ Emit = Callable[[Mapping[str, Any], planning.Event], None]
 Clock = Callable[[], datetime]
 
 REVISION_READ_TIMEOUT_SECONDS = 20.0
+BLOCKED_RETRY_SECONDS = 1.0
 # A full pass (Secret, ConfigMap, Jobs) at least this often: picks up an edited ConfigMap or a
 # Secret that now exists, without watching every ConfigMap and Secret in the cluster.
 DEFAULT_RESYNC_SECONDS = 600.0
@@ -67,6 +68,7 @@ class Reconciler:
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     _warned_pods: set[str] = field(default_factory=set)
     _drift_due: dict[Key, float] = field(default_factory=dict)
+    _database_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def trigger(self, key: Key, full: bool = False) -> None:
         """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued.
@@ -378,6 +380,10 @@ class Reconciler:
             )
         if decision.create_job is not None and observed.spec is not None and url is not None:
             created = await self._create_job(body, observed, decision.create_job, url)
+            if created is None:
+                # Another migration took the database since we looked: plan again shortly.
+                self._requeue((namespace, name), BLOCKED_RETRY_SECONDS)
+                return
             if not created:
                 events = [e for e in events if e.reason != constants.Reason.JOB_CREATED]
         patch = status_patch(body.get("status") or {}, decision.status)
@@ -412,23 +418,42 @@ class Reconciler:
         observed: planning.Observed,
         request: jobs.JobRequest,
         url: str,
-    ) -> bool:
+    ) -> bool | None:
+        """Create the run's Job: True if created, False if it existed, None if the database is busy.
+
+        Check-and-reserve happens under a per-database lock with no await in between, and the
+        new Job enters the cache before the API call: concurrent passes of other migrations on
+        the same database then see it and wait (WaitingForJob) instead of racing.
+        """
         metadata = body["metadata"]
         owner = jobs.Owner(metadata["name"], metadata["namespace"], metadata["uid"])
         assert observed.spec is not None
+        database_key = _database_key(url) or "unknown"
         job = jobs.build_job(
-            owner,
-            observed.spec,
-            observed.spec_hash,
-            request,
-            _database_key(url) or "unknown",
-            self.runner_image,
+            owner, observed.spec, observed.spec_hash, request, database_key, self.runner_image
         )
-        try:
-            await asyncio.to_thread(kube.create_job, owner.namespace, job)
-        except kube.ConflictError:
-            return False  # this exact run exists already: adopt it, never start it twice
-        self.cache.put_job(job)
+        async with self._database_locks.setdefault(database_key, asyncio.Lock()):
+            others = [
+                j
+                for j in self.cache.active_jobs_on_database(database_key)
+                if not _owned_by(j, owner.name, owner.namespace)
+            ]
+            if others:
+                return None
+            seen = self.cache.job(key_of(job))
+            self.cache.put_job(job)
+            try:
+                await asyncio.to_thread(kube.create_job, owner.namespace, job)
+            except Exception as error:
+                # Undo the reservation: keep what the watch had (or will bring) of a Job that
+                # already exists.
+                if seen is not None:
+                    self.cache.put_job(seen)
+                else:
+                    self.cache.drop_job(key_of(job))
+                if isinstance(error, kube.ConflictError):
+                    return False  # this exact run exists already: adopt it, never run it twice
+                raise
         log.info(
             "created job",
             extra={
