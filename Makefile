@@ -11,7 +11,7 @@ export PYTHONPATH := tools
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,10 @@ cluster-down: install ## Stop the local control plane and delete its state
 .PHONY: kubeconfig
 kubeconfig: install ## Print the local control plane's kubeconfig path
 	@$(PY) -m testbed.cluster kubeconfig
+
+.PHONY: bench-failover
+bench-failover: install system-deps k8s-bin ## Kill the leader 6 times (Lease 15/10/2 s; QUICK=1: 6/4/1 s); writes bench/results/failover.json
+	$(PY) bench/failover.py $(if $(QUICK),--quick)
 
 .PHONY: databases-up
 databases-up: install system-deps ## Start the private test PostgreSQL and MariaDB
