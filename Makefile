@@ -50,7 +50,7 @@ test-integration: install system-deps ## Integration tests against real PostgreS
 	$(BIN)/pytest tests/integration -q -m integration
 
 .PHONY: test-e2e
-test-e2e: install system-deps k8s-bin ## End-to-end tests on a real control plane (or $$KUBECONFIG)
+test-e2e: install system-deps k8s-bin ## End-to-end tests on a real control plane (or the cluster in KUBECONFIG)
 	$(BIN)/pytest tests/e2e -q -m e2e
 
 .PHONY: test
