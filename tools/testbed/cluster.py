@@ -378,14 +378,19 @@ def is_alive(pid: int, name: str) -> bool:
     reap(pid)
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
+    state, parent = fields[0], int(fields[1])
     if state == "Z":  # exited, not yet collected by its parent
         reap(pid)
         return False
     program = cmdline.split(b"\0", 1)[0]
-    return Path(os.fsdecode(program)).name == name
+    if Path(os.fsdecode(program)).name == name:
+        return True
+    # Between fork and exec a child still shows its parent's command line (or none): our own
+    # child that has not exec'd yet is alive, not a stranger that reused the pid.
+    return parent == os.getpid()
 
 
 def stop_process(pid: int, name: str) -> None:
@@ -658,12 +663,28 @@ def _up(root: Path) -> Cluster:
         raise
 
 
+UP_ATTEMPTS = 3
+
+
 def up(root: Path | None = None) -> Cluster:
-    """Start the control plane (a no-op if it is already up); return it."""
+    """Start the control plane (a no-op if it is already up); return it.
+
+    A fresh start is retried: on this test bed etcd has been seen to die right after launch,
+    with an empty log, about once in a few cold starts under heavy parallel load (cause not
+    found; see docs/status.md). Each attempt starts from a clean state directory.
+    """
     root = root or state_dir()
     start = time.monotonic()
     with locked(root):
-        cluster = _up(root)
+        for attempt in range(1, UP_ATTEMPTS + 1):
+            try:
+                cluster = _up(root)
+                break
+            except ClusterError as error:
+                if attempt == UP_ATTEMPTS:
+                    raise
+                log(f"start attempt {attempt} failed ({str(error).splitlines()[0]}); retrying")
+                _down(root)
     elapsed = time.monotonic() - start
     log(f"up in {elapsed:.1f} s: {cluster.server}, kubeconfig {cluster.kubeconfig}")
     return cluster
