@@ -32,6 +32,9 @@ ANNOTATION_RETRY: Final = f"{GROUP}/retry"
 ANNOTATION_APPROVE: Final = f"{GROUP}/approve"
 
 MIGRATE_CONTAINER: Final = "migrate"
+LOCK_CONTAINER: Final = "lockstep-lock"
+# `lockstep lock` exits with this when it gave up waiting for the lock (the operator reads it).
+EXIT_LOCK_TIMEOUT: Final = 3
 SOURCE_MOUNT_PATH: Final = "/migrations"
 DATABASE_URL_ENV: Final = "DATABASE_URL"
 
@@ -61,12 +64,9 @@ class Reason:
     WAITING_FOR_LOCK: Final = "WaitingForLock"
     WAITING_FOR_ROLLOUT: Final = "WaitingForRollout"
     WAITING_FOR_PREVIOUS_JOB: Final = "WaitingForPreviousJob"
-    PROGRESSING: Final = "Progressing"
     INVALID_SPEC: Final = "InvalidSpec"
     SECRET_NOT_FOUND: Final = "SecretNotFound"  # noqa: S105 - a reason, not a password
     CONFIG_MAP_NOT_FOUND: Final = "ConfigMapNotFound"
-    DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
-    JOB_VANISHED: Final = "JobVanished"
     RETRY_REQUESTED: Final = "RetryRequested"
     DOWNGRADE_FORBIDDEN: Final = "DowngradeForbidden"
     TARGET_BEHIND: Final = "TargetBehind"

@@ -18,12 +18,12 @@ from types import FrameType
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import database, lock
+from lockstep import constants, database, lock
 
 log = logging.getLogger("lockstep.lock")
 
 HEARTBEAT_SECONDS = 5.0
-EXIT_LOCK_TIMEOUT = 3
+EXIT_LOCK_TIMEOUT = constants.EXIT_LOCK_TIMEOUT
 EXIT_CONNECTION_LOST = 4
 
 

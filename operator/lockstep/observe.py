@@ -49,18 +49,14 @@ def _terminal_state(status: Mapping[str, Any]) -> tuple[JobState, str, str, date
     return "Active", "", "", None
 
 
-LOCK_CONTAINER = "lockstep-lock"
-EXIT_LOCK_TIMEOUT = 3  # lockstep.lock_sidecar.EXIT_LOCK_TIMEOUT
-
-
 def lock_wait(pod: Mapping[str, Any] | None, job: str) -> LockWait | None:
     """Whether the pod's lock sidecar is still waiting for the database lock, or gave up."""
     if not pod:
         return None
     for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
-        if status.get("name") != LOCK_CONTAINER:
+        if status.get("name") != constants.LOCK_CONTAINER:
             continue
-        if _exited_with(status, EXIT_LOCK_TIMEOUT):
+        if _exited_with(status, constants.EXIT_LOCK_TIMEOUT):
             return LockWait(job=job, since=None, timed_out=True)
         running = (status.get("state") or {}).get("running")
         if running and not status.get("started"):
@@ -73,7 +69,7 @@ def lock_wait_seconds(pod: Mapping[str, Any] | None) -> float | None:
     if not pod:
         return None
     status = pod.get("status") or {}
-    sidecar = _container_started(status.get("initContainerStatuses"), LOCK_CONTAINER)
+    sidecar = _container_started(status.get("initContainerStatuses"), constants.LOCK_CONTAINER)
     migrate = _container_started(status.get("containerStatuses"), constants.MIGRATE_CONTAINER)
     if sidecar is None or migrate is None:
         return None
