@@ -70,6 +70,8 @@ class Cache:
             job
             for job in self._jobs.values()
             if _label(job, constants.LABEL_DATABASE) == database_key
+            # Plan Jobs only read: they neither hold nor wait for the database's lock.
+            and _label(job, constants.LABEL_PHASE) != constants.PHASE_PLAN
             and observe.job_view(job).state == "Active"
         ]
 

@@ -26,12 +26,18 @@ LABEL_DATABASE: Final = f"{GROUP}/database"
 LABEL_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 LABEL_ATTEMPT: Final = f"{GROUP}/attempt"
 LABEL_DIRECTION: Final = f"{GROUP}/direction"
+# "migrate" (applies the change) or "plan" (renders and classifies it, read-only).
+LABEL_PHASE: Final = f"{GROUP}/phase"
+PHASE_MIGRATE: Final = "migrate"
+PHASE_PLAN: Final = "plan"
 
 ANNOTATION_TARGET: Final = f"{GROUP}/target"
 ANNOTATION_RETRY: Final = f"{GROUP}/retry"
 ANNOTATION_APPROVE: Final = f"{GROUP}/approve"
 
 MIGRATE_CONTAINER: Final = "migrate"
+PLAN_CONTAINER: Final = "plan"
+SHADOW_DATABASE_URL_ENV: Final = "SHADOW_DATABASE_URL"
 LOCK_CONTAINER: Final = "lockstep-lock"
 # `lockstep lock` exits with this when it gave up waiting for the lock (the operator reads it).
 EXIT_LOCK_TIMEOUT: Final = 3
@@ -73,6 +79,14 @@ class Reason:
     DRIFT_DETECTED: Final = "DriftDetected"
     DRIFT_RESOLVED: Final = "DriftResolved"
     TARGET_NOT_REACHED: Final = "TargetNotReached"
+    PLANNING: Final = "Planning"
+    PLANNED: Final = "Planned"
+    AWAITING_APPROVAL: Final = "AwaitingApproval"
+    APPROVED: Final = "Approved"
+    APPROVAL_IGNORED: Final = "ApprovalIgnored"
+    PLAN_CHANGED: Final = "PlanChanged"
+    REHEARSAL_FAILED: Final = "RehearsalFailed"
+    REHEARSAL_UNSUPPORTED: Final = "RehearsalUnsupported"
 
 
 # Runner failures that another attempt cannot fix: a person has to act first.
@@ -87,5 +101,6 @@ PERMANENT_FAILURE_REASONS: Final = frozenset(
         "TargetNotReached",
         "TargetUnsupported",
         "DowngradeUnsupported",
+        "RehearsalFailed",
     }
 )

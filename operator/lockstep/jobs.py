@@ -52,10 +52,32 @@ class JobRequest:
     target: str
     downgrade: bool = False
     image: str | None = None
+    # "plan" renders and classifies what a run would do (read-only, no lock); "migrate" runs it.
+    phase: str = constants.PHASE_MIGRATE
+    # Identifies the spec in the plan hash, so an approval never carries over to another spec.
+    plan_salt: str = ""
+    # The approved plan: the runner refuses (PlanChanged) if what it would run differs.
+    expect_plan: str | None = None
+
+    @property
+    def is_plan(self) -> bool:
+        return self.phase == constants.PHASE_PLAN
 
 
-def job_name(migration: str, spec_hash: str, attempt: int) -> str:
+PLAN_SALT_LENGTH = 16
+
+
+def plan_salt(spec_hash: str) -> str:
+    return spec_hash[:PLAN_SALT_LENGTH]
+
+
+def job_name(
+    migration: str, spec_hash: str, attempt: int, phase: str = constants.PHASE_MIGRATE
+) -> str:
+    """`<name>-<hash8>[-r<n>]` for runs, `<name>-<hash8>-p<n>` for plans (≤ 63 characters)."""
     base = f"{migration}-{spec_hash[:HASH_LENGTH]}"
+    if phase == constants.PHASE_PLAN:
+        return f"{base}-p{attempt}"
     return base if attempt == 0 else f"{base}-r{attempt}"
 
 
@@ -85,12 +107,13 @@ def build_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(owner.name, spec_hash, request.attempt),
+            "name": job_name(owner.name, spec_hash, request.attempt, request.phase),
             "namespace": owner.namespace,
             "labels": {
                 **labels,
                 constants.LABEL_ATTEMPT: str(request.attempt),
                 constants.LABEL_DIRECTION: "down" if request.downgrade else "up",
+                constants.LABEL_PHASE: request.phase,
             },
             "annotations": {constants.ANNOTATION_TARGET: request.target},
             "ownerReferences": [owner_reference(owner)],
@@ -103,7 +126,11 @@ def build_job(
             "activeDeadlineSeconds": spec.timeouts.job_seconds,
             "template": {
                 "metadata": {"labels": labels},
-                "spec": build_pod_spec(spec, request, runner_image),
+                "spec": (
+                    build_plan_pod_spec(spec, request, runner_image)
+                    if request.is_plan
+                    else build_pod_spec(spec, request, runner_image)
+                ),
             },
         },
     }
@@ -156,6 +183,55 @@ def build_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[s
     # Migration pods need no API access unless the user gives them an account on purpose.
     pod["automountServiceAccountToken"] = spec.service_account_name is not None
     return pod
+
+
+def build_plan_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
+    """A read-only pod that renders and classifies the SQL a run would execute.
+
+    It takes no lock: it changes nothing, and the run re-checks the plan under the lock.
+    """
+    container: dict[str, Any] = {
+        "name": constants.PLAN_CONTAINER,
+        "image": runner_image,
+        "command": list(plan_command(spec, request)),
+        "env": [database_url_env(spec)],
+        "securityContext": container_security_context(),
+        "volumeMounts": volume_mounts(spec),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "512Mi"}},
+    }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(built_in_runner=True),
+        "containers": [container],
+        "volumes": volumes(spec),
+    }
+    optional: Mapping[str, Any] = {
+        "nodeSelector": dict(spec.node_selector) or None,
+        "tolerations": [dict(t) for t in spec.tolerations] or None,
+    }
+    pod.update({k: v for k, v in optional.items() if v is not None})
+    return pod
+
+
+def plan_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
+    command = [
+        "lockstep",
+        "plan",
+        "--tool",
+        spec.tool,
+        "--source",
+        constants.SOURCE_MOUNT_PATH,
+        "--target",
+        request.target,
+        "--salt",
+        request.plan_salt,
+    ]
+    if spec.downgrade_allowed:
+        command.append("--allow-downgrade")
+    return tuple(command)
 
 
 def converted_url_format(spec: Spec) -> str | None:
@@ -226,7 +302,7 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
         "name": constants.MIGRATE_CONTAINER,
         "image": runner_image if spec.uses_built_in_runner else user_image,
         "command": list(migrate_command(spec, request)),
-        "env": [database_url_env(spec), *(dict(e) for e in spec.env)],
+        "env": [database_url_env(spec), *shadow_url_env(spec), *(dict(e) for e in spec.env)],
         "securityContext": container_security_context(),
         "volumeMounts": volume_mounts(spec),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -281,7 +357,21 @@ def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
     ]
     if spec.downgrade_allowed:
         command.append("--allow-downgrade")
+    if request.plan_salt:
+        command += ["--plan-salt", request.plan_salt]
+    if request.expect_plan:
+        command += ["--expect-plan", request.expect_plan]
+    if spec.shadow_secret is not None:
+        command += ["--shadow-url-env", constants.SHADOW_DATABASE_URL_ENV]
     return tuple(command)
+
+
+def shadow_url_env(spec: Spec) -> list[dict[str, Any]]:
+    """The shadow database's URL for the rehearsal, from its Secret like the real one."""
+    if spec.shadow_secret is None or not spec.uses_built_in_runner:
+        return []
+    ref = {"name": spec.shadow_secret.name, "key": spec.shadow_secret.key}
+    return [{"name": constants.SHADOW_DATABASE_URL_ENV, "valueFrom": {"secretKeyRef": ref}}]
 
 
 def database_url_env(spec: Spec) -> dict[str, Any]:

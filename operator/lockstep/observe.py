@@ -23,6 +23,7 @@ def job_view(job: Mapping[str, Any]) -> JobView:
         spec_hash=str(labels.get(constants.LABEL_SPEC_HASH, "")),
         attempt=_int(labels.get(constants.LABEL_ATTEMPT)),
         downgrade=labels.get(constants.LABEL_DIRECTION) == "down",
+        phase=str(labels.get(constants.LABEL_PHASE) or constants.PHASE_MIGRATE),
         state=state,
         started_at=parse_time(status.get("startTime")),
         finished_at=finished,
@@ -115,6 +116,14 @@ def runner_report(message: str) -> dict[str, Any]:
     except (ValueError, TypeError):
         return {}
     return report if isinstance(report, dict) else {}
+
+
+def reported_plan(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The plan in a runner report: the whole report of `lockstep plan`, or its "plan" key."""
+    plan = report.get("plan") if "plan" in report else report
+    if isinstance(plan, Mapping) and plan.get("hash") and "classification" in plan:
+        return dict(plan)
+    return None
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from lockstep import conditions, constants, jobs, tools
+from lockstep import approval, conditions, constants, jobs, tools
 from lockstep.constants import Reason
 from lockstep.jobs import JobRequest, job_name
 from lockstep.model import Spec
@@ -34,6 +34,7 @@ class JobView:
     attempt: int
     state: JobState
     downgrade: bool = False
+    phase: str = constants.PHASE_MIGRATE
     started_at: datetime | None = None
     finished_at: datetime | None = None
     reason: str = ""
@@ -53,6 +54,8 @@ class Outcome:
     to_revision: str | None = None
     applied_revision: str | None = None
     lock_wait_seconds: float | None = None
+    # The rendered, classified plan the runner reported (status.plan's shape, without specHash).
+    plan: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Observed:
     status: Mapping[str, Any]
     now: datetime
     retry_token: str | None = None
+    # The plan hash named by the lockstep.dev/approve annotation, if any.
+    approved_plan: str | None = None
     jobs: tuple[JobView, ...] = ()
     blocking_jobs: tuple[str, ...] = ()
     outcome: Outcome | None = None
@@ -202,15 +207,20 @@ def _next_step(draft: _Draft, spec: Spec) -> Decision:
         pending = [r for r in observed.rollouts or () if not r.done]
         if observed.rollouts is None or pending:
             return _waiting_for_rollout(draft, pending)
+    if spec.shadow_secret is not None and not spec.uses_built_in_runner:
+        return _stalled(draft, Reason.REHEARSAL_UNSUPPORTED, _rehearsal_unsupported(spec))
     request = _job_request(observed, status, spec)
     if request.downgrade and not spec.downgrade_allowed:
         return _stalled(draft, Reason.DOWNGRADE_FORBIDDEN, _forbidden_message(spec, status))
     problem = jobs.command_problem(spec, request)
     if problem is not None:
         return _stalled(draft, problem.reason, str(problem))
+    approved = _plan_and_approval(draft, spec, request)
+    if isinstance(approved, Decision):
+        return approved
     if observed.blocking_jobs:
         return _blocked(draft, observed.blocking_jobs)
-    return _create_job(draft, spec, request)
+    return _create_job(draft, spec, approved)
 
 
 def _carry_over(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,10 +264,19 @@ def _reset_failures(status: dict[str, Any]) -> None:
 def _record_outcome(draft: _Draft, spec: Spec, outcome: Outcome) -> None:
     observed, status = draft.observed, draft.status
     job = next((j for j in observed.jobs if j.name == outcome.job), None)
+    if job is not None and job.phase == constants.PHASE_PLAN and outcome.succeeded:
+        _record_plan(draft, spec, outcome)
+        return
     outcome = _check_target_reached(spec, outcome, job)
     run = _run_record(spec, observed, outcome, job)
     status["lastRun"] = run
     status["history"] = [run, *status.get("history", [])][: constants.HISTORY_LIMIT]
+    if outcome.plan:
+        _store_plan(draft, outcome)
+    if outcome.reason == Reason.PLAN_CHANGED and isinstance(status.get("plan"), Mapping):
+        # The database moved since the plan was made: plan again, and ask again.
+        status["plan"] = {**status["plan"], "stale": True}
+        draft.note("Warning", Reason.PLAN_CHANGED, outcome.message)
     if outcome.reason == Reason.TARGET_BEHIND:
         # The upgrade changed nothing: the target lies behind the database. Roll back next.
         draft.note("Normal", Reason.TARGET_BEHIND, outcome.message)
@@ -348,7 +367,7 @@ def _run_record(
     finished = (job.finished_at if job else None) or observed.now
     run: dict[str, Any] = {
         "job": outcome.job,
-        "direction": "Downgrade" if job is not None and job.downgrade else "Upgrade",
+        "direction": _direction(job),
         "result": "Succeeded" if outcome.succeeded else "Failed",
         "reason": outcome.reason or (Reason.SUCCEEDED if outcome.succeeded else Reason.FAILED),
         "message": outcome.message[:1024],
@@ -367,6 +386,12 @@ def _run_record(
     if outcome.log_tail:
         run["logTail"] = outcome.log_tail[-constants.LOG_TAIL_BYTES :]
     return run
+
+
+def _direction(job: JobView | None) -> str:
+    if job is not None and job.phase == constants.PHASE_PLAN:
+        return "Plan"
+    return "Downgrade" if job is not None and job.downgrade else "Upgrade"
 
 
 def succeeded_for(status: Mapping[str, Any], spec_hash: str) -> bool:
@@ -392,6 +417,9 @@ def _job_running(draft: _Draft, job: JobView) -> Decision:
         message = f"job {job.name} is waiting for the database's migration lock{since}"
         state = conditions.State(False, Reason.WAITING_FOR_LOCK, message, reconciling=True)
         return _finish(draft, state)
+    if observed.spec_hash.startswith(job.spec_hash) and job.phase == constants.PHASE_PLAN:
+        message = f"job {job.name} is rendering and classifying the SQL of the migration"
+        return _finish(draft, conditions.State(False, Reason.PLANNING, message, reconciling=True))
     if observed.spec_hash.startswith(job.spec_hash):
         message = f"job {job.name} is migrating to {_target(observed)}"
         return _finish(
@@ -463,20 +491,119 @@ def _create_job(draft: _Draft, spec: Spec, request: JobRequest) -> Decision:
     status.pop("nextRetryAt", None)
     status["activeJob"] = {"name": name, "attempt": request.attempt}
     verb = "roll back" if request.downgrade else "migrate"
-    draft.note("Normal", Reason.JOB_CREATED, f"created job {name} to {verb} to {spec.target}")
+    approved = f" (plan {request.expect_plan})" if request.expect_plan else ""
+    draft.note(
+        "Normal", Reason.JOB_CREATED, f"created job {name} to {verb} to {spec.target}{approved}"
+    )
     message = f"job {name} is migrating to {spec.target}"
     # Same reason as while it runs: adopting the new Job then needs no extra status write.
     state = conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True)
     return _finish(draft, state, create=request)
 
 
-def next_attempt(observed: Observed) -> int:
+def next_attempt(observed: Observed, phase: str = constants.PHASE_MIGRATE) -> int:
     """One past the newest Job of this spec: a re-armed retry never reuses a finished Job's name."""
-    attempts = [j.attempt for j in observed.jobs if observed.spec_hash.startswith(j.spec_hash)]
+    attempts = [
+        j.attempt
+        for j in observed.jobs
+        if observed.spec_hash.startswith(j.spec_hash) and j.phase == phase
+    ]
     return max(attempts, default=-1) + 1
 
 
 ROLLOUT_RECHECK_SECONDS = 5.0
+
+
+def _plan_and_approval(draft: _Draft, spec: Spec, request: JobRequest) -> Decision | JobRequest:
+    """Plan the run when a person may have to approve it; wait for that approval if needed.
+
+    Returns the request to run (carrying the plan it must match), or the Decision to wait.
+    """
+    observed, status = draft.observed, draft.status
+    salt = jobs.plan_salt(observed.spec_hash)
+    plan = approval.current_plan(status, salt)
+    if plan is None:
+        if not approval.plan_for_spec(status, salt):
+            status.pop("plan", None)
+        if not spec.uses_built_in_runner:
+            plan = approval.unavailable_plan(spec, salt)
+            status["plan"] = plan
+    if spec.uses_built_in_runner:
+        request = replace(request, plan_salt=salt)
+    if spec.approval == "None":
+        return request
+    if plan is None:
+        return _create_plan_job(draft, spec, request)
+    expected = replace(request, expect_plan=str(plan["hash"]) if plan.get("available") else None)
+    if not approval.needs_approval(spec, plan) or observed.approved_plan == plan["hash"]:
+        return expected
+    return _awaiting_approval(draft, spec, plan)
+
+
+def _create_plan_job(draft: _Draft, spec: Spec, request: JobRequest) -> Decision:
+    observed, status = draft.observed, draft.status
+    attempt = next_attempt(observed, constants.PHASE_PLAN)
+    plan_request = replace(request, attempt=attempt, phase=constants.PHASE_PLAN)
+    name = job_name(observed.name, observed.spec_hash, attempt, constants.PHASE_PLAN)
+    status.pop("nextRetryAt", None)
+    status["activeJob"] = {"name": name, "attempt": attempt}
+    draft.note(
+        "Normal",
+        Reason.JOB_CREATED,
+        f"created job {name} to plan the migration to {spec.target} (spec.approval is "
+        f"{spec.approval})",
+    )
+    message = f"job {name} is rendering and classifying the SQL of the migration"
+    state = conditions.State(False, Reason.PLANNING, message, reconciling=True)
+    return _finish(draft, state, create=plan_request)
+
+
+def _awaiting_approval(draft: _Draft, spec: Spec, plan: Mapping[str, Any]) -> Decision:
+    """Ready=False until a person approves this very plan (kstatus InProgress, Argo Suspended)."""
+    observed = draft.observed
+    approved = observed.approved_plan
+    message = approval.awaiting_message(observed.name, spec, plan, approved)
+    before = conditions.find(list(observed.status.get("conditions") or []), constants.READY)
+    if (before or {}).get("message") != message:
+        if approved and approved != plan["hash"]:
+            draft.note("Warning", Reason.APPROVAL_IGNORED, approval.ignored_message(plan, approved))
+        draft.note("Normal", Reason.AWAITING_APPROVAL, message)
+    return _finish(draft, conditions.State(False, Reason.AWAITING_APPROVAL, message))
+
+
+def _record_plan(draft: _Draft, spec: Spec, outcome: Outcome) -> None:
+    """A plan Job finished: keep its plan; the next step decides whether to ask for approval."""
+    observed, status = draft.observed, draft.status
+    if not outcome.plan:
+        message = "the plan job succeeded but left no plan in its termination message"
+        failed = replace(outcome, succeeded=False, reason=Reason.FAILED, message=message)
+        job = next((j for j in observed.jobs if j.name == outcome.job), None)
+        run = _run_record(spec, observed, failed, job)
+        status["lastRun"] = run
+        status["history"] = [run, *status.get("history", [])][: constants.HISTORY_LIMIT]
+        _record_failure(draft, spec, failed)
+        return
+    plan = _store_plan(draft, outcome)
+    destructive = plan.get("classification") != approval.ADDITIVE
+    draft.note(
+        "Warning" if destructive else "Normal", Reason.PLANNED, approval.planned_message(plan)
+    )
+
+
+def _store_plan(draft: _Draft, outcome: Outcome) -> dict[str, Any]:
+    assert outcome.plan is not None
+    salt = jobs.plan_salt(draft.observed.spec_hash)
+    plan = approval.stored_plan(outcome.plan, salt, outcome.job)
+    draft.status["plan"] = plan
+    return plan
+
+
+def _rehearsal_unsupported(spec: Spec) -> str:
+    return (
+        f"spec.verify.shadowDatabase: the shadow rehearsal runs in Lockstep's own runner (tool sql "
+        f"or alembic with spec.source.configMapRef); tool {spec.tool} in an image cannot be "
+        "rehearsed yet. Remove spec.verify or move the migrations into a ConfigMap source"
+    )
 
 
 def _waiting_for_rollout(draft: _Draft, pending: list[Rollout]) -> Decision:

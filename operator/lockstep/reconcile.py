@@ -174,6 +174,7 @@ class Reconciler:
             status=status,
             now=self.clock(),
             retry_token=token,
+            approved_plan=_approved_plan(body),
             jobs=tuple(observe.job_view(j) for j in self.cache.jobs_of((namespace, name))),
         )
         if _unrecorded_finished_job(observed) is not None:
@@ -202,6 +203,7 @@ class Reconciler:
             status=status,
             now=self.clock(),
             retry_token=(metadata.get("annotations") or {}).get(constants.ANNOTATION_RETRY),
+            approved_plan=_approved_plan(body),
             jobs=tuple(observe.job_view(j) for j in self.cache.jobs_of((namespace, name))),
         )
         try:
@@ -315,9 +317,9 @@ class Reconciler:
         if job is None:
             return None
         pod = await asyncio.to_thread(kube.job_pod, namespace, job.name)
-        report = observe.runner_report(
-            observe.termination_message(pod, constants.MIGRATE_CONTAINER)
-        )
+        planning_only = job.phase == constants.PHASE_PLAN
+        container = constants.PLAN_CONTAINER if planning_only else constants.MIGRATE_CONTAINER
+        report = observe.runner_report(observe.termination_message(pod, container))
         succeeded = job.state == "Succeeded"
         log_tail = ""
         if not succeeded and pod is not None:
@@ -325,10 +327,11 @@ class Reconciler:
                 kube.read_log_tail,
                 namespace,
                 pod["metadata"]["name"],
-                constants.MIGRATE_CONTAINER,
+                container,
                 constants.LOG_TAIL_BYTES,
             )
-        applied = await self._read_revision(spec, url) if succeeded else None
+        migrated = succeeded and not planning_only
+        applied = await self._read_revision(spec, url) if migrated else None
         reason, message = _outcome_summary(report, job)
         return planning.Outcome(
             job=job.name,
@@ -340,6 +343,7 @@ class Reconciler:
             to_revision=_optional(report.get("to")),
             applied_revision=applied,
             lock_wait_seconds=observe.lock_wait_seconds(pod),
+            plan=observe.reported_plan(report),
         )
 
     async def _read_revision(self, spec: Spec, url: str) -> str | None:
@@ -438,7 +442,7 @@ class Reconciler:
                 for j in self.cache.active_jobs_on_database(database_key)
                 if not _owned_by(j, owner.name, owner.namespace)
             ]
-            if others:
+            if others and not request.is_plan:
                 return None
             seen = self.cache.job(key_of(job))
             self.cache.put_job(job)
@@ -529,17 +533,31 @@ class Reconciler:
 
 
 def _unrecorded_finished_job(observed: planning.Observed) -> planning.JobView | None:
+    """The newest Job (of either phase) of this spec that finished and is not in status yet.
+
+    Only the newest Job of each phase counts: an older one was superseded by a later attempt,
+    and recording it again would bring back an outdated result.
+    """
     recorded = {run.get("job") for run in observed.status.get("history") or []}
-    last = observed.status.get("lastRun") or {}
-    recorded.add(last.get("job"))
-    finished = [
-        j
-        for j in observed.jobs
-        if j.state != "Active"
-        and j.name not in recorded
-        and observed.spec_hash.startswith(j.spec_hash)
-    ]
-    return max(finished, key=lambda j: j.attempt, default=None)
+    recorded.add((observed.status.get("lastRun") or {}).get("job"))
+    recorded.add((observed.status.get("plan") or {}).get("job"))
+    ours = [j for j in observed.jobs if observed.spec_hash.startswith(j.spec_hash)]
+    newest = {}
+    for job in sorted(ours, key=lambda j: j.attempt):
+        newest[job.phase] = job
+    candidates = [j for j in newest.values() if j.state != "Active" and j.name not in recorded]
+    return max(candidates, key=_finish_order, default=None)
+
+
+def _finish_order(job: planning.JobView) -> tuple[float, int]:
+    finished = job.finished_at.timestamp() if job.finished_at else 0.0
+    return finished, int(job.phase == constants.PHASE_MIGRATE)
+
+
+def _approved_plan(body: Mapping[str, Any]) -> str | None:
+    annotations = body["metadata"].get("annotations") or {}
+    value = annotations.get(constants.ANNOTATION_APPROVE)
+    return str(value).strip() or None if value else None
 
 
 def _owned_by(job: Mapping[str, Any], name: str, namespace: str) -> bool:
