@@ -308,7 +308,35 @@ class Reconciler:
                 f"{error} (spec.database.urlSecretRef): create the Secret with the database URL "
                 "under that key, in the same namespace",
             )
-        return digest, url
+        problem = await self._check_shadow(namespace, spec, url)
+        return problem or (digest, url)
+
+    async def _check_shadow(
+        self, namespace: str, spec: Spec, url: str
+    ) -> planning.ConfigError | None:
+        """The rehearsal wipes the shadow database: it must exist and must not be the real one."""
+        if spec.shadow_secret is None:
+            return None
+        ref = spec.shadow_secret
+        try:
+            shadow_url = await asyncio.to_thread(
+                kube.read_secret_value, namespace, ref.name, ref.key
+            )
+        except kube.NotFoundError as error:
+            return planning.ConfigError(
+                constants.Reason.SECRET_NOT_FOUND,
+                f"{error} (spec.verify.shadowDatabase.urlSecretRef): create the Secret with the "
+                "shadow database's URL under that key, in the same namespace",
+            )
+        shadow_key = _database_key(shadow_url)
+        if shadow_key is None or shadow_key == _database_key(url):
+            what = "is not a database URL" if shadow_key is None else "names the real database"
+            return planning.ConfigError(
+                constants.Reason.INVALID_SPEC,
+                f"spec.verify.shadowDatabase: the URL in Secret {ref.name} (key {ref.key}) {what}; "
+                "the rehearsal wipes the shadow database, so it must be a separate, throwaway one",
+            )
+        return None
 
     async def _gather_outcome(
         self, namespace: str, spec: Spec, observed: planning.Observed, url: str
