@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 from kubernetes import client
 
 import alerting
 import kubetest
+from dbtest import column_names, scalar
 from e2e_operator import OperatorProcess
 from kubetest import REPO, wait_for
 
@@ -33,26 +33,16 @@ def example_documents(url: str, shadow_url: str) -> list[dict[str, Any]]:
     return documents
 
 
-def query(url: str, sql: str) -> Any:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.connect() as connection:
-            return connection.execute(sa.text(sql)).scalar()
-    finally:
-        engine.dispose()
-
-
-def columns(url: str, table: str) -> set[str]:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(
-                sa.text("SELECT column_name FROM information_schema.columns WHERE table_name = :t"),
-                {"t": table},
-            )
-            return {row[0] for row in rows}
-    finally:
-        engine.dispose()
+def sql_migration(name: str, config_map: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "tool": "sql",
+            "source": {"configMapRef": {"name": config_map}},
+            "database": {"engine": "postgresql", "urlSecretRef": {"name": "db", "key": "url"}},
+            **spec,
+        },
+    }
 
 
 def migrate_jobs(k8s: client.ApiClient, namespace: str, name: str) -> set[str]:
@@ -82,9 +72,9 @@ def test_destructive_change_waits_for_the_approval_of_its_exact_plan(
     first = kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
     assert first["status"]["appliedRevision"] == "2"
     assert first["status"]["plan"]["classification"] == "Additive"
-    assert "legacy_code" in columns(pg_url, "customers")
+    assert "legacy_code" in column_names(pg_url, "customers")
     # The rehearsal ran on the shadow database first, and left it at the target.
-    assert query(other_pg_url, "SELECT max(version::int) FROM lockstep_schema_history") == 2
+    assert scalar(other_pg_url, "SELECT max(version::int) FROM lockstep_schema_history") == 2
 
     kubetest.patch_migration(k8s, namespace, "shop", {"spec": {"target": "head"}})
     waiting = kubetest.wait_for_condition(
@@ -112,14 +102,14 @@ def test_destructive_change_waits_for_the_approval_of_its_exact_plan(
     ignored = kubetest.get_migration(k8s, namespace, "shop")
     assert kubetest.condition(ignored, "Ready")["reason"] == "AwaitingApproval"  # type: ignore[index]
     assert migrate_jobs(k8s, namespace, "shop") == jobs_before
-    assert "legacy_code" in columns(pg_url, "customers")
+    assert "legacy_code" in column_names(pg_url, "customers")
 
     annotate(k8s, namespace, "shop", plan["hash"])
     done = kubetest.wait_for_condition(
         k8s, namespace, "shop", "Ready", reason="Succeeded", timeout=120
     )
     assert done["status"]["appliedRevision"] == "3"
-    assert "legacy_code" not in columns(pg_url, "customers")
+    assert "legacy_code" not in column_names(pg_url, "customers")
     assert done["status"]["plan"]["hash"] == plan["hash"]
 
 
@@ -141,22 +131,8 @@ def test_broken_downgrade_fails_the_rehearsal_and_spares_the_real_database(
             "U1__create_carts.sql": "DROP TABLE cart;\n",
         },
     )
-    kubetest.create_migration(
-        k8s,
-        namespace,
-        {
-            "metadata": {"name": "carts"},
-            "spec": {
-                "tool": "sql",
-                "source": {"configMapRef": {"name": "broken-undo"}},
-                "database": {
-                    "engine": "postgresql",
-                    "urlSecretRef": {"name": "db", "key": "url"},
-                },
-                "verify": {"shadowDatabase": {"urlSecretRef": {"name": "db", "key": "shadow"}}},
-            },
-        },
-    )
+    shadow = {"shadowDatabase": {"urlSecretRef": {"name": "db", "key": "shadow"}}}
+    kubetest.create_migration(k8s, namespace, sql_migration("carts", "broken-undo", verify=shadow))
     stalled = kubetest.wait_for_condition(
         k8s, namespace, "carts", "Ready", status="False", reason="RehearsalFailed", timeout=120
     )
@@ -165,8 +141,8 @@ def test_broken_downgrade_fails_the_rehearsal_and_spares_the_real_database(
     assert kubetest.condition(stalled, "Stalled") is not None
     assert stalled["status"]["lastRun"]["reason"] == "RehearsalFailed"
     # The real database was never touched: no table, no history.
-    assert query(pg_url, "SELECT to_regclass('public.carts') IS NULL") is True
-    assert query(pg_url, "SELECT to_regclass('public.lockstep_schema_history') IS NULL") is True
+    assert scalar(pg_url, "SELECT to_regclass('public.carts') IS NULL") is True
+    assert scalar(pg_url, "SELECT to_regclass('public.lockstep_schema_history') IS NULL") is True
     assert "other_pg" not in message and other_pg_url not in message
     # A broken downgrade cannot fix itself: one Job, no retry.
     assert len(migrate_jobs(k8s, namespace, "carts")) == 1
@@ -186,29 +162,14 @@ def test_plan_is_rendered_before_the_run_when_approval_is_always(
         "additive",
         {"V1__create_tags.sql": "CREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT);\n"},
     )
-    kubetest.create_migration(
-        k8s,
-        namespace,
-        {
-            "metadata": {"name": "tags"},
-            "spec": {
-                "tool": "sql",
-                "source": {"configMapRef": {"name": "additive"}},
-                "approval": "Always",
-                "database": {
-                    "engine": "postgresql",
-                    "urlSecretRef": {"name": "db", "key": "url"},
-                },
-            },
-        },
-    )
+    kubetest.create_migration(k8s, namespace, sql_migration("tags", "additive", approval="Always"))
     waiting = kubetest.wait_for_condition(
         k8s, namespace, "tags", "Ready", status="False", reason="AwaitingApproval"
     )
     plan = waiting["status"]["plan"]
     assert plan["classification"] == "Additive"
     assert plan["statements"] == 1 and plan["summary"] == {"CREATE TABLE": 1}
-    assert query(pg_url, "SELECT to_regclass('public.tags') IS NULL") is True
+    assert scalar(pg_url, "SELECT to_regclass('public.tags') IS NULL") is True
     (plan_job,) = kubetest.jobs_of(k8s, namespace, "tags")
     assert plan_job.metadata.name.endswith("-p0")
     assert "Planned" in kubetest.event_reasons(k8s, namespace, "tags")
@@ -233,7 +194,7 @@ def test_plan_is_rendered_before_the_run_when_approval_is_always(
         return None
 
     replanned = wait_for("a new plan for the new spec", new_plan, timeout=90)
-    assert query(pg_url, "SELECT to_regclass('public.tags') IS NULL") is True
+    assert scalar(pg_url, "SELECT to_regclass('public.tags') IS NULL") is True
     annotate(k8s, namespace, "tags", replanned["status"]["plan"]["hash"])
     kubetest.wait_for_condition(k8s, namespace, "tags", "Ready", reason="Succeeded", timeout=90)
-    assert columns(pg_url, "tags") == {"id", "name"}
+    assert column_names(pg_url, "tags") == {"id", "name"}

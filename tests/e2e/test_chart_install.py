@@ -30,19 +30,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-import sqlalchemy as sa
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from sqlalchemy.engine import make_url
 
 import charttest
 import kubetest
+from dbtest import column_names, lock_held
+from e2e_databases import extra_database
 from e2e_operator import OperatorProcess, free_port
+from expand_contract import (
+    APP,
+    app_pods,
+    deployment,
+    expand,
+    gated,
+    migration_files,
+    new_pods_gated_old_serving,
+    ready,
+    rolled_out,
+)
 from kubetest import REPO, wait_for
-from lockstep import database, lock
 from tcpforward import TcpForwarder
 
 pytestmark = pytest.mark.e2e
@@ -57,9 +66,6 @@ SELECTOR = f"app.kubernetes.io/instance={RELEASE}"
 FORBIDDEN = re.compile(r"\b403\b|\bforbidden\b|not enough permissions", re.IGNORECASE)
 FOREIGN_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
 QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
-EXAMPLE = REPO / "examples" / "expand-contract"
-APP = "lockstep-examples/expand-contract"
-GATE = "lockstep.dev/migration"
 E2E_LABEL = "lockstep.dev/e2e"  # as in conftest: the session waits for these namespaces to go
 
 
@@ -99,7 +105,7 @@ class ChartInstall:
         return [
             p.status.pod_ip
             for p in self.pods()
-            if p.metadata.deletion_timestamp is None and p.status.pod_ip and _ready(p)
+            if p.metadata.deletion_timestamp is None and p.status.pod_ip and ready(p)
         ]
 
     def holder(self) -> str:
@@ -129,7 +135,7 @@ class ChartInstall:
         """The operator pods' state and logs, for a failure message."""
         self.collect_logs()
         lines = [
-            f"pod {p.metadata.name} {p.status.phase} ready={_ready(p)} ip={p.status.pod_ip}"
+            f"pod {p.metadata.name} {p.status.phase} ready={ready(p)} ip={p.status.pod_ip}"
             for p in self.pods()
         ]
         lines += [f"--- log of {pod} ---\n{text[-6000:]}" for pod, text in self.logs.items()]
@@ -141,7 +147,7 @@ class ChartInstall:
         core = client.CoreV1Api(self.api)
         texts = []
         for pod in self.pods():
-            if pod.metadata.deletion_timestamp is not None or not _ready(pod):
+            if pod.metadata.deletion_timestamp is not None or not ready(pod):
                 continue
             if self.local:  # the API server refuses to proxy to loopback pod IPs
                 url = f"http://{pod.status.pod_ip}:{port}/metrics"
@@ -176,10 +182,6 @@ class ChartInstall:
             return
         self.forwarder = TcpForwarder(self.ready_pod_ips, self.values["webhook"]["port"]).start()
         self.point_webhook(f"https://localhost:{self.forwarder.port}/mutate-pods")
-
-
-def _ready(pod: client.V1Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def _create_namespace(api: client.ApiClient, prefix: str, labels: dict[str, str]) -> str:
@@ -225,25 +227,13 @@ def _adopt_crd_into_release(api: client.ApiClient, namespace: str) -> None:
     )
 
 
-@contextlib.contextmanager
-def _database(admin_url: str) -> Iterator[str]:
-    name = f"lockstep_chart_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _quickstart(api: client.ApiClient, namespace: str, url: str) -> dict[str, Any]:
-    documents = [d for d in yaml.safe_load_all(QUICKSTART.read_text()) if d]
-    for document in documents:
+    quickstart = [d for d in yaml.safe_load_all(QUICKSTART.read_text()) if d]
+    for document in quickstart:
         if document["kind"] == "Secret":
             document.pop("data", None)
             document["stringData"] = {"url": url}
-    kubetest.create_objects(api, namespace, documents)
+    kubetest.create_objects(api, namespace, quickstart)
     return kubetest.wait_for_condition(api, namespace, "shop", "Ready", reason="Succeeded")
 
 
@@ -285,7 +275,7 @@ def chart_release(
         _adopt_crd_into_release(k8s, release_namespace)
         previous, origin = charttest.previous_chart(tmp_path_factory.mktemp("previous-chart"))
         install.install_or_upgrade("install", previous)
-        with _database(postgres_admin_url) as url:
+        with extra_database(postgres_admin_url) as url:
             before = _quickstart(k8s, keep_namespace, url)
             jobs_before = len(kubetest.jobs_of(k8s, keep_namespace, "shop"))
             install.notes = install.install_or_upgrade("upgrade", charttest.CHART)
@@ -446,120 +436,33 @@ def test_quickstart_goes_ready_under_the_chart(
 # --- the rollout gate (examples/expand-contract) -----------------------------------------------
 
 
-def _example(name: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((EXAMPLE / name).read_text()) if d]
-
-
-def _migration_files(*versions: int) -> dict[str, str]:
-    (config_map,) = [d for d in _example("01-expand.yaml") if d["kind"] == "ConfigMap"]
-    return {
-        name: sql
-        for name, sql in config_map["data"].items()
-        if int(name[1 : name.index("__")]) in versions
-    }
-
-
-def _expand(target: str, version: int) -> dict[str, Any]:
-    (body,) = [d for d in _example("01-expand.yaml") if d["kind"] == "DatabaseMigration"]
-    body["spec"].update(target=target, image=f"{APP}:{version}")
-    return body
-
-
-def _deployment(version: int) -> dict[str, Any]:
-    (body,) = _example("02-app.yaml")
-    container = body["spec"]["template"]["spec"]["containers"][0]
-    container["image"] = f"{APP}:{version}"
-    for variable in container["env"]:
-        if variable["name"] == "APP_VERSION":
-            variable["value"] = str(version)
-    return body
-
-
-def _app_pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
-    pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=web").items
-    return [p for p in pods if p.metadata.deletion_timestamp is None]
-
-
-def _image(pod: client.V1Pod) -> str:
-    return str(pod.spec.containers[0].image)
-
-
-def _gated(pod: client.V1Pod) -> bool:
-    return any(g.name == GATE for g in pod.spec.scheduling_gates or [])
-
-
-def _rolled_out(api: client.ApiClient, namespace: str, version: int) -> bool:
-    status = client.AppsV1Api(api).read_namespaced_deployment("web", namespace).status
-    on_version = [p for p in _app_pods(api, namespace) if _image(p) == f"{APP}:{version}"]
-    return (
-        status.updated_replicas == 2
-        and status.available_replicas == 2
-        and (status.replicas or 0) == 2
-        and len([p for p in on_version if _ready(p)]) == 2
-    )
-
-
-def _new_gated_old_serving(api: client.ApiClient, namespace: str) -> bool:
-    pods = _app_pods(api, namespace)
-    new = [p for p in pods if _image(p) == f"{APP}:2"]
-    old = [p for p in pods if _image(p) == f"{APP}:1"]
-    return (
-        bool(new)
-        and all(_gated(p) and not p.spec.node_name for p in new)
-        and len([p for p in old if _ready(p)]) == 2
-    )
-
-
-@contextlib.contextmanager
-def _lock_held(url: str) -> Iterator[None]:
-    """Another migration holds the database lock: the Job waits, so the gate can be seen."""
-    engine = database.make_engine(url)
-    try:
-        with (
-            engine.connect() as connection,
-            lock.hold_advisory_lock(connection, database.identity_from_url(url), 5),
-        ):
-            yield
-    finally:
-        engine.dispose()
-
-
-def _columns(url: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return {c["name"] for c in sa.inspect(connection).get_columns("customers")}
-    finally:
-        engine.dispose()
-
-
 def test_gated_rollout_under_the_chart(
     chart_release: ChartInstall, k8s: client.ApiClient, namespace: str, pg_url: str
 ) -> None:
     kubetest.create_secret(k8s, namespace, "shop-db", {"url": pg_url})
-    kubetest.create_config_map(k8s, namespace, "shop-migrations", _migration_files(1))
-    kubetest.create_migration(k8s, namespace, _expand("1", 1))
+    kubetest.create_config_map(k8s, namespace, "shop-migrations", migration_files(1))
+    kubetest.create_migration(k8s, namespace, expand("1", 1))
     kubetest.wait_for_condition(k8s, namespace, "shop-expand", "Ready", reason="Succeeded")
-    client.AppsV1Api(k8s).create_namespaced_deployment(namespace, _deployment(1))
-    wait_for("app v1 rolled out", lambda: _rolled_out(k8s, namespace, 1), timeout=90)
-    assert not any(_gated(p) for p in _app_pods(k8s, namespace))
+    client.AppsV1Api(k8s).create_namespaceddeployment(namespace, deployment(1))
+    wait_for("app v1 rolled out", lambda: rolled_out(k8s, namespace, 1), timeout=90)
+    assert not any(gated(p) for p in app_pods(k8s, namespace))
 
-    with _lock_held(pg_url):
-        kubetest.replace_config_map(k8s, namespace, "shop-migrations", _migration_files(1, 2))
+    with lock_held(pg_url):
+        kubetest.replace_config_map(k8s, namespace, "shop-migrations", migration_files(1, 2))
         kubetest.patch_migration(
             k8s, namespace, "shop-expand", {"spec": {"target": "2", "image": f"{APP}:2"}}
         )
-        template = _deployment(2)["spec"]["template"]
-        client.AppsV1Api(k8s).patch_namespaced_deployment(
+        template = deployment(2)["spec"]["template"]
+        client.AppsV1Api(k8s).patch_namespaceddeployment(
             "web", namespace, {"spec": {"template": template}}
         )
-        wait_for("new pods gated, old serving", lambda: _new_gated_old_serving(k8s, namespace))
+        wait_for("new pods gated, old serving", lambda: new_pods_gated_old_serving(k8s, namespace))
         time.sleep(2)
-        assert _new_gated_old_serving(k8s, namespace)
+        assert new_pods_gated_old_serving(k8s, namespace)
 
     kubetest.wait_for_condition(k8s, namespace, "shop-expand", "Ready", reason="Succeeded")
-    wait_for("app v2 rolled out", lambda: _rolled_out(k8s, namespace, 2), timeout=90)
-    assert "display_name" in _columns(pg_url)
+    wait_for("app v2 rolled out", lambda: rolled_out(k8s, namespace, 2), timeout=90)
+    assert "display_name" in column_names(pg_url, "customers")
     assert "ReleasedPods" in kubetest.event_reasons(k8s, namespace, "shop-expand")
     assert 'lockstep_gate_admissions_total{decision="gated"}' in chart_release.metrics()
     if chart_release.forwarder is not None:
@@ -637,7 +540,7 @@ def test_a_namespaced_install_reconciles_its_namespaces_with_roles_only(
         assert not _exists(lambda: rbac.read_cluster_role(RELEASE))
         body = _quickstart(k8s, namespace, pg_url)
         assert body["status"]["appliedRevision"] == "2"
-        ignored = kubetest.create_migration(k8s, other, _expand("1", 1))
+        ignored = kubetest.create_migration(k8s, other, expand("1", 1))
         time.sleep(3)
         untouched = kubetest.get_migration(k8s, other, ignored["metadata"]["name"])
         # Only the CRD's default (observedGeneration 0): no operator ever wrote to it.

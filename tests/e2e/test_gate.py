@@ -4,113 +4,38 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
-import yaml
 from kubernetes import client
 
 import kubetest
-from dbtest import lock_held
+from dbtest import column_names, lock_held
 from e2e_operator import OperatorProcess
-from kubetest import REPO, wait_for
-from lockstep import database
+from expand_contract import (
+    APP,
+    app_pods,
+    deployment,
+    documents,
+    expand,
+    gated,
+    migration_files,
+    new_pods_gated_old_serving,
+    rolled_out,
+)
+from kubetest import wait_for
 
 pytestmark = pytest.mark.e2e
-
-EXAMPLE = REPO / "examples" / "expand-contract"
-APP = "lockstep-examples/expand-contract"
-GATE = "lockstep.dev/migration"
-
-
-def documents(name: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all((EXAMPLE / name).read_text()) if d]
-
-
-def example_files() -> dict[str, str]:
-    (config_map,) = [d for d in documents("01-expand.yaml") if d["kind"] == "ConfigMap"]
-    files: dict[str, str] = config_map["data"]
-    return files
-
-
-def only_versions(*versions: int) -> dict[str, str]:
-    return {
-        name: sql
-        for name, sql in example_files().items()
-        if int(name[1 : name.index("__")]) in versions
-    }
-
-
-def columns(url: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return {c["name"] for c in sa.inspect(connection).get_columns("customers")}
-    finally:
-        engine.dispose()
-
-
-def deployment(version: int) -> dict[str, Any]:
-    (body,) = documents("02-app.yaml")
-    container = body["spec"]["template"]["spec"]["containers"][0]
-    container["image"] = f"{APP}:{version}"
-    for variable in container["env"]:
-        if variable["name"] == "APP_VERSION":
-            variable["value"] = str(version)
-    return body
-
-
-def expand(target: str, version: int) -> dict[str, Any]:
-    (body,) = [d for d in documents("01-expand.yaml") if d["kind"] == "DatabaseMigration"]
-    body["spec"]["target"] = target
-    body["spec"]["image"] = f"{APP}:{version}"
-    return body
-
-
-def pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
-    return list(
-        client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="app=web").items
-    )
-
-
-def live(pod: client.V1Pod) -> bool:
-    return pod.metadata.deletion_timestamp is None
-
-
-def image_of(pod: client.V1Pod) -> str:
-    return str(pod.spec.containers[0].image)
-
-
-def gated(pod: client.V1Pod) -> bool:
-    return any(g.name == GATE for g in pod.spec.scheduling_gates or [])
-
-
-def ready(pod: client.V1Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-
-
-def rolled_out(api: client.ApiClient, namespace: str, version: int) -> bool:
-    apps = client.AppsV1Api(api)
-    status = apps.read_namespaced_deployment("web", namespace).status
-    on_version = [p for p in pods(api, namespace) if live(p) and image_of(p) == f"{APP}:{version}"]
-    return (
-        status.updated_replicas == 2
-        and status.available_replicas == 2
-        and (status.replicas or 0) == 2
-        and len([p for p in on_version if ready(p)]) == 2
-    )
 
 
 def start_on_version_1(api: client.ApiClient, namespace: str, url: str) -> None:
     """The starting point: schema V1 applied for app:1, two app:1 pods serving."""
     kubetest.create_secret(api, namespace, "shop-db", {"url": url})
-    kubetest.create_config_map(api, namespace, "shop-migrations", only_versions(1))
+    kubetest.create_config_map(api, namespace, "shop-migrations", migration_files(1))
     kubetest.create_migration(api, namespace, expand("1", 1))
     kubetest.wait_for_condition(api, namespace, "shop-expand", "Ready", reason="Succeeded")
     client.AppsV1Api(api).create_namespaced_deployment(namespace, deployment(1))
     wait_for("app v1 rolled out", lambda: rolled_out(api, namespace, 1), timeout=60)
-    assert not any(gated(p) for p in pods(api, namespace))
+    assert not any(gated(p) for p in app_pods(api, namespace))
 
 
 def bump_migration(
@@ -129,17 +54,6 @@ def bump_app(api: client.ApiClient, namespace: str) -> None:
     )
 
 
-def new_pods_gated_old_serving(api: client.ApiClient, namespace: str) -> bool:
-    current = [p for p in pods(api, namespace) if live(p)]
-    new = [p for p in current if image_of(p) == f"{APP}:2"]
-    old = [p for p in current if image_of(p) == f"{APP}:1"]
-    return (
-        bool(new)
-        and all(gated(p) and not p.spec.node_name for p in new)
-        and len([p for p in old if ready(p)]) == 2
-    )
-
-
 def release_times(api: client.ApiClient, namespace: str) -> tuple[float, float]:
     """When the migration was first seen Ready, and when no gated pod was left (50 ms polls)."""
     ready_at = released_at = None
@@ -149,7 +63,7 @@ def release_times(api: client.ApiClient, namespace: str) -> tuple[float, float]:
         body = kubetest.get_migration(api, namespace, "shop-expand")
         if ready_at is None and (kubetest.condition(body, "Ready") or {}).get("status") == "True":
             ready_at = now
-        if ready_at is not None and not any(gated(p) for p in pods(api, namespace) if live(p)):
+        if ready_at is not None and not any(gated(p) for p in app_pods(api, namespace)):
             released_at = now
         time.sleep(0.05)
     assert ready_at is not None and released_at is not None, "no release within 60s"
@@ -161,7 +75,7 @@ def test_new_pods_wait_for_the_migration_and_are_released_when_it_succeeds(
 ) -> None:
     start_on_version_1(k8s, namespace, pg_url)
     with lock_held(pg_url):  # keeps the migration waiting, so the gate can be seen holding
-        bump_migration(k8s, namespace, only_versions(1, 2), "2")
+        bump_migration(k8s, namespace, migration_files(1, 2), "2")
         bump_app(k8s, namespace)
         wait_for("new pods gated, old serving", lambda: new_pods_gated_old_serving(k8s, namespace))
         time.sleep(2)  # the gate holds, whatever the Deployment controller tries
@@ -174,7 +88,7 @@ def test_new_pods_wait_for_the_migration_and_are_released_when_it_succeeds(
     print(f"gate release latency (Ready seen → no gated pod seen): {latency:.2f}s")
     assert latency < 2.0
     wait_for("app v2 rolled out", lambda: rolled_out(k8s, namespace, 2), timeout=60)
-    assert "display_name" in columns(pg_url)
+    assert "display_name" in column_names(pg_url, "customers")
     assert "ReleasedPods" in kubetest.event_reasons(k8s, namespace, "shop-expand")
     assert 'lockstep_gated_pods{name="shop-expand"' in operator.metrics()
 
@@ -183,7 +97,7 @@ def test_a_failed_migration_keeps_new_pods_gated_and_old_pods_serving(
     k8s: client.ApiClient, namespace: str, operator: OperatorProcess, pg_url: str
 ) -> None:
     start_on_version_1(k8s, namespace, pg_url)
-    broken = {**only_versions(1), "V2__broken.sql": "ALTER TABLE no_such_table ADD x int;"}
+    broken = {**migration_files(1), "V2__broken.sql": "ALTER TABLE no_such_table ADD x int;"}
     kubetest.patch_migration(k8s, namespace, "shop-expand", {"spec": {"retry": {"limit": 0}}})
     bump_migration(k8s, namespace, broken, "2")
     bump_app(k8s, namespace)
@@ -200,7 +114,7 @@ def test_app_applied_before_the_migration_is_still_gated(
     start_on_version_1(k8s, namespace, pg_url)
     bump_app(k8s, namespace)  # git applied the Deployment first
     wait_for("new pods gated, old serving", lambda: new_pods_gated_old_serving(k8s, namespace))
-    bump_migration(k8s, namespace, only_versions(1, 2), "2")
+    bump_migration(k8s, namespace, migration_files(1, 2), "2")
     kubetest.wait_for_condition(k8s, namespace, "shop-expand", "Ready", reason="Succeeded")
     wait_for("app v2 rolled out", lambda: rolled_out(k8s, namespace, 2), timeout=60)
 
@@ -210,7 +124,7 @@ def test_contract_runs_only_after_the_rollout_completes(
 ) -> None:
     start_on_version_1(k8s, namespace, pg_url)
     with lock_held(pg_url):
-        bump_migration(k8s, namespace, example_files(), "2")
+        bump_migration(k8s, namespace, migration_files(), "2")
         bump_app(k8s, namespace)
         wait_for("new pods gated", lambda: new_pods_gated_old_serving(k8s, namespace))
         (contract,) = documents("03-contract.yaml")
@@ -229,7 +143,7 @@ def test_contract_runs_only_after_the_rollout_completes(
     finished = client.AppsV1Api(k8s).read_namespaced_deployment("web", namespace)
     assert finished.status.updated_replicas == 2
     assert body["status"]["appliedRevision"] == "3"
-    assert columns(pg_url) == {"id", "display_name"}
+    assert column_names(pg_url, "customers") == {"id", "display_name"}
     assert job.status.start_time is not None
 
 
@@ -247,11 +161,11 @@ def test_the_webhook_answers_from_a_standby_replica(
     try:
         assert not standby.is_leader()
         kubetest.create_secret(k8s, namespace, "shop-db", {"url": pg_url})
-        kubetest.create_config_map(k8s, namespace, "shop-migrations", only_versions(1))
+        kubetest.create_config_map(k8s, namespace, "shop-migrations", migration_files(1))
         with lock_held(pg_url):
             kubetest.create_migration(k8s, namespace, expand("1", 1))
             client.AppsV1Api(k8s).create_namespaced_deployment(namespace, deployment(1))
-            wait_for("a gated pod", lambda: any(gated(p) for p in pods(k8s, namespace)))
+            wait_for("a gated pod", lambda: any(gated(p) for p in app_pods(k8s, namespace)))
         exported = standby.metrics()
         assert 'lockstep_gate_admissions_total{decision="gated"}' in exported, standby.log()
         assert "lockstep_leader 0.0" in standby.metrics()

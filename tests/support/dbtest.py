@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,5 +29,24 @@ def rolled_back_by_hand(url: str) -> None:
     try:
         with engine.begin() as connection:
             connection.execute(sa.text("DELETE FROM lockstep_schema_history WHERE version = '2'"))
+    finally:
+        engine.dispose()
+
+
+def scalar(url: str, query: str) -> Any:
+    """The first column of the first row of `query`, on a fresh connection."""
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(query)).scalar()
+    finally:
+        engine.dispose()
+
+
+def column_names(url: str, table: str) -> set[str]:
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {c["name"] for c in sa.inspect(connection).get_columns(table)}
     finally:
         engine.dispose()
