@@ -1,0 +1,56 @@
+"""Classify a migration plan: read every file's statements in order and collect findings.
+
+The plan's files are read in the order given, with one shared :class:`PlanState`, so a
+table created in an earlier file counts as new (empty) in later ones.  Dialect readers
+yield statements with character offsets; this module turns offsets into line numbers
+and statement text into the clipped one-line form findings carry.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+
+from lockstep.classify import mysql, postgres
+from lockstep.classify.findings import Dialect, Finding, Report, SqlFile, clip_statement
+from lockstep.classify.plan import Classified, PlanState
+
+
+def classify(
+    files: Sequence[SqlFile],
+    dialect: Dialect,
+    *,
+    ignore_tables: frozenset[str] = frozenset(),
+) -> Report:
+    """Classify the statements of ``files`` (in plan order) written in ``dialect``.
+
+    Statements touching ``ignore_tables`` (bookkeeping tables such as
+    ``alembic_version``; compared case-insensitively, schema ignored) are counted but
+    produce no findings.
+    """
+    state = PlanState.ignoring(ignore_tables)
+    kinds: Counter[str] = Counter()
+    findings: list[Finding] = []
+    for file in files:
+        for statement in _read(file.sql, state, dialect):
+            kinds[statement.kind] += 1
+            findings.extend(_findings(file, statement))
+    return Report(sum(kinds.values()), dict(kinds), tuple(findings))
+
+
+def _read(sql: str, state: PlanState, dialect: Dialect) -> Iterator[Classified]:
+    if dialect == "postgresql":
+        return postgres.read_script(sql, state)
+    return mysql.read_script(sql, state, dialect)
+
+
+def _findings(file: SqlFile, statement: Classified) -> Iterator[Finding]:
+    line = line_of(file.sql, statement.start)
+    text = clip_statement(file.sql[statement.start : statement.end])
+    for issue in statement.issues:
+        yield Finding(issue.rule, issue.severity, issue.message, file.name, line, text)
+
+
+def line_of(text: str, offset: int) -> int:
+    """The 1-based line of ``text`` that holds the character at ``offset``."""
+    return text.count("\n", 0, offset) + 1
