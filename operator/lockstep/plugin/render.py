@@ -1,0 +1,390 @@
+"""Text for `kubectl lockstep`: tables, describe pages, plans, JSON and YAML.
+
+Pure: every function takes the objects (plain dicts), the current time and whether to colour,
+and returns a string. Colours are ANSI codes around cells padded first, so columns line up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from lockstep import constants
+from lockstep.plugin import state
+from lockstep.plugin.state import Tone
+
+_CODES: dict[Tone, str] = {"ok": "32", "busy": "33", "bad": "31", "plain": ""}
+_RESULT_TONES: dict[str, Tone] = {"Succeeded": "ok", "Running": "busy", "Failed": "bad"}
+_CLASS_TONES: dict[str, Tone] = {"Additive": "ok", "Unknown": "busy", "Destructive": "bad"}
+
+Cell = tuple[str, Tone]
+
+
+def paint(text: str, tone: Tone, color: bool) -> str:
+    code = _CODES[tone]
+    return f"\x1b[{code}m{text}\x1b[0m" if color and code and text else text
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def age(value: Any, now: datetime) -> str:
+    """Time since `value` (an RFC 3339 string) the way kubectl prints ages: 45s, 3m10s, 5h, 2d."""
+    moment = parse_time(value)
+    if moment is None:
+        return "-"
+    return duration((now - moment).total_seconds())
+
+
+def duration(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 0:
+        return "0s"
+    if whole < 120:
+        return f"{whole}s"
+    minutes, hours, days = whole // 60, whole // 3600, whole // 86400
+    if minutes < 10:
+        return _pair(minutes, "m", whole % 60, "s")
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return _pair(hours, "h", minutes % 60, "m")
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return _pair(days, "d", hours % 24, "h")
+    if days < 365 * 2:
+        return f"{days}d"
+    return _pair(days // 365, "y", days % 365, "d")
+
+
+def _pair(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    return f"{big}{big_unit}{small}{small_unit}" if small else f"{big}{big_unit}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], color: bool) -> str:
+    """Columns three spaces apart like kubectl's; widths from the text without colour codes."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(text)) for w, (text, _) in zip(widths, row, strict=True)]
+    lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        cells = [
+            paint(text.ljust(w) if i < len(row) - 1 else text, tone, color)
+            for i, ((text, tone), w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+# --- status -----------------------------------------------------------------------------
+
+
+def last_run_cell(migration: Mapping[str, Any], now: datetime) -> Cell:
+    status = state.status_of(migration)
+    active = status.get("activeJob") or {}
+    if active.get("name"):
+        return f"Running {age(active.get('startedAt'), now)}", "busy"
+    run = status.get("lastRun") or {}
+    result = str(run.get("result") or "")
+    if not result:
+        return "-", "plain"
+    when = run.get("finishedAt") or run.get("startedAt")
+    return f"{result} {age(when, now)}", _RESULT_TONES.get(result, "plain")
+
+
+def status_table(
+    migrations: Sequence[Mapping[str, Any]], all_namespaces: bool, now: datetime, color: bool
+) -> str:
+    headers = ["NAME", "TOOL", "APPLIED", "TARGET", "STATE", "LAST RUN", "GATED"]
+    if all_namespaces:
+        headers.insert(0, "NAMESPACE")
+    rows: list[list[Cell]] = []
+    for migration in migrations:
+        spec, status = state.spec_of(migration), state.status_of(migration)
+        current = state.state_of(migration)
+        row: list[Cell] = [
+            (state.name_of(migration), "plain"),
+            (str(spec.get("tool") or "-"), "plain"),
+            (str(status.get("appliedRevision") or "-"), "plain"),
+            (str(spec.get("target") or "head"), "plain"),
+            (current.label, current.tone),
+            last_run_cell(migration, now),
+            (str(status.get("gatedPods") or 0), "plain"),
+        ]
+        if all_namespaces:
+            row.insert(0, (state.namespace_of(migration), "plain"))
+        rows.append(row)
+    return table(headers, rows, color)
+
+
+def no_migrations(namespace: str | None) -> str:
+    where = f"in namespace {namespace!r}" if namespace else "in any namespace"
+    return f"No DatabaseMigrations found {where}.\n"
+
+
+# --- plan -------------------------------------------------------------------------------
+
+
+def plan_lines(plan: Mapping[str, Any], color: bool) -> list[str]:
+    """The plan, indented by two spaces: what approving it lets Lockstep do."""
+    classification = str(plan.get("classification") or "Unknown")
+    lines = [
+        f"  Hash:            {plan.get('hash', '-')}",
+        "  Classification:  "
+        + paint(classification, _CLASS_TONES.get(classification, "plain"), color),
+    ]
+    if plan.get("available") is False:
+        lines.append(
+            f"  Available:       no ({plan.get('unavailableReason') or 'no reason given'})"
+        )
+    direction = plan.get("direction")
+    if direction or plan.get("to"):
+        start = plan.get("from") or "empty"
+        lines.append(f"  Direction:       {direction or 'Upgrade'} {start} → {plan.get('to', '?')}")
+    migrations = [str(m) for m in plan.get("migrations") or []]
+    if migrations:
+        more = _more(plan.get("migrationsOmitted"))
+        lines.append(f"  Migrations:      {', '.join(migrations)}{more}")
+    if plan.get("statements") is not None:
+        lines.append(f"  Statements:      {plan['statements']}{_summary(plan.get('summary'))}")
+    destructive = [str(d) for d in plan.get("destructive") or []]
+    if destructive:
+        lines.append("  Destructive:")
+        lines.extend(f"    {paint(item, 'bad', color)}" for item in destructive)
+        if plan.get("destructiveOmitted"):
+            lines.append(f"   {_more(plan['destructiveOmitted'])}")
+    lines.extend(_findings(plan, color))
+    if plan.get("stale"):
+        lines.append("  Stale:           yes (the database moved since; Lockstep plans again)")
+    return lines
+
+
+def _more(omitted: Any) -> str:
+    return f" ... and {omitted} more not kept in the status" if omitted else ""
+
+
+def _summary(summary: Any) -> str:
+    if not isinstance(summary, Mapping) or not summary:
+        return ""
+    return " (" + ", ".join(f"{kind} {count}" for kind, count in summary.items()) + ")"
+
+
+_SEVERITY_TONES: dict[str, Tone] = {
+    "destructive": "bad",
+    "breaking": "bad",
+    "error": "bad",
+    "warning": "busy",
+    "info": "plain",
+}
+
+
+def _findings(plan: Mapping[str, Any], color: bool) -> list[str]:
+    findings = [f for f in plan.get("findings") or [] if isinstance(f, Mapping)]
+    omitted = int(plan.get("findingsOmitted") or 0)
+    if not findings and not omitted:
+        return []
+    rows: list[list[Cell]] = []
+    for finding in findings:
+        where = str(finding.get("file") or "-")
+        if finding.get("line") is not None:
+            where = f"{where}:{finding['line']}"
+        severity = str(finding.get("severity") or "-")
+        rows.append(
+            [
+                (where, "plain"),
+                (str(finding.get("rule") or "-"), "plain"),
+                (severity, _SEVERITY_TONES.get(severity.lower(), "plain")),
+                (str(finding.get("message") or ""), "plain"),
+            ]
+        )
+    lines = ["  Findings:"]
+    if rows:
+        text = table(["WHERE", "RULE", "SEVERITY", "MESSAGE"], rows, color)
+        lines.extend(f"    {line}" for line in text.splitlines())
+    if omitted:
+        lines.append(f"    ... and {omitted} more finding(s) not kept in the status")
+    return lines
+
+
+def approval_question(name: str, plan: Mapping[str, Any]) -> str:
+    return f"Approve plan {plan.get('hash')} for {name}? [y/N] "
+
+
+# --- describe ---------------------------------------------------------------------------
+
+
+def describe(migration: Mapping[str, Any], now: datetime, color: bool) -> str:
+    sections = [
+        _header(migration, color),
+        _spec_section(state.spec_of(migration)),
+        _status_section(migration, now),
+        _conditions_section(migration, now, color),
+        _plan_section(migration, color),
+        _history_section(migration, now, color),
+        _log_section(migration),
+    ]
+    return "\n".join(line for section in sections for line in section) + "\n"
+
+
+def _header(migration: Mapping[str, Any], color: bool) -> list[str]:
+    current = state.state_of(migration)
+    detail = f" ({current.reason})" if current.reason and current.reason != current.label else ""
+    lines = [
+        f"Name:       {state.name_of(migration)}",
+        f"Namespace:  {state.namespace_of(migration)}",
+        f"State:      {paint(current.label, current.tone, color)}{detail}",
+    ]
+    if current.message:
+        lines.append(f"Message:    {current.message}")
+    return lines
+
+
+def _spec_section(spec: Mapping[str, Any]) -> list[str]:
+    database = spec.get("database") or {}
+    secret = database.get("urlSecretRef") or {}
+    config_map = (spec.get("source") or {}).get("configMapRef") or {}
+    retry = spec.get("retry") or {}
+    lines = ["Spec:", f"  Tool:        {spec.get('tool', '-')}"]
+    if spec.get("image"):
+        lines.append(f"  Image:       {spec['image']}")
+    if config_map:
+        lines.append(f"  Source:      ConfigMap {config_map.get('name')}")
+    lines += [
+        f"  Target:      {spec.get('target') or 'head'}",
+        f"  Database:    {database.get('engine', '-')} (Secret {secret.get('name', '-')}, "
+        f"key {secret.get('key', '-')})",
+        f"  Downgrade:   {spec.get('downgrade') or 'Forbid'}",
+        f"  Approval:    {spec.get('approval') or 'None'}",
+        f"  When:        {spec.get('when') or 'BeforeRollout'}",
+    ]
+    if retry:
+        lines.append(
+            f"  Retry:       limit {retry.get('limit', '-')}, backoff "
+            f"{retry.get('backoffSeconds', '-')}s up to {retry.get('maxBackoffSeconds', '-')}s"
+        )
+    if spec.get("suspend"):
+        lines.append("  Suspend:     true")
+    return lines
+
+
+def _status_section(migration: Mapping[str, Any], now: datetime) -> list[str]:
+    status = state.status_of(migration)
+    generation = (migration.get("metadata") or {}).get("generation", "-")
+    lines = [
+        "Status:",
+        f"  Applied:     {status.get('appliedRevision') or '-'}",
+        f"  Target:      {status.get('targetRevision') or '-'}",
+        f"  Generation:  observed {status.get('observedGeneration', '-')} of {generation}",
+        f"  Gated pods:  {status.get('gatedPods') or 0}",
+    ]
+    if status.get("failures"):
+        lines.append(f"  Failures:    {status['failures']}")
+    if status.get("nextRetryAt"):
+        lines.append(f"  Next retry:  {status['nextRetryAt']}")
+    active = status.get("activeJob") or {}
+    if active.get("name"):
+        lines.append(
+            f"  Active job:  {active['name']} (attempt {active.get('attempt', '?')}, "
+            f"{age(active.get('startedAt'), now)})"
+        )
+    return lines
+
+
+def _conditions_section(migration: Mapping[str, Any], now: datetime, color: bool) -> list[str]:
+    found = state.status_of(migration).get("conditions") or []
+    if not found:
+        return ["Conditions:  <none>"]
+    rows: list[list[Cell]] = []
+    for item in found:
+        kind, status = str(item.get("type", "")), str(item.get("status", ""))
+        rows.append(
+            [
+                (kind, "plain"),
+                (status, _condition_tone(kind, status)),
+                (str(item.get("reason", "")), "plain"),
+                (age(item.get("lastTransitionTime"), now), "plain"),
+                (str(item.get("message", "")), "plain"),
+            ]
+        )
+    text = table(["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], rows, color)
+    return ["Conditions:", *(f"  {line}" for line in text.splitlines())]
+
+
+def _condition_tone(kind: str, status: str) -> Tone:
+    if kind == constants.READY:
+        return "ok" if status == "True" else "busy"
+    if kind == constants.RECONCILING:
+        return "busy" if status == "True" else "plain"
+    return "bad" if status == "True" else "plain"  # Stalled, Drifted: abnormal when true
+
+
+def _plan_section(migration: Mapping[str, Any], color: bool) -> list[str]:
+    plan = state.plan_of(migration)
+    if plan is None:
+        return ["Plan:        <none>"]
+    approved = state.annotations_of(migration).get(constants.ANNOTATION_APPROVE)
+    lines = ["Plan:", *plan_lines(plan, color)]
+    if approved:
+        mark = "this plan" if approved == plan.get("hash") else "another plan"
+        lines.append(f"  Approved:        {approved} ({mark})")
+    return lines
+
+
+def _history_section(migration: Mapping[str, Any], now: datetime, color: bool) -> list[str]:
+    runs = [r for r in state.status_of(migration).get("history") or [] if isinstance(r, Mapping)]
+    if not runs:
+        return ["History:     <none>"]
+    rows: list[list[Cell]] = []
+    for run in runs:  # the operator keeps them newest first
+        result = str(run.get("result") or "-")
+        seconds = run.get("durationSeconds")
+        rows.append(
+            [
+                (str(run.get("job") or "-"), "plain"),
+                (str(run.get("direction") or "-"), "plain"),
+                (f"{run.get('from') or 'empty'} → {run.get('to') or '-'}", "plain"),
+                (result, _RESULT_TONES.get(result, "plain")),
+                (str(run.get("reason") or "-"), "plain"),
+                (age(run.get("startedAt") or run.get("finishedAt"), now), "plain"),
+                (f"{float(seconds):.1f}s" if seconds is not None else "-", "plain"),
+            ]
+        )
+    headers = ["JOB", "DIRECTION", "REVISIONS", "RESULT", "REASON", "AGE", "DURATION"]
+    text = table(headers, rows, color)
+    return ["History (newest first):", *(f"  {line}" for line in text.splitlines())]
+
+
+def _log_section(migration: Mapping[str, Any]) -> list[str]:
+    run = state.status_of(migration).get("lastRun") or {}
+    tail = str(run.get("logTail") or "").rstrip("\n")
+    if not tail:
+        hint = f"kubectl lockstep logs {state.name_of(migration)}"
+        return [f"Log tail:    <none> (Lockstep keeps it for failed runs; the Job's log: {hint})"]
+    lines = tail.split("\n")
+    return [f"Log tail of {run.get('job') or 'the last run'}:", *(f"  {line}" for line in lines)]
+
+
+# --- machine-readable -------------------------------------------------------------------
+
+
+def as_list(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several objects the way kubectl prints them: a v1 List."""
+    return {"apiVersion": "v1", "kind": "List", "items": [state.clean(i) for i in items]}
+
+
+def dump(document: Mapping[str, Any], output: str) -> str:
+    if output == "json":
+        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True)
