@@ -1,4 +1,4 @@
-"""`lockstep` command line: operator | run | apply.
+"""`lockstep` command line: operator | run | plan | apply.
 
 The same image (and the same entry point) serves as the operator, the built-in migration runner
 inside Jobs, and local mode for newcomers and CI pipelines.
@@ -14,10 +14,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
-from lockstep import __version__, constants
+from lockstep import __version__, constants, logs
+
+if TYPE_CHECKING:
+    from lockstep import runner
 
 DEFAULT_RESULT_FILE = "/dev/termination-log"
+RESULT_FILE_LIMIT: Final = 4000  # bytes; Kubernetes keeps 4096 of a termination message
+PLAN_SALT_HELP: Final = "the operator passes the spec hash"
+# Exit codes of `lockstep run` and `lockstep plan`; the result file says the same in words.
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_PLAN_CHANGED: Final = 4
+EXIT_REHEARSAL_FAILED: Final = 5
+_EXIT_CODES: Final = {"PlanChanged": EXIT_PLAN_CHANGED, "RehearsalFailed": EXIT_REHEARSAL_FAILED}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,8 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def kubectl_main() -> None:
-    """Entry point of the `kubectl lockstep` plugin (grows its own verbs in a later release)."""
-    sys.exit(main(sys.argv[1:]))
+    """Entry point of the `kubectl lockstep` plugin (its verbs live in `lockstep.plugin`)."""
+    from lockstep import plugin
+
+    sys.exit(plugin.main(sys.argv[1:]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_operator(commands)
     _add_run(commands)
+    _add_plan(commands)
     _add_apply(commands)
     _add_lock(commands)
     _add_dburl(commands)
@@ -140,7 +155,50 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=DEFAULT_RESULT_FILE,
         help="where to write the JSON result (the container's termination message)",
     )
+    approval = command.add_argument_group("approved plans and shadow rehearsal")
+    approval.add_argument(
+        "--plan-salt",
+        metavar="SALT",
+        help=f"render and classify the plan before applying, hashed with SALT ({PLAN_SALT_HELP})",
+    )
+    approval.add_argument(
+        "--expect-plan",
+        metavar="HASH",
+        help=f"refuse (exit {EXIT_PLAN_CHANGED}, PlanChanged) unless the plan's hash is HASH; "
+        "needs --plan-salt",
+    )
+    approval.add_argument(
+        "--shadow-url-env",
+        metavar="NAME",
+        help="first rehearse on the disposable database whose URL is in $NAME (it is emptied; "
+        f"exit {EXIT_REHEARSAL_FAILED}, RehearsalFailed, when the rehearsal fails)",
+    )
     command.set_defaults(handler=_run)
+
+
+def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "plan",
+        help="show what `lockstep run` would execute on $DATABASE_URL, classified (read-only)",
+        description="Prints the plan as JSON: the SQL files that would run, whether they are "
+        "additive or destructive, and the hash `lockstep run --expect-plan` checks. Reads the "
+        "database's current revision only; takes no lock.",
+    )
+    command.add_argument("--tool", choices=["sql", "alembic"], required=True)
+    command.add_argument("--source", type=Path, required=True, help="directory with the migrations")
+    command.add_argument("--target", default="head", help="revision to reach (default: head)")
+    command.add_argument(
+        "--salt", required=True, help=f"mixed into the plan's hash ({PLAN_SALT_HELP})"
+    )
+    command.add_argument(
+        "--allow-downgrade", action="store_true", help="allow going down to --target"
+    )
+    command.add_argument(
+        "--result-file",
+        default=DEFAULT_RESULT_FILE,
+        help="where to write the compact plan JSON (the container's termination message)",
+    )
+    command.set_defaults(handler=_plan)
 
 
 def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -296,9 +354,8 @@ def _operator(args: argparse.Namespace) -> int:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
-    from lockstep import local, runner
-
+def _database_url(result_file: str) -> str | None:
+    """$DATABASE_URL, or None after saying it is missing (on stderr and in the result file)."""
     url = os.environ.get(constants.DATABASE_URL_ENV)
     if not url:
         print(
@@ -307,10 +364,19 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         _write_result(
-            args.result_file,
+            result_file,
             {"result": "Failed", "reason": "InvalidSource", "message": "DATABASE_URL is not set"},
         )
-        return 2
+    return url or None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lockstep import local, runner
+
+    logs.configure("text", verbose=False)
+    url = _database_url(args.result_file)
+    if url is None:
+        return EXIT_USAGE
     request = runner.RunRequest(
         tool=args.tool,
         source_dir=args.source,
@@ -322,17 +388,72 @@ def _run(args: argparse.Namespace) -> int:
         take_lock=not args.no_lock,
     )
     try:
-        result = runner.run(request)
+        result = runner.run(request, _checks_before_migrating(args, url))
     except runner.RunnerError as error:
-        print(f"error ({error.reason}): {error}", file=sys.stderr)
-        _write_result(
-            args.result_file,
-            {"result": "Failed", "reason": error.reason, "message": str(error)[:1500]},
-        )
-        return 1
+        return _failed(args.result_file, error)
     print(local.describe(result))
     _write_result(args.result_file, {"result": "Succeeded", **json.loads(result.to_json())})
     return 0
+
+
+def _checks_before_migrating(args: argparse.Namespace, url: str) -> list[runner.Check]:
+    """The plan check (--plan-salt, --expect-plan), then the rehearsal (--shadow-url-env)."""
+    from lockstep import migration_plan, rehearsal, runner
+
+    checks: list[runner.Check] = []
+    if args.expect_plan and args.plan_salt is None:
+        raise runner.InvalidRequest("--expect-plan needs --plan-salt: the plan's hash covers it")
+    if args.plan_salt is not None:
+        checks.append(migration_plan.plan_check(args.plan_salt, args.expect_plan))
+    if args.shadow_url_env:
+        shadow_url = os.environ.get(args.shadow_url_env)
+        if not shadow_url:
+            raise runner.InvalidRequest(
+                f"${args.shadow_url_env} is not set: --shadow-url-env names the environment "
+                f"variable that holds the shadow database URL"
+            )
+        checks.append(rehearsal.rehearsal_check(shadow_url, url))
+    return checks
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from lockstep import migration_plan, runner
+
+    logs.configure("text", verbose=False)
+    url = _database_url(args.result_file)
+    if url is None:
+        return EXIT_USAGE
+    request = runner.RunRequest(
+        tool=args.tool,
+        source_dir=args.source,
+        database_url=url,
+        target=args.target,
+        allow_downgrade=args.allow_downgrade,
+    )
+    try:
+        plan = migration_plan.render_plan(request, salt=args.salt)
+    except runner.RunnerError as error:
+        return _failed(args.result_file, error)
+    print(json.dumps(plan.to_dict(), indent=2))
+    _write_result(args.result_file, plan.compact(migration_plan.PLAN_RESULT_LIMIT))
+    return 0
+
+
+def _failed(result_file: str, error: runner.RunnerError) -> int:
+    """Say why on stderr and in the result file; the exit code tells some reasons apart."""
+    from lockstep import migration_plan
+
+    print(f"error ({error.reason}): {error}", file=sys.stderr)
+    payload: dict[str, object] = {
+        "result": "Failed",
+        "reason": error.reason,
+        "message": str(error)[:1500],
+    }
+    if isinstance(error, migration_plan.PlanChanged):
+        # The new plan, so that it can be shown for approval without another plan Job.
+        payload["plan"] = error.plan.compact(migration_plan.PLAN_IN_RUN_RESULT_LIMIT)
+    _write_result(result_file, payload)
+    return _EXIT_CODES.get(error.reason, EXIT_FAILED)
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -343,9 +464,21 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _write_result(path: str, payload: dict[str, object]) -> None:
     """Best effort: outside a pod there is no termination log, and that is fine."""
-    text = json.dumps(payload, separators=(",", ":"))[:4000]
     with contextlib.suppress(OSError):
-        Path(path).write_text(text)
+        Path(path).write_text(_result_text(payload))
+
+
+def _result_text(payload: dict[str, object]) -> str:
+    """Compact JSON within :data:`RESULT_FILE_LIMIT`; a long message is cut, never the JSON.
+
+    ``json.dumps`` escapes non-ASCII characters, so characters and bytes count alike.
+    """
+    text = json.dumps(payload, separators=(",", ":"))
+    message = payload.get("message")
+    while len(text) > RESULT_FILE_LIMIT and isinstance(message, str) and message:
+        message = message[: max(0, len(message) - (len(text) - RESULT_FILE_LIMIT) - 3)]
+        text = json.dumps({**payload, "message": message + "..."}, separators=(",", ":"))
+    return text
 
 
 if __name__ == "__main__":

@@ -273,9 +273,11 @@ def _record_outcome(draft: _Draft, spec: Spec, outcome: Outcome) -> None:
     status["history"] = [run, *status.get("history", [])][: constants.HISTORY_LIMIT]
     if outcome.plan:
         _store_plan(draft, outcome)
-    if outcome.reason == Reason.PLAN_CHANGED and isinstance(status.get("plan"), Mapping):
-        # The database moved since the plan was made: plan again, and ask again.
-        status["plan"] = {**status["plan"], "stale": True}
+    if outcome.reason == Reason.PLAN_CHANGED:
+        # The database moved since the plan was made. The runner's fresh plan (stored above)
+        # needs its own approval; without one, plan again.
+        if not outcome.plan and isinstance(status.get("plan"), Mapping):
+            status["plan"] = {**status["plan"], "stale": True}
         draft.note("Warning", Reason.PLAN_CHANGED, outcome.message)
     if outcome.reason == Reason.TARGET_BEHIND:
         # The upgrade changed nothing: the target lies behind the database. Roll back next.

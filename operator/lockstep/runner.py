@@ -17,6 +17,11 @@ Two tools are built in:
   Lockstep opened (the user's ``env.py`` picks it up from
   ``config.attributes["connection"]``; see :mod:`lockstep.tools.alembic`).
 
+Checks may run between taking the lock and changing anything (see
+:data:`Check`): :mod:`lockstep.migration_plan` verifies the approved plan,
+:mod:`lockstep.rehearsal` rehearses on a shadow database.  They live in their
+own modules and are passed in, so this module knows nothing of plans.
+
 Every error is a :data:`RunnerError` whose ``reason`` becomes the reason of
 the DatabaseMigration's conditions, and whose message never holds a password.
 """
@@ -33,7 +38,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +62,9 @@ log = logging.getLogger(__name__)
 Tool = Literal["sql", "alembic"]
 Direction = Literal["up", "down", "none"]
 TOOLS: Final[tuple[str, ...]] = ("sql", "alembic")
-RESULT_JSON_LIMIT: Final = 1800  # bytes; the termination message holds 4 KiB, keep room
+# The termination message holds 4096 bytes; `lockstep run` adds {"result": ...} around this.
+RESULT_JSON_LIMIT: Final = 3900  # bytes: the whole result, extras (the plan) included
+RUN_JSON_LIMIT: Final = 1800  # bytes: the run's own fields (the applied list is cut to fit)
 _STATEMENT_CHARS: Final = 160
 _DB_ERROR_CHARS: Final = 300
 
@@ -154,14 +161,21 @@ class RunResult:
     applied: list[str]  # versions/revisions run, in the order they ran
     duration_seconds: float
     lock_wait_seconds: float
+    # What the checks before migrating reported (the plan, the rehearsal), by result key.
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Compact JSON below :data:`RESULT_JSON_LIMIT` bytes.
 
-        The Job writes it as its termination message, which Kubernetes caps;
-        when ``applied`` is too long, its head is kept and ``appliedTruncated``
-        set (``appliedCount`` is always the full count).
+        The Job writes it as its termination message, which Kubernetes caps.
+        The run's own fields stay below :data:`RUN_JSON_LIMIT`: when ``applied``
+        is too long, its head is kept and ``appliedTruncated`` set
+        (``appliedCount`` is always the full count).  Each check keeps its
+        extra small itself; one that would still overflow is replaced by a note.
         """
+        return _dumps(_with_extras(self._run_payload(), self.extras))
+
+    def _run_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "tool": self.tool,
             "direction": self.direction,
@@ -172,13 +186,27 @@ class RunResult:
             "durationSeconds": round(self.duration_seconds, 3),
             "lockWaitSeconds": round(self.lock_wait_seconds, 3),
         }
-        text = _dumps(payload)
-        if len(text.encode()) <= RESULT_JSON_LIMIT:
-            return text
+        if _fits(payload, RUN_JSON_LIMIT):
+            return payload
         payload["appliedTruncated"] = True
-        keep = _longest_fitting(lambda n: _dumps({**payload, "applied": self.applied[:n]}))
+        keep = longest_fitting(
+            lambda n: _dumps({**payload, "applied": self.applied[:n]}), RUN_JSON_LIMIT
+        )
         payload["applied"] = [_clip(item, 40) for item in self.applied[:keep]]
-        return _dumps(payload)
+        return payload
+
+
+def _with_extras(payload: dict[str, Any], extras: Mapping[str, Any]) -> dict[str, Any]:
+    combined = dict(payload)
+    for key, value in extras.items():
+        combined[key] = value
+        if not _fits(combined, RESULT_JSON_LIMIT):
+            combined[key] = {"omitted": "too large for the termination message"}
+    return combined
+
+
+def _fits(payload: dict[str, Any], limit: int) -> bool:
+    return len(_dumps(payload).encode()) <= limit
 
 
 def _dumps(payload: dict[str, Any]) -> str:
@@ -189,14 +217,14 @@ def _clip(value: str | None, limit: int = 200) -> str | None:
     return value if value is None or len(value) <= limit else value[: limit - 3] + "..."
 
 
-def _longest_fitting(render: Callable[[int], str]) -> int:
-    """Largest n with render(n) within the limit (binary search: render grows with n)."""
+def longest_fitting(render: Callable[[int], str], limit: int) -> int:
+    """Largest n with render(n) within ``limit`` bytes (binary search: render grows with n)."""
     low, high = 0, 1
-    while len(render(high).encode()) <= RESULT_JSON_LIMIT and high < 1 << 20:
+    while len(render(high).encode()) <= limit and high < 1 << 20:
         high *= 2
     while low < high - 1:
         middle = (low + high) // 2
-        if len(render(middle).encode()) <= RESULT_JSON_LIMIT:
+        if len(render(middle).encode()) <= limit:
             low = middle
         else:
             high = middle
@@ -214,8 +242,57 @@ class _Outcome:
 # --------------------------------------------------------------------------- entry point
 
 
-def run(request: RunRequest) -> RunResult:
-    """Bring the database to ``request.target``; raise a :data:`RunnerError` when that fails."""
+@dataclass(frozen=True)
+class SqlSource:
+    """Versioned SQL files that loaded and passed their checks."""
+
+    migration_set: MigrationSet
+    target: str | None  # the version the request's target names; None: nothing applied
+
+
+@dataclass(frozen=True)
+class AlembicSource:
+    """Alembic scripts that loaded and passed their checks (one head)."""
+
+    directory: Path
+    script: ScriptDirectory
+
+
+Source = SqlSource | AlembicSource
+
+
+@dataclass(frozen=True)
+class PendingWork:
+    """What a run would do to the database as it is now; read without changing anything."""
+
+    direction: Direction
+    current: str | None  # the revision the database is at; None: nothing applied
+    target: str | None  # the revision the run would reach; None: nothing applied
+    revisions: tuple[str, ...]  # versions/revisions that would run, in order
+    sql_files: tuple[SqlFile, ...] = ()  # tool sql: the V (up) or U (down) files, in order
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check before migrating may look at, while the migration lock is held."""
+
+    request: RunRequest
+    identity: DatabaseIdentity
+    source: Source
+    pending: PendingWork
+
+
+# A check runs after the lock is taken and before anything changes; it raises a RunnerError to
+# stop the run, or returns fields for the result (a plan, a rehearsal summary).
+Check = Callable[[CheckContext], Mapping[str, Any]]
+
+
+def run(request: RunRequest, checks: Sequence[Check] = ()) -> RunResult:
+    """Bring the database to ``request.target``; raise a :data:`RunnerError` when that fails.
+
+    ``checks`` run in order once the lock is held, so that what they saw (the
+    pending work) is what runs: nobody else can migrate in between.
+    """
     started = time.monotonic()
     identity = database.identity_from_url(request.database_url)
     lock_timeout_ms = (
@@ -223,13 +300,19 @@ def run(request: RunRequest) -> RunResult:
         if request.statement_lock_timeout
         else None
     )
-    migrate = _prepare(request, identity)
+    source = load_source(request)
+    migrate = _migrator(request, identity, source)
     log.info("migrating %s with %s to %s", identity, request.tool, request.target)
     engine = database.make_engine(request.database_url)
     try:
-        with _session(engine, identity, request) as (lock_wait, connection):
-            _set_lock_timeout(connection, identity, lock_timeout_ms)
-            outcome = migrate(connection)
+        with (
+            database_errors(identity, request.database_url),
+            _migration_lock(engine, identity, request) as lock_wait,
+        ):
+            extras = _run_checks(checks, engine, request, identity, source)
+            with _migration_connection(engine, identity, request.database_url) as connection:
+                _set_lock_timeout(connection, identity, lock_timeout_ms)
+                outcome = migrate(connection)
     finally:
         engine.dispose()
     return RunResult(
@@ -240,60 +323,138 @@ def run(request: RunRequest) -> RunResult:
         applied=outcome.applied,
         duration_seconds=time.monotonic() - started,
         lock_wait_seconds=lock_wait,
+        extras=extras,
     )
 
 
-def _prepare(
-    request: RunRequest, identity: DatabaseIdentity
-) -> Callable[[sa.Connection], _Outcome]:
-    """Check the source and the target; return what migrates, given the connection.
+def load_source(request: RunRequest) -> Source:
+    """Load and check the source and the target, before any database is involved.
 
     This happens before queueing for the lock: a broken ConfigMap should not
     wait ten minutes behind another migration to say so.
     """
     if request.tool == "sql":
         migration_set = sqlfiles.load_directory(request.source_dir)
-        target = resolve_sql_target(migration_set, request.target)
-        return lambda connection: _migrate_sql(connection, identity, request, migration_set, target)
+        return SqlSource(migration_set, resolve_sql_target(migration_set, request.target))
     if request.tool == "alembic":
-        script = _alembic_script(request.source_dir)
-        return lambda connection: _migrate_alembic(connection, identity, request, script)
+        return AlembicSource(request.source_dir, _alembic_script(request.source_dir))
     raise InvalidRequest(
         f"the built-in runner runs tools {', '.join(TOOLS)}, not {request.tool!r}; "
         f"other tools run from their own image"
     )
 
 
+def _migrator(
+    request: RunRequest, identity: DatabaseIdentity, source: Source
+) -> Callable[[sa.Connection], _Outcome]:
+    """What migrates, given the migration connection."""
+    if isinstance(source, SqlSource):
+        migration_set, target = source.migration_set, source.target
+        return lambda connection: _migrate_sql(connection, identity, request, migration_set, target)
+    script = source.script
+    return lambda connection: _migrate_alembic(connection, identity, request, script)
+
+
+def pending_work(
+    connection: sa.Connection, source: Source, request: RunRequest, identity: DatabaseIdentity
+) -> PendingWork:
+    """What a run of ``request`` would do now, read-only; refuses as the run would refuse."""
+    if isinstance(source, SqlSource):
+        return _pending_sql(connection, source, request, identity)
+    current = _alembic_current(connection, identity)
+    target = _resolve_alembic_target(source.script, request.target)
+    direction, steps = plan_alembic(source.script, current, target, identity)
+    if direction == "down":
+        _refuse_alembic_downgrade(request, identity, current, target, steps)
+    reached = current if direction == "none" else target
+    return PendingWork(direction, current, reached, tuple(steps))
+
+
+def _pending_sql(
+    connection: sa.Connection, source: SqlSource, request: RunRequest, identity: DatabaseIdentity
+) -> PendingWork:
+    with connection.begin():
+        exists = tool_base.has_table(connection, sql_tool.HISTORY_TABLE)
+        history = _read_history(connection) if exists else []
+    plan = plan_sql(
+        source.migration_set,
+        history,
+        source.target,
+        allow_downgrade=request.allow_downgrade,
+        identity=identity,
+    )
+    files = tuple(_file_that_runs(migration, plan.direction) for migration in plan.steps)
+    versions = tuple(migration.version for migration in plan.steps)
+    return PendingWork(plan.direction, plan.current, plan.target, versions, files)
+
+
+def _file_that_runs(migration: Migration, direction: Direction) -> SqlFile:
+    if direction == "down":
+        assert migration.down is not None  # plan_sql refuses a downgrade without U files
+        return migration.down
+    return migration.up
+
+
+def _run_checks(
+    checks: Sequence[Check],
+    engine: sa.Engine,
+    request: RunRequest,
+    identity: DatabaseIdentity,
+    source: Source,
+) -> dict[str, Any]:
+    """Run the checks on what is pending; their result fields, merged."""
+    if not checks:
+        return {}
+    with database.connect(engine, request.database_url) as connection:
+        pending = pending_work(connection, source, request, identity)
+    context = CheckContext(request, identity, source, pending)
+    extras: dict[str, Any] = {}
+    for check in checks:
+        extras.update(check(context))
+    return extras
+
+
 @contextlib.contextmanager
-def _session(
-    engine: sa.Engine, identity: DatabaseIdentity, request: RunRequest
-) -> Iterator[tuple[float, sa.Connection]]:
-    """The migration lock (on its own connection), then the migration connection."""
-    url = request.database_url
+def database_errors(identity: DatabaseIdentity, url: str) -> Iterator[None]:
+    """Turn driver errors on Lockstep's own connections into errors a person can act on."""
     try:
-        with contextlib.ExitStack() as stack:
-            lock_wait = 0.0
-            if request.take_lock:
-                lock_connection = stack.enter_context(database.connect(engine, url))
-                hold = stack.enter_context(
-                    lock.hold_advisory_lock(lock_connection, identity, request.lock_wait_seconds)
-                )
-                lock_wait = hold.wait_seconds
-            connection = stack.enter_context(database.connect(engine, url))
-            if identity.family == "mysql":
-                # No transactional DDL: every statement commits, so record each as it happens.
-                connection.execution_options(isolation_level="AUTOCOMMIT")
-            yield lock_wait, connection
+        yield
     except (exc.OperationalError, exc.InterfaceError) as error:
         raise DatabaseUnavailable(
-            f"the database {identity} failed during the run: {_db_error_text(error, url)}; "
+            f"the database {identity} failed during the run: {db_error_text(error, url)}; "
             f"the run stopped: run it again once the database is reachable and healthy"
         ) from None
     except exc.DBAPIError as error:
         raise DatabaseQueryFailed(
-            f"a query of Lockstep's own failed on {identity}: {_db_error_text(error, url)}; "
+            f"a query of Lockstep's own failed on {identity}: {db_error_text(error, url)}; "
             f"check that the URL's user may create and write tables in this database"
         ) from None
+
+
+@contextlib.contextmanager
+def _migration_lock(
+    engine: sa.Engine, identity: DatabaseIdentity, request: RunRequest
+) -> Iterator[float]:
+    """Hold the migration lock (on its own connection); yields how long it took to get."""
+    if not request.take_lock:
+        yield 0.0
+        return
+    with (
+        database.connect(engine, request.database_url) as lock_connection,
+        lock.hold_advisory_lock(lock_connection, identity, request.lock_wait_seconds) as hold,
+    ):
+        yield hold.wait_seconds
+
+
+@contextlib.contextmanager
+def _migration_connection(
+    engine: sa.Engine, identity: DatabaseIdentity, url: str
+) -> Iterator[sa.Connection]:
+    with database.connect(engine, url) as connection:
+        if identity.family == "mysql":
+            # No transactional DDL: every statement commits, so record each as it happens.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)\s*$")
@@ -341,7 +502,7 @@ def _set_lock_timeout(
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _db_error_text(error: BaseException, url: str) -> str:
+def db_error_text(error: BaseException, url: str) -> str:
     """The database's own words, one line, without secrets."""
     original = error.orig if isinstance(error, exc.DBAPIError) else error
     args: tuple[Any, ...] = getattr(original, "args", ())
@@ -674,7 +835,7 @@ class _SqlFileRunner:
         )
         return MigrationFailed(
             f"{sql_file.name} failed at line {statement.line} on {self.identity}: "
-            f"{_db_error_text(failure.error, self.url)} (statement: "
+            f"{db_error_text(failure.error, self.url)} (statement: "
             f"{statement.shortened(_STATEMENT_CHARS)}). {rolled_back}: the database is as "
             f"before this file. Fix the file and run again.{_lock_hint(failure.error)}",
             file=sql_file.name,
@@ -698,7 +859,7 @@ class _SqlFileRunner:
         return PartiallyApplied(
             f"{sql_file.name}{undo} was only partly applied to {self.identity}, which cannot "
             f"roll back DDL: {index} statement(s) ran (starting at line(s) {ran}); the "
-            f"statement at line {failed.line} failed: {_db_error_text(failure.error, self.url)} "
+            f"statement at line {failed.line} failed: {db_error_text(failure.error, self.url)} "
             f"(statement: {failed.shortened(_STATEMENT_CHARS)}){skipped}. Lockstep recorded "
             f"version {sql_file.version} as failed and will refuse to run until a person "
             f"finishes or undoes that file's statements by hand, then deletes its row: "
@@ -720,7 +881,8 @@ def _elapsed_ms(started: float) -> int:
 ALEMBIC_SUPPORT_FILES: Final = frozenset({"env.py", "script.py.mako", "alembic.ini"})
 
 
-def _alembic_config(source_dir: Path, connection: sa.Connection | None = None) -> AlembicConfig:
+def alembic_config(source_dir: Path, connection: sa.Connection | None = None) -> AlembicConfig:
+    """Alembic's configuration for ``source_dir``; without a connection, for offline rendering."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(source_dir))
     flat = _flat_versions(source_dir)
@@ -763,7 +925,7 @@ def _alembic_script(source_dir: Path) -> ScriptDirectory:
             f"(expected env.py and revision files, in versions/ or beside env.py)"
         )
     try:
-        script = ScriptDirectory.from_config(_alembic_config(source_dir))
+        script = ScriptDirectory.from_config(alembic_config(source_dir))
         heads = script.get_heads()
     except Exception as error:  # noqa: BLE001 - user code: any exception means a bad source
         raise InvalidSource(
@@ -861,13 +1023,9 @@ def _migrate_alembic(
     if direction == "none":
         log.info("%s is at Alembic revision %s already: nothing to do", identity, current)
         return _Outcome("none", current, current, [])
-    if direction == "down" and not request.allow_downgrade:
-        raise DowngradeForbidden(
-            f"{identity} is at Alembic revision {current} and the target {target or 'base'} is "
-            f"below it: reaching it would undo {_list(steps)}. Downgrades are forbidden: set "
-            f"spec.downgrade to Allow to permit it, or set the target to {current} or head."
-        )
-    config = _alembic_config(request.source_dir, connection)
+    if direction == "down":
+        _refuse_alembic_downgrade(request, identity, current, target, steps)
+    config = alembic_config(request.source_dir, connection)
     log.info("migrating %s %s from %s to %s", identity, direction, current, target)
     try:
         if direction == "up":
@@ -885,6 +1043,21 @@ def _migrate_alembic(
     return _Outcome(direction, current, reached, steps)
 
 
+def _refuse_alembic_downgrade(
+    request: RunRequest,
+    identity: DatabaseIdentity,
+    current: str | None,
+    target: str | None,
+    steps: Sequence[str],
+) -> None:
+    if not request.allow_downgrade:
+        raise DowngradeForbidden(
+            f"{identity} is at Alembic revision {current} and the target {target or 'base'} is "
+            f"below it: reaching it would undo {_list(steps)}. Downgrades are forbidden: set "
+            f"spec.downgrade to Allow to permit it, or set the target to {current} or head."
+        )
+
+
 def _alembic_failed(
     error: Exception,
     identity: DatabaseIdentity,
@@ -893,7 +1066,7 @@ def _alembic_failed(
     reached: str | None,
 ) -> MigrationFailed:
     if isinstance(error, exc.DBAPIError):
-        detail = _db_error_text(error, url) + _lock_hint(error)
+        detail = db_error_text(error, url) + _lock_hint(error)
     else:
         detail = database.scrub(f"{type(error).__name__}: {error}", url)[:_DB_ERROR_CHARS]
     where = (

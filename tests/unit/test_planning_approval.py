@@ -335,3 +335,25 @@ class TestWhichJobToRecord:
         status = {"specHash": HASH, "plan": stored(DESTRUCTIVE_PLAN)}
         seen = observed(status=status, jobs=(plan_job(), run))
         assert _unrecorded_finished_job(seen) == run
+
+
+def test_plan_changed_with_the_runners_fresh_plan_asks_for_that_plan() -> None:
+    run = JobView("shop-a1b2c3d4", HASH[:8], 0, "Failed", finished_at=NOW - timedelta(seconds=1))
+    fresh = {**DESTRUCTIVE_PLAN, "hash": "abababababababab"}
+    outcome = Outcome(
+        job=run.name, succeeded=False, reason="PlanChanged", message="changed", plan=fresh
+    )
+    status = {"specHash": HASH, "plan": stored(DESTRUCTIVE_PLAN)}
+    decision = planning.plan(observed(status=status, jobs=(plan_job(), run), outcome=outcome))
+    assert decision.status["plan"]["hash"] == "abababababababab"
+    assert not decision.status["plan"].get("stale")
+    later = planning.plan(
+        observed(
+            status={**decision.status, "nextRetryAt": None},
+            jobs=(plan_job(), run),
+            approved_plan=DESTRUCTIVE_PLAN["hash"],
+        )
+    )
+    assert later.create_job is None
+    assert ready(later)["reason"] == "AwaitingApproval"
+    assert "abababababababab" in ready(later)["message"]
