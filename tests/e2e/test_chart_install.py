@@ -443,7 +443,7 @@ def test_gated_rollout_under_the_chart(
     kubetest.create_config_map(k8s, namespace, "shop-migrations", migration_files(1))
     kubetest.create_migration(k8s, namespace, expand("1", 1))
     kubetest.wait_for_condition(k8s, namespace, "shop-expand", "Ready", reason="Succeeded")
-    client.AppsV1Api(k8s).create_namespaceddeployment(namespace, deployment(1))
+    client.AppsV1Api(k8s).create_namespaced_deployment(namespace, deployment(1))
     wait_for("app v1 rolled out", lambda: rolled_out(k8s, namespace, 1), timeout=90)
     assert not any(gated(p) for p in app_pods(k8s, namespace))
 
@@ -453,7 +453,7 @@ def test_gated_rollout_under_the_chart(
             k8s, namespace, "shop-expand", {"spec": {"target": "2", "image": f"{APP}:2"}}
         )
         template = deployment(2)["spec"]["template"]
-        client.AppsV1Api(k8s).patch_namespaceddeployment(
+        client.AppsV1Api(k8s).patch_namespaced_deployment(
             "web", namespace, {"spec": {"template": template}}
         )
         wait_for("new pods gated, old serving", lambda: new_pods_gated_old_serving(k8s, namespace))
