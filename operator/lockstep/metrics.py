@@ -51,6 +51,12 @@ stalled: Final = Gauge(
     OBJECT,
     registry=REGISTRY,
 )
+awaiting_approval: Final = Gauge(
+    "lockstep_migration_awaiting_approval",
+    "1 while a plan waits for a person's approval (Ready=False, AwaitingApproval), else 0",
+    OBJECT,
+    registry=REGISTRY,
+)
 ready: Final = Gauge(
     "lockstep_migration_ready",
     "1 when the database is at the target revision (Ready=True), else 0",
@@ -124,6 +130,7 @@ PER_OBJECT: Final = (
     last_success,
     failing,
     stalled,
+    awaiting_approval,
     ready,
     running_since,
     pending,
@@ -157,6 +164,7 @@ def set_state(namespace: str, name: str, state: Mapping[str, float | None]) -> N
         "ready": ready,
         "failing": failing,
         "stalled": stalled,
+        "awaiting_approval": awaiting_approval,
         "last_success": last_success,
         "running_since": running_since,
         "pending": pending,
@@ -186,12 +194,14 @@ def forget(namespace: str, name: str) -> None:
 def state_of(status: Mapping[str, Any]) -> dict[str, float | None]:
     """The per-object gauge values that a DatabaseMigration's status implies."""
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    reasons = {c.get("type"): c.get("reason") for c in status.get("conditions") or []}
     successes = [r for r in status.get("history") or [] if r.get("result") == "Succeeded"]
     active = status.get("activeJob") or {}
     pending_count = status.get("pendingCount")
     return {
         "ready": 1.0 if conditions.get("Ready") == "True" else 0.0,
         "stalled": 1.0 if conditions.get("Stalled") == "True" else 0.0,
+        "awaiting_approval": 1.0 if reasons.get("Ready") == "AwaitingApproval" else 0.0,
         "failing": 1.0 if int(status.get("failures") or 0) > 0 else 0.0,
         "drift": 1.0 if conditions.get("Drifted") == "True" else 0.0,
         "last_success": _timestamp(successes[0].get("finishedAt")) if successes else None,

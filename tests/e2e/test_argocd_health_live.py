@@ -20,6 +20,7 @@ import alerting
 import argocd_health
 import kubetest
 from dbtest import rolled_back_by_hand
+from e2e_databases import extra_database
 from e2e_operator import OperatorProcess
 from status_recorder import Recorder, Stages, observed, ready_reason, sanitize
 
@@ -37,9 +38,11 @@ EXPECTED = {
     "retries-exhausted": "Degraded",
     "suspended": "Suspended",
     "drifted": "Healthy",
+    "planning": "Progressing",
+    "awaiting-approval": "Suspended",
 }
 # Fixtures written by hand for states the operator cannot reach yet; kept by updates.
-HAND_WRITTEN = {"awaiting-approval": "Suspended"}
+HAND_WRITTEN: dict[str, str] = {}
 FIXTURE_HEADER = (
     "# Captured from a real e2e run by tests/e2e/test_argocd_health_live.py ({stage}).\n"
 )
@@ -68,13 +71,19 @@ def first(versions: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
 
 
 def drive(
-    k8s: client.ApiClient, namespace: str, pg_url: str, other_url: str, drift_url: str
+    k8s: client.ApiClient,
+    namespace: str,
+    pg_url: str,
+    other_url: str,
+    drift_url: str,
+    approval_url: str,
 ) -> Stages:
     """Real DatabaseMigrations through every stage Argo CD has to tell apart."""
     stages = Stages()
     kubetest.create_secret(k8s, namespace, "db", {"url": pg_url})
     kubetest.create_secret(k8s, namespace, "other-db", {"url": other_url})
     kubetest.create_secret(k8s, namespace, "drift-db", {"url": drift_url})
+    kubetest.create_secret(k8s, namespace, "approval-db", {"url": approval_url})
     two = {"V1__a.sql": "CREATE TABLE a (id int);", "V2__b.sql": "CREATE TABLE b (id int);"}
     kubetest.create_config_map(k8s, namespace, "two", two)
     slow = {"V1__orders.sql": "SELECT pg_sleep(4); CREATE TABLE orders (id int PRIMARY KEY);"}
@@ -98,6 +107,9 @@ def drive(
         kubetest.create_migration(
             k8s, namespace, migration("broken", "broken", "other-db", retry=retry)
         )
+        kubetest.create_migration(
+            k8s, namespace, migration("approval", "two", "approval-db", approval="Always")
+        )
         kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
         kubetest.wait_for_condition(k8s, namespace, "drifted", "Ready", reason="Succeeded")
         rolled_back_by_hand(drift_url)  # the next drift check (every 30 s) sees revision 1
@@ -117,7 +129,11 @@ def drive(
             ),
         )
         kubetest.wait_for_condition(k8s, namespace, "drifted", "Drifted", timeout=90)
+        kubetest.wait_for_condition(
+            k8s, namespace, "approval", "Ready", "False", reason="AwaitingApproval"
+        )
         versions = {name: recorder.versions(name) for name in ("orphan", "shop", "reports")}
+        versions["approval"] = recorder.versions("approval")
         versions |= {name: recorder.versions(name) for name in ("paused", "broken", "drifted")}
 
     stages.add("secret-not-found", first(versions["orphan"], "False/SecretNotFound"))
@@ -127,6 +143,8 @@ def drive(
     stages.add("retry-scheduled", first(versions["broken"], "False/RetryScheduled"))
     stages.add("retries-exhausted", first(versions["broken"], "False/RetriesExhausted"))
     stages.add("suspended", first(versions["paused"], "False/Suspended"))
+    stages.add("planning", first(versions["approval"], "False/Planning"))
+    stages.add("awaiting-approval", first(versions["approval"], "False/AwaitingApproval"))
     drifted = [v for v in versions["drifted"] if kubetest.condition(v, "Drifted")]
     assert drifted, [ready_reason(v) for v in versions["drifted"]]
     stages.add("drifted", drifted[0], "Ready True/Succeeded, Drifted True after a hand edit")
@@ -140,8 +158,10 @@ def test_argocd_health_of_real_migrations_at_each_stage(
     pg_url: str,
     other_pg_url: str,
     drift_pg_url: str,
+    postgres_admin_url: str,
 ) -> None:
-    stages = drive(k8s, namespace, pg_url, other_pg_url, drift_pg_url)
+    with extra_database(postgres_admin_url) as approval_url:
+        stages = drive(k8s, namespace, pg_url, other_pg_url, drift_pg_url, approval_url)
     assert set(stages.items) == set(EXPECTED)
     got = {name: argocd_health.evaluate(stage.body) for name, stage in stages.items.items()}
     wrong = {n: (EXPECTED[n], h) for n, h in got.items() if h["status"] != EXPECTED[n]}

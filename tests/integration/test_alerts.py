@@ -71,6 +71,7 @@ def test_rule_unit_tests(promtool: Path) -> None:
             "(lockstep_migration_drift) == 1",
             "(lockstep_migration_drift) == 2",
         ),
+        ("LockstepMigrationAwaitingApproval", "for: 30m", "for: 60m"),
     ],
 )
 def test_rule_tests_fail_when_a_rule_breaks(

@@ -21,6 +21,7 @@ REQUIRED = {
     "LockstepMigrationRunningTooLong",
     "LockstepRolloutGatedTooLong",
     "LockstepDriftDetected",
+    "LockstepMigrationAwaitingApproval",
     "LockstepNoLeader",
 }
 PER_MIGRATION = REQUIRED - {"LockstepNoLeader"}

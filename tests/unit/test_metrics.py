@@ -31,6 +31,7 @@ def test_state_of_a_ready_status() -> None:
     assert metrics.state_of(STATUS) == {
         "ready": 1.0,
         "stalled": 0.0,
+        "awaiting_approval": 0.0,
         "failing": 0.0,
         "drift": 0.0,
         "last_success": 1767225610.0,
@@ -38,6 +39,16 @@ def test_state_of_a_ready_status() -> None:
         "pending": 2.0,
         "gated_pods": 0.0,
     }
+
+
+def test_awaiting_approval_is_read_from_the_ready_reason() -> None:
+    waiting = {
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "AwaitingApproval", "message": "m"}
+        ]
+    }
+    assert metrics.state_of(waiting)["awaiting_approval"] == 1.0
+    assert metrics.state_of(STATUS)["awaiting_approval"] == 0.0
 
 
 def test_runs_and_gauges_are_exported_then_forgotten() -> None:
