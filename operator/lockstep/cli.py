@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(commands)
     _add_apply(commands)
     _add_lock(commands)
+    _add_shadow_reset(commands)
     _add_dburl(commands)
     _add_wait(commands)
     return parser
@@ -252,6 +253,53 @@ def _lock(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO)
     return lock_sidecar.hold(url, args.wait_seconds, args.ready_file)
+
+
+def _add_shadow_reset(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "shadow-reset",
+        help="empty the shadow database in $SHADOW_DATABASE_URL (first step of a rehearsal)",
+        description="Drops everything in the shadow database. Refuses when it is the database in "
+        "$DATABASE_URL. Migration Jobs of tools in an image run it before rehearsing.",
+    )
+    command.add_argument(
+        "--result-file",
+        default=DEFAULT_RESULT_FILE,
+        help="where to write the JSON result (the container's termination message)",
+    )
+    command.set_defaults(handler=_shadow_reset)
+
+
+def _shadow_reset(args: argparse.Namespace) -> int:
+    from lockstep import database, rehearsal, runner
+
+    real = os.environ.get(constants.DATABASE_URL_ENV, "")
+    shadow = os.environ.get(constants.SHADOW_DATABASE_URL_ENV, "")
+    if not real or not shadow:
+        message = (
+            f"${constants.DATABASE_URL_ENV} and ${constants.SHADOW_DATABASE_URL_ENV} must both be "
+            "set: the Job passes them from spec.database and spec.verify.shadowDatabase"
+        )
+        print(f"error: {message}", file=sys.stderr)
+        _write_result(
+            args.result_file, {"result": "Failed", "reason": "InvalidSpec", "message": message}
+        )
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        rehearsal.refuse_same_database(real, shadow)
+        rehearsal.reset_database(shadow)
+    except runner.RunnerError as error:
+        return _failed(args.result_file, error)
+    except Exception as error:  # noqa: BLE001 - any driver error, reported without the URLs
+        text = database.scrub(database.scrub(f"{type(error).__name__}: {error}", shadow), real)
+        failure = rehearsal.RehearsalFailed(
+            f"rehearsal: resetting the shadow database failed: {text}; the real database was "
+            "not touched"
+        )
+        return _failed(args.result_file, failure)
+    print("the shadow database is empty")
+    return 0
 
 
 def _add_wait(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,7 +7,7 @@ creating the same run twice is impossible: the API server answers the second cre
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from lockstep import constants, tools
@@ -58,6 +58,8 @@ class JobRequest:
     plan_salt: str = ""
     # The approved plan: the runner refuses (PlanChanged) if what it would run differs.
     expect_plan: str | None = None
+    # Where the real database is now (a revision, or "base"): a shadow rehearsal goes back there.
+    database_at: str = "base"
 
     @property
     def is_plan(self) -> bool:
@@ -158,7 +160,7 @@ def build_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[s
         "containers": [migrate_container(spec, request, runner_image)],
         "volumes": volumes(spec),
     }
-    init_containers = []
+    init_containers = rehearsal_containers(spec, request, runner_image)
     if url_format is not None:
         init_containers.append(env_container(spec, url_format, runner_image))
         pod["volumes"].append(
@@ -232,6 +234,75 @@ def plan_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
     if spec.downgrade_allowed:
         command.append("--allow-downgrade")
     return tuple(command)
+
+
+REHEARSAL_PREFIX = "rehearse-"
+
+
+def rehearsal_containers(
+    spec: Spec, request: JobRequest, runner_image: str
+) -> list[dict[str, Any]]:
+    """A shadow rehearsal for tools in an image: init containers that run before anything else.
+
+    `rehearse-1-reset` empties the shadow database (Lockstep's image); the next ones run the
+    tool in the user's image against it: up, down to where the real database is, up again. Any
+    failing step fails the pod before the lock sidecar starts: the real database is untouched.
+    (The built-in runner rehearses inside `lockstep run` instead.)
+    """
+    if spec.shadow_secret is None or spec.uses_built_in_runner:
+        return []
+    reset = {
+        "name": f"{REHEARSAL_PREFIX}1-reset",
+        "image": runner_image,
+        "command": ["lockstep", "shadow-reset"],
+        "env": [database_url_env(spec), *shadow_url_env(spec, always=True)],
+        "securityContext": {**container_security_context(), "runAsUser": RUNNER_USER_ID},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    steps = [
+        {
+            **migrate_container(spec, request, runner_image),
+            "name": f"{REHEARSAL_PREFIX}{index}-{label}",
+            "command": list(command),
+            "env": [_shadow_as_database_url(spec), *(dict(e) for e in spec.env)],
+        }
+        for index, (label, command) in enumerate(rehearsal_steps(spec, request), start=2)
+    ]
+    return [reset, *steps]
+
+
+def rehearsal_steps(spec: Spec, request: JobRequest) -> list[tuple[str, tuple[str, ...]]]:
+    """Up, down, up again (a rollback: up to where the database is, down, up, down)."""
+    adapter = tools.get_adapter(spec.tool)
+    if request.downgrade:
+        up = tuple(adapter.upgrade_command(request.database_at))
+        down = tuple(adapter.downgrade_command(request.target))
+        return [("upgrade", up), ("downgrade", down), ("upgrade", up), ("downgrade", down)]
+    up = migrate_command(spec, replace(request, downgrade=False))
+    down = tuple(adapter.downgrade_command(request.database_at))
+    return [("upgrade", up), ("downgrade", down), ("upgrade", up)]
+
+
+def rehearsal_problem(spec: Spec, request: JobRequest) -> str | None:
+    """Why this tool's run cannot be rehearsed on a shadow database, before any Job."""
+    if spec.shadow_secret is None or spec.uses_built_in_runner:
+        return None
+    if tools.get_adapter(spec.tool).url_format is not None:
+        return (
+            f"tool {spec.tool} gets its connection from a converted URL that Lockstep writes for "
+            "the real database only, and cannot go down: nothing to rehearse beyond the upgrade"
+        )
+    try:
+        rehearsal_steps(spec, request)
+    except LockstepError as problem:
+        return f"the rehearsal goes back down to {request.database_at}, and {problem}"
+    return None
+
+
+def _shadow_as_database_url(spec: Spec) -> dict[str, Any]:
+    assert spec.shadow_secret is not None
+    ref = {"name": spec.shadow_secret.name, "key": spec.shadow_secret.key}
+    return {"name": constants.DATABASE_URL_ENV, "valueFrom": {"secretKeyRef": ref}}
 
 
 def converted_url_format(spec: Spec) -> str | None:
@@ -366,9 +437,9 @@ def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
     return tuple(command)
 
 
-def shadow_url_env(spec: Spec) -> list[dict[str, Any]]:
+def shadow_url_env(spec: Spec, always: bool = False) -> list[dict[str, Any]]:
     """The shadow database's URL for the rehearsal, from its Secret like the real one."""
-    if spec.shadow_secret is None or not spec.uses_built_in_runner:
+    if spec.shadow_secret is None or not (spec.uses_built_in_runner or always):
         return []
     ref = {"name": spec.shadow_secret.name, "key": spec.shadow_secret.key}
     return [{"name": constants.SHADOW_DATABASE_URL_ENV, "valueFrom": {"secretKeyRef": ref}}]

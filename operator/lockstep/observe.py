@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from lockstep import constants
+from lockstep.jobs import REHEARSAL_PREFIX
 from lockstep.planning import JobState, JobView, LockWait, Rollout
 
 TERMINAL_CONDITIONS = {"Complete": "Succeeded", "Failed": "Failed"}
@@ -116,6 +118,55 @@ def runner_report(message: str) -> dict[str, Any]:
     except (ValueError, TypeError):
         return {}
     return report if isinstance(report, dict) else {}
+
+
+@dataclass(frozen=True)
+class RehearsalStepFailure:
+    """A rehearsal init container (`rehearse-<n>-<what>`) that exited non-zero."""
+
+    container: str
+    step: int
+    steps: int
+    command: str
+    exit_code: int
+    message: str
+
+    def describe(self) -> str:
+        detail = f": {self.message.strip()[-600:]}" if self.message.strip() else ""
+        return (
+            f"rehearsal step {self.step} of {self.steps} ({self.container}: {self.command}) "
+            f"failed with exit code {self.exit_code} on the shadow database{detail}; the real "
+            "database was not touched"
+        )
+
+
+def failed_rehearsal_step(pod: Mapping[str, Any] | None) -> RehearsalStepFailure | None:
+    """The first rehearsal step of a Job pod that failed, if one did."""
+    if not pod:
+        return None
+    specs = {
+        c.get("name"): c
+        for c in (pod.get("spec") or {}).get("initContainers") or []
+        if str(c.get("name", "")).startswith(REHEARSAL_PREFIX)
+    }
+    for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        name = str(status.get("name"))
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if name in specs and terminated and terminated.get("exitCode", 0) != 0:
+            return RehearsalStepFailure(
+                container=name,
+                step=_int(name.removeprefix(REHEARSAL_PREFIX).split("-", 1)[0]),
+                steps=len(specs),
+                command=" ".join(str(a) for a in specs[name].get("command") or []),
+                exit_code=int(terminated.get("exitCode") or 0),
+                message=_said(str(terminated.get("message") or "")),
+            )
+    return None
+
+
+def _said(message: str) -> str:
+    """A step's own words: the "message" of a Lockstep JSON result, or the log text as it is."""
+    return str(runner_report(message).get("message") or message)
 
 
 def reported_plan(report: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -207,14 +207,18 @@ def _next_step(draft: _Draft, spec: Spec) -> Decision:
         pending = [r for r in observed.rollouts or () if not r.done]
         if observed.rollouts is None or pending:
             return _waiting_for_rollout(draft, pending)
-    if spec.shadow_secret is not None and not spec.uses_built_in_runner:
-        return _stalled(draft, Reason.REHEARSAL_UNSUPPORTED, _rehearsal_unsupported(spec))
     request = _job_request(observed, status, spec)
     if request.downgrade and not spec.downgrade_allowed:
         return _stalled(draft, Reason.DOWNGRADE_FORBIDDEN, _forbidden_message(spec, status))
     problem = jobs.command_problem(spec, request)
     if problem is not None:
         return _stalled(draft, problem.reason, str(problem))
+    unrehearsable = jobs.rehearsal_problem(spec, request)
+    if unrehearsable is not None:
+        message = (
+            f"spec.verify.shadowDatabase: {unrehearsable}; remove spec.verify to run unrehearsed"
+        )
+        return _stalled(draft, Reason.REHEARSAL_UNSUPPORTED, message)
     approved = _plan_and_approval(draft, spec, request)
     if isinstance(approved, Decision):
         return approved
@@ -442,7 +446,18 @@ def _job_request(observed: Observed, status: Mapping[str, Any], spec: Spec) -> J
         downgrade=downgrade,
         # The down migrations live in the image that applied the newer revision, not in git's.
         image=status.get("appliedImage") if downgrade else None,
+        database_at=_database_at(spec, status),
     )
+
+
+def _database_at(spec: Spec, status: Mapping[str, Any]) -> str:
+    """The revision the real database is at, as the tool's downgrade command names it."""
+    applied = status.get("appliedRevision")
+    if applied:
+        return str(applied)
+    if spec.tool == "django" and ":" in spec.target:
+        return f"{spec.target.split(':', 1)[0]}:zero"  # Django unapplies one app at a time
+    return "base"
 
 
 def is_downgrade(spec: Spec, status: Mapping[str, Any]) -> bool:
@@ -598,14 +613,6 @@ def _store_plan(draft: _Draft, outcome: Outcome) -> dict[str, Any]:
     plan = approval.stored_plan(outcome.plan, salt, outcome.job)
     draft.status["plan"] = plan
     return plan
-
-
-def _rehearsal_unsupported(spec: Spec) -> str:
-    return (
-        f"spec.verify.shadowDatabase: the shadow rehearsal runs in Lockstep's own runner (tool sql "
-        f"or alembic with spec.source.configMapRef); tool {spec.tool} in an image cannot be "
-        "rehearsed yet. Remove spec.verify or move the migrations into a ConfigMap source"
-    )
 
 
 def _waiting_for_rollout(draft: _Draft, pending: list[Rollout]) -> Decision:

@@ -361,6 +361,16 @@ class Reconciler:
         migrated = succeeded and not planning_only
         applied = await self._read_revision(spec, url) if migrated else None
         reason, message = _outcome_summary(report, job)
+        rehearsal = None if succeeded else observe.failed_rehearsal_step(pod)
+        if rehearsal is not None and pod is not None:
+            reason, message = constants.Reason.REHEARSAL_FAILED, rehearsal.describe()
+            log_tail = await asyncio.to_thread(
+                kube.read_log_tail,
+                namespace,
+                pod["metadata"]["name"],
+                rehearsal.container,
+                constants.LOG_TAIL_BYTES,
+            )
         return planning.Outcome(
             job=job.name,
             succeeded=succeeded,

@@ -258,13 +258,58 @@ class TestImageTools:
         assert decision.create_job is not None
         assert decision.create_job.expect_plan is None and decision.create_job.plan_salt == ""
 
+    def test_knex_rehearses_in_init_containers_before_the_lock(self) -> None:
+        shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
+        raw = self.spec(tool="knex", image="shop:3", approval="None", verify=shadow)
+        status = {"specHash": HASH, "appliedRevision": "20240101_a.js"}
+        decision = planning.plan(replace(observed(status=status), spec=parse_spec(raw)))
+        request = decision.create_job
+        assert request is not None and request.database_at == "20240101_a.js"
+        job = jobs.build_job(
+            jobs.Owner("shop", "ns", "uid"), parse_spec(raw), HASH, request, "db", "img"
+        )
+        pod = job["spec"]["template"]["spec"]
+        names = [c["name"] for c in pod["initContainers"]]
+        assert names == [
+            "rehearse-1-reset",
+            "rehearse-2-upgrade",
+            "rehearse-3-downgrade",
+            "rehearse-4-upgrade",
+            "lockstep-lock",
+        ]
+        steps = {c["name"]: c for c in pod["initContainers"]}
+        assert steps["rehearse-1-reset"]["command"] == ["lockstep", "shadow-reset"]
+        assert steps["rehearse-2-upgrade"]["image"] == "shop:3"
+        assert steps["rehearse-2-upgrade"]["command"] == ["knex", "migrate:latest"]
+        assert "20240101_a.js" in " ".join(steps["rehearse-3-downgrade"]["command"])
+        for name in ("rehearse-2-upgrade", "rehearse-3-downgrade", "rehearse-4-upgrade"):
+            (url,) = [e for e in steps[name]["env"] if e["name"] == "DATABASE_URL"]
+            assert url["valueFrom"]["secretKeyRef"] == {"name": "shadow", "key": "url"}
+        main_env = pod["containers"][0]["env"][0]
+        assert main_env["valueFrom"]["secretKeyRef"] == {"name": "shop-db", "key": "url"}
+
+    def test_django_first_run_rehearses_back_to_the_apps_zero(self) -> None:
+        shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
+        raw = self.spec(tool="django", target="shop:0002_orders", approval="None", verify=shadow)
+        decision = planning.plan(replace(observed(), spec=parse_spec(raw)))
+        assert decision.create_job is not None
+        assert decision.create_job.database_at == "shop:zero"
+
     def test_rehearsal_in_an_image_is_refused_before_any_job(self) -> None:
         shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
         spec = parse_spec(self.spec(approval="None", verify=shadow))
         decision = planning.plan(replace(observed(), spec=spec))
         assert decision.create_job is None
         assert ready(decision)["reason"] == "RehearsalUnsupported"
+        assert "flyway" in ready(decision)["message"]
         assert has_condition(decision, constants.STALLED)
+
+    def test_a_tool_that_cannot_go_down_cannot_be_rehearsed(self) -> None:
+        shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
+        raw = self.spec(tool="prisma", approval="None", verify=shadow)
+        decision = planning.plan(replace(observed(), spec=parse_spec(raw)))
+        assert decision.create_job is None
+        assert ready(decision)["reason"] == "RehearsalUnsupported"
 
 
 class TestRehearsal:
@@ -357,3 +402,40 @@ def test_plan_changed_with_the_runners_fresh_plan_asks_for_that_plan() -> None:
     assert later.create_job is None
     assert ready(later)["reason"] == "AwaitingApproval"
     assert "abababababababab" in ready(later)["message"]
+
+
+def test_a_failed_rehearsal_step_is_named_with_its_own_words() -> None:
+    from lockstep import observe
+
+    pod = {
+        "spec": {
+            "initContainers": [
+                {"name": "rehearse-1-reset", "command": ["lockstep", "shadow-reset"]},
+                {"name": "rehearse-2-upgrade", "command": ["knex", "migrate:latest"]},
+                {"name": "rehearse-3-downgrade", "command": ["knex", "migrate:rollback"]},
+                {"name": "lockstep-lock", "command": ["lockstep", "lock"]},
+            ]
+        },
+        "status": {
+            "initContainerStatuses": [
+                {"name": "rehearse-1-reset", "state": {"terminated": {"exitCode": 0}}},
+                {
+                    "name": "rehearse-2-upgrade",
+                    "state": {"terminated": {"exitCode": 0, "message": "Batch 1 run"}},
+                },
+                {
+                    "name": "rehearse-3-downgrade",
+                    "state": {
+                        "terminated": {"exitCode": 1, "message": 'relation "cart" does not exist'}
+                    },
+                },
+            ]
+        },
+    }
+    failure = observe.failed_rehearsal_step(pod)
+    assert failure is not None
+    assert (failure.step, failure.steps, failure.exit_code) == (3, 3, 1)
+    text = failure.describe()
+    assert text.startswith("rehearsal step 3 of 3 (rehearse-3-downgrade: knex migrate:rollback)")
+    assert 'relation "cart" does not exist' in text
+    assert observe.failed_rehearsal_step({"status": {}}) is None
