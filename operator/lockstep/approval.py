@@ -39,12 +39,20 @@ def plan_for_spec(status: Mapping[str, Any], salt: str) -> bool:
     return isinstance(plan, Mapping) and plan.get("specHash") == salt and bool(plan.get("hash"))
 
 
+def describes(plan: Mapping[str, Any], downgrade: bool) -> bool:
+    """Whether the plan is of the run about to start: an upgrade plan never approves a rollback."""
+    direction = plan.get("direction")
+    if not plan.get("available", True) or direction in (None, "None"):
+        return True
+    return direction == ("Downgrade" if downgrade else "Upgrade")
+
+
 def unavailable_plan(spec: Spec, salt: str) -> dict[str, Any]:
     """The plan of a tool that runs in the user's image: Lockstep cannot render its SQL."""
     reason = (
-        f"tool {spec.tool} runs in your image ({spec.image}), which Lockstep cannot ask for its "
-        "SQL before the run; for a classified plan use tool sql or alembic with "
-        "spec.source.configMapRef"
+        f"tool {spec.tool} runs its migrations as code in your image ({spec.image}) and cannot "
+        "print their SQL before the run; Lockstep renders plans for tool sql and for Alembic "
+        "(offline --sql), in a ConfigMap or an image"
     )
     digest = hashlib.sha256(f"{salt}\nunavailable\n{spec.tool}\n{spec.image}".encode())
     return {

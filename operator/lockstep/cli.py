@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_operator(commands)
     _add_run(commands)
     _add_plan(commands)
+    _add_classify(commands)
     _add_apply(commands)
     _add_lock(commands)
     _add_shadow_reset(commands)
@@ -200,6 +201,56 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="where to write the compact plan JSON (the container's termination message)",
     )
     command.set_defaults(handler=_plan)
+
+
+def _add_classify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    command = commands.add_parser(
+        "classify",
+        help="classify SQL a migration tool printed (e.g. alembic ... --sql) into a plan",
+        description="Reads the SQL file, classifies every statement and prints the plan as JSON; "
+        "the plan Job of a tool in an image runs it on the SQL the tool printed.",
+    )
+    command.add_argument("file", type=Path, help="the SQL the tool printed")
+    command.add_argument(
+        "--engine", required=True, choices=["postgresql", "mysql", "mariadb", "sqlite"]
+    )
+    command.add_argument(
+        "--salt", required=True, help=f"mixed into the plan's hash ({PLAN_SALT_HELP})"
+    )
+    command.add_argument("--direction", choices=["up", "down"], default="up")
+    command.add_argument(
+        "--direction-file", type=Path, help="a file holding the direction (overrides --direction)"
+    )
+    command.add_argument("--from", dest="current", help="the revision the database is at")
+    command.add_argument("--to", dest="target", required=True, help="the revision to reach")
+    command.add_argument(
+        "--result-file",
+        default=DEFAULT_RESULT_FILE,
+        help="where to write the compact plan JSON (the container's termination message)",
+    )
+    command.set_defaults(handler=_classify)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from lockstep import migration_plan, runner
+
+    try:
+        text = args.file.read_text()
+    except OSError as error:
+        failure = runner.InvalidSource(f"cannot read the SQL the tool printed: {error}")
+        return _failed(args.result_file, failure)
+    direction = args.direction
+    if args.direction_file is not None:
+        direction = args.direction_file.read_text().strip() if args.direction_file.exists() else ""
+        if direction not in ("up", "down"):
+            failure = runner.InvalidSource(f"{args.direction_file} names no direction (up, down)")
+            return _failed(args.result_file, failure)
+    current = None if args.current in (None, "", "base") else args.current
+    pending = runner.PendingWork(direction, current, args.target, revisions=())
+    plan = migration_plan.plan_from_offline_sql(text, args.engine, args.salt, pending)
+    print(json.dumps(plan.to_dict(), indent=2))
+    _write_result(args.result_file, plan.compact(migration_plan.PLAN_RESULT_LIMIT))
+    return 0
 
 
 def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,6 +6,7 @@ creating the same run twice is impossible: the API server answers the second cre
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -187,10 +188,28 @@ def build_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[s
     return pod
 
 
+PLAN_VOLUME = "lockstep-plan"
+PLAN_DIR = "/lockstep-plan"
+OFFLINE_SQL_FILE = f"{PLAN_DIR}/offline.sql"
+OFFLINE_DIRECTION_FILE = f"{PLAN_DIR}/direction"
+RENDER_CONTAINER = "render"
+
+
+def can_render_plan(spec: Spec) -> bool:
+    """Whether a plan Job can show this run's SQL: the built-in runner, or a tool in an image
+    that prints SQL offline (Alembic's --sql), unless spec.command replaces the tool's own."""
+    if spec.uses_built_in_runner:
+        return True
+    printable = tools.get_adapter(spec.tool).offline_sql_commands("base", "head", False)
+    return printable is not None and not spec.command
+
+
 def build_plan_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
     """A read-only pod that renders and classifies the SQL a run would execute.
 
-    It takes no lock: it changes nothing, and the run re-checks the plan under the lock.
+    It takes no lock: it changes nothing (the built-in runner re-checks the plan under the lock).
+    A tool in an image prints its SQL offline into a memory volume first (init container
+    `render`); `lockstep classify` then reads it.
     """
     container: dict[str, Any] = {
         "name": constants.PLAN_CONTAINER,
@@ -210,6 +229,8 @@ def build_plan_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> d
         "containers": [container],
         "volumes": volumes(spec),
     }
+    if not spec.uses_built_in_runner:
+        _render_offline_sql_first(pod, spec, request, runner_image)
     optional: Mapping[str, Any] = {
         "nodeSelector": dict(spec.node_selector) or None,
         "tolerations": [dict(t) for t in spec.tolerations] or None,
@@ -218,7 +239,69 @@ def build_plan_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> d
     return pod
 
 
+def _render_offline_sql_first(
+    pod: dict[str, Any], spec: Spec, request: JobRequest, runner_image: str
+) -> None:
+    adapter = tools.get_adapter(spec.tool)
+    printed = adapter.offline_sql_commands(request.database_at, request.target, request.downgrade)
+    assert printed is not None, "planning asks can_render_plan first"
+    mount = {"name": PLAN_VOLUME, "mountPath": PLAN_DIR}
+    render = {
+        **migrate_container(spec, request, runner_image),
+        "name": RENDER_CONTAINER,
+        "command": ["sh", "-c", offline_sql_script(printed)],
+    }
+    render.pop("args", None)
+    render["volumeMounts"] = [*render["volumeMounts"], mount]
+    pod["initContainers"] = [render]
+    pod["containers"][0]["volumeMounts"].append({**mount, "readOnly": True})
+    pod["volumes"].append(
+        {"name": PLAN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
+    )
+    # The image's user writes the file, Lockstep's user reads it: share the group.
+    pod["securityContext"] = {
+        **pod_security_context(built_in_runner=False, shared_files=True),
+    }
+    pod["containers"][0]["securityContext"] = {
+        **container_security_context(),
+        "runAsUser": RUNNER_USER_ID,
+        "runAsGroup": RUNNER_USER_ID,
+    }
+
+
+def offline_sql_script(attempts: list[tools.base.OfflineSql]) -> str:
+    """Try each way to print the SQL until one works; keep the SQL and its direction.
+
+    The tool logs to stderr (the container's log); only its SQL (stdout) goes into the file.
+    """
+    tries = []
+    for attempt in attempts:
+        steps = [f"{shlex.join(attempt.command)} > {OFFLINE_SQL_FILE}"]
+        if attempt.proof is not None:
+            steps.append(f"grep -q -F -e {shlex.quote(attempt.proof)} {OFFLINE_SQL_FILE}")
+        steps.append(f"echo {shlex.quote(attempt.direction)} > {OFFLINE_DIRECTION_FILE}")
+        tries.append("{ " + " && ".join(steps) + "; }")
+    return " || ".join(tries)
+
+
 def plan_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
+    if not spec.uses_built_in_runner:
+        command = [
+            "lockstep",
+            "classify",
+            OFFLINE_SQL_FILE,
+            "--engine",
+            spec.engine,
+            "--salt",
+            request.plan_salt,
+            "--direction-file",
+            OFFLINE_DIRECTION_FILE,
+            "--from",
+            request.database_at,
+            "--to",
+            request.target,
+        ]
+        return tuple(command)
     command = [
         "lockstep",
         "plan",

@@ -298,6 +298,24 @@ def plan_of(
     )
 
 
+def plan_from_offline_sql(text: str, engine: str, salt: str, pending: PendingWork) -> Plan:
+    """The plan of SQL a tool printed in its own image (`alembic upgrade a:b --sql`).
+
+    The revisions are not known here (the scripts live in that image): the files are named
+    after Alembic's `-- Running upgrade a -> b` markers, with the revision ids.
+    """
+    files = _split_by_revision(text, {}) if text.strip() else ()
+    dialect = classify.dialect_for_engine(engine)
+    return Plan(
+        hash=plan_hash(salt, pending, files),
+        direction=pending.direction,
+        current=pending.current,
+        target=pending.target,
+        migrations=tuple(sql_file.name for sql_file in files),
+        report=classify.classify(files, dialect, ignore_tables=IGNORED_TABLES),
+    )
+
+
 def plan_hash(salt: str, pending: PendingWork, files: Sequence[SqlFile]) -> str:
     """First 16 hex digits of a sha256 over everything that makes the plan what it is.
 

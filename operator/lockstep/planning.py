@@ -439,7 +439,9 @@ def _job_running(draft: _Draft, job: JobView) -> Decision:
 
 
 def _job_request(observed: Observed, status: Mapping[str, Any], spec: Spec) -> JobRequest:
-    downgrade = is_downgrade(spec, status)
+    plan = approval.current_plan(status, jobs.plan_salt(observed.spec_hash))
+    # A plan that found the target behind the database (Alembic's unordered hashes) says so.
+    downgrade = is_downgrade(spec, status) or (plan or {}).get("direction") == "Downgrade"
     return JobRequest(
         attempt=next_attempt(observed),
         target=spec.target,
@@ -539,13 +541,18 @@ def _plan_and_approval(draft: _Draft, spec: Spec, request: JobRequest) -> Decisi
     observed, status = draft.observed, draft.status
     salt = jobs.plan_salt(observed.spec_hash)
     plan = approval.current_plan(status, salt)
+    if plan is not None and not approval.describes(plan, request.downgrade):
+        # The plan was of the other direction (an Alembic target found behind the database
+        # only by running): the rollback needs a plan, and an approval, of its own.
+        status["plan"] = {**plan, "stale": True}
+        plan = None
     if plan is None:
         if not approval.plan_for_spec(status, salt):
             status.pop("plan", None)
-        if not spec.uses_built_in_runner:
+        if not jobs.can_render_plan(spec):
             plan = approval.unavailable_plan(spec, salt)
             status["plan"] = plan
-    if spec.uses_built_in_runner:
+    if jobs.can_render_plan(spec):
         request = replace(request, plan_salt=salt)
     if spec.approval == "None":
         return request

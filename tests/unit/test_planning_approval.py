@@ -439,3 +439,22 @@ def test_a_failed_rehearsal_step_is_named_with_its_own_words() -> None:
     assert text.startswith("rehearsal step 3 of 3 (rehearse-3-downgrade: knex migrate:rollback)")
     assert 'relation "cart" does not exist' in text
     assert observe.failed_rehearsal_step({"status": {}}) is None
+
+
+def test_an_upgrade_plan_never_approves_a_rollback() -> None:
+    """Alembic: the upgrade ran as a no-op (TargetBehind); the rollback needs its own plan."""
+    upgrade_plan = {**stored(ADDITIVE_PLAN), "direction": "Upgrade"}
+    behind = JobView("shop-a1b2c3d4", HASH[:8], 0, "Failed", finished_at=NOW)
+    status = {
+        "specHash": HASH,
+        "plan": upgrade_plan,
+        "appliedRevision": "2",
+        "lastRun": {"job": behind.name, "reason": "TargetBehind", "specHash": HASH[:8]},
+        "history": [{"job": behind.name}],
+    }
+    decision = planning.plan(
+        observed({"downgrade": "Allow", "target": "1"}, status=status, jobs=(plan_job(), behind))
+    )
+    request = decision.create_job
+    assert request is not None and request.is_plan and request.downgrade
+    assert decision.status["plan"]["stale"] is True

@@ -38,6 +38,30 @@ class AlembicAdapter(base.ToolAdapter):
     def downgrade_command(self, target: str) -> list[str]:
         return ["alembic", "downgrade", "base" if target == "0" else target]
 
+    def offline_sql_commands(
+        self, current: str, target: str, downgrade: bool
+    ) -> list[base.OfflineSql] | None:
+        """Alembic's offline mode: `alembic upgrade <from>:<to> --sql` prints the SQL.
+
+        Revision hashes have no order: an upgrade to a target behind the database prints no
+        revision at all, so the downgrade is tried next; if that fails too (nothing to do),
+        the empty upgrade stands.
+        """
+        revisions = f"{self._offline_end(current)}:{self._offline_end(target)}"
+        up = ["alembic", "upgrade", revisions, "--sql"]
+        down = base.OfflineSql("down", ["alembic", "downgrade", revisions, "--sql"])
+        if downgrade:
+            return [down]
+        return [
+            base.OfflineSql("up", up, proof="-- Running upgrade"),
+            down,
+            base.OfflineSql("up", up),
+        ]
+
+    @staticmethod
+    def _offline_end(revision: str) -> str:
+        return "base" if revision in base.BASE_TARGETS else revision
+
     def order_key(self, revision: str) -> tuple[tuple[int, str], ...] | None:
         """Alembic revisions are hashes linked by down_revision: no order of their own."""
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import re
+from dataclasses import dataclass
 from typing import ClassVar, Final
 
 import sqlalchemy as sa
@@ -39,6 +40,16 @@ ENV_FILE: Final = f"{ENV_DIR}/env"
 
 # Targets that mean "below the first migration": every migration reverted.
 BASE_TARGETS: Final = frozenset({"base", "0"})
+
+
+@dataclass(frozen=True)
+class OfflineSql:
+    """One way to print a run's SQL: its direction ("up", "down"), the command, and a fixed
+    string the output must contain to count (None: any output counts)."""
+
+    direction: str
+    command: list[str]
+    proof: str | None = None
 
 
 class UnknownTool(LockstepError):  # noqa: N818 - the name is the condition reason
@@ -71,6 +82,17 @@ class ToolAdapter(abc.ABC):
 
         Raises :class:`DowngradeUnsupported` when the tool cannot.
         """
+
+    def offline_sql_commands(
+        self, current: str, target: str, downgrade: bool
+    ) -> list[OfflineSql] | None:
+        """Commands that print, without a database, the SQL of going from current to target.
+
+        Tried in order until one succeeds (and prints its `proof`, when it has one): a tool whose
+        revisions have no order of their own may only find out by trying that the target lies
+        behind. None when the tool cannot print SQL (most tools run their migrations as code).
+        """
+        return None
 
     def order_key(self, revision: str) -> tuple[tuple[int, str], ...] | None:
         """A sort key that orders revisions by age, or None when they have no order of their own.
