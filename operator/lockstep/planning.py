@@ -333,6 +333,7 @@ def _record_success(draft: _Draft, spec: Spec, outcome: Outcome, run: Mapping[st
         status["appliedRevision"] = revision
     if spec.image:
         status["appliedImage"] = spec.image
+    status["pendingCount"] = 0  # the database is at the target: nothing left to apply
     _reset_failures(status)
     draft.note("Normal", Reason.SUCCEEDED, _success_message(run, revision))
 
@@ -608,6 +609,9 @@ def _record_plan(draft: _Draft, spec: Spec, outcome: Outcome) -> None:
         _record_failure(draft, spec, failed)
         return
     plan = _store_plan(draft, outcome)
+    if plan.get("available") and plan.get("direction") in ("Upgrade", "Downgrade"):
+        migrations = len(plan.get("migrations") or []) + int(plan.get("migrationsOmitted") or 0)
+        draft.status["pendingCount"] = migrations
     destructive = plan.get("classification") != approval.ADDITIVE
     draft.note(
         "Warning" if destructive else "Normal", Reason.PLANNED, approval.planned_message(plan)

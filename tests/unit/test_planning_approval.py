@@ -117,6 +117,7 @@ class TestPlanning:
         assert planned.type == "Warning" and "drop-table" in planned.message
         assert ready(decision)["reason"] == "AwaitingApproval"
         assert "history" not in decision.status  # a plan is not a run
+        assert decision.status["pendingCount"] == 1
 
     def test_plan_job_without_a_plan_is_a_failed_attempt(self) -> None:
         outcome = Outcome(job=plan_job().name, succeeded=True)
