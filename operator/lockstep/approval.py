@@ -44,7 +44,7 @@ def describes(plan: Mapping[str, Any], downgrade: bool) -> bool:
     direction = plan.get("direction")
     if not plan.get("available", True) or direction in (None, "None"):
         return True
-    return direction == ("Downgrade" if downgrade else "Upgrade")
+    return bool(direction == ("Downgrade" if downgrade else "Upgrade"))
 
 
 def unavailable_plan(spec: Spec, salt: str) -> dict[str, Any]:
