@@ -86,6 +86,14 @@ cluster-down: install ## Stop the local control plane and delete its state
 kubeconfig: install ## Print the local control plane's kubeconfig path
 	@$(PY) -m testbed.cluster kubeconfig
 
+.PHONY: bench
+bench: install system-deps k8s-bin ## Benchmarks, quick (< 5 min): latency, API cost, scale, runner, gate vs their floors; bench/results/bench.json
+	$(PY) bench/run.py --quick
+
+.PHONY: bench-full
+bench-full: install system-deps k8s-bin ## The full benchmarks behind docs/performance.md (about 35 min); bench/results/bench-full.json
+	$(PY) bench/run.py
+
 .PHONY: bench-failover
 bench-failover: install system-deps k8s-bin ## Kill the leader 6 times (Lease 15/10/2 s; QUICK=1: 6/4/1 s); writes bench/results/failover.json
 	$(PY) bench/failover.py $(if $(QUICK),--quick)

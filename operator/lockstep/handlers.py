@@ -32,9 +32,24 @@ reconciler = Reconciler(cache=cache, emit=_emit)
 MANAGED_JOBS = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """Lockstep has event handlers only: Kopf's deep copy of every body, kept to diff it for
+    change handlers, is pure cost (about 6-13 % of the operator's CPU in bench/)."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> Any:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.loggers = False  # Events come from the planner, not from log lines
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
     logging.getLogger("kubernetes").setLevel(logging.WARNING)

@@ -99,6 +99,14 @@ def _exited_with(status: Mapping[str, Any], code: int) -> bool:
     return False
 
 
+def container_terminated(pod: Mapping[str, Any] | None, container: str) -> bool:
+    """Whether this copy of the pod already shows the container's end (and its message)."""
+    statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
+    return any(
+        s.get("name") == container and (s.get("state") or {}).get("terminated") for s in statuses
+    )
+
+
 def termination_message(pod: Mapping[str, Any] | None, container: str) -> str:
     """The terminated container's message (the runner writes its JSON result there)."""
     if not pod:

@@ -285,29 +285,34 @@ class Reconciler:
     async def _gather_inputs(
         self, namespace: str, spec: Spec
     ) -> tuple[str | None, str] | planning.ConfigError:
-        digest = None
-        if spec.source_config_map:
-            try:
-                data = await asyncio.to_thread(
-                    kube.read_config_map_data, namespace, spec.source_config_map
-                )
-            except kube.NotFoundError:
-                return planning.ConfigError(
-                    constants.Reason.CONFIG_MAP_NOT_FOUND,
-                    f"ConfigMap {spec.source_config_map} (spec.source.configMapRef) does not exist "
-                    f"in namespace {namespace}: create it or fix the name",
-                )
-            digest = content_digest(data)
-        try:
-            url = await asyncio.to_thread(
+        """The ConfigMap's digest and the database URL, read at the same time."""
+        config_map = spec.source_config_map
+        data, url = await asyncio.gather(
+            asyncio.to_thread(kube.read_config_map_data, namespace, config_map)
+            if config_map
+            else _nothing(),
+            asyncio.to_thread(
                 kube.read_secret_value, namespace, spec.url_secret.name, spec.url_secret.key
+            ),
+            return_exceptions=True,
+        )
+        if isinstance(data, kube.NotFoundError):
+            return planning.ConfigError(
+                constants.Reason.CONFIG_MAP_NOT_FOUND,
+                f"ConfigMap {config_map} (spec.source.configMapRef) does not exist "
+                f"in namespace {namespace}: create it or fix the name",
             )
-        except kube.NotFoundError as error:
+        if isinstance(url, kube.NotFoundError):
             return planning.ConfigError(
                 constants.Reason.SECRET_NOT_FOUND,
-                f"{error} (spec.database.urlSecretRef): create the Secret with the database URL "
+                f"{url} (spec.database.urlSecretRef): create the Secret with the database URL "
                 "under that key, in the same namespace",
             )
+        for failure in (data, url):
+            if isinstance(failure, BaseException):
+                raise failure
+        assert isinstance(url, str)
+        digest = content_digest(data) if isinstance(data, Mapping) else None
         problem = await self._check_shadow(namespace, spec, url)
         return problem or (digest, url)
 
@@ -344,9 +349,12 @@ class Reconciler:
         job = _unrecorded_finished_job(observed)
         if job is None:
             return None
-        pod = await asyncio.to_thread(kube.job_pod, namespace, job.name)
         planning_only = job.phase == constants.PHASE_PLAN
         container = constants.PLAN_CONTAINER if planning_only else constants.MIGRATE_CONTAINER
+        pod = self.cache.pod_of_job(namespace, job.name)
+        if not observe.container_terminated(pod, container):
+            # The watch has not brought the pod's last state yet: ask the API server.
+            pod = await asyncio.to_thread(kube.job_pod, namespace, job.name)
         report = observe.runner_report(observe.termination_message(pod, container))
         succeeded = job.state == "Succeeded"
         log_tail = ""
@@ -590,6 +598,10 @@ def _unrecorded_finished_job(observed: planning.Observed) -> planning.JobView | 
 def _finish_order(job: planning.JobView) -> tuple[float, int]:
     finished = job.finished_at.timestamp() if job.finished_at else 0.0
     return finished, int(job.phase == constants.PHASE_MIGRATE)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _approved_plan(body: Mapping[str, Any]) -> str | None:

@@ -52,7 +52,7 @@ from pathlib import Path
 
 from .kubeapi import API_ERRORS, JSON, ApiError, KubeAPI, pod_path
 from .podcontainer import now_rfc3339, process_start_time
-from .podimages import DEFAULT_IMAGES_FILE, ImageCatalog
+from .podimages import DEFAULT_IMAGES_FILE, REPO_ROOT, ImageCatalog
 from .podlogs import LogServer, LogSource, ensure_certificate
 from .podruntime import AddressPool, NodeContext, PodRuntime, delete_pod_now
 
@@ -737,6 +737,16 @@ class RunningAgent:
                 os.kill(self.pid, signal.SIGKILL)
 
 
+def refuse_repository_under_tmp(repo: Path = REPO_ROOT) -> None:
+    """Pods get an emptyDir over /tmp, which would hide a checkout there (and its .venv, which
+    stands in for the Lockstep image): say so at once instead of failing every pod."""
+    if repo.resolve().is_relative_to("/tmp"):  # noqa: S108 - the path pods mount over
+        raise RuntimeError(
+            f"the repository is at {repo}, under /tmp: pods of the test bed mount an emptyDir "
+            "over /tmp, which hides it from their containers. Clone it elsewhere (e.g. ~/lockstep)"
+        )
+
+
 def start_background(
     kubeconfig: str | Path,
     state_dir: str | Path,
@@ -751,6 +761,7 @@ def start_background(
     running on ``state_dir`` for another live session (or started by hand) is
     reused, not replaced; one whose session died is stopped first.
     """
+    refuse_repository_under_tmp()
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     ready_file = state / "agent.ready"
