@@ -18,7 +18,7 @@ import alerting
 import kubetest
 from dbtest import column_names, scalar
 from e2e_operator import OperatorProcess
-from kubetest import REPO, wait_for
+from kubetest import REPO, sql_migration, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,18 +31,6 @@ def example_documents(url: str, shadow_url: str) -> list[dict[str, Any]]:
         if document["kind"] == "Secret":
             document["stringData"] = {"url": url, "shadow-url": shadow_url}
     return documents
-
-
-def sql_migration(name: str, config_map: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "tool": "sql",
-            "source": {"configMapRef": {"name": config_map}},
-            "database": {"engine": "postgresql", "urlSecretRef": {"name": "db", "key": "url"}},
-            **spec,
-        },
-    }
 
 
 def migrate_jobs(k8s: client.ApiClient, namespace: str, name: str) -> set[str]:

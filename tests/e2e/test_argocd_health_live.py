@@ -22,6 +22,7 @@ import kubetest
 from dbtest import rolled_back_by_hand
 from e2e_databases import extra_database
 from e2e_operator import OperatorProcess
+from kubetest import sql_migration
 from status_recorder import Recorder, Stages, observed, ready_reason, sanitize
 
 pytestmark = pytest.mark.e2e
@@ -46,19 +47,6 @@ HAND_WRITTEN: dict[str, str] = {}
 FIXTURE_HEADER = (
     "# Captured from a real e2e run by tests/e2e/test_argocd_health_live.py ({stage}).\n"
 )
-
-
-def migration(name: str, config_map: str, url_ref: str = "db", **spec: Any) -> dict[str, Any]:
-    database = {"engine": "postgresql", "urlSecretRef": {"name": url_ref, "key": "url"}}
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "tool": "sql",
-            "source": {"configMapRef": {"name": config_map}},
-            "database": database,
-            **spec,
-        },
-    }
 
 
 def first(versions: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
@@ -93,22 +81,22 @@ def drive(
     )
     retry = {"limit": 1, "backoffSeconds": 2, "maxBackoffSeconds": 2}
     with Recorder(k8s, namespace) as recorder:
-        created = kubetest.create_migration(k8s, namespace, migration("orphan", "shop", "gone"))
+        created = kubetest.create_migration(k8s, namespace, sql_migration("orphan", "shop", "gone"))
         stages.add("no-status", created, "the API's answer to the create")
         # Two migrations of one database: the second waits for the first one's Job.
         drift_check = {"intervalSeconds": 30}
         kubetest.create_migration(
-            k8s, namespace, migration("drifted", "two", "drift-db", driftCheck=drift_check)
+            k8s, namespace, sql_migration("drifted", "two", "drift-db", driftCheck=drift_check)
         )
-        kubetest.create_migration(k8s, namespace, migration("shop", "shop"))
+        kubetest.create_migration(k8s, namespace, sql_migration("shop", "shop"))
         kubetest.wait_for_condition(k8s, namespace, "shop", "Reconciling", reason="JobRunning")
-        kubetest.create_migration(k8s, namespace, migration("reports", "shop"))
-        kubetest.create_migration(k8s, namespace, migration("paused", "shop", suspend=True))
+        kubetest.create_migration(k8s, namespace, sql_migration("reports", "shop"))
+        kubetest.create_migration(k8s, namespace, sql_migration("paused", "shop", suspend=True))
         kubetest.create_migration(
-            k8s, namespace, migration("broken", "broken", "other-db", retry=retry)
+            k8s, namespace, sql_migration("broken", "broken", "other-db", retry=retry)
         )
         kubetest.create_migration(
-            k8s, namespace, migration("approval", "two", "approval-db", approval="Always")
+            k8s, namespace, sql_migration("approval", "two", "approval-db", approval="Always")
         )
         kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
         kubetest.wait_for_condition(k8s, namespace, "drifted", "Ready", reason="Succeeded")

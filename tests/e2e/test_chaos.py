@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 
 import kubetest
 from e2e_operator import OperatorProcess
-from kubetest import wait_for
+from kubetest import sql_migration, wait_for
 from lockstep import constants, observe
 
 pytestmark = pytest.mark.e2e
@@ -165,21 +165,6 @@ def history_rows(url: str) -> list[tuple[Any, ...]]:
 
 
 # --------------------------------------------------------------------------- Kubernetes
-
-
-def sql_migration(name: str, config_map: str, url_from: str = "db", **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "tool": "sql",
-            "source": {"configMapRef": {"name": config_map}},
-            "database": {
-                "engine": "postgresql",
-                "urlSecretRef": {"name": url_from, "key": "url"},
-            },
-            **spec,
-        },
-    }
 
 
 def event_count(api: client.ApiClient, namespace: str, name: str, reason: str) -> int:

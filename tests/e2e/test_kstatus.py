@@ -18,6 +18,7 @@ from kubernetes import client
 import alerting
 import kubetest
 from e2e_operator import OperatorProcess
+from kubetest import sql_migration
 from status_recorder import Recorder, observed, ready_reason
 
 pytestmark = pytest.mark.e2e
@@ -26,21 +27,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def checker() -> Path:
     return alerting.kstatus()
-
-
-def sql_migration(name: str, url_ref: str = "db", **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "tool": "sql",
-            "source": {"configMapRef": {"name": name}},
-            "database": {
-                "engine": "postgresql",
-                "urlSecretRef": {"name": url_ref, "key": "url"},
-            },
-            **spec,
-        },
-    }
 
 
 def from_api(checker: Path, kubeconfig: Path, namespace: str, name: str) -> dict[str, Any]:
@@ -169,7 +155,7 @@ def test_never_current_before_the_first_reconcile(
 ) -> None:
     # The API's answer to the create is the object before any controller could see it: the
     # CRD's status default (observedGeneration 0) makes kstatus read it as InProgress.
-    created = kubetest.create_migration(k8s, namespace, sql_migration("early", url_ref="missing"))
+    created = kubetest.create_migration(k8s, namespace, sql_migration("early", url_from="missing"))
     assert created["metadata"]["generation"] == 1
     (verdict,) = alerting.kstatus_verdicts(checker, [created])
     assert verdict["status"] != "Current", verdict

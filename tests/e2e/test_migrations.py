@@ -10,41 +10,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import crd_eval
 import kubetest
 from e2e_operator import OperatorProcess
-from kubetest import REPO, wait_for
+from kubetest import quickstart_documents, sql_migration, wait_for
 
 pytestmark = pytest.mark.e2e
-
-QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
-
-
-def quickstart_documents(database_url: str) -> list[dict[str, Any]]:
-    """The quickstart example, pointed at the test's own database."""
-    documents = [d for d in yaml.safe_load_all(QUICKSTART.read_text()) if d]
-    for document in documents:
-        document.get("metadata", {}).pop("namespace", None)
-        if document["kind"] == "Secret":
-            document.pop("data", None)
-            document["stringData"] = {"url": database_url}
-    return documents
-
-
-def sql_migration(name: str, config_map: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "tool": "sql",
-            "source": {"configMapRef": {"name": config_map}},
-            "database": {"engine": "postgresql", "urlSecretRef": {"name": "db", "key": "url"}},
-            **spec,
-        },
-    }
 
 
 def scalar(url: str, query: str) -> Any:

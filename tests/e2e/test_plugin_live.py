@@ -16,37 +16,13 @@ from kubernetes import client
 
 import kubetest
 from e2e_operator import OperatorProcess
-from kubetest import REPO, wait_for
+from kubetest import quickstart_documents, sql_migration, wait_for
 
 pytestmark = pytest.mark.e2e
 
 PLUGIN = Path(sys.executable).parent / "kubectl-lockstep"
 APPROVE = "lockstep.dev/approve"
 RETRY = "lockstep.dev/retry"
-QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
-
-
-def quickstart_documents(database_url: str) -> list[dict[str, Any]]:
-    """The quickstart example (ConfigMap, Secret, migration `shop`) on the test's database."""
-    documents = [d for d in yaml.safe_load_all(QUICKSTART.read_text()) if d]
-    for document in documents:
-        document.get("metadata", {}).pop("namespace", None)
-        if document["kind"] == "Secret":
-            document.pop("data", None)
-            document["stringData"] = {"url": database_url}
-    return documents
-
-
-def sql_migration(name: str, config_map: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "tool": "sql",
-            "source": {"configMapRef": {"name": config_map}},
-            "database": {"engine": "postgresql", "urlSecretRef": {"name": "db", "key": "url"}},
-            **spec,
-        },
-    }
 
 
 def plugin(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:

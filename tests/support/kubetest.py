@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 GROUP, VERSION, PLURAL = "lockstep.dev", "v1alpha1", "databasemigrations"
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "databasemigrations.yaml"
+QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
 
 T = TypeVar("T")
 
@@ -171,3 +172,32 @@ def events_for(api: client.ApiClient, namespace: str, name: str) -> list[client.
 
 def event_reasons(api: client.ApiClient, namespace: str, name: str) -> list[str]:
     return [e.reason for e in events_for(api, namespace, name)]
+
+
+def sql_migration(
+    name: str, config_map: str | None = None, url_from: str = "db", **spec: Any
+) -> dict[str, Any]:
+    """A tool-sql DatabaseMigration on PostgreSQL; the ConfigMap defaults to its own name."""
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "tool": "sql",
+            "source": {"configMapRef": {"name": config_map or name}},
+            "database": {
+                "engine": "postgresql",
+                "urlSecretRef": {"name": url_from, "key": "url"},
+            },
+            **spec,
+        },
+    }
+
+
+def quickstart_documents(database_url: str) -> list[dict[str, Any]]:
+    """The quickstart example (ConfigMap, Secret, migration `shop`) on the test's database."""
+    documents = [d for d in yaml.safe_load_all(QUICKSTART.read_text()) if d]
+    for document in documents:
+        document.get("metadata", {}).pop("namespace", None)
+        if document["kind"] == "Secret":
+            document.pop("data", None)
+            document["stringData"] = {"url": database_url}
+    return documents
