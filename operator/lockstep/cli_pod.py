@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from lockstep import constants, logs
 
@@ -216,6 +216,20 @@ def _database_url(result_file: str) -> str | None:
     return url or None
 
 
+def _run_request(args: argparse.Namespace, url: str, **options: Any) -> runner.RunRequest:
+    """What `run` and `plan` share: the tool, its source, the database and the target."""
+    from lockstep import runner
+
+    return runner.RunRequest(
+        tool=args.tool,
+        source_dir=args.source,
+        database_url=url,
+        target=args.target,
+        allow_downgrade=args.allow_downgrade,
+        **options,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from lockstep import local, runner
 
@@ -223,12 +237,9 @@ def _run(args: argparse.Namespace) -> int:
     url = _database_url(args.result_file)
     if url is None:
         return EXIT_USAGE
-    request = runner.RunRequest(
-        tool=args.tool,
-        source_dir=args.source,
-        database_url=url,
-        target=args.target,
-        allow_downgrade=args.allow_downgrade,
+    request = _run_request(
+        args,
+        url,
         lock_wait_seconds=args.lock_wait_seconds,
         statement_lock_timeout=args.statement_lock_timeout,
         take_lock=not args.no_lock,
@@ -269,13 +280,7 @@ def _plan(args: argparse.Namespace) -> int:
     url = _database_url(args.result_file)
     if url is None:
         return EXIT_USAGE
-    request = runner.RunRequest(
-        tool=args.tool,
-        source_dir=args.source,
-        database_url=url,
-        target=args.target,
-        allow_downgrade=args.allow_downgrade,
-    )
+    request = _run_request(args, url)
     try:
         plan = migration_plan.render_plan(request, salt=args.salt)
     except runner.RunnerError as error:

@@ -458,9 +458,7 @@ def _database_at(spec: Spec, status: Mapping[str, Any]) -> str:
     applied = status.get("appliedRevision")
     if applied:
         return str(applied)
-    if spec.tool == "django" and ":" in spec.target:
-        return f"{spec.target.split(':', 1)[0]}:zero"  # Django unapplies one app at a time
-    return "base"
+    return tools.get_adapter(spec.tool).base_revision(spec.target)
 
 
 def is_downgrade(spec: Spec, status: Mapping[str, Any]) -> bool:
@@ -547,13 +545,14 @@ def _plan_and_approval(draft: _Draft, spec: Spec, request: JobRequest) -> Decisi
         # only by running): the rollback needs a plan, and an approval, of its own.
         status["plan"] = {**plan, "stale": True}
         plan = None
+    renderable = jobs.can_render_plan(spec)
     if plan is None:
         if not approval.plan_for_spec(status, salt):
             status.pop("plan", None)
-        if not jobs.can_render_plan(spec):
+        if not renderable:
             plan = approval.unavailable_plan(spec, salt)
             status["plan"] = plan
-    if jobs.can_render_plan(spec):
+    if renderable:
         request = replace(request, plan_salt=salt)
     if spec.approval == "None":
         return request

@@ -83,6 +83,10 @@ class ToolAdapter(abc.ABC):
         Raises :class:`DowngradeUnsupported` when the tool cannot.
         """
 
+    def base_revision(self, target: str) -> str:
+        """How the downgrade command names "nothing applied", for a run towards ``target``."""
+        return "base"
+
     def offline_sql_commands(
         self, current: str, target: str, downgrade: bool
     ) -> list[OfflineSql] | None:

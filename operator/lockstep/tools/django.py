@@ -71,6 +71,11 @@ class DjangoAdapter(base.ToolAdapter):
         app, migration = split_target(target)
         return [*_MIGRATE, app] if migration is None else [*_MIGRATE, app, migration]
 
+    def base_revision(self, target: str) -> str:
+        """Django unapplies one app at a time: "nothing applied" is ``<app>:zero``."""
+        app, migration = split_target(target)
+        return f"{app}:{ZERO}" if migration is not None else "base"
+
     def downgrade_command(self, target: str) -> list[str]:
         app, migration = split_target(target)
         if migration is None:
