@@ -410,6 +410,46 @@ def raw_request(
 # --------------------------------------------------------------------------- watching
 
 
+def list_and_watch(
+    api: client.ApiClient,
+    path: str,
+    selector: str,
+    handler: Callable[[str, dict[str, Any]], None],
+    listed: threading.Event,
+    stop: threading.Event,
+    who: str,
+) -> None:
+    """List (each item as ADDED), then watch from that version until `stop`, relisting after a
+    410 and watching again after any error: the loop of the floor client and the stand-in."""
+    version = ""
+    while not stop.is_set():
+        try:
+            if not version:
+                listing = raw_request(api, "GET", path, {"labelSelector": selector})
+                for item in listing.get("items") or []:
+                    handler("ADDED", item)
+                version = listing["metadata"]["resourceVersion"]
+                listed.set()
+            query = {
+                "labelSelector": selector,
+                "watch": "true",
+                "resourceVersion": version,
+                "timeoutSeconds": "300",
+            }
+            stream = raw_request(api, "GET", path, query, timeout=(10, 600), stream=True)
+            for line in iter_resp_lines(stream):  # type: ignore[no-untyped-call]
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    version = ""
+                    break
+                version = obj.get("metadata", {}).get("resourceVersion") or version
+                handler(str(event.get("type")), obj)
+        except Exception as error:  # noqa: BLE001 - keep watching, whatever happened
+            print(f"{who}: watch {path}: {error}", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+
+
 def condition(body: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for item in (body.get("status") or {}).get("conditions") or []:
         if item.get("type") == kind:

@@ -24,16 +24,14 @@ import json
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import HttpError, raw_request
+from benchlib import HttpError, list_and_watch, raw_request
 from kubernetes import client, config
-from kubernetes.watch.watch import iter_resp_lines
 
 GROUP, VERSION, PLURAL = "lockstep.dev", "v1alpha1", "databasemigrations"
 DRIVER_SELECTOR = "bench.lockstep.dev/driver=floor"
@@ -149,33 +147,7 @@ class Floor:
         handler: Callable[[str, dict[str, Any]], None],
         listed: threading.Event,
     ) -> None:
-        version = ""
-        while not self.stop.is_set():
-            try:
-                if not version:
-                    listing = raw_request(self.api, "GET", path, {"labelSelector": selector})
-                    for item in listing.get("items") or []:
-                        handler("ADDED", item)
-                    version = listing["metadata"]["resourceVersion"]
-                    listed.set()
-                query = {
-                    "labelSelector": selector,
-                    "watch": "true",
-                    "resourceVersion": version,
-                    "timeoutSeconds": "300",
-                }
-                stream = raw_request(self.api, "GET", path, query, timeout=(10, 600), stream=True)
-                for line in iter_resp_lines(stream):  # type: ignore[no-untyped-call]
-                    event = json.loads(line)
-                    obj = event.get("object") or {}
-                    if event.get("type") == "ERROR":
-                        version = ""
-                        break
-                    version = obj.get("metadata", {}).get("resourceVersion") or version
-                    handler(str(event.get("type")), obj)
-            except Exception as error:  # noqa: BLE001 - a floor client keeps watching
-                print(f"floor: watch {path}: {error}", file=sys.stderr, flush=True)
-                time.sleep(0.5)
+        list_and_watch(self.api, path, selector, handler, listed, self.stop, "floor")
 
 
 def condition(kind: str, status: str, reason: str, message: str, at: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ Used only while the test bed's pod agent is stopped. Stops on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -29,8 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import HttpError, api_client, raw_request
-from kubernetes.watch.watch import iter_resp_lines
+from benchlib import HttpError, api_client, list_and_watch, raw_request
 
 NODE = "lockstep-bench-standin"
 SELECTOR = "app.kubernetes.io/managed-by=lockstep"
@@ -175,34 +173,9 @@ class StandIn:
         self.pool.submit(self.finish, pod)
 
     def run(self, listed: threading.Event) -> None:
-        version = ""
-        path = "/api/v1/pods"
-        while not self.stop.is_set():
-            try:
-                if not version:
-                    listing = raw_request(self.api, "GET", path, {"labelSelector": SELECTOR})
-                    for item in listing.get("items") or []:
-                        self.observe("ADDED", item)
-                    version = listing["metadata"]["resourceVersion"]
-                    listed.set()
-                query = {
-                    "labelSelector": SELECTOR,
-                    "watch": "true",
-                    "resourceVersion": version,
-                    "timeoutSeconds": "300",
-                }
-                stream = raw_request(self.api, "GET", path, query, timeout=(10, 600), stream=True)
-                for line in iter_resp_lines(stream):  # type: ignore[no-untyped-call]
-                    event = json.loads(line)
-                    obj = event.get("object") or {}
-                    if event.get("type") == "ERROR":
-                        version = ""
-                        break
-                    version = obj.get("metadata", {}).get("resourceVersion") or version
-                    self.observe(str(event.get("type")), obj)
-            except Exception as error:  # noqa: BLE001 - keep watching
-                print(f"stand-in: watch: {error}", file=sys.stderr, flush=True)
-                time.sleep(0.5)
+        list_and_watch(
+            self.api, "/api/v1/pods", SELECTOR, self.observe, listed, self.stop, "stand-in"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
