@@ -264,7 +264,7 @@ def runner_rows(result: dict[str, Any]) -> list[Row]:
             result["lockstep_imports"]["median_seconds"],
             None,
             "s",
-            "python -c 'import lockstep.cli, lockstep.runner, lockstep.local'",
+            "python -c 'import lockstep.cli.main, lockstep.pod.runner, lockstep.cli.local'",
         ),
     ]
     if "lockstep_sql_one_file" in result:

@@ -204,7 +204,13 @@ def run(admin_url: str, work: Path, files: int, repeats: int) -> dict[str, Any]:
         run_checked([alembic, "-c", "alembic.ini", "upgrade", "head"], env(url), alembic_dir)
 
     def imports(_: str) -> None:
-        run_checked([sys.executable, "-c", "import lockstep.cli, lockstep.runner, lockstep.local"])
+        run_checked(
+            [
+                sys.executable,
+                "-c",
+                "import lockstep.cli.main, lockstep.pod.runner, lockstep.cli.local",
+            ]
+        )
 
     try:
         result = {

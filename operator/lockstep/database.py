@@ -7,7 +7,7 @@ at all.
 
 This module is also the bottom of the error hierarchy: :class:`LockstepError`
 is the base of every error a person reads (the runner re-exports it as
-``lockstep.runner.RunnerError``).  It lives here, not in the runner, because
+``lockstep.pod.runner.RunnerError``).  It lives here, not in the runner, because
 the lock and the SQL file loader raise such errors too and sit below the runner.
 """
 

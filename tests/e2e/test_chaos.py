@@ -36,7 +36,8 @@ from sqlalchemy.engine import make_url
 import kubetest
 from e2e_operator import OperatorProcess
 from kubetest import sql_migration, wait_for
-from lockstep import constants, observe
+from lockstep import constants
+from lockstep.controller import observe
 
 pytestmark = pytest.mark.e2e
 

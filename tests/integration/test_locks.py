@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lockstep import database, lock
-from lockstep.lock import LockTimeout
+from lockstep import database
+from lockstep.pod import lock
+from lockstep.pod.lock import LockTimeout
 
 pytestmark = pytest.mark.integration
 

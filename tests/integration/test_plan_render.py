@@ -17,9 +17,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from lockstep import classify, database, migration_plan, runner, tools
-from lockstep.migration_plan import Plan
-from lockstep.runner import RunRequest, RunResult, Tool
+from lockstep import classify, database, tools
+from lockstep.pod import run_plan, runner
+from lockstep.pod.run_plan import Plan
+from lockstep.pod.runner import RunRequest, RunResult, Tool
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ def request_for(url: str, source: Path, tool: Tool = "sql", **options: Any) -> R
 def render(
     url: str, source: Path, tool: Tool = "sql", salt: str = "spec-1", **options: Any
 ) -> Plan:
-    return migration_plan.render_plan(request_for(url, source, tool, **options), salt=salt)
+    return run_plan.render_plan(request_for(url, source, tool, **options), salt=salt)
 
 
 def migrate(url: str, source: Path, tool: Tool = "sql", **options: Any) -> RunResult:
@@ -301,7 +302,7 @@ def big_plan(findings: int, migrations: int = 3) -> Plan:
 class TestCompact:
     def test_small_plans_are_whole(self) -> None:
         plan = big_plan(2)
-        assert plan.compact(migration_plan.PLAN_RESULT_LIMIT) == plan.to_dict()
+        assert plan.compact(run_plan.PLAN_RESULT_LIMIT) == plan.to_dict()
 
     @pytest.mark.parametrize("limit", [600, 1800, 3800])
     def test_findings_go_first_and_are_counted(self, limit: int) -> None:
@@ -343,7 +344,7 @@ class TestPlanCommand:
         assert printed == render(db_url, source).to_dict()
         assert printed["classification"] == "Destructive"
         written = result_file.read_text()
-        assert len(written.encode()) <= migration_plan.PLAN_RESULT_LIMIT
+        assert len(written.encode()) <= run_plan.PLAN_RESULT_LIMIT
         assert json.loads(written)["hash"] == printed["hash"]
         assert_no_password(db_url, completed)
         assert applied_revision(db_url) == "3"
@@ -400,8 +401,8 @@ class TestRunWithPlan:
         migrate(db_url, source, target="2")
         approved = render(db_url, source, target="2").hash  # approved before V2 ran elsewhere
         fresh = render(db_url, source)
-        with pytest.raises(migration_plan.PlanChanged) as caught:
-            runner.run(request_for(db_url, source), [migration_plan.plan_check("spec-1", approved)])
+        with pytest.raises(run_plan.PlanChanged) as caught:
+            runner.run(request_for(db_url, source), [run_plan.plan_check("spec-1", approved)])
         assert caught.value.reason == "PlanChanged"
         assert str(caught.value).startswith(
             f"the plan changed since it was approved: approved {approved}, now {fresh.hash}; "
@@ -412,9 +413,7 @@ class TestRunWithPlan:
 
     def test_the_approved_plan_runs_and_is_in_the_result(self, db_url: str, source: Path) -> None:
         approved = render(db_url, source).hash
-        result = runner.run(
-            request_for(db_url, source), [migration_plan.plan_check("spec-1", approved)]
-        )
+        result = runner.run(request_for(db_url, source), [run_plan.plan_check("spec-1", approved)])
         assert result.applied == ["1", "2", "3"]
         payload = json.loads(result.to_json())
         assert payload["plan"]["hash"] == approved
@@ -424,9 +423,7 @@ class TestRunWithPlan:
     def test_nothing_to_do_is_never_refused(self, sqlite_url: str, source: Path) -> None:
         stale = render(sqlite_url, source).hash
         migrate(sqlite_url, source)
-        result = runner.run(
-            request_for(sqlite_url, source), [migration_plan.plan_check("spec-1", stale)]
-        )
+        result = runner.run(request_for(sqlite_url, source), [run_plan.plan_check("spec-1", stale)])
         assert (result.direction, result.applied) == ("none", [])
 
     def test_cli_refuses_with_its_own_exit_code_and_reason(

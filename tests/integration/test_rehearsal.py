@@ -22,8 +22,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from lockstep import database, rehearsal, runner, tools
-from lockstep.runner import RunRequest, RunResult, Tool
+from lockstep import database, tools
+from lockstep.pod import rehearsal, runner
+from lockstep.pod.runner import RunRequest, RunResult, Tool
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lockstep import database, lock, runner, tools
-from lockstep.runner import RunRequest, RunResult
+from lockstep import database, tools
+from lockstep.pod import lock, runner
+from lockstep.pod.runner import RunRequest, RunResult
 
 pytestmark = pytest.mark.integration
 

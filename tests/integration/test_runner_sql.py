@@ -15,8 +15,9 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from lockstep import database, lock, runner, tools
-from lockstep.runner import RunRequest, RunResult
+from lockstep import database, tools
+from lockstep.pod import lock, runner
+from lockstep.pod.runner import RunRequest, RunResult
 
 pytestmark = pytest.mark.integration
 

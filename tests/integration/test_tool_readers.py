@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lockstep import database, dburl_formats, tools
+from lockstep import database, tools
+from lockstep.pod import url_formats
 from lockstep.tools import flyway
 
 pytestmark = pytest.mark.integration
@@ -330,7 +331,7 @@ def test_flyway(server_url: str, flyway_home: Path, tmp_path: Path) -> None:
     example = "flyway-postgresql" if engine == "postgresql" else "flyway-mariadb"
     # What the `lockstep dburl --format flyway` init container writes.
     env_file = tmp_path / "env"
-    env_file.write_text(dburl_formats.render_env_file(dburl_formats.flyway_env(server_url)))
+    env_file.write_text(url_formats.render_env_file(url_formats.flyway_env(server_url)))
     adapter = tools.get_adapter("flyway")
     cwd, path = EXAMPLES / example, flyway_home / "bin"
 

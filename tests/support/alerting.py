@@ -42,8 +42,8 @@ UPDATE_SNAPSHOTS = os.environ.get("LOCKSTEP_UPDATE_SNAPSHOTS") == "1"
 
 
 def defined_series() -> dict[str, frozenset[str]]:
-    """Sample name -> label names, for every metric in lockstep.metrics.REGISTRY."""
-    from lockstep import metrics
+    """Sample name -> label names, for every metric in lockstep.controller.metrics.REGISTRY."""
+    from lockstep.controller import metrics
 
     found: dict[str, frozenset[str]] = {}
     for collector in _collectors(metrics):

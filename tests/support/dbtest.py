@@ -8,7 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lockstep import database, lock
+from lockstep import database
+from lockstep.pod import lock
 
 
 @contextlib.contextmanager

@@ -31,7 +31,8 @@ from charttest import (
     render,
     run_helm,
 )
-from lockstep import certs, cli
+from lockstep.cli import main as cli
+from lockstep.controller import certs
 
 KUBERNETES_VERSION = "1.35.0"  # the test control plane runs 1.35.x
 # Kinds whose schemas live in other projects' CRDs (kubernetes-validate has none of them).
@@ -237,7 +238,7 @@ def test_flags_name_the_objects_the_chart_creates(defaults: list[Manifest]) -> N
 
 def test_webhook_matches_the_operators_own_definition(defaults: list[Manifest]) -> None:
     """The chart's webhook is configuration_for_url's, with a Service instead of a URL."""
-    from lockstep import webhook
+    from lockstep.controller import webhook
 
     options = webhook.WebhookOptions(url="https://example.invalid")
     (expected,) = webhook.configuration_for_url(options, b"ca")["webhooks"]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from lockstep import gate, kube, waiting
+from lockstep import gate, kube
+from lockstep.pod import wait
 
 
 def pod(image: str, **annotations: str) -> dict[str, Any]:
@@ -92,11 +93,11 @@ def test_lockstep_wait_returns_once_migrated(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(kube, "load_config", lambda _=None: None)
     monkeypatch.setattr(kube, "get_migration", get_migration)
-    assert waiting.wait_for_migration("shop", "app:2", "ns", 0, 0, None) == 0
+    assert wait.wait_for_migration("shop", "app:2", "ns", 0, 0, None) == 0
     assert answers == []
 
 
 def test_lockstep_wait_gives_up_after_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kube, "load_config", lambda _=None: None)
     monkeypatch.setattr(kube, "get_migration", lambda namespace, name: migration("app:1"))
-    assert waiting.wait_for_migration("shop", "app:2", "ns", 0.05, 0.01, None) == 1
+    assert wait.wait_for_migration("shop", "app:2", "ns", 0.05, 0.01, None) == 1

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lockstep import leader
-from lockstep.leader import ElectionConfig, LeaseRecord, Observation
+from lockstep.controller import leader
+from lockstep.controller.leader import ElectionConfig, LeaseRecord, Observation
 
 CONFIG = ElectionConfig(lease_duration=15, renew_deadline=10, retry_period=2)
 WALL = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

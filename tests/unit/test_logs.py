@@ -11,7 +11,7 @@ from lockstep import logs
 def test_json_lines_carry_the_object_and_job() -> None:
     record = logging.makeLogRecord(
         {
-            "name": "lockstep.reconcile",
+            "name": "lockstep.controller.reconcile",
             "levelno": logging.WARNING,
             "levelname": "WARNING",
             "msg": "job %s failed",
@@ -25,5 +25,5 @@ def test_json_lines_carry_the_object_and_job() -> None:
     assert line["level"] == "warning"
     assert line["message"] == "job shop-1 failed"
     assert (line["namespace"], line["migration"], line["job"]) == ("shop", "shop", "shop-1")
-    assert line["logger"] == "lockstep.reconcile"
+    assert line["logger"] == "lockstep.controller.reconcile"
     assert "args" not in line and "msg" not in line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from lockstep import metrics
+from lockstep.controller import metrics
 
 STATUS = {
     "failures": 0,

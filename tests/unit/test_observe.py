@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from lockstep import observe
+from lockstep.controller import observe
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

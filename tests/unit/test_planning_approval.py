@@ -367,7 +367,7 @@ class TestPlanJob:
 
 class TestWhichJobToRecord:
     def test_only_the_newest_plan_job_is_ever_recorded(self) -> None:
-        from lockstep.reconcile import _unrecorded_finished_job
+        from lockstep.controller.reconcile import _unrecorded_finished_job
 
         newest = plan_job(attempt=1)
         status = {"specHash": HASH, "plan": {**stored(DESTRUCTIVE_PLAN), "job": newest.name}}
@@ -375,7 +375,7 @@ class TestWhichJobToRecord:
         assert _unrecorded_finished_job(seen) is None
 
     def test_a_finished_run_after_its_plan_is_recorded(self) -> None:
-        from lockstep.reconcile import _unrecorded_finished_job
+        from lockstep.controller.reconcile import _unrecorded_finished_job
 
         run = JobView("shop-a1b2c3d4", HASH[:8], 0, "Succeeded", finished_at=NOW)
         status = {"specHash": HASH, "plan": stored(DESTRUCTIVE_PLAN)}
@@ -406,7 +406,7 @@ def test_plan_changed_with_the_runners_fresh_plan_asks_for_that_plan() -> None:
 
 
 def test_a_failed_rehearsal_step_is_named_with_its_own_words() -> None:
-    from lockstep import observe
+    from lockstep.controller import observe
 
     pod = {
         "spec": {

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from lockstep import kube, planning, reconcile
-from lockstep.cache import Cache
+from lockstep import kube, planning
+from lockstep.controller import reconcile
+from lockstep.controller.cache import Cache
 
 URL = "postgresql://app:s3cret-pass@db.example:5432/shop"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

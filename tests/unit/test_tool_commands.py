@@ -12,8 +12,9 @@ import subprocess
 
 import pytest
 
-from lockstep import dburl_formats, tools
+from lockstep import tools
 from lockstep.database import InvalidDatabaseUrl
+from lockstep.pod import url_formats
 from lockstep.tools import base, django, flyway, knex, prisma, sequelize
 
 USER_IMAGE_TOOLS = {
@@ -112,7 +113,7 @@ def test_flyway_sources_the_converted_url_then_migrates(target: str, flag: str) 
 
 def test_flyway_asks_for_the_url_conversion() -> None:
     assert flyway.FlywayAdapter.url_format == "flyway"
-    assert flyway.URL_FORMAT in dburl_formats.FORMATS
+    assert flyway.URL_FORMAT in url_formats.FORMATS
 
 
 @pytest.mark.parametrize(
@@ -264,48 +265,48 @@ def test_django_split_target(target: str, split: tuple[str, str | None]) -> None
     ],
 )
 def test_jdbc_connection(url: str, jdbc: str, user: str, password: str | None) -> None:
-    connection = dburl_formats.jdbc_connection(url)
-    assert connection == dburl_formats.JdbcConnection(jdbc, user, password)
+    connection = url_formats.jdbc_connection(url)
+    assert connection == url_formats.JdbcConnection(jdbc, user, password)
     # The password goes in its own variable, never in the JDBC URL.
     assert password is None or password not in connection.url
 
 
 def test_sqlite_becomes_a_jdbc_file_url() -> None:
-    connection = dburl_formats.jdbc_connection("sqlite:////var/lib/shop.db")
-    assert connection == dburl_formats.JdbcConnection("jdbc:sqlite:/var/lib/shop.db", None, None)
+    connection = url_formats.jdbc_connection("sqlite:////var/lib/shop.db")
+    assert connection == url_formats.JdbcConnection("jdbc:sqlite:/var/lib/shop.db", None, None)
 
 
 def test_flyway_and_jdbc_env() -> None:
     url = "postgresql://shop:pw@db/shop"
-    assert dburl_formats.env_for("flyway", url) == {
+    assert url_formats.env_for("flyway", url) == {
         "FLYWAY_URL": "jdbc:postgresql://db:5432/shop",
         "FLYWAY_USER": "shop",
         "FLYWAY_PASSWORD": "pw",
     }
-    assert dburl_formats.env_for("jdbc", url) == {
+    assert url_formats.env_for("jdbc", url) == {
         "JDBC_URL": "jdbc:postgresql://db:5432/shop",
         "JDBC_USER": "shop",
         "JDBC_PASSWORD": "pw",
     }
-    assert dburl_formats.describe(dburl_formats.flyway_env(url)) == (
+    assert url_formats.describe(url_formats.flyway_env(url)) == (
         "FLYWAY_PASSWORD, FLYWAY_URL, FLYWAY_USER"
     )
 
 
 def test_unknown_format_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="known formats: flyway, jdbc"):
-        dburl_formats.env_for("liquibase-xml", "postgresql://u:p@h/db")
+        url_formats.env_for("liquibase-xml", "postgresql://u:p@h/db")
 
 
 def test_a_bad_url_is_reported_without_its_password() -> None:
     with pytest.raises(InvalidDatabaseUrl) as caught:
-        dburl_formats.flyway_env("oracle://scott:tiger-password@h/db")
+        url_formats.flyway_env("oracle://scott:tiger-password@h/db")
     assert "tiger-password" not in caught.value.message
 
 
 def test_env_file_survives_any_password() -> None:
     password = "p'a\"s s$(id)`x`\\n;|&*"
-    text = dburl_formats.render_env_file({"FLYWAY_PASSWORD": password, "FLYWAY_USER": "u"})
+    text = url_formats.render_env_file({"FLYWAY_PASSWORD": password, "FLYWAY_USER": "u"})
     lines = text.splitlines()
     assert lines[0].startswith("export FLYWAY_PASSWORD=")
     assert shlex.split(lines[0].removeprefix("export ")) == [f"FLYWAY_PASSWORD={password}"]
@@ -321,4 +322,4 @@ def test_env_file_survives_any_password() -> None:
 
 def test_env_file_rejects_names_a_shell_would_misread() -> None:
     with pytest.raises(ValueError, match="not a shell variable name"):
-        dburl_formats.render_env_file({"FLYWAY-URL": "x"})
+        url_formats.render_env_file({"FLYWAY-URL": "x"})

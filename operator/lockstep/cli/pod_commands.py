@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from lockstep import constants, logs
 
 if TYPE_CHECKING:
-    from lockstep import runner
+    from lockstep.pod import runner
 
 
 DEFAULT_RESULT_FILE = "/dev/termination-log"
@@ -132,7 +132,7 @@ def add_classify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from lockstep import migration_plan, runner
+    from lockstep.pod import run_plan, runner
 
     try:
         text = args.file.read_text()
@@ -147,9 +147,9 @@ def _classify(args: argparse.Namespace) -> int:
             return _failed(args.result_file, failure)
     current = None if args.current in (None, "", "base") else args.current
     pending = runner.PendingWork(direction, current, args.target, revisions=())
-    plan = migration_plan.plan_from_offline_sql(text, args.engine, args.salt, pending)
+    plan = run_plan.plan_from_offline_sql(text, args.engine, args.salt, pending)
     print(json.dumps(plan.to_dict(), indent=2))
-    _write_result(args.result_file, plan.compact(migration_plan.PLAN_RESULT_LIMIT))
+    _write_result(args.result_file, plan.compact(run_plan.PLAN_RESULT_LIMIT))
     return 0
 
 
@@ -169,7 +169,8 @@ def add_shadow_reset(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def _shadow_reset(args: argparse.Namespace) -> int:
-    from lockstep import database, rehearsal, runner
+    from lockstep import database
+    from lockstep.pod import rehearsal, runner
 
     real = os.environ.get(constants.DATABASE_URL_ENV, "")
     shadow = os.environ.get(constants.SHADOW_DATABASE_URL_ENV, "")
@@ -218,7 +219,7 @@ def _database_url(result_file: str) -> str | None:
 
 def _run_request(args: argparse.Namespace, url: str, **options: Any) -> runner.RunRequest:
     """What `run` and `plan` share: the tool, its source, the database and the target."""
-    from lockstep import runner
+    from lockstep.pod import runner
 
     return runner.RunRequest(
         tool=args.tool,
@@ -231,7 +232,8 @@ def _run_request(args: argparse.Namespace, url: str, **options: Any) -> runner.R
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lockstep import local, runner
+    from lockstep.cli import local
+    from lockstep.pod import runner
 
     logs.configure("text", verbose=False)
     url = _database_url(args.result_file)
@@ -255,13 +257,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _checks_before_migrating(args: argparse.Namespace, url: str) -> list[runner.Check]:
     """The plan check (--plan-salt, --expect-plan), then the rehearsal (--shadow-url-env)."""
-    from lockstep import migration_plan, rehearsal, runner
+    from lockstep.pod import rehearsal, run_plan, runner
 
     checks: list[runner.Check] = []
     if args.expect_plan and args.plan_salt is None:
         raise runner.InvalidRequest("--expect-plan needs --plan-salt: the plan's hash covers it")
     if args.plan_salt is not None:
-        checks.append(migration_plan.plan_check(args.plan_salt, args.expect_plan))
+        checks.append(run_plan.plan_check(args.plan_salt, args.expect_plan))
     if args.shadow_url_env:
         shadow_url = os.environ.get(args.shadow_url_env)
         if not shadow_url:
@@ -274,7 +276,7 @@ def _checks_before_migrating(args: argparse.Namespace, url: str) -> list[runner.
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from lockstep import migration_plan, runner
+    from lockstep.pod import run_plan, runner
 
     logs.configure("text", verbose=False)
     url = _database_url(args.result_file)
@@ -282,17 +284,17 @@ def _plan(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     request = _run_request(args, url)
     try:
-        plan = migration_plan.render_plan(request, salt=args.salt)
+        plan = run_plan.render_plan(request, salt=args.salt)
     except runner.RunnerError as error:
         return _failed(args.result_file, error)
     print(json.dumps(plan.to_dict(), indent=2))
-    _write_result(args.result_file, plan.compact(migration_plan.PLAN_RESULT_LIMIT))
+    _write_result(args.result_file, plan.compact(run_plan.PLAN_RESULT_LIMIT))
     return 0
 
 
 def _failed(result_file: str, error: runner.RunnerError) -> int:
     """Say why on stderr and in the result file; the exit code tells some reasons apart."""
-    from lockstep import migration_plan
+    from lockstep.pod import run_plan
 
     print(f"error ({error.reason}): {error}", file=sys.stderr)
     payload: dict[str, object] = {
@@ -300,9 +302,9 @@ def _failed(result_file: str, error: runner.RunnerError) -> int:
         "reason": error.reason,
         "message": str(error)[:1500],
     }
-    if isinstance(error, migration_plan.PlanChanged):
+    if isinstance(error, run_plan.PlanChanged):
         # The new plan, so that it can be shown for approval without another plan Job.
-        payload["plan"] = error.plan.compact(migration_plan.PLAN_IN_RUN_RESULT_LIMIT)
+        payload["plan"] = error.plan.compact(run_plan.PLAN_IN_RUN_RESULT_LIMIT)
     _write_result(result_file, payload)
     return _EXIT_CODES.get(error.reason, EXIT_FAILED)
 

@@ -36,7 +36,7 @@ from sqlalchemy import exc
 from lockstep import database
 from lockstep.database import DatabaseIdentity
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lockstep.lock")
 
 LockKind = Literal["pg_advisory_lock", "GET_LOCK", "file", "none"]
 _PG_LOCK_NOT_AVAILABLE: Final = "55P03"

@@ -18,8 +18,8 @@ Two tools are built in:
   ``config.attributes["connection"]``; see :mod:`lockstep.tools.alembic`).
 
 Checks may run between taking the lock and changing anything (see
-:data:`Check`): :mod:`lockstep.migration_plan` verifies the approved plan,
-:mod:`lockstep.rehearsal` rehearses on a shadow database.  They live in their
+:data:`Check`): :mod:`lockstep.pod.run_plan` verifies the approved plan,
+:mod:`lockstep.pod.rehearsal` rehearses on a shadow database.  They live in their
 own modules and are passed in, so this module knows nothing of plans.
 
 Every error is a :data:`RunnerError` whose ``reason`` becomes the reason of
@@ -51,13 +51,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import exc
 
-from lockstep import database, lock, sqlfiles
+from lockstep import database, sqlfiles
 from lockstep.database import DatabaseIdentity
+from lockstep.pod import lock
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 from lockstep.tools import base as tool_base
 from lockstep.tools import sql as sql_tool
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lockstep.runner")
 
 Tool = Literal["sql", "alembic"]
 Direction = Literal["up", "down", "none"]

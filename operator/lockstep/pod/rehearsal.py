@@ -41,11 +41,12 @@ from typing import Any, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import database, lock, runner
+from lockstep import database
 from lockstep.database import DatabaseIdentity, Family
-from lockstep.runner import CheckContext, PendingWork, RunRequest
+from lockstep.pod import lock, runner
+from lockstep.pod.runner import CheckContext, PendingWork, RunRequest
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lockstep.rehearsal")
 
 _SHADOW: Final = "the shadow database"
 _UNTOUCHED: Final = "the real database was not touched"
@@ -83,7 +84,7 @@ def rehearsal_steps(pending: PendingWork) -> tuple[Step, ...]:
 
 
 def rehearsal_check(shadow_url: str, real_url: str) -> runner.Check:
-    """A check for :func:`lockstep.runner.run` that rehearses on ``shadow_url`` first.
+    """A check for :func:`lockstep.pod.runner.run` that rehearses on ``shadow_url`` first.
 
     The URLs are compared at once, before the run queues for the lock.
     """

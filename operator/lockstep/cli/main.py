@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lockstep import __version__, cli_pod, constants
+from lockstep import __version__, constants
+from lockstep.cli import pod_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,12 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lockstep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_operator(commands)
-    cli_pod.add_run(commands)
-    cli_pod.add_plan(commands)
-    cli_pod.add_classify(commands)
+    pod_commands.add_run(commands)
+    pod_commands.add_plan(commands)
+    pod_commands.add_classify(commands)
     _add_apply(commands)
     _add_lock(commands)
-    cli_pod.add_shadow_reset(commands)
+    pod_commands.add_shadow_reset(commands)
     _add_dburl(commands)
     _add_wait(commands)
     return parser
@@ -157,7 +158,7 @@ def _add_lock(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _lock(args: argparse.Namespace) -> int:
-    from lockstep import lock_sidecar
+    from lockstep.pod import lock_sidecar
 
     if args.probe:
         return lock_sidecar.probe(args.ready_file)
@@ -187,10 +188,10 @@ def _add_wait(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _wait(args: argparse.Namespace) -> int:
-    from lockstep import waiting
+    from lockstep.pod import wait
 
     image = args.image or os.environ.get("LOCKSTEP_IMAGE")
-    return waiting.wait_for_migration(
+    return wait.wait_for_migration(
         args.migration, image, args.namespace, args.timeout, args.interval, args.kubeconfig
     )
 
@@ -208,14 +209,15 @@ def _add_dburl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _dburl(args: argparse.Namespace) -> int:
-    from lockstep import database, dburl_formats
+    from lockstep import database
+    from lockstep.pod import url_formats
 
     url = os.environ.get(constants.DATABASE_URL_ENV)
     if not url:
         print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
         return 2
     try:
-        env = dburl_formats.env_for(args.format, url)
+        env = url_formats.env_for(args.format, url)
     except (ValueError, database.InvalidDatabaseUrl) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -223,20 +225,21 @@ def _dburl(args: argparse.Namespace) -> int:
     # Created with its final mode: the password is never readable by others, even briefly.
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     with os.fdopen(descriptor, "w") as output:
-        output.write(dburl_formats.render_env_file(env))
+        output.write(url_formats.render_env_file(env))
     partial.replace(args.out)  # atomic: the migrate container never reads half a file
-    print(f"wrote {dburl_formats.describe(env)} to {args.out}")
+    print(f"wrote {url_formats.describe(env)} to {args.out}")
     return 0
 
 
 def _operator(args: argparse.Namespace) -> int:
-    from lockstep import leader, logs, operator_main, webhook
+    from lockstep import logs
+    from lockstep.controller import leader, main, webhook
 
     logs.configure(args.log_format, args.verbose)
     try:
         election = leader.ElectionConfig(
             lease_name=args.lease_name,
-            namespace=args.lease_namespace or operator_main.default_namespace(),
+            namespace=args.lease_namespace or main.default_namespace(),
             lease_duration=args.lease_duration,
             renew_deadline=args.renew_deadline,
             retry_period=args.retry_period,
@@ -255,8 +258,8 @@ def _operator(args: argparse.Namespace) -> int:
             configuration=args.webhook_configuration,
             url=args.webhook_url,
         )
-    return operator_main.run(
-        operator_main.OperatorOptions(
+    return main.run(
+        main.OperatorOptions(
             namespaces=tuple(args.namespace),
             kubeconfig=args.kubeconfig,
             runner_image=args.runner_image,
@@ -270,7 +273,7 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from lockstep import local
+    from lockstep.cli import local
 
     return local.apply_file(args.filename, args.database_url, args.state_dir, args.output)
 

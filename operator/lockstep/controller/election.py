@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from lockstep import kube, leader
+from lockstep import kube
+from lockstep.controller import leader
 
 log = logging.getLogger("lockstep.election")
 

@@ -12,8 +12,8 @@ from typing import Any, cast
 import kopf
 
 from lockstep import constants, gate, kube, planning
-from lockstep.cache import Cache, key_of
-from lockstep.reconcile import Reconciler
+from lockstep.controller.cache import Cache, key_of
+from lockstep.controller.reconcile import Reconciler
 
 cache = Cache()
 

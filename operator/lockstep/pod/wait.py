@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from lockstep import gate, kube, operator_main
+from lockstep import gate, kube
+from lockstep.controller import main
 
 
 def wait_for_migration(
@@ -18,7 +19,7 @@ def wait_for_migration(
 ) -> int:
     """0 once the database is migrated for `image` (or the migration is Ready); 1 on timeout."""
     kube.load_config(kubeconfig)
-    namespace = namespace or operator_main.default_namespace()
+    namespace = namespace or main.default_namespace()
     pod = {"spec": {"containers": [{"name": "app", "image": image}]}}
     deadline = time.monotonic() + timeout if timeout > 0 else None
     last = ""

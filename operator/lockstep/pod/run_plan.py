@@ -36,13 +36,21 @@ from typing import Any, Final, Literal
 
 from alembic import command as alembic_command
 
-from lockstep import classify, database, runner
+from lockstep import classify, database
 from lockstep.classify import Finding, Report, SqlFile
 from lockstep.database import DatabaseIdentity
-from lockstep.runner import AlembicSource, CheckContext, Direction, PendingWork, RunRequest, Source
+from lockstep.pod import runner
+from lockstep.pod.runner import (
+    AlembicSource,
+    CheckContext,
+    Direction,
+    PendingWork,
+    RunRequest,
+    Source,
+)
 from lockstep.tools import sql as sql_tool
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lockstep.migration_plan")
 
 Classification = Literal["Additive", "Destructive", "Unknown"]
 
@@ -394,7 +402,7 @@ def _split_by_revision(text: str, names: Mapping[str, str]) -> tuple[SqlFile, ..
 
 
 def plan_check(salt: str, expected: str | None) -> runner.Check:
-    """A check for :func:`lockstep.runner.run`: render the plan under the lock, log it,
+    """A check for :func:`lockstep.pod.runner.run`: render the plan under the lock, log it,
     refuse with :class:`PlanChanged` when it is not the ``expected`` one, and put
     its compact form in the result (key ``plan``).
 

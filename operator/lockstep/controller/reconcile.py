@@ -17,18 +17,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from lockstep import (
-    constants,
-    database,
-    gate,
-    jobs,
-    kube,
-    metrics,
-    observe,
-    planning,
-    revisions,
-)
-from lockstep.cache import Cache, Key, key_of
+from lockstep import constants, database, gate, jobs, kube, planning, revisions
+from lockstep.controller import metrics, observe
+from lockstep.controller.cache import Cache, Key, key_of
 from lockstep.model import Spec, SpecError, content_digest, parse_spec, spec_hash
 
 log = logging.getLogger("lockstep.reconcile")

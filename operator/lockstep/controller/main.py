@@ -16,7 +16,8 @@ from pathlib import Path
 import kopf
 from aiohttp import web
 
-from lockstep import election, kube, leader, metrics, serving, webhook
+from lockstep import kube
+from lockstep.controller import election, endpoints, leader, metrics, webhook
 
 log = logging.getLogger("lockstep.operator")
 
@@ -58,12 +59,12 @@ def run(options: OperatorOptions) -> int:
 
 
 async def _main(options: OperatorOptions) -> int:
-    from lockstep import handlers  # registers the handlers with Kopf
+    from lockstep.controller import handlers
 
     if options.runner_image:
         handlers.reconciler.runner_image = options.runner_image
-    readiness = serving.Readiness()
-    http = await serving.start(options.http_host, options.http_port, readiness)
+    readiness = endpoints.Readiness()
+    http = await endpoints.start(options.http_host, options.http_port, readiness)
     gate_server = await _start_webhook(options.webhook, readiness)
     stop = asyncio.Event()
     try:
@@ -79,7 +80,7 @@ async def _main(options: OperatorOptions) -> int:
 
 
 async def _start_webhook(
-    options: webhook.WebhookOptions | None, readiness: serving.Readiness
+    options: webhook.WebhookOptions | None, readiness: endpoints.Readiness
 ) -> web.AppRunner | None:
     """Every replica serves the gate, so pods are admitted even while leadership moves."""
     if options is None:

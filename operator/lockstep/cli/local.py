@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from lockstep import constants, database, runner
+from lockstep import constants, database
 from lockstep.model import SpecError, parse_spec
+from lockstep.pod import runner
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lockstep import constants, observe
+from lockstep import constants
+from lockstep.controller import observe
 
 Key = tuple[str, str]  # (namespace, name)
 

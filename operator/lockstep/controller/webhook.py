@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from lockstep import certs, gate, kube, metrics
+from lockstep import gate, kube
+from lockstep.controller import certs, metrics
 
 log = logging.getLogger("lockstep.webhook")
 

@@ -18,7 +18,8 @@ from types import FrameType
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import constants, database, lock
+from lockstep import constants, database
+from lockstep.pod import lock
 
 log = logging.getLogger("lockstep.lock")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from lockstep import metrics
+from lockstep.controller import metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

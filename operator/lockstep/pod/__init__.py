@@ -1,0 +1,1 @@
+"""What runs inside a migration pod: the runner, the lock holder, plans and rehearsals."""
