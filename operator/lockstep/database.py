@@ -5,10 +5,9 @@ exception message as is: everything here that reports a URL reports
 :func:`redact_url` of it, and :class:`DatabaseIdentity` holds no credentials
 at all.
 
-This module is also the bottom of the error hierarchy: :class:`LockstepError`
-is the base of every error a person reads (the runner re-exports it as
-``lockstep.pod.runner.RunnerError``).  It lives here, not in the runner, because
-the lock and the SQL file loader raise such errors too and sit below the runner.
+Its errors (:class:`lockstep.errors.InvalidDatabaseUrl`,
+:class:`lockstep.errors.DatabaseUnavailable`) live in :mod:`lockstep.errors`,
+free of any driver, so pure modules can name them.
 """
 
 from __future__ import annotations
@@ -17,11 +16,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc, pool
 from sqlalchemy.engine import URL, Engine, make_url
+
+from lockstep import errors
 
 EngineName = Literal["postgresql", "mysql", "mariadb", "sqlite"]
 ENGINES: Final[tuple[str, ...]] = get_args(EngineName)
@@ -48,28 +49,6 @@ _SCHEMES: Final[dict[str, EngineName]] = {
     "sqlite": "sqlite",
 }
 _MYSQL_LOCK_NAME_MAX: Final = 64
-
-
-class LockstepError(Exception):
-    """An error a person reads: the message says what, where and what to do.
-
-    ``reason`` is a CamelCase word the operator copies into condition reasons.
-    """
-
-    reason: ClassVar[str] = "Error"
-
-    @property
-    def message(self) -> str:
-        return str(self)
-
-
-# The class names double as condition reasons, hence no "Error" suffix (N818).
-class InvalidDatabaseUrl(LockstepError):  # noqa: N818
-    reason = "InvalidDatabaseUrl"
-
-
-class DatabaseUnavailable(LockstepError):  # noqa: N818
-    reason = "DatabaseUnavailable"
 
 
 @dataclass(frozen=True)
@@ -144,7 +123,7 @@ def _parse(url: str) -> URL:
         # string that is no URL at all may be a bare password: show neither.
         scheme = url.split("://", 1)[0] if "://" in url else None
         shown = f"(scheme {scheme!r}, rest not shown)" if scheme else "(not shown)"
-        raise InvalidDatabaseUrl(
+        raise errors.InvalidDatabaseUrl(
             f"cannot parse the database URL {shown}; expected one of: {ACCEPTED_URL_FORMS}"
         ) from None
 
@@ -153,7 +132,7 @@ def _engine_of(parsed: URL, url: str) -> EngineName:
     scheme = parsed.drivername.split("+", 1)[0].lower()
     engine = _SCHEMES.get(scheme)
     if engine is None:
-        raise InvalidDatabaseUrl(
+        raise errors.InvalidDatabaseUrl(
             f"unsupported database URL scheme {scheme!r} in {redact_url(url)!r}; "
             f"expected one of: {ACCEPTED_URL_FORMS}"
         )
@@ -170,7 +149,7 @@ def identity_from_url(url: str) -> DatabaseIdentity:
             path = str(Path(path).absolute())
         return DatabaseIdentity(engine="sqlite", host="", port=None, database=path)
     if not parsed.database:
-        raise InvalidDatabaseUrl(
+        raise errors.InvalidDatabaseUrl(
             f"database URL {redact_url(url)!r} names no database; add it as the path, "
             f"e.g. {engine}://user:password@host/mydb"
         )
@@ -282,7 +261,7 @@ def connect(engine: Engine, url: str) -> sa.Connection:
         return engine.connect()
     except exc.DBAPIError as error:
         detail = scrub(str(error.orig).strip().splitlines()[0] if error.orig else "", url)
-        raise DatabaseUnavailable(
+        raise errors.DatabaseUnavailable(
             f"cannot connect to {redact_url(url)}: {detail}; check that the server is up, "
             f"reachable from this pod, and that the URL's user and password are right"
         ) from None

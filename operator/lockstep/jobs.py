@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lockstep import constants, tools
-from lockstep.database import LockstepError
+from lockstep.errors import LockstepError
 from lockstep.model import Spec
 
 HASH_LENGTH = 8

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from lockstep.database import LockstepError
+from lockstep.errors import LockstepError
 
 Version = tuple[int, ...]
 Dialect = Literal["postgresql", "mysql", "sqlite", "generic"]

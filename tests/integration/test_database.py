@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from lockstep import database, tools
+from lockstep import database, errors, tools
 from lockstep.tools import sql as sql_tool
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ class TestEngines:
         secret = "wr0ng-Passw0rd"
         url = make_url(pg_url).set(password=secret).render_as_string(hide_password=False)
         engine = database.make_engine(url)
-        with pytest.raises(database.DatabaseUnavailable) as caught:
+        with pytest.raises(errors.DatabaseUnavailable) as caught:
             database.connect(engine, url)
         message = str(caught.value)
         assert "password authentication failed" in message
@@ -58,7 +58,7 @@ class TestEngines:
     def test_no_server_listening(self) -> None:
         url = "mysql://u:secret-pw@127.0.0.1:1/shop"
         with pytest.raises(
-            database.DatabaseUnavailable, match="cannot connect to mysql://u:\\*\\*\\*@"
+            errors.DatabaseUnavailable, match="cannot connect to mysql://u:\\*\\*\\*@"
         ):
             database.connect(database.make_engine(url), url)
 

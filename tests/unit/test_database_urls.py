@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lockstep import database
-from lockstep.database import DatabaseIdentity, InvalidDatabaseUrl
+from lockstep.database import DatabaseIdentity
+from lockstep.errors import InvalidDatabaseUrl
 
 SECRET = "s3cr3t-Pa55"
 

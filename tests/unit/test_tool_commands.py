@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from lockstep import tools
-from lockstep.database import InvalidDatabaseUrl
+from lockstep.errors import InvalidDatabaseUrl
 from lockstep.pod import url_formats
 from lockstep.tools import base, django, flyway, knex, prisma, sequelize
 

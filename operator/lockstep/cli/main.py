@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lockstep import __version__, constants
+from lockstep import __version__, constants, errors
 from lockstep.cli import pod_commands
 
 
@@ -209,7 +209,6 @@ def _add_dburl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _dburl(args: argparse.Namespace) -> int:
-    from lockstep import database
     from lockstep.pod import url_formats
 
     url = os.environ.get(constants.DATABASE_URL_ENV)
@@ -218,7 +217,7 @@ def _dburl(args: argparse.Namespace) -> int:
         return 2
     try:
         env = url_formats.env_for(args.format, url)
-    except (ValueError, database.InvalidDatabaseUrl) as error:
+    except (ValueError, errors.InvalidDatabaseUrl) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     partial = args.out.with_name(f".{args.out.name}.partial")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from lockstep import constants, database, gate, jobs, kube, planning, revisions
+from lockstep import constants, database, errors, gate, jobs, kube, planning, revisions
 from lockstep.controller import metrics, observe
 from lockstep.controller.cache import Cache, Key, key_of
 from lockstep.model import Spec, SpecError, content_digest, parse_spec, spec_hash
@@ -37,7 +37,7 @@ CONFIG_ERROR_REASONS = frozenset(
         constants.Reason.INVALID_SPEC,
         constants.Reason.SECRET_NOT_FOUND,
         constants.Reason.CONFIG_MAP_NOT_FOUND,
-        database.InvalidDatabaseUrl.reason,
+        errors.InvalidDatabaseUrl.reason,
     }
 )
 
@@ -212,7 +212,7 @@ class Reconciler:
         db_key = _database_key(url)
         if db_key is None:
             error = planning.ConfigError(
-                database.InvalidDatabaseUrl.reason,
+                errors.InvalidDatabaseUrl.reason,
                 f"the URL in Secret {spec.url_secret.name} (key {spec.url_secret.key}) is not a "
                 "database URL Lockstep understands (postgresql://, mysql://, mariadb://, sqlite:///)",
             )
@@ -612,7 +612,7 @@ def _owned_by(job: Mapping[str, Any], name: str, namespace: str) -> bool:
 def _database_key(url: str) -> str | None:
     try:
         return database.database_key(database.identity_from_url(url))
-    except database.InvalidDatabaseUrl:
+    except errors.InvalidDatabaseUrl:
         return None
 
 

@@ -33,7 +33,7 @@ from typing import Final, Literal, TextIO
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import database
+from lockstep import database, errors
 from lockstep.database import DatabaseIdentity
 
 log = logging.getLogger("lockstep.lock")
@@ -44,7 +44,7 @@ _FILE_POLL_SECONDS: Final = 0.1
 _MYSQL_MAX_WAIT_TIMEOUT: Final = 31_536_000  # one year, the largest value MySQL accepts
 
 
-class LockTimeout(database.LockstepError):
+class LockTimeout(errors.LockstepError):
     reason = "LockTimeout"
 
     def __init__(self, message: str, *, identity: DatabaseIdentity, waited_seconds: float) -> None:
@@ -250,7 +250,7 @@ def _mysql_acquire(
         if result == 1:
             return
         if result is None:
-            raise database.DatabaseUnavailable(
+            raise errors.DatabaseUnavailable(
                 f"GET_LOCK({name!r}) failed on {identity} (killed or out of memory); try again"
             )
     raise _timeout(identity, started, how, _mysql_holder(connection, name))

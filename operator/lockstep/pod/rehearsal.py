@@ -41,7 +41,7 @@ from typing import Any, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import database
+from lockstep import database, errors
 from lockstep.database import DatabaseIdentity, Family
 from lockstep.pod import lock, runner
 from lockstep.pod.runner import CheckContext, PendingWork, RunRequest
@@ -183,7 +183,7 @@ def refuse_same_database(real_url: str, shadow_url: str) -> None:
     real = database.identity_from_url(real_url)
     try:
         shadow = database.identity_from_url(shadow_url)
-    except database.InvalidDatabaseUrl as error:
+    except errors.InvalidDatabaseUrl as error:
         raise runner.InvalidRequest(f"the shadow database URL is not usable: {error}") from None
     if shadow.family != real.family:
         raise runner.InvalidRequest(

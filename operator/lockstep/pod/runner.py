@@ -51,7 +51,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import exc
 
-from lockstep import database, sqlfiles
+from lockstep import database, errors, sqlfiles
 from lockstep.database import DatabaseIdentity
 from lockstep.pod import lock
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
@@ -73,11 +73,11 @@ _DB_ERROR_CHARS: Final = 300
 
 # The base class lives in `database` because the lock and the file loader, which
 # sit below the runner, raise these errors too; this is its public name.
-RunnerError = database.LockstepError
+RunnerError = errors.LockstepError
 LockTimeout = lock.LockTimeout
 InvalidSource = sqlfiles.InvalidSource
-DatabaseUnavailable = database.DatabaseUnavailable
-InvalidDatabaseUrl = database.InvalidDatabaseUrl
+DatabaseUnavailable = errors.DatabaseUnavailable
+InvalidDatabaseUrl = errors.InvalidDatabaseUrl
 
 # The class names double as condition reasons, hence no "Error" suffix.
 

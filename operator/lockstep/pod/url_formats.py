@@ -25,7 +25,8 @@ from sqlalchemy import exc
 from sqlalchemy.engine import make_url
 
 from lockstep import database
-from lockstep.database import EngineName, InvalidDatabaseUrl
+from lockstep.database import EngineName
+from lockstep.errors import InvalidDatabaseUrl
 
 # Parameters SQLAlchemy or Python drivers understand that JDBC drivers do not.
 _DROPPED_PARAMETERS: Final = frozenset({"charset", "driver", "password", "user"})

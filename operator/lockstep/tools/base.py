@@ -15,7 +15,7 @@ from typing import ClassVar, Final
 
 import sqlalchemy as sa
 
-from lockstep.database import LockstepError
+from lockstep.errors import LockstepError
 
 # Where the Job mounts a built-in source (the ConfigMap) for Lockstep's own runner.
 BUILTIN_SOURCE_DIR: Final = "/migrations"
