@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install Lockstep with its dev tools
 
 .PHONY: system-deps
-system-deps: ## Install the Debian packages tests need (PostgreSQL, MariaDB, openssl)
+system-deps: ## Install the Debian packages tests need (PostgreSQL, MariaDB, openssl, JDK, Maven, Node.js)
 	bash scripts/install-system-deps.sh
 
 .PHONY: lint
@@ -58,7 +58,8 @@ test: lint typecheck system-deps k8s-bin ## Everything: lint, types, unit, integ
 	$(BIN)/pytest tests -q
 
 .PHONY: demo
-demo: install system-deps ## The quickstart on a real control plane + operator + PostgreSQL, left running
+demo: install ## The quickstart on a real control plane + operator + PostgreSQL, left running
+	bash scripts/install-system-deps.sh --demo
 	$(PY) -m testbed.demo up
 
 .PHONY: demo-down

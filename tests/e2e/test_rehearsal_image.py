@@ -15,7 +15,8 @@ from dbtest import scalar
 from e2e_operator import OperatorProcess
 from kubetest import REPO
 
-pytestmark = pytest.mark.e2e
+# Knex runs from the test bed's toolchain cache: every test here needs it installed first.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("toolchains")]
 
 EXAMPLE = REPO / "examples" / "knex-postgresql" / "migration.yaml"
 HEAD = "20240102120000_create_orders.js"

@@ -115,6 +115,27 @@ module_is_current() {  # <module> <bin dir> <stamp>
     done
 }
 
+go_build() {  # <module> <name> <package> <bin dir> <go binary> <ldflags> <start>
+    # Go's own output (hundreds of "go: downloading" lines, then silence while it compiles) goes
+    # to a log; one progress line every 30 s says the build is alive; a failure shows the log tail.
+    local module="$1" name="$2" pkg="$3" bin="$4" go="$5" ldflags="$6" start="$7" pid next=30
+    local build_log="$bin/.build-$name.log"
+    (cd "$(module_dir "$module")" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+        exec "$go" build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg") >"$build_log" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        if (( SECONDS - start >= next )); then
+            log "$module: still building $name ($((SECONDS - start)) s, $(grep -c '^go: downloading' "$build_log") modules downloaded)"
+            next=$((next + 30))
+        fi
+    done
+    if ! wait "$pid"; then
+        tail -n 40 "$build_log" >&2
+        die "$module: go build of $name failed (whole log: $build_log)"
+    fi
+}
+
 build_module() {  # <module> <bin dir> <go binary>
     local module="$1" bin="$2" go="$3" stamp target name pkg start ldflags
     stamp="$(module_stamp "$module" "$go")"
@@ -127,8 +148,7 @@ build_module() {  # <module> <bin dir> <go binary>
         name="${target%%=*}"; pkg="${target#*=}"
         log "$module: building $name ..."
         start=$SECONDS
-        (cd "$(module_dir "$module")" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
-            "$go" build -trimpath -ldflags "$ldflags" -o "$bin/.$name.tmp" "$pkg")
+        go_build "$module" "$name" "$pkg" "$bin" "$go" "$ldflags" "$start"
         mv -f "$bin/.$name.tmp" "$bin/$name"
         log "$module: built $name in $((SECONDS - start)) s"
     done
