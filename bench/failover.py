@@ -39,18 +39,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-REPO = Path(__file__).resolve().parents[1]
-for _path in (REPO / "tools", REPO / "tests" / "support"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+import psycopg
+from benchlib.common import REPO
+from benchlib.kube import ensure_namespace
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from sqlalchemy.engine import make_url
 
-import psycopg  # noqa: E402
-from kubernetes import client, config  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-import kubetest  # noqa: E402
-from e2e_operator import OperatorProcess  # noqa: E402
+from testbed import cluster, databases, kubetest
+from testbed.operatorprocess import OperatorProcess
+from testbed.podagent import background
 
 T = TypeVar("T")
 
@@ -151,18 +149,6 @@ def with_search_path(url: str, schema: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
-def sql_migration(name: str, config_map: str, url_from: str = "db", **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {
-            "tool": "sql",
-            "source": {"configMapRef": {"name": config_map}},
-            "database": {"engine": "postgresql", "urlSecretRef": {"name": url_from, "key": "url"}},
-            **spec,
-        },
-    }
-
-
 # --------------------------------------------------------------------------- test bed
 
 
@@ -177,10 +163,8 @@ class Bed:
 @contextmanager
 def test_bed() -> Iterator[Bed]:
     """The e2e control plane and pod agent, a namespace and a fresh database; removed after."""
-    from testbed import cluster, databases, podagent
-
     running = cluster.up()
-    agent = podagent.start_background(running.kubeconfig, running.state_dir / "podagent")
+    agent = background.start_background(running.kubeconfig, running.state_dir / "podagent")
     api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(running.kubeconfig)
     )
@@ -191,12 +175,7 @@ def test_bed() -> Iterator[Bed]:
     try:
         kubetest.apply_crds(api)
         for name in (LEASE_NAMESPACE, namespace):
-            body: Any = {"metadata": {"name": name}}
-            try:
-                core.create_namespace(body)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
+            ensure_namespace(api, name)
         holder = lease_is_live(api, E2E_LEASE)
         if holder:
             raise SystemExit(
@@ -262,7 +241,7 @@ class Pair:
 def run(bed: Bed, pair: Pair, kills: int, log: Callable[[str], None]) -> list[Kill]:
     api, namespace = bed.api, bed.namespace
     kubetest.create_config_map(api, namespace, "none", {"V1__none.sql": "SELECT 1;"})
-    probe = sql_migration("probe", "none", suspend=True)
+    probe = kubetest.sql_migration("probe", "none", suspend=True)
     kubetest.create_migration(api, namespace, probe)
     pair.start()
     pair.leader()
@@ -281,7 +260,7 @@ def run(bed: Bed, pair: Pair, kills: int, log: Callable[[str], None]) -> list[Ki
             kubetest.create_secret(api, namespace, migration, {"url": url})
             files = {"V1__slow.sql": f"SELECT pg_sleep({sleep});\nCREATE TABLE t (i int);"}
             kubetest.create_config_map(api, namespace, migration, files)
-            spec = sql_migration(migration, migration, url_from=migration)
+            spec = kubetest.sql_migration(migration, migration, url_from=migration)
             kubetest.create_migration(api, namespace, spec)
             kubetest.wait_for_condition(
                 api, namespace, migration, "Reconciling", reason="JobRunning"

@@ -24,14 +24,14 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import HttpError, list_and_watch, raw_request
-from kubernetes import client, config
+from benchlib.watching import Handler, run_watches
+
+from testbed.kubeapi import API_ERRORS, KubeAPI, now_rfc3339
 
 GROUP, VERSION, PLURAL = "lockstep.dev", "v1alpha1", "databasemigrations"
 DRIVER_SELECTOR = "bench.lockstep.dev/driver=floor"
@@ -41,12 +41,8 @@ MIGRATION_LABEL = "lockstep.dev/migration"
 GENERATION_ANNOTATION = "bench.lockstep.dev/generation"  # in the template: "__GENERATION__"
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class Floor:
-    def __init__(self, api: client.ApiClient, template: str, workers: int) -> None:
+    def __init__(self, api: KubeAPI, template: str, workers: int) -> None:
         self.api = api
         self.template = template
         self.pool = ThreadPoolExecutor(max_workers=workers)
@@ -57,10 +53,12 @@ class Floor:
 
     # ------------------------------------------------------------------ requests
 
-    def call(self, method: str, path: str, body: Any, content_type: str | None = None) -> None:
+    def call(
+        self, method: str, path: str, body: Any, content_type: str = "application/json"
+    ) -> None:
         try:
-            raw_request(self.api, method, path, body=body, content_type=content_type)
-        except (HttpError, OSError) as error:
+            self.api.request(method, path, body=body, content_type=content_type)
+        except API_ERRORS as error:
             print(f"floor: {error}", file=sys.stderr, flush=True)
 
     def started(self, migration: Mapping[str, Any]) -> None:
@@ -77,7 +75,7 @@ class Floor:
         )
         job = json.loads(text)
         self.call("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", job)
-        at = now()
+        at = now_rfc3339()
         message = f"Job {job['metadata']['name']} is running"
         status = {
             "observedGeneration": metadata.get("generation", 1),
@@ -100,7 +98,7 @@ class Floor:
                 patch = [{"op": "replace", "path": "/spec/schedulingGates", "value": gates}]
                 path = f"/api/v1/namespaces/{namespace}/pods/{key[1]}"
                 self.call("PATCH", path, patch, "application/json-patch+json")
-        at = now()
+        at = now_rfc3339()
         status = {
             "observedGeneration": int(metadata["annotations"][GENERATION_ANNOTATION]),
             "conditions": [
@@ -140,15 +138,6 @@ class Floor:
         else:
             self.gated.pop(key, None)
 
-    def watch(
-        self,
-        path: str,
-        selector: str,
-        handler: Callable[[str, dict[str, Any]], None],
-        listed: threading.Event,
-    ) -> None:
-        list_and_watch(self.api, path, selector, handler, listed, self.stop, "floor")
-
 
 def condition(kind: str, status: str, reason: str, message: str, at: str) -> dict[str, str]:
     return {
@@ -167,29 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--ready-file", type=Path, help="written once the watches are open")
     args = parser.parse_args(argv)
-    configuration = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=args.kubeconfig, client_configuration=configuration
-    )
-    configuration.connection_pool_maxsize = args.workers + 4
-    floor = Floor(client.ApiClient(configuration), args.template.read_text(), args.workers)
+    api = KubeAPI(args.kubeconfig, pool=args.workers + 4)
+    floor = Floor(api, args.template.read_text(), args.workers)
     signal.signal(signal.SIGTERM, lambda *_: floor.stop.set())
-    streams: list[tuple[str, str, Callable[[str, dict[str, Any]], None]]] = [
+    streams: list[tuple[str, str, Handler]] = [
         ("/api/v1/pods", WAIT_FOR_LABEL, floor.on_pod),
         (f"/apis/{GROUP}/{VERSION}/{PLURAL}", DRIVER_SELECTOR, floor.on_migration),
         ("/apis/batch/v1/jobs", DRIVER_SELECTOR, floor.on_job),
     ]
-    listed = []
-    for path, selector, handler in streams:
-        event = threading.Event()
-        listed.append(event)
-        arguments = (path, selector, handler, event)
-        threading.Thread(target=floor.watch, args=arguments, daemon=True).start()
-    for event in listed:
-        event.wait(30)
-    if args.ready_file:
-        args.ready_file.write_text("ready\n")
-    floor.stop.wait()
+    run_watches(api, streams, floor.stop, "floor", args.ready_file)
     floor.pool.shutdown(wait=False, cancel_futures=True)
     return 0
 

@@ -22,31 +22,15 @@ from typing import Any
 
 import psycopg
 import yaml
-from benchlib import (
-    REPO,
-    SYSTEM_NAMESPACE,
-    WAIT_FOR_LABEL,
-    ApiMeter,
-    Bed,
-    Helper,
-    Key,
-    Observer,
-    create_config_map,
-    create_migration,
-    create_secret,
-    delete_namespaces,
-    ensure_namespace,
-    floor_job_template,
-    log,
-    migration_body,
-    raw_request,
-    sample_process,
-    summary,
-    work_requests,
-)
+from benchlib.apimeter import ApiMeter, work_requests
+from benchlib.bed import Bed, Helper, floor_job_template
+from benchlib.common import REPO, SYSTEM_NAMESPACE, WAIT_FOR_LABEL, log, sample_process, summary
+from benchlib.kube import create_migration, delete_namespaces, ensure_namespace, migration_body
+from benchlib.observer import Key, Observer
 from sqlalchemy.engine import make_url
 
-from e2e_operator import OperatorProcess
+from testbed import kubetest
+from testbed.operatorprocess import OperatorProcess
 
 QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
 SIDES = ("operator", "floor")
@@ -68,7 +52,7 @@ def wait_for_service_account(bed: Bed, namespace: str, timeout: float = 30.0) ->
     path = f"/api/v1/namespaces/{namespace}/serviceaccounts/default"
     while True:
         try:
-            raw_request(bed.api, "GET", path)
+            bed.kube.get(path)
             return
         except Exception:
             if time.monotonic() > deadline:
@@ -107,16 +91,16 @@ class Sides:
                     url = make_url(admin).set(database=database)
                     urls[name] = url.render_as_string(hide_password=False)
                 wait_for_service_account(bed, namespace)
-                create_secret(bed.api, namespace, "db", urls)
-                create_config_map(bed.api, namespace, "shop-migrations", files)
+                kubetest.create_secret(bed.api, namespace, "db", urls)
+                kubetest.create_config_map(bed.api, namespace, "shop-migrations", files)
 
     def create(self, side: str, name: str) -> None:
         body = migration_body(name, "shop-migrations", "db", name, "postgresql", side)
-        create_migration(self.bed.api, self.namespaces[side], body)
+        create_migration(self.bed.kube, self.namespaces[side], body)
 
     def create_pod(self, side: str, name: str, migration: str) -> None:
         path = f"/api/v1/namespaces/{self.namespaces[side]}/pods"
-        raw_request(self.bed.api, "POST", path, body=app_pod(name, migration))
+        self.bed.kube.post(path, app_pod(name, migration))
 
     def key(self, side: str, name: str) -> Key:
         return (self.namespaces[side], name)
@@ -180,11 +164,9 @@ def gate_latencies(observer: Observer, sides: Sides, side: str, names: list[str]
 
 def termination_message(bed: Bed, namespace: str) -> str:
     """The migrate container's termination message of a finished Job pod (the runner's report)."""
-    pods = raw_request(
-        bed.api,
-        "GET",
+    pods = bed.kube.get(
         f"/api/v1/namespaces/{namespace}/pods",
-        {"labelSelector": "app.kubernetes.io/managed-by=lockstep"},
+        labelSelector="app.kubernetes.io/managed-by=lockstep",
     )
     for pod in pods.get("items") or []:
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -224,7 +206,7 @@ def run(
         log_dir,
         "floor-latency",
     )
-    observer = Observer(bed.api)
+    observer = Observer(bed.kube)
     stop_profiler: Callable[[], None] | None = None
     try:
         operator.start()

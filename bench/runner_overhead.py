@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchlib import REPO, log
+from benchlib.common import REPO, log
 from sqlalchemy.engine import make_url
 
 VENV_BIN = Path(sys.executable).parent

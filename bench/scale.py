@@ -19,29 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    SYSTEM_NAMESPACE,
-    ApiMeter,
-    Bed,
-    Helper,
-    Observer,
-    create_config_map,
-    create_migration,
-    create_secret,
-    delete_namespaces,
-    ensure_namespace,
-    floor_job_template,
-    log,
-    mib,
-    migration_body,
-    run_in_threads,
-    sample_process,
-    summary,
-    work_requests,
-)
+from benchlib.apimeter import ApiMeter, work_requests
+from benchlib.bed import Bed, Helper, floor_job_template
+from benchlib.common import SYSTEM_NAMESPACE, log, mib, run_in_threads, sample_process, summary
+from benchlib.kube import create_migration, delete_namespaces, ensure_namespace, migration_body
+from benchlib.observer import Observer
 from latency import quickstart_files, wait_for_service_account
 
-from e2e_operator import OperatorProcess
+from testbed import kubetest
+from testbed.operatorprocess import OperatorProcess
 
 SIDES = ("operator", "floor")
 SHORT_IDLE_SECONDS = 10.0
@@ -98,8 +84,8 @@ def prepare(bed: Bed, namespaces: list[str], names: dict[str, list[str]]) -> Non
             ensure_namespace(bed.api, namespace, {"bench.lockstep.dev/stage": "scale"})
             wait_for_service_account(bed, namespace)
             urls = {n: f"sqlite:///{sqlite_dir}/{namespace}/{n}.sqlite" for n in names[namespace]}
-            create_secret(bed.api, namespace, "db", urls)
-            create_config_map(bed.api, namespace, "shop-migrations", files)
+            kubetest.create_secret(bed.api, namespace, "db", urls)
+            kubetest.create_config_map(bed.api, namespace, "shop-migrations", files)
 
         return work
 
@@ -132,7 +118,7 @@ def run_side(
     stop_profiler: Callable[[], None] | None = None
     try:
         driver.start()
-        create_migration(bed.api, warm_namespace, body(side, "warm"))
+        create_migration(bed.kube, warm_namespace, body(side, "warm"))
         observer.wait(
             "the warm-up migration", lambda m: (warm_namespace, "warm") in m.migration_ready, 120
         )
@@ -216,7 +202,7 @@ def body(side: str, name: str) -> dict[str, Any]:
 
 
 def _creator(bed: Bed, namespace: str, side: str, name: str) -> Callable[[], None]:
-    return lambda: create_migration(bed.api, namespace, body(side, name))
+    return lambda: create_migration(bed.kube, namespace, body(side, name))
 
 
 def linearity(sizes: list[dict[str, Any]], side: str, metric: str) -> dict[str, Any]:
@@ -266,7 +252,7 @@ def run(
         log_dir,
         "standin-kubelet",
     )
-    observer = Observer(bed.api)
+    observer = Observer(bed.kube)
     results: list[dict[str, Any]] = []
     stand_in.start()
     observer.start()

@@ -24,25 +24,29 @@ import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import HttpError, api_client, list_and_watch, raw_request
+from benchlib.watching import run_watches
+
+from testbed.kubeapi import (
+    API_ERRORS,
+    ApiError,
+    KubeAPI,
+    binding,
+    now_rfc3339,
+    pod_path,
+)
 
 NODE = "lockstep-bench-standin"
 SELECTOR = "app.kubernetes.io/managed-by=lockstep"
 TERMINAL = ("Succeeded", "Failed")
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def finished_status(pod: Mapping[str, Any], message: str, started: str) -> dict[str, Any]:
     """What a kubelet reports for a migration pod whose containers all exited 0."""
     spec = pod["spec"]
-    ended = now()
+    ended = now_rfc3339()
 
     def terminated(container: Mapping[str, Any], text: str | None) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -89,7 +93,7 @@ def finished_status(pod: Mapping[str, Any], message: str, started: str) -> dict[
 
 class StandIn:
     def __init__(self, kubeconfig: Path, message: str, workers: int, run_seconds: float) -> None:
-        self.api = api_client(kubeconfig, pool=workers + 4)
+        self.api = KubeAPI(kubeconfig, pool=workers + 4)
         self.message = message
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.run_seconds = run_seconds
@@ -103,8 +107,8 @@ class StandIn:
             "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
         }
         try:
-            raw_request(self.api, "POST", "/api/v1/nodes", body=body)
-        except HttpError as error:
+            self.api.post("/api/v1/nodes", body)
+        except ApiError as error:
             if error.status != 409:
                 raise
         status = {
@@ -115,8 +119,8 @@ class StandIn:
                         "status": "True",
                         "reason": "KubeletReady",
                         "message": "bench stand-in",
-                        "lastHeartbeatTime": now(),
-                        "lastTransitionTime": now(),
+                        "lastHeartbeatTime": now_rfc3339(),
+                        "lastTransitionTime": now_rfc3339(),
                     }
                 ],
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
@@ -124,38 +128,19 @@ class StandIn:
                 "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "10000"},
             }
         }
-        raw_request(
-            self.api,
-            "PATCH",
-            f"/api/v1/nodes/{NODE}/status",
-            body=status,
-            content_type="application/merge-patch+json",
-        )
+        self.api.patch(f"/api/v1/nodes/{NODE}/status", status, patch_type="merge")
 
     def finish(self, pod: Mapping[str, Any]) -> None:
         metadata = pod["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
-        base = f"/api/v1/namespaces/{namespace}/pods/{name}"
-        started = now()
+        started = now_rfc3339()
         try:
-            binding = {
-                "apiVersion": "v1",
-                "kind": "Binding",
-                "metadata": {"name": name, "namespace": namespace, "uid": metadata["uid"]},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
-            }
-            raw_request(self.api, "POST", f"{base}/binding", body=binding)
+            self.api.post(pod_path(namespace, name, "binding"), binding(pod, NODE))
             if self.run_seconds:
                 time.sleep(self.run_seconds)
             body = {"status": finished_status(pod, self.message, started)}
-            raw_request(
-                self.api,
-                "PATCH",
-                f"{base}/status",
-                body=body,
-                content_type="application/merge-patch+json",
-            )
-        except (HttpError, OSError) as error:
+            self.api.patch(pod_path(namespace, name, "status"), body, patch_type="merge")
+        except API_ERRORS as error:
             print(f"stand-in: {namespace}/{name}: {error}", file=sys.stderr, flush=True)
 
     def observe(self, kind: str, pod: Mapping[str, Any]) -> None:
@@ -172,11 +157,6 @@ class StandIn:
         self.seen.add(uid)
         self.pool.submit(self.finish, pod)
 
-    def run(self, listed: threading.Event) -> None:
-        list_and_watch(
-            self.api, "/api/v1/pods", SELECTOR, self.observe, listed, self.stop, "stand-in"
-        )
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -191,12 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, lambda *_: stand_in.stop.set())
     stand_in.register_node()
-    listed = threading.Event()
-    threading.Thread(target=stand_in.run, args=(listed,), daemon=True).start()
-    listed.wait(30)
-    if args.ready_file:
-        args.ready_file.write_text("ready\n")
-    stand_in.stop.wait()
+    streams = [("/api/v1/pods", SELECTOR, stand_in.observe)]
+    run_watches(stand_in.api, streams, stand_in.stop, "stand-in", args.ready_file)
     stand_in.pool.shutdown(wait=False, cancel_futures=True)
     return 0
 

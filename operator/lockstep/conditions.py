@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from lockstep import constants
+from lockstep import constants, timestamps
+from lockstep.status import Condition
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -28,18 +29,14 @@ class State:
     stalled: bool = False
 
 
-def isoformat(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def apply_state(
-    existing: Iterable[Mapping[str, Any]], state: State, generation: int, now: datetime
-) -> list[dict[str, Any]]:
+    existing: Iterable[Condition], state: State, generation: int, now: datetime
+) -> list[Condition]:
     """New conditions list for `state`, keeping transition times of unchanged statuses.
 
     Condition types other than Ready/Reconciling/Stalled (e.g. Drifted) are kept as they are.
     """
-    conditions = [dict(c) for c in existing]
+    conditions = [c.copy() for c in existing]
     ready_status: ConditionStatus = "True" if state.ready else "False"
     conditions = set_condition(
         conditions, constants.READY, ready_status, state.reason, state.message, generation, now
@@ -58,19 +55,19 @@ def apply_state(
 
 
 def set_condition(
-    conditions: Iterable[Mapping[str, Any]],
+    conditions: Iterable[Condition],
     kind: str,
     status: ConditionStatus,
     reason: str,
     message: str,
     generation: int,
     now: datetime,
-) -> list[dict[str, Any]]:
-    updated: list[dict[str, Any]] = []
+) -> list[Condition]:
+    updated: list[Condition] = []
     found = False
     for condition in conditions:
         if condition.get("type") != kind:
-            updated.append(dict(condition))
+            updated.append(condition.copy())
             continue
         found = True
         changed = condition.get("status") != status
@@ -82,9 +79,9 @@ def set_condition(
                 "message": message,
                 "observedGeneration": generation,
                 "lastTransitionTime": (
-                    isoformat(now)
+                    timestamps.isoformat(now)
                     if changed
-                    else condition.get("lastTransitionTime", isoformat(now))
+                    else condition.get("lastTransitionTime", timestamps.isoformat(now))
                 ),
             }
         )
@@ -96,21 +93,26 @@ def set_condition(
                 "reason": reason,
                 "message": message,
                 "observedGeneration": generation,
-                "lastTransitionTime": isoformat(now),
+                "lastTransitionTime": timestamps.isoformat(now),
             }
         )
     return sorted(updated, key=_order)
 
 
-def remove_condition(conditions: Iterable[Mapping[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [dict(c) for c in conditions if c.get("type") != kind]
+def remove_condition(conditions: Iterable[Condition], kind: str) -> list[Condition]:
+    return [c.copy() for c in conditions if c.get("type") != kind]
 
 
-def find(conditions: Iterable[Mapping[str, Any]], kind: str) -> Mapping[str, Any] | None:
+def find(conditions: Iterable[Condition], kind: str) -> Condition | None:
     return next((c for c in conditions if c.get("type") == kind), None)
 
 
-def is_true(conditions: Iterable[Mapping[str, Any]], kind: str) -> bool:
+def ready(status: Mapping[str, Any]) -> Condition | None:
+    """The Ready condition of a DatabaseMigration status, if it has one yet."""
+    return find(status.get("conditions") or [], constants.READY)
+
+
+def is_true(conditions: Iterable[Condition], kind: str) -> bool:
     condition = find(conditions, kind)
     return condition is not None and condition.get("status") == "True"
 
@@ -118,6 +120,6 @@ def is_true(conditions: Iterable[Mapping[str, Any]], kind: str) -> bool:
 _ORDER = {constants.READY: 0, constants.RECONCILING: 1, constants.STALLED: 2}
 
 
-def _order(condition: Mapping[str, Any]) -> tuple[int, str]:
+def _order(condition: Condition) -> tuple[int, str]:
     kind = str(condition.get("type", ""))
     return (_ORDER.get(kind, 9), kind)

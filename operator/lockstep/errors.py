@@ -7,6 +7,7 @@ no "Error" suffix (N818). Pure modules raise and name these without reaching a d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 
@@ -29,3 +30,88 @@ class InvalidDatabaseUrl(LockstepError):  # noqa: N818
 
 class DatabaseUnavailable(LockstepError):  # noqa: N818
     reason = "DatabaseUnavailable"
+
+
+# --------------------------------------------------------------------------- tool adapters
+
+
+class UnknownTool(LockstepError):  # noqa: N818
+    """``spec.tool`` names no adapter; the message lists the known tools."""
+
+    reason = "UnknownTool"
+
+
+class DowngradeUnsupported(LockstepError):  # noqa: N818
+    """The tool cannot go down; the message says what to do instead."""
+
+    reason = "DowngradeUnsupported"
+
+
+class TargetUnsupported(LockstepError):  # noqa: N818
+    """The tool cannot migrate to that target (e.g. Prisma deploys only everything)."""
+
+    reason = "TargetUnsupported"
+
+
+# The errors of a migration run (the built-in runner and the commands of migration pods).
+# The class names double as condition reasons, hence no "Error" suffix.
+
+
+class InvalidSource(LockstepError):  # noqa: N818
+    """The migration source cannot be used as it is (names, duplicates, missing files)."""
+
+    reason = "InvalidSource"
+
+
+class InvalidRequest(LockstepError):  # noqa: N818
+    """The run's parameters are wrong (unknown tool, malformed timeout)."""
+
+    reason = "InvalidSpec"
+
+
+class InvalidTarget(LockstepError):  # noqa: N818
+    reason = "InvalidTarget"
+
+
+class ChecksumMismatch(LockstepError):  # noqa: N818
+    reason = "ChecksumMismatch"
+
+
+class DowngradeForbidden(LockstepError):  # noqa: N818
+    reason = "DowngradeForbidden"
+
+
+class MigrationFailed(LockstepError):  # noqa: N818
+    """A migration failed and nothing of it stayed applied (rolled back, or never started)."""
+
+    reason = "MigrationFailed"
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
+
+
+class PartiallyApplied(LockstepError):  # noqa: N818
+    """A migration stopped half-way on a database without transactional DDL."""
+
+    reason = "PartiallyApplied"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        version: str | None = None,
+        ran_lines: Sequence[int] = (),
+        failed_line: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.version = version
+        self.ran_lines = list(ran_lines)
+        self.failed_line = failed_line
+
+
+class DatabaseQueryFailed(LockstepError):  # noqa: N818
+    """A query of Lockstep's own (not a migration's) failed."""
+
+    reason = "DatabaseError"

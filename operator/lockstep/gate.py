@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lockstep import constants
+from lockstep import conditions, constants
+from lockstep.status import migration_status
 
 GATE = f"{constants.GROUP}/migration"
 WAIT_FOR_LABEL = f"{constants.GROUP}/wait-for"
@@ -46,7 +47,7 @@ def migrated_images(migration: Mapping[str, Any]) -> set[str]:
     Older images stay allowed (expand/contract keeps the schema backward compatible), so a
     crashed old pod can be replaced while a new migration is still running.
     """
-    status = migration.get("status") or {}
+    status = migration_status(migration)
     images = {str(status["appliedImage"])} if status.get("appliedImage") else set()
     for run in status.get("history") or []:
         if run.get("result") == "Succeeded" and run.get("image"):
@@ -56,13 +57,10 @@ def migrated_images(migration: Mapping[str, Any]) -> set[str]:
 
 def is_ready(migration: Mapping[str, Any]) -> bool:
     """Ready=True for the current generation."""
-    metadata, status = migration.get("metadata") or {}, migration.get("status") or {}
+    metadata, status = migration.get("metadata") or {}, migration_status(migration)
     if status.get("observedGeneration") != metadata.get("generation"):
         return False
-    return any(
-        c.get("type") == constants.READY and c.get("status") == "True"
-        for c in status.get("conditions") or []
-    )
+    return conditions.is_true(status.get("conditions") or [], constants.READY)
 
 
 def decide(pod: Mapping[str, Any], migration: Mapping[str, Any] | None, name: str) -> Verdict:

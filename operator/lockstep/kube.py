@@ -7,10 +7,13 @@ Errors are translated into Lockstep's own exceptions so callers never import the
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import urllib3
@@ -18,6 +21,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from lockstep import constants
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class NotFoundError(LookupError):
@@ -30,6 +35,15 @@ class ConflictError(RuntimeError):
 
 class KubeError(RuntimeError):
     """Any other API failure; the message carries the HTTP status and reason, never a body."""
+
+
+def default_namespace() -> str:
+    """$POD_NAMESPACE, the pod's own namespace, else `default` (the Lease's, `lockstep wait`'s)."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    with contextlib.suppress(OSError):
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    return "default"
 
 
 def load_config(kubeconfig: str | None = None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from lockstep.errors import LockstepError
+from lockstep import errors
 
 Version = tuple[int, ...]
 Dialect = Literal["postgresql", "mysql", "sqlite", "generic"]
@@ -35,12 +35,6 @@ EXPECTED_NAME: Final = (
 MAX_VERSION_LENGTH: Final = 50  # the history table's version column
 _DELIMITER_COMMAND = re.compile(r"[ \t]*DELIMITER[ \t]+(\S+)[ \t]*(?:\r?\n|$)", re.I)
 _NAME = re.compile(r"^(?P<kind>[VU])(?P<version>\d+(?:\.\d+)*)__(?P<description>.+)\.sql$")
-
-
-class InvalidSource(LockstepError):  # noqa: N818 - the name is the condition reason
-    """The migration source cannot be used as it is (names, duplicates, missing files)."""
-
-    reason = "InvalidSource"
 
 
 # --------------------------------------------------------------------------- versions
@@ -146,19 +140,23 @@ def parse_file_name(name: str) -> tuple[FileKind, str, str] | None:
 def read_sql_file(path: Path) -> SqlFile:
     parsed = parse_file_name(path.name)
     if parsed is None:
-        raise InvalidSource(f"{path.name}: bad migration file name; expected {EXPECTED_NAME}")
+        raise errors.InvalidSource(
+            f"{path.name}: bad migration file name; expected {EXPECTED_NAME}"
+        )
     kind, version, description = parsed
     if len(version) > MAX_VERSION_LENGTH:
-        raise InvalidSource(f"{path.name}: version longer than {MAX_VERSION_LENGTH} characters")
+        raise errors.InvalidSource(
+            f"{path.name}: version longer than {MAX_VERSION_LENGTH} characters"
+        )
     if version_key(version) == (0,):
-        raise InvalidSource(
+        raise errors.InvalidSource(
             f"{path.name}: version 0 is reserved (target 0 means 'nothing applied'); start at 1"
         )
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise InvalidSource(
+        raise errors.InvalidSource(
             f"{path.name}: not UTF-8 text (byte {error.start}); save the file as UTF-8"
         ) from None
     checksum = hashlib.sha256(data).hexdigest()
@@ -167,7 +165,9 @@ def read_sql_file(path: Path) -> SqlFile:
 
 def _candidates(directory: Path) -> list[Path]:
     if not directory.is_dir():
-        raise InvalidSource(f"migration source {directory} does not exist or is not a directory")
+        raise errors.InvalidSource(
+            f"migration source {directory} does not exist or is not a directory"
+        )
     return sorted(
         entry
         for entry in directory.iterdir()
@@ -185,11 +185,11 @@ def load_directory(directory: Path) -> MigrationSet:
     for path in _candidates(directory):
         try:
             files.append(read_sql_file(path))
-        except InvalidSource as error:
+        except errors.InvalidSource as error:
             problems.append(str(error))
     migrations = _pair(files, problems)
     if problems:
-        raise InvalidSource(
+        raise errors.InvalidSource(
             f"migration source {directory} has {len(problems)} problem(s): " + "; ".join(problems)
         )
     return MigrationSet(directory, tuple(sorted(migrations, key=lambda m: m.key)))

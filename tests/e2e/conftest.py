@@ -21,9 +21,9 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-import kubetest
 from e2e_databases import extra_database
-from e2e_operator import OperatorProcess
+from testbed import kubetest
+from testbed.operatorprocess import OperatorProcess
 
 E2E_LABEL = "lockstep.dev/e2e"
 NAMESPACE_CLEANUP_SECONDS = 60.0
@@ -40,10 +40,11 @@ def kubeconfig(local_cluster: bool) -> Iterator[Path]:
     if not local_cluster:
         yield Path(os.environ["KUBECONFIG"])
         return
-    from testbed import cluster, podagent
+    from testbed import cluster
+    from testbed.podagent import background
 
     running = cluster.up()
-    agent = podagent.start_background(running.kubeconfig, running.state_dir / "podagent")
+    agent = background.start_background(running.kubeconfig, running.state_dir / "podagent")
     try:
         yield running.kubeconfig
     finally:

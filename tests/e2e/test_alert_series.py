@@ -23,10 +23,10 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 import alerting
-import kubetest
 import promql
 from dbtest import rolled_back_by_hand
-from e2e_operator import OperatorProcess
+from testbed import kubetest
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

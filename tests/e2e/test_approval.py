@@ -15,10 +15,10 @@ import yaml
 from kubernetes import client
 
 import alerting
-import kubetest
 from dbtest import column_names, scalar
-from e2e_operator import OperatorProcess
-from kubetest import REPO, sql_migration, wait_for
+from testbed import kubetest
+from testbed.kubetest import REPO, sql_migration, wait_for
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -18,12 +18,12 @@ from kubernetes import client
 
 import alerting
 import argocd_health
-import kubetest
 from dbtest import rolled_back_by_hand
 from e2e_databases import extra_database
-from e2e_operator import OperatorProcess
-from kubetest import sql_migration
 from status_recorder import Recorder, Stages, observed, ready_reason, sanitize
+from testbed import kubetest
+from testbed.kubetest import sql_migration
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

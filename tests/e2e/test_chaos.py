@@ -33,11 +33,11 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from sqlalchemy.engine import make_url
 
-import kubetest
-from e2e_operator import OperatorProcess
-from kubetest import sql_migration, wait_for
 from lockstep import constants
-from lockstep.controller import observe
+from lockstep.controller import cluster_facts
+from testbed import kubetest
+from testbed.kubetest import sql_migration, wait_for
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -186,7 +186,7 @@ def name_of(obj: Any) -> str:
 
 def job_state(api: client.ApiClient, namespace: str, name: str) -> str:
     job = client.BatchV1Api(api).read_namespaced_job(name, namespace)
-    return observe.job_view(job_dict(api, job)).state
+    return cluster_facts.job_view(job_dict(api, job)).state
 
 
 def assert_ready_once(
@@ -360,7 +360,7 @@ class JobOverlapWatch:
         active = self.active.setdefault(database, set())
         if kind == "ADDED" and name not in self.created:
             self.created.append(name)
-        if kind != "DELETED" and observe.job_view(job).state == "Active":
+        if kind != "DELETED" and cluster_facts.job_view(job).state == "Active":
             if name not in active and active:
                 self.overlaps.append(f"{name} active while {sorted(active)} still active")
             active.add(name)

@@ -36,10 +36,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import charttest
-import kubetest
 from dbtest import column_names, lock_held
 from e2e_databases import extra_database
-from e2e_operator import OperatorProcess, free_port
 from expand_contract import (
     APP,
     app_pods,
@@ -51,8 +49,11 @@ from expand_contract import (
     ready,
     rolled_out,
 )
-from kubetest import REPO, wait_for
 from tcpforward import TcpForwarder
+from testbed import kubetest
+from testbed.kubetest import REPO, wait_for
+from testbed.localhost import free_port
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-import kubetest
 from dbtest import column_names, lock_held
-from e2e_operator import OperatorProcess
 from expand_contract import (
     APP,
     app_pods,
@@ -22,7 +20,9 @@ from expand_contract import (
     new_pods_gated_old_serving,
     rolled_out,
 )
-from kubetest import wait_for
+from testbed import kubetest
+from testbed.kubetest import wait_for
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

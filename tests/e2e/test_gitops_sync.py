@@ -16,9 +16,9 @@ from kubernetes import client
 
 import alerting
 import argocd_health
-import kubetest
-from e2e_operator import OperatorProcess
-from kubetest import REPO
+from testbed import kubetest
+from testbed.kubetest import REPO
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -16,10 +16,10 @@ import pytest
 from kubernetes import client
 
 import alerting
-import kubetest
-from e2e_operator import OperatorProcess
-from kubetest import sql_migration
 from status_recorder import Recorder, observed, ready_reason
+from testbed import kubetest
+from testbed.kubetest import sql_migration
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

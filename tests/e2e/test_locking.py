@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-import kubetest
 from dbtest import lock_held
-from e2e_operator import OperatorProcess
+from testbed import kubetest
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -14,9 +14,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import crd_eval
-import kubetest
-from e2e_operator import OperatorProcess
-from kubetest import quickstart_documents, sql_migration, wait_for
+from testbed import kubetest
+from testbed.kubetest import quickstart_documents, sql_migration, wait_for
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

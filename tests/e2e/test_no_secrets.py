@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 from kubernetes import client
 
-import kubetest
-from e2e_operator import OperatorProcess
+from testbed import kubetest
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -9,10 +9,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-import kubetest
 from dbtest import scalar
-from e2e_operator import OperatorProcess
-from kubetest import REPO, wait_for
+from testbed import kubetest
+from testbed.kubetest import REPO, wait_for
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -10,10 +10,10 @@ import yaml
 from kubernetes import client
 from sqlalchemy.engine import make_url
 
-import kubetest
 from dbtest import scalar
-from e2e_operator import OperatorProcess
-from kubetest import REPO
+from testbed import kubetest
+from testbed.kubetest import REPO
+from testbed.operatorprocess import OperatorProcess
 
 # Knex runs from the test bed's toolchain cache: every test here needs it installed first.
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("toolchains")]

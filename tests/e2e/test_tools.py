@@ -29,10 +29,10 @@ import yaml
 from kubernetes import client
 from sqlalchemy.engine import make_url
 
-import kubetest
-from e2e_operator import OperatorProcess
-from kubetest import REPO, wait_for
-from lockstep import database, tools
+from lockstep import database, tools, version_tables
+from testbed import kubetest
+from testbed.kubetest import REPO, wait_for
+from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -159,7 +159,7 @@ def read_revision(applied: Applied) -> str | None:
     engine = database.make_engine(applied.url)
     try:
         with engine.connect() as connection:
-            return tools.get_adapter(applied.tool).read_applied_revision(connection)
+            return version_tables.read_applied_revision(applied.tool, connection)
     finally:
         engine.dispose()
 

@@ -9,8 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from lockstep import database, errors, tools
-from lockstep.tools import sql as sql_tool
+from lockstep import database, errors, version_tables
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +20,6 @@ def execute(url: str, *statements: str, params: dict[str, Any] | None = None) ->
         with engine.begin() as connection:
             for statement in statements:
                 connection.execute(sa.text(statement), params or {})
-    finally:
-        engine.dispose()
-
-
-def read_revision(tool: str, url: str) -> str | None:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return tools.get_adapter(tool).read_applied_revision(connection)
     finally:
         engine.dispose()
 
@@ -86,40 +76,40 @@ def history_row(version: str, *, success: bool = True) -> dict[str, Any]:
 def create_history(url: str, *rows: dict[str, Any]) -> None:
     engine = database.make_engine(url)
     with engine.begin() as connection:
-        sql_tool.metadata.create_all(connection)
+        version_tables.metadata.create_all(connection)
         if rows:
-            connection.execute(sa.insert(sql_tool.history), list(rows))
+            connection.execute(sa.insert(version_tables.sql_history), list(rows))
     engine.dispose()
 
 
 class TestSqlVersionReader:
     def test_missing_table(self, db_url: str) -> None:
-        assert read_revision("sql", db_url) is None
+        assert version_tables.read_revision("sql", db_url) is None
 
     def test_empty_table(self, db_url: str) -> None:
         create_history(db_url)
-        assert read_revision("sql", db_url) is None
+        assert version_tables.read_revision("sql", db_url) is None
 
     def test_full_table_gives_the_numerically_newest(self, db_url: str) -> None:
         create_history(db_url, *(history_row(v) for v in ("1", "2", "9", "10", "1.5")))
-        assert read_revision("sql", db_url) == "10"
+        assert version_tables.read_revision("sql", db_url) == "10"
 
     def test_partial_table_ignores_a_failed_version(self, db_url: str) -> None:
         create_history(db_url, history_row("1"), history_row("2"), history_row("3", success=False))
-        assert read_revision("sql", db_url) == "2"
+        assert version_tables.read_revision("sql", db_url) == "2"
 
     def test_only_failed(self, db_url: str) -> None:
         create_history(db_url, history_row("1", success=False))
-        assert read_revision("sql", db_url) is None
+        assert version_tables.read_revision("sql", db_url) is None
 
 
 class TestAlembicVersionReader:
     def test_missing_table(self, db_url: str) -> None:
-        assert read_revision("alembic", db_url) is None
+        assert version_tables.read_revision("alembic", db_url) is None
 
     def test_empty_table(self, db_url: str) -> None:
         execute(db_url, "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
-        assert read_revision("alembic", db_url) is None
+        assert version_tables.read_revision("alembic", db_url) is None
 
     def test_one_head(self, db_url: str) -> None:
         execute(
@@ -127,7 +117,7 @@ class TestAlembicVersionReader:
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)",
             "INSERT INTO alembic_version (version_num) VALUES ('ae1027a6acf')",
         )
-        assert read_revision("alembic", db_url) == "ae1027a6acf"
+        assert version_tables.read_revision("alembic", db_url) == "ae1027a6acf"
 
     def test_branches_are_joined(self, db_url: str) -> None:
         execute(
@@ -135,4 +125,4 @@ class TestAlembicVersionReader:
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)",
             "INSERT INTO alembic_version (version_num) VALUES ('bbb'), ('aaa')",
         )
-        assert read_revision("alembic", db_url) == "aaa,bbb"
+        assert version_tables.read_revision("alembic", db_url) == "aaa,bbb"

@@ -122,7 +122,8 @@ def test_lock_dies_with_its_holder(db_url: str, engine: sa.Engine) -> None:
             sys.executable,
             "-c",
             "import sys, time\n"
-            "from lockstep import database, lock\n"
+            "from lockstep import database\n"
+            "from lockstep.pod import lock\n"
             "url = sys.argv[1]\n"
             "engine = database.make_engine(url)\n"
             "connection = engine.connect()\n"

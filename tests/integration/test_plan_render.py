@@ -17,10 +17,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from lockstep import classify, database, tools
+from lockstep import classify, database, errors, version_tables
+from lockstep.contract import report as termination
 from lockstep.pod import run_plan, runner
 from lockstep.pod.run_plan import Plan
-from lockstep.pod.runner import RunRequest, RunResult, Tool
+from lockstep.pod.run_request import RunRequest, RunResult, Tool
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +92,7 @@ def applied_revision(url: str, tool: str = "sql") -> str | None:
     engine = database.make_engine(url)
     try:
         with engine.connect() as connection:
-            return tools.get_adapter(tool).read_applied_revision(connection)
+            return version_tables.read_applied_revision(tool, connection)
     finally:
         engine.dispose()
 
@@ -180,7 +181,7 @@ class TestSqlPlan:
         self, sqlite_url: str, source: Path
     ) -> None:
         migrate(sqlite_url, source)
-        with pytest.raises(runner.DowngradeForbidden):
+        with pytest.raises(errors.DowngradeForbidden):
             render(sqlite_url, source, target="1")
 
     def test_nothing_to_do(self, db_url: str, source: Path) -> None:
@@ -302,7 +303,7 @@ def big_plan(findings: int, migrations: int = 3) -> Plan:
 class TestCompact:
     def test_small_plans_are_whole(self) -> None:
         plan = big_plan(2)
-        assert plan.compact(run_plan.PLAN_RESULT_LIMIT) == plan.to_dict()
+        assert plan.compact(termination.PLAN_BUDGET) == plan.to_dict()
 
     @pytest.mark.parametrize("limit", [600, 1800, 3800])
     def test_findings_go_first_and_are_counted(self, limit: int) -> None:
@@ -344,7 +345,7 @@ class TestPlanCommand:
         assert printed == render(db_url, source).to_dict()
         assert printed["classification"] == "Destructive"
         written = result_file.read_text()
-        assert len(written.encode()) <= run_plan.PLAN_RESULT_LIMIT
+        assert len(written.encode()) <= termination.PLAN_BUDGET
         assert json.loads(written)["hash"] == printed["hash"]
         assert_no_password(db_url, completed)
         assert applied_revision(db_url) == "3"
@@ -418,7 +419,7 @@ class TestRunWithPlan:
         payload = json.loads(result.to_json())
         assert payload["plan"]["hash"] == approved
         assert payload["plan"]["migrations"] == SHOP_FILES
-        assert len(result.to_json().encode()) <= runner.RESULT_JSON_LIMIT
+        assert len(result.to_json().encode()) <= termination.RESULT_BUDGET
 
     def test_nothing_to_do_is_never_refused(self, sqlite_url: str, source: Path) -> None:
         stale = render(sqlite_url, source).hash

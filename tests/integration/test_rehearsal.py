@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from lockstep import database, tools
+from lockstep import database, errors, version_tables
 from lockstep.pod import rehearsal, runner
-from lockstep.pod.runner import RunRequest, RunResult, Tool
+from lockstep.pod.run_request import RunRequest, RunResult, Tool
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,7 @@ def applied_revision(url: str, tool: str = "sql") -> str | None:
     engine = database.make_engine(url)
     try:
         with engine.connect() as connection:
-            return tools.get_adapter(tool).read_applied_revision(connection)
+            return version_tables.read_applied_revision(tool, connection)
     finally:
         engine.dispose()
 
@@ -319,7 +319,7 @@ def column_names(url: str, table: str) -> set[str]:
 class TestShadowIsNotTheRealDatabase:
     def test_the_same_url_is_refused(self, db_url: str, source: Path) -> None:
         migrate(db_url, source, target="1")
-        with pytest.raises(runner.InvalidRequest, match="is the database being migrated"):
+        with pytest.raises(errors.InvalidRequest, match="is the database being migrated"):
             rehearsed(db_url, db_url, source)
         assert applied_revision(db_url) == "1"
 
@@ -331,7 +331,7 @@ class TestShadowIsNotTheRealDatabase:
         migrate(url, source, target="1")
         alias = make_url(url).set(host="localhost").render_as_string(hide_password=False)
         assert database.identity_from_url(alias) != database.identity_from_url(url)
-        with pytest.raises(runner.InvalidRequest, match="is the database being migrated"):
+        with pytest.raises(errors.InvalidRequest, match="is the database being migrated"):
             rehearsed(url, alias, source)
         assert applied_revision(url) == "1"
         assert tables(url) == SHOP_TABLES - {"orders"}
@@ -342,12 +342,12 @@ class TestShadowIsNotTheRealDatabase:
         migrate(sqlite_url, source, target="1")
         link = tmp_path / "link.db"
         link.symlink_to(database.identity_from_url(sqlite_url).database)
-        with pytest.raises(runner.InvalidRequest, match="is the database being migrated"):
+        with pytest.raises(errors.InvalidRequest, match="is the database being migrated"):
             rehearsed(sqlite_url, f"sqlite:///{link}", source)
         assert applied_revision(sqlite_url) == "1"
 
     def test_another_engine_is_refused(self, sqlite_url: str, pg_url: str) -> None:
-        with pytest.raises(runner.InvalidRequest, match="only proves something on the same engine"):
+        with pytest.raises(errors.InvalidRequest, match="only proves something on the same engine"):
             rehearsal.rehearsal_check(pg_url, sqlite_url)
 
 

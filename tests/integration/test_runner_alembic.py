@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lockstep import database, tools
+from lockstep import database, errors, version_tables
 from lockstep.pod import lock, runner
-from lockstep.pod.runner import RunRequest, RunResult
+from lockstep.pod.run_request import RunRequest, RunResult
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def inspect(url: str) -> tuple[set[str], set[str], str | None]:
                 if "customers" in names
                 else set()
             )
-            revision = tools.get_adapter("alembic").read_applied_revision(connection)
+            revision = version_tables.read_applied_revision("alembic", connection)
             return names, customer_columns, revision
     finally:
         engine.dispose()
@@ -125,27 +125,27 @@ def test_downgrade_to_base(db_url: str, scripts: Path) -> None:
 
 def test_downgrade_forbidden(db_url: str, scripts: Path) -> None:
     run(db_url, scripts)
-    with pytest.raises(runner.DowngradeForbidden) as caught:
+    with pytest.raises(errors.DowngradeForbidden) as caught:
         run(db_url, scripts, target="a1000001")
     assert "would undo a1000003, a1000002" in str(caught.value)
     assert inspect(db_url)[2] == "a1000003"
 
 
 def test_unknown_target_lists_revisions(sqlite_url: str, scripts: Path) -> None:
-    with pytest.raises(runner.InvalidTarget) as caught:
+    with pytest.raises(errors.InvalidTarget) as caught:
         run(sqlite_url, scripts, target="ffff")
     assert "known revisions (newest first): a1000003, a1000002, a1000001" in str(caught.value)
 
 
 def test_not_an_alembic_directory(sqlite_url: str, tmp_path: Path) -> None:
-    with pytest.raises(runner.InvalidSource, match=r"env\.py is missing"):
+    with pytest.raises(errors.InvalidSource, match=r"env\.py is missing"):
         run(sqlite_url, tmp_path)
 
 
 def test_database_ahead_of_the_scripts(sqlite_url: str, scripts: Path) -> None:
     run(sqlite_url, scripts)
     (scripts / "versions" / "a1000003_customer_email.py").unlink()
-    with pytest.raises(runner.InvalidSource, match="revision a1000003, which is not in"):
+    with pytest.raises(errors.InvalidSource, match="revision a1000003, which is not in"):
         run(sqlite_url, scripts)
 
 
@@ -153,7 +153,7 @@ def test_database_ahead_of_the_scripts(sqlite_url: str, scripts: Path) -> None:
 def test_failed_revision_is_rolled_back(db_url: str, scripts: Path) -> None:
     run(db_url, scripts)
     (scripts / "versions" / "a1000004_broken.py").write_text(BROKEN_REVISION)
-    with pytest.raises(runner.MigrationFailed) as caught:
+    with pytest.raises(errors.MigrationFailed) as caught:
         run(db_url, scripts)
     assert "no_such_table" in str(caught.value)
     assert "stays at revision a1000003" in str(caught.value)
@@ -165,7 +165,7 @@ def test_failed_revision_is_rolled_back(db_url: str, scripts: Path) -> None:
 def test_failed_revision_on_mariadb_warns_about_ddl(mariadb_url: str, scripts: Path) -> None:
     run(mariadb_url, scripts)
     (scripts / "versions" / "a1000004_broken.py").write_text(BROKEN_REVISION)
-    with pytest.raises(runner.MigrationFailed, match="cannot roll back DDL"):
+    with pytest.raises(errors.MigrationFailed, match="cannot roll back DDL"):
         run(mariadb_url, scripts)
     assert inspect(mariadb_url)[2] == "a1000003"
 
@@ -176,7 +176,7 @@ def test_waits_for_the_lock_like_sql(db_url: str, scripts: Path) -> None:
     with (
         engine.connect() as other,
         lock.hold_advisory_lock(other, identity, 0),
-        pytest.raises(runner.LockTimeout),
+        pytest.raises(lock.LockTimeout),
     ):
         run(db_url, scripts, lock_wait_seconds=0.2)
     engine.dispose()
@@ -198,7 +198,7 @@ def test_runs_on_lockstep_s_connection_with_its_lock_timeout(pg_url: str, script
     with engine.connect() as application:
         application.exec_driver_sql("SELECT * FROM customers")  # holds a lock until rollback
         started = time.monotonic()
-        with pytest.raises(runner.MigrationFailed) as caught:
+        with pytest.raises(errors.MigrationFailed) as caught:
             run(pg_url, scripts, statement_lock_timeout="300ms")
         assert time.monotonic() - started < 5
         application.rollback()

@@ -15,9 +15,10 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-from lockstep import database, tools
+from lockstep import database, errors, version_tables
+from lockstep.contract import report as termination
 from lockstep.pod import lock, runner
-from lockstep.pod.runner import RunRequest, RunResult
+from lockstep.pod.run_request import RunRequest, RunResult
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ def applied_revision(url: str) -> str | None:
     engine = database.make_engine(url)
     try:
         with engine.connect() as connection:
-            return tools.get_adapter("sql").read_applied_revision(connection)
+            return version_tables.read_applied_revision("sql", connection)
     finally:
         engine.dispose()
 
@@ -183,7 +184,7 @@ class TestDown:
 
     def test_forbidden_unless_allowed(self, db_url: str, source: Path) -> None:
         run(db_url, source)
-        with pytest.raises(runner.DowngradeForbidden) as caught:
+        with pytest.raises(errors.DowngradeForbidden) as caught:
             run(db_url, source, target="1")
         message = str(caught.value)
         assert caught.value.reason == "DowngradeForbidden"
@@ -197,7 +198,7 @@ class TestDown:
     ) -> None:
         run(db_url, source)
         (source / "U2__create_orders.sql").unlink()
-        with pytest.raises(runner.InvalidSource) as caught:
+        with pytest.raises(errors.InvalidSource) as caught:
             run(db_url, source, target="1", allow_downgrade=True)
         assert "U2__*.sql (undoes V2__create_orders.sql)" in str(caught.value)
         assert history(db_url) == AT_HEAD
@@ -206,7 +207,7 @@ class TestDown:
 
 class TestRefusals:
     def test_unknown_target_lists_the_known_versions(self, db_url: str, source: Path) -> None:
-        with pytest.raises(runner.InvalidTarget) as caught:
+        with pytest.raises(errors.InvalidTarget) as caught:
             run(db_url, source, target="7")
         assert "known versions: 1, 2, 3" in str(caught.value)
         assert caught.value.reason == "InvalidTarget"
@@ -218,7 +219,7 @@ class TestRefusals:
         recorded = rows(db_url, "SELECT checksum FROM lockstep_schema_history WHERE version = '2'")
         v2.write_text(v2.read_text() + "\n-- an innocent-looking edit\n")
         (source / "V4__more.sql").write_text("INSERT INTO migration_log (version) VALUES ('4');")
-        with pytest.raises(runner.ChecksumMismatch) as caught:
+        with pytest.raises(errors.ChecksumMismatch) as caught:
             run(db_url, source)
         message = str(caught.value)
         assert "V2__create_orders.sql changed after it was applied" in message
@@ -229,28 +230,28 @@ class TestRefusals:
     def test_new_file_below_the_applied_version(self, db_url: str, source: Path) -> None:
         run(db_url, source)
         (source / "V1.5__late.sql").write_text("SELECT 1;")
-        with pytest.raises(runner.InvalidSource, match=r"V1\.5__late\.sql sorts below version 3"):
+        with pytest.raises(errors.InvalidSource, match=r"V1\.5__late\.sql sorts below version 3"):
             run(db_url, source)
 
     def test_applied_version_without_its_file(self, db_url: str, source: Path) -> None:
         run(db_url, source)
         (source / "V3__add_customer_email.sql").unlink()
         (source / "U3__add_customer_email.sql").unlink()
-        with pytest.raises(runner.InvalidSource, match=r"has version\(s\) 3 applied"):
+        with pytest.raises(errors.InvalidSource, match=r"has version\(s\) 3 applied"):
             run(db_url, source)
 
     def test_empty_source(self, db_url: str, tmp_path: Path) -> None:
-        with pytest.raises(runner.InvalidSource, match="holds no V<version>"):
+        with pytest.raises(errors.InvalidSource, match="holds no V<version>"):
             run(db_url, tmp_path)
 
     def test_malformed_statement_lock_timeout(self, sqlite_url: str, source: Path) -> None:
-        with pytest.raises(runner.RunnerError) as caught:
+        with pytest.raises(errors.LockstepError) as caught:
             run(sqlite_url, source, statement_lock_timeout="5 seconds")
         assert caught.value.reason == "InvalidSpec"
 
     def test_bad_password_is_never_shown(self, pg_url: str, source: Path) -> None:
         url = make_url(pg_url).set(password="Hunter2-secret").render_as_string(hide_password=False)
-        with pytest.raises(runner.DatabaseUnavailable) as caught:
+        with pytest.raises(errors.DatabaseUnavailable) as caught:
             run(url, source)
         assert "Hunter2-secret" not in str(caught.value)
         assert caught.value.reason == "DatabaseUnavailable"
@@ -272,7 +273,7 @@ class TestFailures:
     ) -> None:
         run(db_url, source)
         (source / "V4__broken.sql").write_text(BROKEN_V4)
-        with pytest.raises(runner.MigrationFailed) as caught:
+        with pytest.raises(errors.MigrationFailed) as caught:
             run(db_url, source)
         error = caught.value
         assert (error.reason, error.file, error.line) == ("MigrationFailed", "V4__broken.sql", 4)
@@ -291,7 +292,7 @@ class TestFailures:
     ) -> None:
         run(mariadb_url, source)
         (source / "V4__broken.sql").write_text(BROKEN_V4)
-        with pytest.raises(runner.PartiallyApplied) as caught:
+        with pytest.raises(errors.PartiallyApplied) as caught:
             run(mariadb_url, source)
         error = caught.value
         message = str(error)
@@ -306,7 +307,7 @@ class TestFailures:
         assert history(mariadb_url) == [*AT_HEAD, ("4", False)]
         # Fixing the file is not enough: a person must repair the database first.
         (source / "V4__broken.sql").write_text("CREATE TABLE half_done (id INTEGER);")
-        with pytest.raises(runner.PartiallyApplied, match="failed part-way"):
+        with pytest.raises(errors.PartiallyApplied, match="failed part-way"):
             run(mariadb_url, source)
         execute(
             mariadb_url,
@@ -320,13 +321,13 @@ class TestFailures:
         (source / "U3__add_customer_email.sql").write_text(
             "ALTER TABLE customers DROP COLUMN email;\nDELETE FROM no_such_table;\n"
         )
-        with pytest.raises(runner.PartiallyApplied) as caught:
+        with pytest.raises(errors.PartiallyApplied) as caught:
             run(mariadb_url, source, target="2", allow_downgrade=True)
         assert "U3__add_customer_email.sql (while going down) was only partly applied" in str(
             caught.value
         )
         assert history(mariadb_url) == [("1", True), ("2", True), ("3", False)]
-        with pytest.raises(runner.PartiallyApplied, match=r"version 3 .* failed part-way"):
+        with pytest.raises(errors.PartiallyApplied, match=r"version 3 .* failed part-way"):
             run(mariadb_url, source)
 
     def test_mariadb_failure_of_the_first_statement_changes_nothing(
@@ -334,7 +335,7 @@ class TestFailures:
     ) -> None:
         run(mariadb_url, source)
         (source / "V4__broken.sql").write_text("INSERT INTO no_such_table (id) VALUES (1);")
-        with pytest.raises(runner.MigrationFailed, match="first statement, so nothing"):
+        with pytest.raises(errors.MigrationFailed, match="first statement, so nothing"):
             run(mariadb_url, source)
         assert history(mariadb_url) == AT_HEAD
 
@@ -352,7 +353,7 @@ class TestFailures:
             else:
                 application.exec_driver_sql("SELECT * FROM customers")
             started = time.monotonic()
-            with pytest.raises(runner.MigrationFailed) as caught:
+            with pytest.raises(errors.MigrationFailed) as caught:
                 run(db_url, source, statement_lock_timeout="300ms")
             assert time.monotonic() - started < 5
             application.rollback()
@@ -396,7 +397,7 @@ class TestConcurrency:
         with (
             engine.connect() as other,
             lock.hold_advisory_lock(other, identity, 0),
-            pytest.raises(runner.LockTimeout) as caught,
+            pytest.raises(lock.LockTimeout) as caught,
         ):
             run(db_url, source, lock_wait_seconds=0.5)
         engine.dispose()
@@ -418,7 +419,7 @@ class TestResultJson:
         )
         text = result.to_json()
         payload = json.loads(text)
-        assert len(text.encode()) <= runner.RESULT_JSON_LIMIT
+        assert len(text.encode()) <= termination.RESULT_BUDGET
         assert payload["appliedCount"] == 1000
         assert payload["appliedTruncated"] is True
         assert payload["applied"][:3] == ["1", "2", "3"]

@@ -1,4 +1,4 @@
-"""Each tool adapter's version-table reader against real databases.
+"""Each tool's version-table reader (lockstep.version_tables) against real databases.
 
 Two kinds of proof:
 
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from lockstep import database, tools
+from lockstep import database, errors, tools, version_tables
 from lockstep.pod import url_formats
 from lockstep.tools import flyway
 
@@ -46,15 +46,6 @@ DJANGO_1, DJANGO_2 = "shop:0001_initial", "shop:0002_create_orders"
 # --------------------------------------------------------------------------- helpers
 
 
-def read(tool: str, url: str) -> str | None:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return tools.get_adapter(tool).read_applied_revision(connection)
-    finally:
-        engine.dispose()
-
-
 def install(toolchain: str) -> Path:
     """Install (or find up to date) one toolchain; its directory in the cache."""
     completed = subprocess.run(
@@ -67,7 +58,11 @@ def install(toolchain: str) -> Path:
     output = completed.stdout + completed.stderr
     if completed.returncode != 0:
         if "not found: install" in output:  # a prerequisite (JVM, Maven, Node.js) is missing
-            pytest.skip(f"{toolchain} toolchain cannot be installed: {output.strip()[-300:]}")
+            pytest.fail(
+                f"{toolchain} toolchain cannot be installed: {output.strip()[-300:]}\n"
+                "run `make system-deps` (scripts/install-system-deps.sh installs the JDK, Maven "
+                "and Node.js the tool tests need)"
+            )
         pytest.fail(f"tools/toolchains/install.sh {toolchain} failed:\n{output[-3000:]}")
     root = subprocess.run(
         ["bash", str(INSTALL_SCRIPT), "--print-root"], capture_output=True, text=True, check=True
@@ -284,13 +279,13 @@ def write_table(url: str, tool: str, rows: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("tool", sorted(TABLES))
 def test_missing_table_reads_as_nothing_applied(tool: str, db_url: str) -> None:
-    assert read(tool, db_url) is None
+    assert version_tables.read_revision(tool, db_url) is None
 
 
 @pytest.mark.parametrize("tool", sorted(TABLES))
 def test_empty_table_reads_as_nothing_applied(tool: str, db_url: str) -> None:
     write_table(db_url, tool, [])
-    assert read(tool, db_url) is None
+    assert version_tables.read_revision(tool, db_url) is None
 
 
 @pytest.mark.parametrize(
@@ -304,7 +299,7 @@ def test_history_written_by_sql(
     tool: str, rows: list[dict[str, Any]], expected: str, db_url: str
 ) -> None:
     write_table(db_url, tool, rows)
-    assert read(tool, db_url) == expected
+    assert version_tables.read_revision(tool, db_url) == expected
 
 
 # --------------------------------------------------------------------------- the real tools
@@ -343,14 +338,14 @@ def test_flyway(server_url: str, flyway_home: Path, tmp_path: Path) -> None:
             path=path,
         )
 
-    assert read("flyway", server_url) is None
+    assert version_tables.read_revision("flyway", server_url) is None
     flyway_run("1")
-    assert read("flyway", server_url) == "1"
+    assert version_tables.read_revision("flyway", server_url) == "1"
     flyway_run("head")
-    assert read("flyway", server_url) == "2"
+    assert version_tables.read_revision("flyway", server_url) == "2"
     flyway_run("head")  # nothing to do is success, and changes nothing
-    assert read("flyway", server_url) == "2"
-    with pytest.raises(tools.DowngradeUnsupported):
+    assert version_tables.read_revision("flyway", server_url) == "2"
+    with pytest.raises(errors.DowngradeUnsupported):
         adapter.downgrade_command("1")
 
 
@@ -362,15 +357,15 @@ def test_knex(server_url: str, node_home: Path) -> None:
     def knex(command: list[str]) -> None:
         run(command, cwd=cwd, url=server_url, path=path, extra=extra)
 
-    assert read("knex", server_url) is None
+    assert version_tables.read_revision("knex", server_url) is None
     knex(adapter.upgrade_command(KNEX_1))
-    assert read("knex", server_url) == KNEX_1
+    assert version_tables.read_revision("knex", server_url) == KNEX_1
     knex(adapter.upgrade_command("head"))
-    assert read("knex", server_url) == KNEX_2
+    assert version_tables.read_revision("knex", server_url) == KNEX_2
     knex(adapter.downgrade_command(KNEX_1))
-    assert read("knex", server_url) == KNEX_1
+    assert version_tables.read_revision("knex", server_url) == KNEX_1
     knex(adapter.downgrade_command("base"))
-    assert read("knex", server_url) is None  # the table stays, empty
+    assert version_tables.read_revision("knex", server_url) is None  # the table stays, empty
 
 
 def test_knex_refuses_an_unknown_target_without_migrating(pg_url: str, node_home: Path) -> None:
@@ -383,7 +378,7 @@ def test_knex_refuses_an_unknown_target_without_migrating(pg_url: str, node_home
             path=node_home / "node_modules" / ".bin",
             extra={"NODE_PATH": str(node_home / "node_modules")},
         )
-    assert read("knex", pg_url) is None
+    assert version_tables.read_revision("knex", pg_url) is None
 
 
 def test_sequelize(server_url: str, node_home: Path) -> None:
@@ -394,17 +389,17 @@ def test_sequelize(server_url: str, node_home: Path) -> None:
     def sequelize(command: list[str]) -> None:
         run(command, cwd=cwd, url=server_url, path=path, extra=extra)
 
-    assert read("sequelize", server_url) is None
+    assert version_tables.read_revision("sequelize", server_url) is None
     sequelize(adapter.upgrade_command(SEQ_1))
-    assert read("sequelize", server_url) == SEQ_1
+    assert version_tables.read_revision("sequelize", server_url) == SEQ_1
     sequelize(adapter.upgrade_command(SEQ_1))  # already there: success, no change
-    assert read("sequelize", server_url) == SEQ_1
+    assert version_tables.read_revision("sequelize", server_url) == SEQ_1
     sequelize(adapter.upgrade_command("head"))
-    assert read("sequelize", server_url) == SEQ_2
+    assert version_tables.read_revision("sequelize", server_url) == SEQ_2
     sequelize(adapter.downgrade_command(SEQ_1))
-    assert read("sequelize", server_url) == SEQ_1
+    assert version_tables.read_revision("sequelize", server_url) == SEQ_1
     sequelize(adapter.downgrade_command("base"))
-    assert read("sequelize", server_url) is None
+    assert version_tables.read_revision("sequelize", server_url) is None
 
 
 def test_prisma_migrate_on_postgresql(pg_url: str, node_home: Path, tmp_path: Path) -> None:
@@ -415,9 +410,9 @@ def test_prisma_migrate_on_postgresql(pg_url: str, node_home: Path, tmp_path: Pa
     older_image = project_copy("prisma-postgresql", tmp_path)
     shutil.rmtree(older_image / "prisma" / "migrations" / PRISMA_2)
 
-    assert read("prisma", pg_url) is None
+    assert version_tables.read_revision("prisma", pg_url) is None
     run(adapter.upgrade_command("head"), cwd=older_image, url=pg_url, path=path, extra=extra)
-    assert read("prisma", pg_url) == PRISMA_1
+    assert version_tables.read_revision("prisma", pg_url) == PRISMA_1
     run(
         adapter.upgrade_command("head"),
         cwd=EXAMPLES / "prisma-postgresql",
@@ -425,8 +420,8 @@ def test_prisma_migrate_on_postgresql(pg_url: str, node_home: Path, tmp_path: Pa
         path=path,
         extra=extra,
     )
-    assert read("prisma", pg_url) == PRISMA_2
-    with pytest.raises(tools.DowngradeUnsupported):
+    assert version_tables.read_revision("prisma", pg_url) == PRISMA_2
+    with pytest.raises(errors.DowngradeUnsupported):
         adapter.downgrade_command(PRISMA_1)
 
 
@@ -440,12 +435,12 @@ def test_django(engine: str, django_home: Path, request: pytest.FixtureRequest) 
     def manage(command: list[str]) -> None:
         run(command, cwd=EXAMPLES / "django-postgresql", url=url, path=django_home / "bin")
 
-    assert read("django", url) is None
+    assert version_tables.read_revision("django", url) is None
     manage(adapter.upgrade_command(DJANGO_1))
-    assert read("django", url) == DJANGO_1
+    assert version_tables.read_revision("django", url) == DJANGO_1
     manage(adapter.upgrade_command("head"))
-    assert read("django", url) == DJANGO_2
+    assert version_tables.read_revision("django", url) == DJANGO_2
     manage(adapter.downgrade_command(DJANGO_1))
-    assert read("django", url) == DJANGO_1
+    assert version_tables.read_revision("django", url) == DJANGO_1
     manage(adapter.downgrade_command("shop:zero"))
-    assert read("django", url) is None
+    assert version_tables.read_revision("django", url) is None

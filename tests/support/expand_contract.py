@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from kubetest import REPO
+from testbed.kubetest import REPO
 
 EXAMPLE = REPO / "examples" / "expand-contract"
 APP = "lockstep-examples/expand-contract"

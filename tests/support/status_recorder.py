@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-import kubetest
+from testbed import kubetest
 
 # How the scenario's objects are named in committed snapshots.
 SNAPSHOT_NAMESPACE = "shop"

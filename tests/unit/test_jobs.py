@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from lockstep import jobs
+from lockstep.jobs import containers, job_spec, naming
 from lockstep.model import parse_spec
 
-OWNER = jobs.Owner(name="shop", namespace="shop", uid="1234-5678")
+OWNER = naming.Owner(name="shop", namespace="shop", uid="1234-5678")
 HASH = "a1b2c3d4e5f6" + "0" * 52
 SQL_SPEC = {
     "tool": "sql",
@@ -20,11 +20,11 @@ SQL_SPEC = {
 
 
 def build(spec: dict[str, Any] | None = None, attempt: int = 0, **request: Any) -> dict[str, Any]:
-    return jobs.build_job(
+    return job_spec.build_job(
         OWNER,
         parse_spec(spec or SQL_SPEC),
         HASH,
-        jobs.JobRequest(attempt=attempt, target=request.get("target", "head")),
+        naming.JobRequest(attempt=attempt, target=request.get("target", "head")),
         "dbkey123",
         "ghcr.io/lockstep-dev/lockstep:0.1.0",
     )
@@ -43,7 +43,7 @@ def test_job_name_is_deterministic_per_spec_and_attempt(attempt: int, name: str)
 
 
 def test_longest_allowed_name_fits_the_63_character_limit() -> None:
-    assert len(jobs.job_name("x" * 48, HASH, 100)) <= 63
+    assert len(naming.job_name("x" * 48, HASH, 100)) <= 63
 
 
 def test_job_runs_once_and_lockstep_owns_retries() -> None:
@@ -196,11 +196,11 @@ def test_every_job_holds_the_database_lock_in_a_native_sidecar() -> None:
 
 def test_a_downgrade_runs_the_newer_image_and_is_labelled() -> None:
     spec = parse_spec({**FLYWAY_SPEC, "tool": "knex", "image": "shop:1.4"})
-    job = jobs.build_job(
+    job = job_spec.build_job(
         OWNER,
         spec,
         HASH,
-        jobs.JobRequest(attempt=0, target="20240101_a.js", downgrade=True, image="shop:1.5"),
+        naming.JobRequest(attempt=0, target="20240101_a.js", downgrade=True, image="shop:1.5"),
         "dbkey",
         "runner",
     )
@@ -212,6 +212,6 @@ def test_a_downgrade_runs_the_newer_image_and_is_labelled() -> None:
 
 def test_command_problem_reports_what_the_tool_cannot_do() -> None:
     spec = parse_spec(FLYWAY_SPEC)
-    problem = jobs.command_problem(spec, jobs.JobRequest(0, "1", downgrade=True))
+    problem = containers.command_problem(spec, naming.JobRequest(0, "1", downgrade=True))
     assert problem is not None and problem.reason == "DowngradeUnsupported"
-    assert jobs.command_problem(spec, jobs.JobRequest(0, "head")) is None
+    assert containers.command_problem(spec, naming.JobRequest(0, "head")) is None

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from lockstep import planning
 from lockstep.model import parse_spec
-from lockstep.planning import ConfigError, JobView, Observed, Outcome
+from lockstep.planning import chain, facts, history, runs
+from lockstep.planning.facts import ConfigError, JobView, Observed, Outcome
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 HASH = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -51,11 +51,11 @@ def job(state: str = "Active", attempt: int = 0, spec_hash: str = HASH, **kw: An
     )
 
 
-def condition(decision: planning.Decision, kind: str) -> dict[str, Any] | None:
+def condition(decision: facts.Decision, kind: str) -> dict[str, Any] | None:
     return next((c for c in decision.status["conditions"] if c["type"] == kind), None)
 
 
-def reasons(decision: planning.Decision) -> list[str]:
+def reasons(decision: facts.Decision) -> list[str]:
     return [e.reason for e in decision.events]
 
 
@@ -84,7 +84,7 @@ def succeeded_status(spec_hash: str = HASH) -> dict[str, Any]:
 
 class TestFirstRun:
     def test_new_migration_creates_the_first_job(self) -> None:
-        decision = planning.plan(observed())
+        decision = chain.plan(observed())
         assert decision.create_job is not None
         assert decision.create_job.attempt == 0
         assert decision.create_job.target == "head"
@@ -92,13 +92,13 @@ class TestFirstRun:
         assert reasons(decision) == ["JobCreated"]
 
     def test_reconciling_is_true_and_ready_false_while_the_job_is_created(self) -> None:
-        decision = planning.plan(observed())
+        decision = chain.plan(observed())
         assert condition(decision, "Ready")["status"] == "False"  # type: ignore[index]
         assert condition(decision, "Reconciling")["status"] == "True"  # type: ignore[index]
         assert condition(decision, "Stalled") is None
 
     def test_observed_generation_and_spec_hash_are_recorded(self) -> None:
-        decision = planning.plan(observed())
+        decision = chain.plan(observed())
         assert decision.status["observedGeneration"] == 3
         assert decision.status["specHash"] == HASH
         assert decision.status["targetRevision"] == "head"
@@ -106,23 +106,23 @@ class TestFirstRun:
 
 class TestRunningJob:
     def test_active_job_is_adopted_not_recreated(self) -> None:
-        decision = planning.plan(observed(jobs=(job("Active"),)))
+        decision = chain.plan(observed(jobs=(job("Active"),)))
         assert decision.create_job is None
         assert decision.status["activeJob"]["name"] == "shop-a1b2c3d4"
         assert condition(decision, "Ready")["reason"] == "JobRunning"  # type: ignore[index]
         assert decision.events == ()
 
     def test_a_job_of_the_previous_spec_is_awaited_before_a_new_run(self) -> None:
-        decision = planning.plan(observed(jobs=(job("Active", spec_hash=OLD_HASH),)))
+        decision = chain.plan(observed(jobs=(job("Active", spec_hash=OLD_HASH),)))
         assert decision.create_job is None
         assert condition(decision, "Ready")["reason"] == "WaitingForPreviousJob"  # type: ignore[index]
 
     def test_another_migrations_job_on_the_same_database_blocks(self) -> None:
-        decision = planning.plan(observed(blocking_jobs=("billing-12345678",)))
+        decision = chain.plan(observed(blocking_jobs=("billing-12345678",)))
         assert decision.create_job is None
         assert condition(decision, "Ready")["reason"] == "WaitingForJob"  # type: ignore[index]
         assert "billing-12345678" in condition(decision, "Ready")["message"]  # type: ignore[index]
-        assert decision.requeue_after == planning.BLOCKED_RECHECK_SECONDS
+        assert decision.requeue_after == chain.BLOCKED_RECHECK_SECONDS
 
 
 class TestSuccess:
@@ -134,7 +134,7 @@ class TestSuccess:
             to_revision="2",
             applied_revision="2",
         )
-        decision = planning.plan(
+        decision = chain.plan(
             observed(jobs=(job("Succeeded"),), outcome=outcome, status={"specHash": HASH})
         )
         assert decision.create_job is None
@@ -151,11 +151,11 @@ class TestSuccess:
     def test_applied_image_is_recorded_for_image_based_tools(self) -> None:
         outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="abc")
         spec = {"tool": "alembic", "image": "shop:1.4.2", "source": None}
-        decision = planning.plan(observed(spec=spec, jobs=(job("Succeeded"),), outcome=outcome))
+        decision = chain.plan(observed(spec=spec, jobs=(job("Succeeded"),), outcome=outcome))
         assert decision.status["appliedImage"] == "shop:1.4.2"
 
     def test_settled_migration_does_nothing(self) -> None:
-        decision = planning.plan(observed(status=succeeded_status()))
+        decision = chain.plan(observed(status=succeeded_status()))
         assert decision.create_job is None
         assert decision.events == ()
         assert decision.requeue_after is None
@@ -165,13 +165,13 @@ class TestSuccess:
     def test_history_keeps_the_newest_ten(self) -> None:
         status = {"specHash": HASH, "history": [{"job": f"old-{i}"} for i in range(10)]}
         outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="2")
-        decision = planning.plan(observed(status=status, jobs=(job("Succeeded"),), outcome=outcome))
+        decision = chain.plan(observed(status=status, jobs=(job("Succeeded"),), outcome=outcome))
         assert len(decision.status["history"]) == 10
         assert decision.status["history"][0]["job"] == "shop-a1b2c3d4"
         assert decision.status["history"][-1]["job"] == "old-8"
 
     def test_a_new_spec_after_success_starts_a_new_run(self) -> None:
-        decision = planning.plan(observed(status=succeeded_status(OLD_HASH)))
+        decision = chain.plan(observed(status=succeeded_status(OLD_HASH)))
         assert decision.create_job is not None
         assert decision.status["specHash"] == HASH
 
@@ -180,7 +180,7 @@ class TestFailureAndRetry:
     @pytest.mark.parametrize(("failures", "expected_delay"), [(1, 30), (2, 60), (3, 100), (7, 100)])
     def test_backoff_doubles_up_to_the_cap(self, failures: int, expected_delay: int) -> None:
         spec = parse_spec(SPEC)
-        assert planning.backoff_seconds(spec, failures) == expected_delay
+        assert history.backoff_seconds(spec, failures) == expected_delay
 
     def test_first_failure_keeps_log_tail_and_schedules_a_retry(self) -> None:
         outcome = Outcome(
@@ -190,7 +190,7 @@ class TestFailureAndRetry:
             message="syntax error",
             log_tail="ERROR: syntax error at line 3",
         )
-        decision = planning.plan(
+        decision = chain.plan(
             observed(jobs=(job("Failed"),), outcome=outcome, status={"specHash": HASH})
         )
         assert decision.create_job is None
@@ -210,7 +210,7 @@ class TestFailureAndRetry:
             "nextRetryAt": "2026-11-29T11:59:00Z",
             "lastRun": {"job": "shop-a1b2c3d4", "result": "Failed", "reason": "MigrationFailed"},
         }
-        decision = planning.plan(observed(status=status, jobs=(job("Failed"),)))
+        decision = chain.plan(observed(status=status, jobs=(job("Failed"),)))
         assert decision.create_job is not None and decision.create_job.attempt == 1
         assert decision.status["activeJob"]["name"] == "shop-a1b2c3d4-r1"
         assert "nextRetryAt" not in decision.status
@@ -222,7 +222,7 @@ class TestFailureAndRetry:
             "nextRetryAt": "2026-11-29T12:00:10Z",
             "lastRun": {"job": "shop-a1b2c3d4", "result": "Failed"},
         }
-        decision = planning.plan(observed(status=status, jobs=(job("Failed"),)))
+        decision = chain.plan(observed(status=status, jobs=(job("Failed"),)))
         assert decision.create_job is None
         assert decision.requeue_after == 10
 
@@ -235,7 +235,7 @@ class TestFailureAndRetry:
         outcome = Outcome(
             job="shop-a1b2c3d4-r2", succeeded=False, reason="MigrationFailed", message="boom"
         )
-        decision = planning.plan(
+        decision = chain.plan(
             observed(status=status, jobs=(job("Failed", attempt=2),), outcome=outcome)
         )
         assert decision.create_job is None
@@ -250,7 +250,7 @@ class TestFailureAndRetry:
         outcome = Outcome(
             job="shop-a1b2c3d4", succeeded=False, reason="ChecksumMismatch", message="V1 changed"
         )
-        decision = planning.plan(
+        decision = chain.plan(
             observed(jobs=(job("Failed"),), outcome=outcome, status={"specHash": HASH})
         )
         stalled = condition(decision, "Stalled")
@@ -265,7 +265,7 @@ class TestFailureAndRetry:
             "lastRun": {"job": "shop-a1b2c3d4-r2", "result": "Failed"},
         }
         jobs = (job("Failed"), job("Failed", attempt=1), job("Failed", attempt=2))
-        decision = planning.plan(observed(status=status, retry_token="2026-11-29", jobs=jobs))
+        decision = chain.plan(observed(status=status, retry_token="2026-11-29", jobs=jobs))
         assert decision.create_job is not None and decision.create_job.attempt == 3
         assert decision.status["failures"] == 0
         assert decision.status["activeJob"]["name"] == "shop-a1b2c3d4-r3"
@@ -279,13 +279,13 @@ class TestFailureAndRetry:
             "retryToken": "x",
             "lastRun": {"job": "j", "result": "Failed"},
         }
-        decision = planning.plan(observed(status=status, retry_token="x"))
+        decision = chain.plan(observed(status=status, retry_token="x"))
         assert decision.create_job is None
         assert condition(decision, "Stalled") is not None
 
     def test_spec_change_rearms_a_stalled_migration(self) -> None:
         status = {"specHash": OLD_HASH, "failures": 3, "lastRun": {"job": "j", "result": "Failed"}}
-        decision = planning.plan(observed(status=status))
+        decision = chain.plan(observed(status=status))
         assert decision.create_job is not None and decision.create_job.attempt == 0
         assert decision.status["failures"] == 0
 
@@ -293,7 +293,7 @@ class TestFailureAndRetry:
 class TestOtherStates:
     def test_suspend_pauses_without_losing_state(self) -> None:
         status = {"specHash": HASH, "appliedRevision": "1"}
-        decision = planning.plan(observed(spec={"suspend": True}, status=status))
+        decision = chain.plan(observed(spec={"suspend": True}, status=status))
         assert decision.create_job is None
         assert decision.status["appliedRevision"] == "1"
         assert condition(decision, "Ready")["reason"] == "Suspended"  # type: ignore[index]
@@ -301,21 +301,21 @@ class TestOtherStates:
         assert condition(decision, "Reconciling") is None
 
     def test_suspend_lets_a_running_job_finish(self) -> None:
-        decision = planning.plan(observed(spec={"suspend": True}, jobs=(job("Active"),)))
+        decision = chain.plan(observed(spec={"suspend": True}, jobs=(job("Active"),)))
         assert condition(decision, "Ready")["reason"] == "JobRunning"  # type: ignore[index]
 
     def test_config_error_stalls_and_rechecks(self) -> None:
         error = ConfigError("SecretNotFound", "Secret shop/shop-db not found")
-        decision = planning.plan(observed(config_error=error))
+        decision = chain.plan(observed(config_error=error))
         assert decision.create_job is None
         assert condition(decision, "Stalled")["reason"] == "SecretNotFound"  # type: ignore[index]
-        assert decision.requeue_after == planning.CONFIG_ERROR_RECHECK_SECONDS
+        assert decision.requeue_after == chain.CONFIG_ERROR_RECHECK_SECONDS
         assert reasons(decision) == ["Stalled"]
 
     def test_stalled_warning_is_not_repeated_on_every_pass(self) -> None:
         error = ConfigError("SecretNotFound", "missing")
-        first = planning.plan(observed(config_error=error))
-        second = planning.plan(observed(config_error=error, status=first.status))
+        first = chain.plan(observed(config_error=error))
+        second = chain.plan(observed(config_error=error, status=first.status))
         assert second.events == ()
         assert second.status["conditions"] == first.status["conditions"]
 
@@ -325,7 +325,7 @@ APPLIED_AT_3 = {"specHash": OLD_HASH, "appliedRevision": "3", "appliedImage": "s
 
 class TestDowngrade:
     def test_lower_target_is_forbidden_by_default_and_creates_no_job(self) -> None:
-        decision = planning.plan(observed(spec={"target": "2"}, status=APPLIED_AT_3))
+        decision = chain.plan(observed(spec={"target": "2"}, status=APPLIED_AT_3))
         assert decision.create_job is None
         stalled = condition(decision, "Stalled")
         assert stalled is not None and stalled["reason"] == "DowngradeForbidden"
@@ -333,7 +333,7 @@ class TestDowngrade:
 
     def test_allowed_downgrade_runs_with_the_image_that_applied_the_newer_revision(self) -> None:
         spec = {"tool": "knex", "image": "shop:1.4", "source": None, "target": "2"}
-        decision = planning.plan(observed(spec={**spec, "downgrade": "Allow"}, status=APPLIED_AT_3))
+        decision = chain.plan(observed(spec={**spec, "downgrade": "Allow"}, status=APPLIED_AT_3))
         assert decision.create_job is not None
         assert decision.create_job.downgrade is True
         assert decision.create_job.image == "shop:1.5"
@@ -346,13 +346,13 @@ class TestDowngrade:
             "target": "2",
             "downgrade": "Allow",
         }
-        decision = planning.plan(observed(spec=spec, status=APPLIED_AT_3))
+        decision = chain.plan(observed(spec=spec, status=APPLIED_AT_3))
         assert decision.create_job is None
         assert condition(decision, "Stalled")["reason"] == "DowngradeUnsupported"  # type: ignore[index]
 
     def test_an_unsupported_target_stalls_before_any_job(self) -> None:
         spec = {"tool": "prisma", "image": "p:2", "source": None, "target": "20240101_x"}
-        decision = planning.plan(observed(spec=spec))
+        decision = chain.plan(observed(spec=spec))
         assert decision.create_job is None
         assert condition(decision, "Stalled")["reason"] == "TargetUnsupported"  # type: ignore[index]
 
@@ -371,7 +371,7 @@ class TestDowngrade:
     )
     def test_order_of_revisions(self, tool: str, applied: str, target: str, expected: bool) -> None:
         spec = parse_spec({**SPEC, "tool": tool, "image": "x", "source": None, "target": target})
-        assert planning.is_downgrade(spec, {"appliedRevision": applied}) is expected
+        assert runs.is_downgrade(spec, {"appliedRevision": applied}) is expected
 
     def test_alembic_hashes_are_ordered_by_history(self) -> None:
         history = [
@@ -380,19 +380,19 @@ class TestDowngrade:
         ]
         status = {"appliedRevision": "c3", "history": history}
         spec = parse_spec({**SPEC, "tool": "alembic", "target": "b2"})
-        assert planning.is_downgrade(spec, status) is True
+        assert runs.is_downgrade(spec, status) is True
         assert (
-            planning.is_downgrade(parse_spec({**SPEC, "tool": "alembic", "target": "zz"}), status)
+            runs.is_downgrade(parse_spec({**SPEC, "tool": "alembic", "target": "zz"}), status)
             is False
         )
 
 
 class TestLockWait:
     def test_waiting_for_the_lock_is_visible(self) -> None:
-        wait = planning.LockWait(
+        wait = facts.LockWait(
             job="shop-a1b2c3d4", since=NOW - timedelta(seconds=30), timed_out=False
         )
-        decision = planning.plan(
+        decision = chain.plan(
             observed(jobs=(job("Active"),), lock_wait=wait, status={"specHash": HASH})
         )
         reconciling = condition(decision, "Reconciling")
@@ -401,8 +401,8 @@ class TestLockWait:
         assert decision.delete_jobs == ()
 
     def test_a_lock_timeout_ends_the_job_and_schedules_a_retry(self) -> None:
-        wait = planning.LockWait(job="shop-a1b2c3d4", since=None, timed_out=True)
-        decision = planning.plan(
+        wait = facts.LockWait(job="shop-a1b2c3d4", since=None, timed_out=True)
+        decision = chain.plan(
             observed(jobs=(job("Active"),), lock_wait=wait, status={"specHash": HASH})
         )
         assert decision.delete_jobs == ("shop-a1b2c3d4",)
@@ -421,7 +421,7 @@ class TestTargetReached:
     def test_an_upgrade_that_misses_an_unordered_target_means_roll_back_next(self) -> None:
         outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="0002")
         spec = {**ALEMBIC_BACK, "downgrade": "Allow"}
-        decision = planning.plan(
+        decision = chain.plan(
             observed(spec=spec, status=ALEMBIC_AT_HEAD, jobs=(job("Succeeded"),), outcome=outcome)
         )
         assert decision.status["lastRun"]["reason"] == "TargetBehind"
@@ -432,7 +432,7 @@ class TestTargetReached:
 
     def test_without_allow_the_rollback_is_forbidden(self) -> None:
         outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="0002")
-        decision = planning.plan(
+        decision = chain.plan(
             observed(
                 spec=ALEMBIC_BACK, status=ALEMBIC_AT_HEAD, jobs=(job("Succeeded"),), outcome=outcome
             )
@@ -443,7 +443,7 @@ class TestTargetReached:
     def test_a_rollback_that_misses_its_target_stalls(self) -> None:
         outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="0002")
         done = JobView("shop-a1b2c3d4", HASH[:8], 0, "Succeeded", downgrade=True)
-        decision = planning.plan(
+        decision = chain.plan(
             observed(
                 spec={**ALEMBIC_BACK, "downgrade": "Allow"},
                 status=ALEMBIC_AT_HEAD,
@@ -457,7 +457,7 @@ class TestTargetReached:
 
     def test_equal_versions_in_another_spelling_count_as_reached(self) -> None:
         outcome = Outcome(job="shop-a1b2c3d4", succeeded=True, applied_revision="1")
-        decision = planning.plan(
+        decision = chain.plan(
             observed(
                 spec={"target": "001"},
                 jobs=(job("Succeeded"),),
@@ -470,8 +470,8 @@ class TestTargetReached:
 
 class TestDrift:
     def test_a_hand_made_change_sets_drifted_with_both_revisions(self) -> None:
-        decision = planning.plan(
-            observed(status=succeeded_status(), database_revision=planning.DriftReading("3"))
+        decision = chain.plan(
+            observed(status=succeeded_status(), database_revision=facts.DriftReading("3"))
         )
         drifted = condition(decision, "Drifted")
         assert drifted is not None and drifted["status"] == "True"
@@ -481,19 +481,19 @@ class TestDrift:
         assert decision.create_job is None  # a drift check never applies anything
 
     def test_drift_is_cleared_when_the_database_is_back(self) -> None:
-        drifted = planning.plan(
-            observed(status=succeeded_status(), database_revision=planning.DriftReading("3"))
+        drifted = chain.plan(
+            observed(status=succeeded_status(), database_revision=facts.DriftReading("3"))
         )
-        back = planning.plan(
-            observed(status=drifted.status, database_revision=planning.DriftReading("2"))
+        back = chain.plan(
+            observed(status=drifted.status, database_revision=facts.DriftReading("2"))
         )
         assert condition(back, "Drifted") is None
         assert reasons(back) == ["DriftResolved"]
 
     def test_no_reading_leaves_the_condition_alone(self) -> None:
-        drifted = planning.plan(
-            observed(status=succeeded_status(), database_revision=planning.DriftReading(None))
+        drifted = chain.plan(
+            observed(status=succeeded_status(), database_revision=facts.DriftReading(None))
         )
-        again = planning.plan(observed(status=drifted.status))
+        again = chain.plan(observed(status=drifted.status))
         assert condition(again, "Drifted") is not None
         assert again.events == ()

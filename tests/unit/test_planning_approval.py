@@ -6,9 +6,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lockstep import approval, constants, jobs, planning
+from lockstep import constants
+from lockstep.jobs import job_spec, naming
 from lockstep.model import parse_spec
-from lockstep.planning import JobView, Observed, Outcome
+from lockstep.planning import approval, chain, facts
+from lockstep.planning.facts import JobView, Observed, Outcome
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 HASH = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
@@ -57,7 +59,7 @@ def observed(spec: dict[str, Any] | None = None, **changes: Any) -> Observed:
 
 def plan_job(state: str = "Succeeded", attempt: int = 0) -> JobView:
     return JobView(
-        name=jobs.job_name("shop", HASH, attempt, constants.PHASE_PLAN),
+        name=naming.job_name("shop", HASH, attempt, constants.PHASE_PLAN),
         spec_hash=HASH[:8],
         attempt=attempt,
         state=state,  # type: ignore[arg-type]
@@ -68,24 +70,24 @@ def plan_job(state: str = "Succeeded", attempt: int = 0) -> JobView:
 
 
 def stored(plan: dict[str, Any], salt: str = SALT) -> dict[str, Any]:
-    return approval.stored_plan(plan, salt, jobs.job_name("shop", HASH, 0, constants.PHASE_PLAN))
+    return approval.stored_plan(plan, salt, naming.job_name("shop", HASH, 0, constants.PHASE_PLAN))
 
 
-def ready(decision: planning.Decision) -> dict[str, Any]:
+def ready(decision: facts.Decision) -> dict[str, Any]:
     return next(c for c in decision.status["conditions"] if c["type"] == constants.READY)
 
 
-def has_condition(decision: planning.Decision, kind: str) -> bool:
+def has_condition(decision: facts.Decision, kind: str) -> bool:
     return any(c["type"] == kind for c in decision.status["conditions"])
 
 
-def reasons(decision: planning.Decision) -> list[str]:
+def reasons(decision: facts.Decision) -> list[str]:
     return [e.reason for e in decision.events]
 
 
 class TestPlanning:
     def test_approval_needed_starts_with_a_read_only_plan_job(self) -> None:
-        decision = planning.plan(observed())
+        decision = chain.plan(observed())
         request = decision.create_job
         assert request is not None and request.is_plan
         assert request.plan_salt == SALT
@@ -93,23 +95,23 @@ class TestPlanning:
         assert decision.status["activeJob"]["name"] == "shop-a1b2c3d4-p0"
 
     def test_no_approval_runs_at_once_and_plans_inside_the_run(self) -> None:
-        decision = planning.plan(observed({"approval": "None"}))
+        decision = chain.plan(observed({"approval": "None"}))
         request = decision.create_job
         assert request is not None and not request.is_plan
         assert request.plan_salt == SALT and request.expect_plan is None
 
     def test_plan_jobs_are_named_apart_from_runs_and_fit_63_characters(self) -> None:
-        assert jobs.job_name("shop", HASH, 2, constants.PHASE_PLAN) == "shop-a1b2c3d4-p2"
-        assert len(jobs.job_name("x" * 48, HASH, 100, constants.PHASE_PLAN)) <= 63
+        assert naming.job_name("shop", HASH, 2, constants.PHASE_PLAN) == "shop-a1b2c3d4-p2"
+        assert len(naming.job_name("x" * 48, HASH, 100, constants.PHASE_PLAN)) <= 63
 
     def test_running_plan_job_reads_as_planning(self) -> None:
-        decision = planning.plan(observed(jobs=(plan_job("Active"),)))
+        decision = chain.plan(observed(jobs=(plan_job("Active"),)))
         assert decision.create_job is None
         assert ready(decision)["reason"] == "Planning"
 
     def test_finished_plan_is_stored_for_this_spec_with_an_event(self) -> None:
         outcome = Outcome(job=plan_job().name, succeeded=True, plan=DESTRUCTIVE_PLAN)
-        decision = planning.plan(observed(jobs=(plan_job(),), outcome=outcome))
+        decision = chain.plan(observed(jobs=(plan_job(),), outcome=outcome))
         plan = decision.status["plan"]
         assert plan["hash"] == DESTRUCTIVE_PLAN["hash"]
         assert plan["specHash"] == SALT and plan["job"] == plan_job().name
@@ -121,22 +123,22 @@ class TestPlanning:
 
     def test_plan_job_without_a_plan_is_a_failed_attempt(self) -> None:
         outcome = Outcome(job=plan_job().name, succeeded=True)
-        decision = planning.plan(observed(jobs=(plan_job(),), outcome=outcome))
+        decision = chain.plan(observed(jobs=(plan_job(),), outcome=outcome))
         assert decision.status["failures"] == 1
         assert decision.status["lastRun"]["direction"] == "Plan"
         assert decision.create_job is None
 
     def test_failed_plan_job_retries_with_the_next_plan_attempt(self) -> None:
         failed = Outcome(job=plan_job("Failed").name, succeeded=False, reason="InvalidSource")
-        first = planning.plan(observed(jobs=(plan_job("Failed"),), outcome=failed))
+        first = chain.plan(observed(jobs=(plan_job("Failed"),), outcome=failed))
         assert first.status["lastRun"]["direction"] == "Plan"
         assert ready(first)["reason"] == "InvalidSource"  # a bad source is permanent
 
 
 class TestApproval:
-    def awaiting(self, **changes: Any) -> planning.Decision:
+    def awaiting(self, **changes: Any) -> facts.Decision:
         status = {"specHash": HASH, "plan": stored(DESTRUCTIVE_PLAN)}
-        return planning.plan(observed(status=status, jobs=(plan_job(),), **changes))
+        return chain.plan(observed(status=status, jobs=(plan_job(),), **changes))
 
     def test_destructive_plan_waits_in_progress_not_stalled(self) -> None:
         decision = self.awaiting()
@@ -150,7 +152,7 @@ class TestApproval:
 
     def test_waiting_again_records_no_new_event(self) -> None:
         first = self.awaiting()
-        again = planning.plan(
+        again = chain.plan(
             observed(status={**first.status}, jobs=(plan_job(),)),
         )
         assert reasons(again) == []
@@ -172,22 +174,20 @@ class TestApproval:
 
     def test_additive_plan_needs_no_approval_under_destructive(self) -> None:
         status = {"specHash": HASH, "plan": stored(ADDITIVE_PLAN)}
-        decision = planning.plan(observed(status=status, jobs=(plan_job(),)))
+        decision = chain.plan(observed(status=status, jobs=(plan_job(),)))
         assert decision.create_job is not None
         assert decision.create_job.expect_plan == ADDITIVE_PLAN["hash"]
 
     def test_always_asks_even_for_an_additive_plan(self) -> None:
         status = {"specHash": HASH, "plan": stored(ADDITIVE_PLAN)}
-        decision = planning.plan(
-            observed({"approval": "Always"}, status=status, jobs=(plan_job(),))
-        )
+        decision = chain.plan(observed({"approval": "Always"}, status=status, jobs=(plan_job(),)))
         assert decision.create_job is None
         assert ready(decision)["reason"] == "AwaitingApproval"
         assert "spec.approval is Always" in ready(decision)["message"]
 
     def test_a_new_spec_needs_a_new_plan_and_a_new_approval(self) -> None:
         old_plan = stored(DESTRUCTIVE_PLAN, salt=OTHER_HASH[:16])
-        decision = planning.plan(
+        decision = chain.plan(
             observed(
                 status={"specHash": HASH, "plan": old_plan},
                 approved_plan=DESTRUCTIVE_PLAN["hash"],
@@ -209,7 +209,7 @@ class TestApproval:
             job=run.name, succeeded=False, reason="PlanChanged", message="the plan changed"
         )
         status = {"specHash": HASH, "plan": stored(DESTRUCTIVE_PLAN)}
-        decision = planning.plan(
+        decision = chain.plan(
             observed(
                 status=status,
                 jobs=(plan_job(), run),
@@ -220,7 +220,7 @@ class TestApproval:
         assert decision.status["plan"]["stale"] is True
         assert "PlanChanged" in reasons(decision)
         assert decision.create_job is None  # backoff first, then a new plan
-        later = planning.plan(
+        later = chain.plan(
             observed(
                 status={**decision.status, "nextRetryAt": None},
                 jobs=(plan_job(), run),
@@ -240,7 +240,7 @@ class TestImageTools:
         return {k: v for k, v in raw.items() if v is not None}
 
     def test_unavailable_plan_needs_approval_under_destructive(self) -> None:
-        decision = planning.plan(replace(observed(), spec=parse_spec(self.spec())))
+        decision = chain.plan(replace(observed(), spec=parse_spec(self.spec())))
         plan = decision.status["plan"]
         assert plan["available"] is False and plan["classification"] == "Unknown"
         assert "flyway" in plan["unavailableReason"]
@@ -248,9 +248,9 @@ class TestImageTools:
         assert ready(decision)["reason"] == "AwaitingApproval"
 
     def test_unavailable_plan_approved_runs_without_a_plan_check(self) -> None:
-        first = planning.plan(replace(observed(), spec=parse_spec(self.spec())))
+        first = chain.plan(replace(observed(), spec=parse_spec(self.spec())))
         plan_hash = first.status["plan"]["hash"]
-        decision = planning.plan(
+        decision = chain.plan(
             replace(
                 observed(status=first.status, approved_plan=plan_hash),
                 spec=parse_spec(self.spec()),
@@ -263,11 +263,11 @@ class TestImageTools:
         shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
         raw = self.spec(tool="knex", image="shop:3", approval="None", verify=shadow)
         status = {"specHash": HASH, "appliedRevision": "20240101_a.js"}
-        decision = planning.plan(replace(observed(status=status), spec=parse_spec(raw)))
+        decision = chain.plan(replace(observed(status=status), spec=parse_spec(raw)))
         request = decision.create_job
         assert request is not None and request.database_at == "20240101_a.js"
-        job = jobs.build_job(
-            jobs.Owner("shop", "ns", "uid"), parse_spec(raw), HASH, request, "db", "img"
+        job = job_spec.build_job(
+            naming.Owner("shop", "ns", "uid"), parse_spec(raw), HASH, request, "db", "img"
         )
         pod = job["spec"]["template"]["spec"]
         names = [c["name"] for c in pod["initContainers"]]
@@ -292,14 +292,14 @@ class TestImageTools:
     def test_django_first_run_rehearses_back_to_the_apps_zero(self) -> None:
         shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
         raw = self.spec(tool="django", target="shop:0002_orders", approval="None", verify=shadow)
-        decision = planning.plan(replace(observed(), spec=parse_spec(raw)))
+        decision = chain.plan(replace(observed(), spec=parse_spec(raw)))
         assert decision.create_job is not None
         assert decision.create_job.database_at == "shop:zero"
 
     def test_rehearsal_in_an_image_is_refused_before_any_job(self) -> None:
         shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
         spec = parse_spec(self.spec(approval="None", verify=shadow))
-        decision = planning.plan(replace(observed(), spec=spec))
+        decision = chain.plan(replace(observed(), spec=spec))
         assert decision.create_job is None
         assert ready(decision)["reason"] == "RehearsalUnsupported"
         assert "flyway" in ready(decision)["message"]
@@ -308,7 +308,7 @@ class TestImageTools:
     def test_a_tool_that_cannot_go_down_cannot_be_rehearsed(self) -> None:
         shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
         raw = self.spec(tool="prisma", approval="None", verify=shadow)
-        decision = planning.plan(replace(observed(), spec=parse_spec(raw)))
+        decision = chain.plan(replace(observed(), spec=parse_spec(raw)))
         assert decision.create_job is None
         assert ready(decision)["reason"] == "RehearsalUnsupported"
 
@@ -328,7 +328,7 @@ class TestRehearsal:
             reason="RehearsalFailed",
             message="rehearsal step 2 of 3 (downgrade) failed",
         )
-        decision = planning.plan(observed({"approval": "None"}, jobs=(run,), outcome=outcome))
+        decision = chain.plan(observed({"approval": "None"}, jobs=(run,), outcome=outcome))
         assert decision.create_job is None
         assert ready(decision)["reason"] == "RehearsalFailed"
         assert "nextRetryAt" not in decision.status
@@ -337,8 +337,10 @@ class TestRehearsal:
     def test_shadow_database_reaches_only_the_runner_and_by_secret(self) -> None:
         shadow = {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}}
         spec = parse_spec({**SPEC, "verify": shadow})
-        request = jobs.JobRequest(attempt=0, target="head", plan_salt=SALT)
-        job = jobs.build_job(jobs.Owner("shop", "ns", "uid"), spec, HASH, request, "db", "img")
+        request = naming.JobRequest(attempt=0, target="head", plan_salt=SALT)
+        job = job_spec.build_job(
+            naming.Owner("shop", "ns", "uid"), spec, HASH, request, "db", "img"
+        )
         container = job["spec"]["template"]["spec"]["containers"][0]
         assert "--shadow-url-env" in container["command"]
         env = {e["name"]: e for e in container["env"]}
@@ -351,10 +353,12 @@ class TestRehearsal:
 class TestPlanJob:
     def test_plan_pod_is_read_only_and_holds_no_lock(self) -> None:
         spec = parse_spec(SPEC)
-        request = jobs.JobRequest(
+        request = naming.JobRequest(
             attempt=0, target="head", phase=constants.PHASE_PLAN, plan_salt=SALT
         )
-        job = jobs.build_job(jobs.Owner("shop", "ns", "uid"), spec, HASH, request, "db", "img")
+        job = job_spec.build_job(
+            naming.Owner("shop", "ns", "uid"), spec, HASH, request, "db", "img"
+        )
         pod = job["spec"]["template"]["spec"]
         assert job["metadata"]["name"] == "shop-a1b2c3d4-p0"
         assert job["metadata"]["labels"][constants.LABEL_PHASE] == "plan"
@@ -367,20 +371,20 @@ class TestPlanJob:
 
 class TestWhichJobToRecord:
     def test_only_the_newest_plan_job_is_ever_recorded(self) -> None:
-        from lockstep.controller.reconcile import _unrecorded_finished_job
+        from lockstep.controller.outcome import unrecorded_finished_job
 
         newest = plan_job(attempt=1)
         status = {"specHash": HASH, "plan": {**stored(DESTRUCTIVE_PLAN), "job": newest.name}}
         seen = observed(status=status, jobs=(plan_job(attempt=0), newest))
-        assert _unrecorded_finished_job(seen) is None
+        assert unrecorded_finished_job(seen) is None
 
     def test_a_finished_run_after_its_plan_is_recorded(self) -> None:
-        from lockstep.controller.reconcile import _unrecorded_finished_job
+        from lockstep.controller.outcome import unrecorded_finished_job
 
         run = JobView("shop-a1b2c3d4", HASH[:8], 0, "Succeeded", finished_at=NOW)
         status = {"specHash": HASH, "plan": stored(DESTRUCTIVE_PLAN)}
         seen = observed(status=status, jobs=(plan_job(), run))
-        assert _unrecorded_finished_job(seen) == run
+        assert unrecorded_finished_job(seen) == run
 
 
 def test_plan_changed_with_the_runners_fresh_plan_asks_for_that_plan() -> None:
@@ -390,10 +394,10 @@ def test_plan_changed_with_the_runners_fresh_plan_asks_for_that_plan() -> None:
         job=run.name, succeeded=False, reason="PlanChanged", message="changed", plan=fresh
     )
     status = {"specHash": HASH, "plan": stored(DESTRUCTIVE_PLAN)}
-    decision = planning.plan(observed(status=status, jobs=(plan_job(), run), outcome=outcome))
+    decision = chain.plan(observed(status=status, jobs=(plan_job(), run), outcome=outcome))
     assert decision.status["plan"]["hash"] == "abababababababab"
     assert not decision.status["plan"].get("stale")
-    later = planning.plan(
+    later = chain.plan(
         observed(
             status={**decision.status, "nextRetryAt": None},
             jobs=(plan_job(), run),
@@ -406,7 +410,7 @@ def test_plan_changed_with_the_runners_fresh_plan_asks_for_that_plan() -> None:
 
 
 def test_a_failed_rehearsal_step_is_named_with_its_own_words() -> None:
-    from lockstep.controller import observe
+    from lockstep.controller import cluster_facts
 
     pod = {
         "spec": {
@@ -433,13 +437,13 @@ def test_a_failed_rehearsal_step_is_named_with_its_own_words() -> None:
             ]
         },
     }
-    failure = observe.failed_rehearsal_step(pod)
+    failure = cluster_facts.failed_rehearsal_step(pod)
     assert failure is not None
     assert (failure.step, failure.steps, failure.exit_code) == (3, 3, 1)
     text = failure.describe()
     assert text.startswith("rehearsal step 3 of 3 (rehearse-3-downgrade: knex migrate:rollback)")
     assert 'relation "cart" does not exist' in text
-    assert observe.failed_rehearsal_step({"status": {}}) is None
+    assert cluster_facts.failed_rehearsal_step({"status": {}}) is None
 
 
 def test_an_upgrade_plan_never_approves_a_rollback() -> None:
@@ -453,7 +457,7 @@ def test_an_upgrade_plan_never_approves_a_rollback() -> None:
         "lastRun": {"job": behind.name, "reason": "TargetBehind", "specHash": HASH[:8]},
         "history": [{"job": behind.name}],
     }
-    decision = planning.plan(
+    decision = chain.plan(
         observed({"downgrade": "Allow", "target": "1"}, status=status, jobs=(plan_job(), behind))
     )
     request = decision.create_job

@@ -1,23 +1,27 @@
-"""The reconciler's act step with a fake API: one Job, one status write, Events, no secrets."""
+"""Gather and act with a fake API passed in: one Job, one status write, Events, no secrets."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from lockstep import kube, planning
-from lockstep.controller import reconcile
+from lockstep import kube
+from lockstep.controller import act, reconcile
 from lockstep.controller.cache import Cache
+from lockstep.planning.facts import Event
 
 URL = "postgresql://app:s3cret-pass@db.example:5432/shop"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 class FakeApi:
+    """`controller.cluster.KubeApi` against dicts: passed to the Reconciler, never patched in."""
+
     def __init__(self) -> None:
         self.secrets = {("shop", "shop-db"): {"url": URL}}
         self.config_maps = {
@@ -25,34 +29,47 @@ class FakeApi:
         }
         self.jobs: dict[str, dict[str, Any]] = {}
         self.patches: list[dict[str, Any]] = []
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(kube, "read_secret_value", self.read_secret_value)
-        monkeypatch.setattr(kube, "read_config_map_data", self.read_config_map_data)
-        monkeypatch.setattr(kube, "create_job", self.create_job)
-        monkeypatch.setattr(kube, "patch_migration_status", self.patch_status)
-        monkeypatch.setattr(kube, "job_pod", lambda namespace, job: None)
+        self.reads: list[str] = []
 
     def read_secret_value(self, namespace: str, name: str, key: str) -> str:
+        self.reads.append(f"Secret {name}")
         try:
             return self.secrets[(namespace, name)][key]
         except KeyError:
             raise kube.NotFoundError(f"Secret {namespace}/{name}") from None
 
     def read_config_map_data(self, namespace: str, name: str) -> dict[str, str]:
+        self.reads.append(f"ConfigMap {name}")
         try:
             return self.config_maps[(namespace, name)]
         except KeyError:
             raise kube.NotFoundError(f"ConfigMap {namespace}/{name}") from None
 
-    def create_job(self, namespace: str, body: dict[str, Any]) -> None:
+    def read_workload(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    def job_pod(self, namespace: str, job: str) -> dict[str, Any] | None:
+        return None
+
+    def read_log_tail(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str:
+        return ""
+
+    def create_job(self, namespace: str, body: Mapping[str, Any]) -> None:
         name = body["metadata"]["name"]
         if name in self.jobs:
             raise kube.ConflictError(name)
-        self.jobs[name] = body
+        self.jobs[name] = dict(body)
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.patches.append(status)
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.jobs.pop(name, None)
+
+    def patch_migration_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.patches.append(dict(status))
+
+    def remove_scheduling_gate(
+        self, namespace: str, pod: str, remaining: list[dict[str, Any]], resource_version: str
+    ) -> bool:
+        return True
 
 
 def migration(**status: Any) -> dict[str, Any]:
@@ -69,28 +86,27 @@ def migration(**status: Any) -> dict[str, Any]:
     }
 
 
-def run(api: FakeApi, body: dict[str, Any], cache: Cache | None = None) -> list[planning.Event]:
-    events: list[planning.Event] = []
+def run(
+    api: FakeApi, body: dict[str, Any], cache: Cache | None = None, full: bool = True
+) -> list[Event]:
+    events: list[Event] = []
     cache = cache or Cache()
     cache.put_migration(body)
     reconciler = reconcile.Reconciler(
-        cache=cache, emit=lambda _, e: events.append(e), clock=lambda: NOW
+        cache=cache, emit=lambda _, e: events.append(e), clock=lambda: NOW, api=api
     )
 
     async def once() -> None:
-        await reconciler.reconcile(("shop", "shop"))
-        for timer in reconciler._timers.values():
-            timer.cancel()
+        await reconciler.reconcile_once(("shop", "shop"), full=full)
+        reconciler.scheduler.forget_all()
 
     asyncio.run(once())
     return events
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
-    fake = FakeApi()
-    fake.install(monkeypatch)
-    return fake
+def api() -> FakeApi:
+    return FakeApi()
 
 
 def test_first_pass_creates_one_job_and_writes_status_once(api: FakeApi) -> None:
@@ -152,31 +168,20 @@ def test_the_database_url_never_reaches_status_events_or_the_job(api: FakeApi) -
 
 
 def test_status_patch_nulls_dropped_keys() -> None:
-    patch = reconcile.status_patch(
+    patch = act.status_patch(
         {"activeJob": {"name": "j"}, "failures": 1}, {"failures": 1, "appliedRevision": "2"}
     )
     assert patch == {"activeJob": None, "appliedRevision": "2"}
-    assert reconcile.status_patch({"a": 1}, {"a": 1}) == {}
+    assert act.status_patch({"a": 1}, {"a": 1}) == {}
 
 
 def test_job_and_pod_events_on_a_settled_migration_read_no_secret_or_config_map(
-    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+    api: FakeApi,
 ) -> None:
     run(api, migration())
     written = api.patches[-1]
-    reads: list[str] = []
-    monkeypatch.setattr(kube, "read_secret_value", lambda *a: reads.append("secret") or URL)
-    monkeypatch.setattr(kube, "read_config_map_data", lambda *a: reads.append("cm") or {})
+    api.reads.clear()
     cache = Cache()
     cache.put_job(next(iter(api.jobs.values())))
-    body = migration(**written)
-    cache.put_migration(body)
-    reconciler = reconcile.Reconciler(cache=cache, emit=lambda *_: None, clock=lambda: NOW)
-
-    async def once() -> None:
-        await reconciler.reconcile(("shop", "shop"), full=False)
-        for timer in reconciler._timers.values():
-            timer.cancel()
-
-    asyncio.run(once())
-    assert reads == []
+    run(api, migration(**written), cache, full=False)
+    assert api.reads == []

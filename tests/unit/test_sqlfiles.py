@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from lockstep import sqlfiles
-from lockstep.sqlfiles import InvalidSource, Statement, split_statements
+from lockstep.errors import InvalidSource
+from lockstep.sqlfiles import Statement, split_statements
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:

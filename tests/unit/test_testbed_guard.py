@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from testbed import podagent
+from testbed.podagent import background
 
 
 def test_a_checkout_under_tmp_is_refused_with_the_reason() -> None:
     with pytest.raises(RuntimeError, match="under /tmp: pods of the test bed mount an emptyDir"):
-        podagent.refuse_repository_under_tmp(Path("/tmp/lockstep"))
+        background.refuse_repository_under_tmp(Path("/tmp/lockstep"))
 
 
 def test_a_checkout_elsewhere_is_fine() -> None:
-    podagent.refuse_repository_under_tmp(Path("/work/lockstep"))
+    background.refuse_repository_under_tmp(Path("/work/lockstep"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lockstep import tools
+from lockstep import errors, tools
 from lockstep.tools import base
 
 BUILTIN = ["sql", "alembic"]
@@ -15,7 +15,7 @@ def test_known_tools() -> None:
 
 
 def test_unknown_tool_lists_the_known_ones() -> None:
-    with pytest.raises(tools.UnknownTool) as caught:
+    with pytest.raises(errors.UnknownTool) as caught:
         tools.get_adapter("liquibase")
     assert "unknown migration tool 'liquibase'" in str(caught.value)
     assert "alembic, " in str(caught.value)
@@ -73,5 +73,5 @@ def test_an_adapter_must_implement_the_whole_interface() -> None:
 
 
 def test_downgrade_unsupported_is_a_reasoned_error() -> None:
-    error = tools.DowngradeUnsupported("prisma cannot go down: write a new migration instead")
+    error = errors.DowngradeUnsupported("prisma cannot go down: write a new migration instead")
     assert error.reason == "DowngradeUnsupported"

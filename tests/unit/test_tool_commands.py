@@ -12,10 +12,10 @@ import subprocess
 
 import pytest
 
-from lockstep import tools
+from lockstep import errors, tools
 from lockstep.errors import InvalidDatabaseUrl
 from lockstep.pod import url_formats
-from lockstep.tools import base, django, flyway, knex, prisma, sequelize
+from lockstep.tools import django, flyway, knex, prisma, sequelize
 
 USER_IMAGE_TOOLS = {
     "flyway": "flyway_schema_history",
@@ -88,14 +88,14 @@ def test_plain_downgrade_commands(tool: str, target: str, command: list[str]) ->
 def test_downgrades_that_cannot_happen_say_what_to_do(
     tool: str, target: str, expected: str
 ) -> None:
-    with pytest.raises(base.DowngradeUnsupported) as caught:
+    with pytest.raises(errors.DowngradeUnsupported) as caught:
         tools.get_adapter(tool).downgrade_command(target)
     assert expected in caught.value.message
     assert caught.value.reason == "DowngradeUnsupported"
 
 
 def test_prisma_reaches_head_only() -> None:
-    with pytest.raises(base.TargetUnsupported) as caught:
+    with pytest.raises(errors.TargetUnsupported) as caught:
         prisma.PrismaAdapter().upgrade_command("20240101120000_create_customers")
     assert "set spec.target to head" in caught.value.message
     assert caught.value.reason == "TargetUnsupported"

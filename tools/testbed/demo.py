@@ -23,6 +23,7 @@ from kubernetes import client, config, utils
 from kubernetes.client.exceptions import ApiException
 
 from testbed import cluster, databases
+from testbed.controlplane import state
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
@@ -38,7 +39,7 @@ def say(message: str) -> None:
 
 
 def state_dir() -> Path:
-    return cluster.state_dir() / "demo"
+    return state.state_dir() / "demo"
 
 
 def start_detached(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -142,7 +143,7 @@ def wait_ready(api: client.ApiClient, timeout: float = 120.0) -> dict[str, Any]:
     raise RuntimeError(f"shop did not become Ready in {timeout}s; status: {last.get('status')}")
 
 
-def kubectl(running: cluster.Cluster, *args: str) -> None:
+def kubectl(running: state.Cluster, *args: str) -> None:
     subprocess.run(
         [str(running.kubectl), "--kubeconfig", str(running.kubeconfig), *args], check=False
     )

@@ -1,4 +1,6 @@
-"""A small JSON client for the Kubernetes API, used by the testbed pod agent.
+"""The small JSON client for the Kubernetes API of the test bed and the benchmarks.
+
+The pod agent and the bench (its observer, floor client and stand-in kubelet) use it.
 
 Objects go in and come out as plain dicts with the API's own camelCase field
 names, so the agent's code reads like the API reference. The kubeconfig is
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -68,16 +72,16 @@ class Endpoint:
 class KubeAPI:
     """Minimal, thread-safe REST access to one cluster."""
 
-    def __init__(self, kubeconfig: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, kubeconfig: str | Path, *, timeout: float = 30.0, pool: int = 32) -> None:
         self._config = k8s_client.Configuration()
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, client_configuration=self._config
+            config_file=str(kubeconfig), client_configuration=self._config
         )
         self.server = str(self._config.host).rstrip("/")
         self.timeout = timeout
         self._pool = urllib3.PoolManager(
             num_pools=4,
-            maxsize=32,
+            maxsize=pool,
             block=False,
             cert_reqs="CERT_REQUIRED" if self._config.verify_ssl else "CERT_NONE",
             ca_certs=self._config.ssl_ca_cert,
@@ -142,14 +146,29 @@ class KubeAPI:
     def delete(self, path: str, body: JSON | None = None) -> JSON:
         return self.request("DELETE", path, body=body)
 
-    def watch(self, path: str, resource_version: str, timeout_seconds: int) -> Iterator[JSON]:
-        """Yield watch events (``type``, ``object``) until the server ends the watch."""
+    def watch(
+        self,
+        path: str,
+        resource_version: str,
+        timeout_seconds: int,
+        *,
+        query: dict[str, Any] | None = None,
+        bookmarks: bool = True,
+        opened: Callable[[Any], None] | None = None,
+    ) -> Iterator[JSON]:
+        """Yield watch events (``type``, ``object``) until the server ends the watch.
+
+        ``opened`` is given the open response, for a caller that must be able to cut it off
+        (``shutdown()``) from another thread.
+        """
         query = {
+            **(query or {}),
             "watch": "true",
             "resourceVersion": resource_version,
             "timeoutSeconds": timeout_seconds,
-            "allowWatchBookmarks": "true",
         }
+        if bookmarks:
+            query["allowWatchBookmarks"] = "true"
         response = self._pool.request(
             "GET",
             f"{self.server}{path}?{urlencode(query)}",
@@ -157,6 +176,8 @@ class KubeAPI:
             preload_content=False,
             timeout=urllib3.Timeout(connect=10, read=timeout_seconds + 30),
         )
+        if opened is not None:
+            opened(response)
         try:
             if response.status >= 300:
                 raise ApiError(
@@ -183,3 +204,19 @@ def pod_path(namespace: str, name: str, sub: str = "") -> str:
 
 def is_not_found(error: BaseException) -> bool:
     return isinstance(error, ApiError) and error.status == 404
+
+
+def binding(pod: JSON, node: str) -> JSON:
+    """The ``pods/binding`` body that schedules ``pod`` onto ``node``."""
+    meta = pod["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+
+
+def now_rfc3339() -> str:
+    """Now, as the API's timestamps read (whole seconds, UTC)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

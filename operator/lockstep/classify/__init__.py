@@ -10,6 +10,12 @@ Destructive and breaking findings need a person's approval.
 
 Tables created earlier in the plan hold no data, so changes to them (including dropping
 them again) are not findings.  Pure: no I/O.
+
+Modules: ``classifier`` walks the plan; ``findings`` and ``plan`` hold the shapes and what
+earlier statements taught; ``rules`` words each finding; ``coltypes`` compares column types.
+Per parser, ``<dialect>_statements`` splits a script and names each statement's kind,
+``<dialect>_columns`` reads column definitions, and ``postgres`` / ``mysql`` (with
+``mysql_alter`` for ``ALTER TABLE``) decide which rules a statement meets.
 """
 
 from lockstep.classify.classifier import classify

@@ -8,6 +8,7 @@ SQLite file under `.lockstep/`, so a newcomer needs nothing else installed.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -17,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from lockstep import constants, database
+from lockstep import constants, database, errors, k8s_names
 from lockstep.model import SpecError, parse_spec
-from lockstep.pod import runner
+from lockstep.pod import run_request, runner
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ def apply_file(path: Path, database_url: str | None, state_dir: Path, output: st
     except (OSError, yaml.YAMLError) as error:
         print(f"error: cannot read {path}: {error}", file=sys.stderr)
         return 2
+    problems = [f"error: {path}: {problem}" for problem in invalid_objects(documents)]
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        print("nothing was run: fix the file (the API server would refuse it too)", file=sys.stderr)
+        return 2
     migrations = [d for d in documents if d.get("kind") == constants.KIND]
     if not migrations:
         print(f"error: {path} has no {constants.KIND}; see examples/quickstart/", file=sys.stderr)
@@ -66,6 +72,36 @@ def apply_file(path: Path, database_url: str | None, state_dir: Path, output: st
     results = [apply_one(m, config_maps, database_url, state_dir) for m in migrations]
     print(render(results, output))
     return 0 if all(r.ready for r in results) else 1
+
+
+def invalid_objects(documents: Iterable[Mapping[str, Any]]) -> list[str]:
+    """What the API server would refuse in these objects: names, namespaces, ConfigMap keys.
+
+    Checked before anything is written: a ConfigMap key becomes a file name and an object's
+    namespace and name become the SQLite file's name, so a key such as ``../../x`` or a name
+    such as ``../x`` must never reach the disk.
+    """
+    problems: list[str] = []
+    for document in documents:
+        kind = str(document.get("kind") or "object")
+        metadata = document.get("metadata") or {}
+        name = str(metadata.get("name") or "")
+        namespace = str(metadata.get("namespace") or "default")
+        where = f"{kind} {namespace}/{name or '(no name)'}"
+        name_problem = k8s_names.subdomain_problem(name)
+        if name_problem:
+            problems.append(f"{where}: metadata.name {name!r}: {name_problem}")
+        namespace_problem = k8s_names.label_problem(namespace)
+        if namespace_problem:
+            problems.append(f"{where}: metadata.namespace {namespace!r}: {namespace_problem}")
+        if kind != "ConfigMap":
+            continue
+        for field in ("data", "binaryData"):
+            for key in document.get(field) or {}:
+                key_problem = k8s_names.config_map_key_problem(str(key))
+                if key_problem:
+                    problems.append(f"{where}: {field} key {str(key)!r}: {key_problem}")
+    return problems
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
@@ -104,9 +140,8 @@ def apply_one(
             "put it in the same YAML stream",
         )
     with tempfile.TemporaryDirectory(prefix="lockstep-") as source:
-        for file_name, content in files.items():
-            (Path(source) / file_name).write_text(content)
-        request = runner.RunRequest(
+        _write_source(Path(source), files)
+        request = run_request.RunRequest(
             tool=spec.tool,  # type: ignore[arg-type]  # sql or alembic, checked above
             source_dir=Path(source),
             database_url=url,
@@ -117,7 +152,7 @@ def apply_one(
         )
         try:
             result = runner.run(request)
-        except runner.RunnerError as error:
+        except errors.LockstepError as error:
             return failed(error.reason, str(error))
     run = json.loads(result.to_json())
     return LocalResult(
@@ -133,7 +168,7 @@ def apply_one(
     )
 
 
-def describe(result: runner.RunResult) -> str:
+def describe(result: run_request.RunResult) -> str:
     if not result.applied:
         return f"up to date at revision {result.to_revision or 'none'}: nothing to apply"
     moved = f"{result.from_revision or 'empty'} → {result.to_revision or 'empty'}"
@@ -163,6 +198,21 @@ def _text(result: LocalResult) -> str:
         f"  {'result' if result.ready else 'error'}:    {result.message}",
     ]
     return "\n".join(lines)
+
+
+def _write_source(directory: Path, files: Mapping[str, str]) -> None:
+    """Write a ConfigMap's keys as files, never outside ``directory``.
+
+    The keys were checked against Kubernetes' rules already; this refuses anything that would
+    still leave the directory (or follow a link) as a second line of defence.
+    """
+    for file_name, content in files.items():
+        target = directory / file_name
+        if k8s_names.config_map_key_problem(file_name) or target.parent != directory:
+            raise ValueError(f"refusing to write ConfigMap key {file_name!r} outside {directory}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(target, flags, 0o600), "w", encoding="utf-8") as handle:
+            handle.write(content)
 
 
 def _sqlite_url(state_dir: Path, namespace: str, name: str) -> str:

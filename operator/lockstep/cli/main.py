@@ -1,19 +1,19 @@
-"""`lockstep` command line: the operator, local mode, and the commands of migration pods.
+"""`lockstep` command line: the operator, local mode, the kubectl plugin, and the pod commands.
 
 The same image (and the same entry point) serves as the operator, the built-in migration runner
-inside Jobs, and local mode for newcomers and CI pipelines.
+inside Jobs, and local mode for newcomers and CI pipelines. This module holds the parser and the
+commands that run outside pods; those that run inside pods live in :mod:`lockstep.cli.pod_commands`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lockstep import __version__, constants, errors
+from lockstep import __version__, constants
 from lockstep.cli import pod_commands
 
 
@@ -46,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     pod_commands.add_plan(commands)
     pod_commands.add_classify(commands)
     _add_apply(commands)
-    _add_lock(commands)
+    pod_commands.add_lock(commands)
     pod_commands.add_shadow_reset(commands)
-    _add_dburl(commands)
-    _add_wait(commands)
+    pod_commands.add_dburl(commands)
+    pod_commands.add_wait(commands)
     return parser
 
 
@@ -141,104 +141,15 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command.set_defaults(handler=_apply)
 
 
-def _add_lock(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    command = commands.add_parser(
-        "lock",
-        help="hold the migration lock of $DATABASE_URL until stopped (the Job's lock sidecar)",
-    )
-    command.add_argument("--wait-seconds", type=float, default=600.0, help="give up after this")
-    command.add_argument(
-        "--ready-file",
-        type=Path,
-        default=Path("/run/lockstep/locked"),
-        help="written once the lock is held (the startup probe checks it)",
-    )
-    command.add_argument("--probe", action="store_true", help="exit 0 if the lock is held")
-    command.set_defaults(handler=_lock)
-
-
-def _lock(args: argparse.Namespace) -> int:
-    from lockstep.pod import lock_sidecar
-
-    if args.probe:
-        return lock_sidecar.probe(args.ready_file)
-    url = os.environ.get(constants.DATABASE_URL_ENV)
-    if not url:
-        print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.INFO)
-    return lock_sidecar.hold(url, args.wait_seconds, args.ready_file)
-
-
-def _add_wait(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    command = commands.add_parser(
-        "wait",
-        help="block until a DatabaseMigration is migrated for an image (init container)",
-        description="The rollout gate for clusters without admission webhooks: run as the "
-        "app's first init container. Needs RBAC: get on databasemigrations.lockstep.dev in "
-        "the pod's namespace.",
-    )
-    command.add_argument("--for", dest="migration", required=True, help="DatabaseMigration name")
-    command.add_argument("--image", help="the app image (default: $LOCKSTEP_IMAGE)")
-    command.add_argument("-n", "--namespace", help="default: the pod's own namespace")
-    command.add_argument("--timeout", type=float, default=0, help="seconds; 0 waits forever")
-    command.add_argument("--interval", type=float, default=2.0, help="seconds between checks")
-    command.add_argument("--kubeconfig")
-    command.set_defaults(handler=_wait)
-
-
-def _wait(args: argparse.Namespace) -> int:
-    from lockstep.pod import wait
-
-    image = args.image or os.environ.get("LOCKSTEP_IMAGE")
-    return wait.wait_for_migration(
-        args.migration, image, args.namespace, args.timeout, args.interval, args.kubeconfig
-    )
-
-
-def _add_dburl(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    command = commands.add_parser(
-        "dburl",
-        help="write $DATABASE_URL as a tool's own variables (e.g. FLYWAY_URL/USER/PASSWORD)",
-        description="Runs as the Job's init container for tools that cannot take a URL. The "
-        "file holds the password: write it to a memory-backed volume only.",
-    )
-    command.add_argument("--format", required=True, help="flyway or jdbc")
-    command.add_argument("--out", type=Path, required=True, help="env file to write (sourced)")
-    command.set_defaults(handler=_dburl)
-
-
-def _dburl(args: argparse.Namespace) -> int:
-    from lockstep.pod import url_formats
-
-    url = os.environ.get(constants.DATABASE_URL_ENV)
-    if not url:
-        print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
-        return 2
-    try:
-        env = url_formats.env_for(args.format, url)
-    except (ValueError, errors.InvalidDatabaseUrl) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    partial = args.out.with_name(f".{args.out.name}.partial")
-    # Created with its final mode: the password is never readable by others, even briefly.
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    with os.fdopen(descriptor, "w") as output:
-        output.write(url_formats.render_env_file(env))
-    partial.replace(args.out)  # atomic: the migrate container never reads half a file
-    print(f"wrote {url_formats.describe(env)} to {args.out}")
-    return 0
-
-
 def _operator(args: argparse.Namespace) -> int:
-    from lockstep import logs
-    from lockstep.controller import leader, main, webhook
+    from lockstep import kube, logs
+    from lockstep.controller import lease_rules, main, webhook
 
     logs.configure(args.log_format, args.verbose)
     try:
-        election = leader.ElectionConfig(
+        election = lease_rules.ElectionConfig(
             lease_name=args.lease_name,
-            namespace=args.lease_namespace or main.default_namespace(),
+            namespace=args.lease_namespace or kube.default_namespace(),
             lease_duration=args.lease_duration,
             renew_deadline=args.renew_deadline,
             retry_period=args.retry_period,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from lockstep import constants
-from lockstep.controller import observe
+from lockstep import conditions, constants
+from lockstep.controller import cluster_facts
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -73,7 +73,17 @@ class Cache:
             if _label(job, constants.LABEL_DATABASE) == database_key
             # Plan Jobs only read: they neither hold nor wait for the database's lock.
             and _label(job, constants.LABEL_PHASE) != constants.PHASE_PLAN
-            and observe.job_view(job).state == "Active"
+            and cluster_facts.job_view(job).state == "Active"
+        ]
+
+    def others_on_database(self, database_key: str, migration: Key) -> list[dict[str, Any]]:
+        """Active Jobs of other migrations on this database: the runs a new one must wait for."""
+        namespace, name = migration
+        return [
+            job
+            for job in self.active_jobs_on_database(database_key)
+            if job["metadata"].get("namespace") != namespace
+            or _label(job, constants.LABEL_MIGRATION) != name
         ]
 
     # Pods of migration Jobs (only their lock sidecar's state is read)
@@ -141,7 +151,4 @@ def _label(body: Mapping[str, Any], name: str) -> str:
 
 
 def _ready_reason(body: Mapping[str, Any]) -> str:
-    for condition in (body.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == constants.READY:
-            return str(condition.get("reason", ""))
-    return ""
+    return str((conditions.ready(body.get("status") or {}) or {}).get("reason", ""))

@@ -1,6 +1,6 @@
 """Kopf handlers: the only module with `@kopf.*` decorators. Each is a line or two.
 
-Watches keep the cache fresh and trigger the reconciler; all decisions live in `planning`.
+Each handler hands its event to `watches` (cache, then triggers); all decisions live in `planning`.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from typing import Any, cast
 
 import kopf
 
-from lockstep import constants, gate, kube, planning
-from lockstep.controller.cache import Cache, key_of
+from lockstep import constants, gate, kube
+from lockstep.controller import watches
+from lockstep.controller.cache import Cache
 from lockstep.controller.reconcile import Reconciler
+from lockstep.planning.facts import Event
 
 cache = Cache()
 
 
-def _emit(body: Mapping[str, Any], event: planning.Event) -> None:
+def _emit(body: Mapping[str, Any], event: Event) -> None:
     kopf.event(
         kopf.Body(cast(kopf.RawBody, dict(body))),
         type=event.type,
@@ -74,54 +76,19 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL)
 async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-    if event.get("type") == "DELETED":
-        reconciler.deleted(key_of(body))
-        return
-    # The first sight of an object (operator start, or a new resource) gets a full pass.
-    key = key_of(body)
-    first_sight = cache.migration(key) is None
-    cache.put_migration(body)
-    reconciler.trigger(key, full=first_sight)
+    watches.migration_event(reconciler, event.get("type"), body)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_JOBS)
-async def job_changed(
-    event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any
-) -> None:
-    if event.get("type") == "DELETED":
-        cache.drop_job(key_of(body))
-    else:
-        cache.put_job(body)
-    reconciler.trigger((str(body["metadata"]["namespace"]), str(labels[constants.LABEL_MIGRATION])))
-    reconciler.trigger_database(str(labels.get(constants.LABEL_DATABASE, "")))
+async def job_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    watches.job_event(reconciler, event.get("type"), body)
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED_JOBS)
-async def pod_changed(
-    event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any
-) -> None:
-    """Pods tell whether a Job's lock sidecar still waits for the database lock."""
-    if event.get("type") == "DELETED":
-        cache.drop_pod(key_of(body))
-    else:
-        cache.put_pod(body)
-    migration = labels.get(constants.LABEL_MIGRATION)
-    if migration:
-        reconciler.trigger((str(body["metadata"]["namespace"]), str(migration)))
+async def pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    watches.pod_event(reconciler, event.get("type"), body)
 
 
 @kopf.on.event("", "v1", "pods", labels={gate.WAIT_FOR_LABEL: kopf.PRESENT})
-async def app_pod_changed(
-    event: Mapping[str, Any], body: kopf.Body, labels: kopf.Labels, **_: Any
-) -> None:
-    """Application pods waiting for a migration: released when it succeeds."""
-    key = key_of(body)
-    if event.get("type") == "DELETED":
-        cache.drop_app_pod(key)
-    else:
-        cache.put_app_pod(body)
-    migration = (key[0], str(labels[gate.WAIT_FOR_LABEL]))
-    if cache.migration(migration) is None and gate.has_gate(body):
-        reconciler.note_missing_migration(body, migration[1])
-        return
-    reconciler.trigger(migration)
+async def app_pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    watches.app_pod_event(reconciler, event.get("type"), body)

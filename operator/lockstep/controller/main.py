@@ -11,17 +11,15 @@ import socket
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import kopf
 from aiohttp import web
 
 from lockstep import kube
-from lockstep.controller import election, endpoints, leader, metrics, webhook
+from lockstep.controller import endpoints, leader_election, lease_rules, metrics, webhook
 
 log = logging.getLogger("lockstep.operator")
 
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 EXIT_LOST_LEADERSHIP = 3
 
 
@@ -33,17 +31,8 @@ class OperatorOptions:
     http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
     http_port: int = 8080
     leader_election: bool = True
-    election: leader.ElectionConfig = field(default_factory=leader.ElectionConfig)
+    election: lease_rules.ElectionConfig = field(default_factory=lease_rules.ElectionConfig)
     webhook: webhook.WebhookOptions | None = None
-
-
-def default_namespace() -> str:
-    """Where the Lease lives: $POD_NAMESPACE, the pod's own namespace, else `default`."""
-    if os.environ.get("POD_NAMESPACE"):
-        return os.environ["POD_NAMESPACE"]
-    with contextlib.suppress(OSError):
-        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
-    return "default"
 
 
 def identity() -> str:
@@ -62,7 +51,7 @@ async def _main(options: OperatorOptions) -> int:
     from lockstep.controller import handlers
 
     if options.runner_image:
-        handlers.reconciler.runner_image = options.runner_image
+        handlers.reconciler.actor.runner_image = options.runner_image
     readiness = endpoints.Readiness()
     http = await endpoints.start(options.http_host, options.http_port, readiness)
     gate_server = await _start_webhook(options.webhook, readiness)
@@ -107,7 +96,7 @@ _background: set[asyncio.Task[None]] = set()
 
 
 async def _lead(options: OperatorOptions, stop: asyncio.Event) -> int:
-    elector = election.Elector(
+    elector = leader_election.Elector(
         options.election,
         identity(),
         on_change=lambda is_leader: metrics.set_leader(is_leader, options.election.lease_name),

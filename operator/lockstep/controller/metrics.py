@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from lockstep import conditions, constants, timestamps
+from lockstep.constants import Reason
+from lockstep.status import MigrationStatus, Run
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
@@ -145,7 +148,30 @@ def set_leader(is_leader: bool, election: str = "lockstep-leader") -> None:
     leader_election_master_status.labels(name=election).set(value)
 
 
-def record_run(namespace: str, name: str, tool: str, run: Mapping[str, Any]) -> None:
+def record_reconcile(result: str, seconds: float) -> None:
+    """Count one reconcile pass ("ok" or "error") and how long it took."""
+    reconciles.labels(result).inc()
+    reconcile_duration.labels(result).observe(seconds)
+
+
+def record_decision(
+    namespace: str,
+    name: str,
+    tool: str,
+    previous_run: Mapping[str, Any],
+    status: MigrationStatus,
+    lock_wait_seconds: float | None,
+) -> None:
+    """What one pass changed: a newly finished run (and its lock wait), and the state gauges."""
+    run = status.get("lastRun") or {}
+    if run and run.get("job") != previous_run.get("job"):
+        record_run(namespace, name, tool, run)
+        if lock_wait_seconds is not None:
+            record_lock_wait(namespace, name, lock_wait_seconds)
+    set_state(namespace, name, state_of(status))
+
+
+def record_run(namespace: str, name: str, tool: str, run: Run) -> None:
     """Count one finished run (a new `status.lastRun`)."""
     result = str(run.get("result", "Failed"))
     runs.labels(namespace, name, tool, result).inc()
@@ -191,19 +217,19 @@ def forget(namespace: str, name: str) -> None:
                 metric.remove(*labels)
 
 
-def state_of(status: Mapping[str, Any]) -> dict[str, float | None]:
+def state_of(status: MigrationStatus) -> dict[str, float | None]:
     """The per-object gauge values that a DatabaseMigration's status implies."""
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-    reasons = {c.get("type"): c.get("reason") for c in status.get("conditions") or []}
+    found = status.get("conditions") or []
+    ready = conditions.find(found, constants.READY) or {}
     successes = [r for r in status.get("history") or [] if r.get("result") == "Succeeded"]
     active = status.get("activeJob") or {}
     pending_count = status.get("pendingCount")
     return {
-        "ready": 1.0 if conditions.get("Ready") == "True" else 0.0,
-        "stalled": 1.0 if conditions.get("Stalled") == "True" else 0.0,
-        "awaiting_approval": 1.0 if reasons.get("Ready") == "AwaitingApproval" else 0.0,
+        "ready": 1.0 if conditions.is_true(found, constants.READY) else 0.0,
+        "stalled": 1.0 if conditions.is_true(found, constants.STALLED) else 0.0,
+        "awaiting_approval": 1.0 if ready.get("reason") == Reason.AWAITING_APPROVAL else 0.0,
         "failing": 1.0 if int(status.get("failures") or 0) > 0 else 0.0,
-        "drift": 1.0 if conditions.get("Drifted") == "True" else 0.0,
+        "drift": 1.0 if conditions.is_true(found, constants.DRIFTED) else 0.0,
         "last_success": _timestamp(successes[0].get("finishedAt")) if successes else None,
         "running_since": _timestamp(active.get("startedAt")) if active else None,
         "pending": float(pending_count) if isinstance(pending_count, int) else None,
@@ -212,9 +238,8 @@ def state_of(status: Mapping[str, Any]) -> dict[str, float | None]:
 
 
 def _timestamp(value: Any) -> float | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    moment = timestamps.parse(value)
+    return moment.timestamp() if moment else None
 
 
 def exposition() -> bytes:

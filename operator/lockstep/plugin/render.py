@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from lockstep import constants
+from lockstep import constants, timestamps
 from lockstep.plugin import state
 from lockstep.plugin.state import Tone
 
@@ -30,13 +30,14 @@ def paint(text: str, tone: Tone, color: bool) -> str:
 
 
 def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
+    """A time from the resource as shown to people: None when absent or not a time; UTC if naive."""
+    if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = timestamps.parse(value)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def age(value: Any, now: datetime) -> str:

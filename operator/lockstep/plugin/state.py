@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from lockstep import conditions, constants
 from lockstep.constants import Reason
+from lockstep.status import MigrationStatus, migration_status
 
 Tone = Literal["ok", "busy", "bad", "plain"]
 
@@ -37,8 +38,8 @@ class State:
     message: str = ""
 
 
-def status_of(migration: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(migration.get("status") or {})
+def status_of(migration: Mapping[str, Any]) -> MigrationStatus:
+    return MigrationStatus(**migration_status(migration))  # a shallow copy
 
 
 def spec_of(migration: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,7 +63,7 @@ def condition(migration: Mapping[str, Any], kind: str) -> Mapping[str, Any] | No
 
 
 def ready_reason(migration: Mapping[str, Any]) -> str:
-    ready = condition(migration, constants.READY)
+    ready = conditions.ready(status_of(migration))
     return str(ready.get("reason", "")) if ready else ""
 
 
@@ -70,7 +71,7 @@ def state_of(migration: Mapping[str, Any]) -> State:
     """The migration's state, from its Ready, Stalled, Reconciling and Drifted conditions."""
     status = status_of(migration)
     found = status.get("conditions") or []
-    ready = conditions.find(found, constants.READY)
+    ready = conditions.ready(status)
     generation = (migration.get("metadata") or {}).get("generation")
     if ready is None:
         return State("Pending", "busy", "", "Lockstep has not looked at this resource yet")

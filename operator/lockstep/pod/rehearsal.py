@@ -43,8 +43,9 @@ from sqlalchemy import exc
 
 from lockstep import database, errors
 from lockstep.database import DatabaseIdentity, Family
-from lockstep.pod import lock, runner
-from lockstep.pod.runner import CheckContext, PendingWork, RunRequest
+from lockstep.pod import lock, run_session, runner
+from lockstep.pod.run_request import RunRequest
+from lockstep.pod.runner import CheckContext, PendingWork
 
 log = logging.getLogger("lockstep.rehearsal")
 
@@ -52,7 +53,7 @@ _SHADOW: Final = "the shadow database"
 _UNTOUCHED: Final = "the real database was not touched"
 
 
-class RehearsalFailed(runner.RunnerError):
+class RehearsalFailed(errors.LockstepError):
     """The migration failed on the shadow database; the real one was left alone."""
 
     reason = "RehearsalFailed"
@@ -141,11 +142,11 @@ def _failing_as_rehearsal(what: str, urls: Sequence[str]) -> Iterator[None]:
         yield
     except RehearsalFailed:
         raise
-    except (runner.RunnerError, exc.SQLAlchemyError) as error:
+    except (errors.LockstepError, exc.SQLAlchemyError) as error:
         detail = (
             str(error)
-            if isinstance(error, runner.RunnerError)
-            else runner.db_error_text(error, urls[0])
+            if isinstance(error, errors.LockstepError)
+            else run_session.db_error_text(error, urls[0])
         )
         message = f"{what} failed: {detail.rstrip('.')}; {_UNTOUCHED}"
         raise RehearsalFailed(_scrub(message, urls)) from None
@@ -184,15 +185,15 @@ def refuse_same_database(real_url: str, shadow_url: str) -> None:
     try:
         shadow = database.identity_from_url(shadow_url)
     except errors.InvalidDatabaseUrl as error:
-        raise runner.InvalidRequest(f"the shadow database URL is not usable: {error}") from None
+        raise errors.InvalidRequest(f"the shadow database URL is not usable: {error}") from None
     if shadow.family != real.family:
-        raise runner.InvalidRequest(
+        raise errors.InvalidRequest(
             f"the shadow database is a {shadow.engine} database and the real one a {real.engine} "
             f"database: a rehearsal only proves something on the same engine; point the shadow "
             f"URL at a disposable {real.engine} database"
         )
     if shadow.database == ":memory:":
-        raise runner.InvalidRequest(
+        raise errors.InvalidRequest(
             "the shadow database is an in-memory SQLite database, which lasts one connection "
             "only; point the shadow URL at a file"
         )
@@ -209,8 +210,8 @@ def _same_place(real: DatabaseIdentity, shadow: DatabaseIdentity) -> bool:
     return (real.host, real.port, real.database) == (shadow.host, shadow.port, shadow.database)
 
 
-def _is_the_real_database(real: DatabaseIdentity) -> runner.InvalidRequest:
-    return runner.InvalidRequest(
+def _is_the_real_database(real: DatabaseIdentity) -> errors.InvalidRequest:
+    return errors.InvalidRequest(
         f"the shadow database is the database being migrated ({real}): a rehearsal first "
         f"drops everything in the shadow database, so it must be a separate, disposable "
         f"database; point the shadow URL at another database. Nothing was changed."

@@ -26,28 +26,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from alembic import command as alembic_command
 
-from lockstep import classify, database
+from lockstep import classify, database, errors
 from lockstep.classify import Finding, Report, SqlFile
+from lockstep.contract import plan_budget
+from lockstep.contract import report as wire
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import runner
-from lockstep.pod.runner import (
-    AlembicSource,
-    CheckContext,
-    Direction,
-    PendingWork,
-    RunRequest,
-    Source,
-)
+from lockstep.pod import alembic_migration, run_session, runner
+from lockstep.pod.run_request import Direction, RunRequest
+from lockstep.pod.runner import AlembicSource, CheckContext, PendingWork, Source
 from lockstep.tools import sql as sql_tool
 
 log = logging.getLogger("lockstep.migration_plan")
@@ -55,10 +50,6 @@ log = logging.getLogger("lockstep.migration_plan")
 Classification = Literal["Additive", "Destructive", "Unknown"]
 
 HASH_CHARS: Final = 16
-# `lockstep plan` writes the compact plan as its termination message (4096 bytes at most).
-PLAN_RESULT_LIMIT: Final = 3800
-# `lockstep run` embeds it in its own result, next to the run's fields.
-PLAN_IN_RUN_RESULT_LIMIT: Final = 1800
 # Bookkeeping tables of the tools: writing them is not a change a person approves.
 IGNORED_TABLES: Final = frozenset({"alembic_version", sql_tool.HISTORY_TABLE})
 DESTRUCTIVE_STATEMENT_CHARS: Final = 120
@@ -79,7 +70,7 @@ _OFFLINE_URLS: Final[Mapping[str, str]] = {
 _REVISION_MARKER = re.compile(r"^-- Running (upgrade|downgrade) +(\S*) -> *(\S*)[ \t]*$", re.M)
 
 
-class PlanChanged(runner.RunnerError):
+class PlanChanged(errors.LockstepError):
     """The plan about to run is not the plan a person approved."""
 
     reason = "PlanChanged"
@@ -167,12 +158,7 @@ class Plan:
         ``migrationsOmitted``, ``destructiveOmitted``) so nobody mistakes a cut
         list for a whole one.  Hash, classification and direction always stay.
         """
-        payload = self.to_dict()
-        for shrink in _SHRINKS:
-            if _fits(payload, limit):
-                return payload
-            payload = shrink(payload, limit)
-        return payload if _fits(payload, limit) else _bare(payload)
+        return plan_budget.compact(self.to_dict(), limit)
 
     def summary(self) -> str:
         """One line for logs and messages."""
@@ -190,75 +176,8 @@ class Plan:
 
 
 def _destructive_line(finding: Finding) -> str:
-    return f"{finding.file}:{finding.line}: {_clip(finding.statement, DESTRUCTIVE_STATEMENT_CHARS)}"
-
-
-def _clip(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------- compact form
-
-
-def _dumps(payload: Mapping[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"))
-
-
-def _fits(payload: Mapping[str, Any], limit: int) -> bool:
-    return len(_dumps(payload).encode()) <= limit
-
-
-def _keep_head(payload: dict[str, Any], key: str, counter: str, limit: int) -> dict[str, Any]:
-    """Keep the longest head of ``payload[key]`` that fits; add what was cut to ``counter``."""
-    items: list[Any] = payload[key]
-    already = int(payload.get(counter, 0))
-
-    def render(count: int) -> str:
-        kept = min(count, len(items))
-        return _dumps({**payload, key: items[:kept], counter: already + len(items) - kept})
-
-    keep = min(len(items), runner.longest_fitting(render, limit))
-    trimmed = {**payload, key: items[:keep]}
-    if keep < len(items) or counter in payload:
-        trimmed[counter] = already + len(items) - keep
-    return trimmed
-
-
-def _drop_findings(payload: dict[str, Any], limit: int) -> dict[str, Any]:
-    return _keep_head(payload, "findings", "findingsOmitted", limit)
-
-
-def _drop_migrations(payload: dict[str, Any], limit: int) -> dict[str, Any]:
-    return _keep_head(payload, "migrations", "migrationsOmitted", limit)
-
-
-def _shorten_destructive(payload: dict[str, Any], _limit: int) -> dict[str, Any]:
-    return {**payload, "destructive": [_clip(line, 60) for line in payload["destructive"]]}
-
-
-def _drop_destructive(payload: dict[str, Any], limit: int) -> dict[str, Any]:
-    return _keep_head(payload, "destructive", "destructiveOmitted", limit)
-
-
-_SHRINKS: Final[tuple[Callable[[dict[str, Any], int], dict[str, Any]], ...]] = (
-    _drop_findings,
-    _drop_migrations,
-    _shorten_destructive,
-    _drop_destructive,
-)
-
-
-def _bare(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The last resort: what identifies the plan and what approving it means."""
-    bare = {
-        key: payload[key]
-        for key in ("hash", "available", "classification", "direction", "statements")
-    }
-    for key in ("from", "to", "unavailableReason"):
-        if key in payload:
-            bare[key] = _clip(str(payload[key]), 100)
-    return bare
+    statement = plan_budget.flat_clip(finding.statement, DESTRUCTIVE_STATEMENT_CHARS)
+    return f"{finding.file}:{finding.line}: {statement}"
 
 
 # --------------------------------------------------------------------------- rendering
@@ -277,7 +196,7 @@ def render_plan(request: RunRequest, *, salt: str) -> Plan:
     engine = database.make_engine(request.database_url)
     try:
         with (
-            runner.database_errors(identity, request.database_url),
+            run_session.database_errors(identity, request.database_url),
             database.connect(engine, request.database_url) as connection,
         ):
             pending = runner.pending_work(connection, source, request, identity)
@@ -356,7 +275,9 @@ def _render_alembic(
         text = _alembic_offline_sql(source.directory, pending, identity)
     except Exception as error:  # noqa: BLE001 - user code (env.py, revisions) may raise anything
         detail = database.scrub(f"{type(error).__name__}: {error}", url)
-        reason = _clip(f"the Alembic scripts cannot render SQL offline: {detail}", _REASON_CHARS)
+        reason = plan_budget.flat_clip(
+            f"the Alembic scripts cannot render SQL offline: {detail}", _REASON_CHARS
+        )
         log.info("plan unavailable: %s", reason)
         return Rendered(
             tuple(SqlFile(path.name, path.read_text()) for path in scripts.values()), reason
@@ -368,7 +289,7 @@ def _render_alembic(
 def _alembic_offline_sql(directory: Path, pending: PendingWork, identity: DatabaseIdentity) -> str:
     """``alembic upgrade|downgrade <current>:<target> --sql``, captured."""
     buffer = io.StringIO()
-    config = runner.alembic_config(directory)
+    config = alembic_migration.alembic_config(directory)
     config.output_buffer = buffer
     config.set_main_option("sqlalchemy.url", _OFFLINE_URLS[identity.engine])
     revisions = f"{pending.current or 'base'}:{pending.target or 'base'}"
@@ -418,6 +339,6 @@ def plan_check(salt: str, expected: str | None) -> runner.Check:
         log.info("%s", plan.summary())
         if approved is not None and plan.hash != approved and plan.direction != "none":
             raise PlanChanged(approved, plan)
-        return {"plan": plan.compact(PLAN_IN_RUN_RESULT_LIMIT)}
+        return {"plan": plan.compact(wire.HALF_BUDGET)}
 
     return check

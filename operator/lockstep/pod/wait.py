@@ -6,7 +6,6 @@ import sys
 import time
 
 from lockstep import gate, kube
-from lockstep.controller import main
 
 
 def wait_for_migration(
@@ -19,7 +18,7 @@ def wait_for_migration(
 ) -> int:
     """0 once the database is migrated for `image` (or the migration is Ready); 1 on timeout."""
     kube.load_config(kubeconfig)
-    namespace = namespace or main.default_namespace()
+    namespace = namespace or kube.default_namespace()
     pod = {"spec": {"containers": [{"name": "app", "image": image}]}}
     deadline = time.monotonic() + timeout if timeout > 0 else None
     last = ""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from lockstep import errors
 from lockstep.tools import alembic, django, flyway, knex, prisma, sequelize, sql
-from lockstep.tools.base import DowngradeUnsupported, ToolAdapter, UnknownTool
+from lockstep.tools.base import ToolAdapter
 
-__all__ = ["DowngradeUnsupported", "ToolAdapter", "UnknownTool", "get_adapter", "tool_names"]
+__all__ = ["ToolAdapter", "get_adapter", "tool_names"]
 
 _ADAPTERS: dict[str, ToolAdapter] = {
     adapter.name: adapter
@@ -26,10 +27,10 @@ def tool_names() -> list[str]:
 
 
 def get_adapter(tool_name: str) -> ToolAdapter:
-    """The adapter for ``spec.tool``; :class:`UnknownTool` names the known tools."""
+    """The adapter for ``spec.tool``; :class:`lockstep.errors.UnknownTool` names the known tools."""
     try:
         return _ADAPTERS[tool_name]
     except KeyError:
-        raise UnknownTool(
+        raise errors.UnknownTool(
             f"unknown migration tool {tool_name!r}; Lockstep supports: {', '.join(tool_names())}"
         ) from None

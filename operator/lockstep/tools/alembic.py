@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
-import sqlalchemy as sa
-
 from lockstep.tools import base
 
 VERSION_TABLE: Final = "alembic_version"
@@ -65,11 +63,3 @@ class AlembicAdapter(base.ToolAdapter):
     def order_key(self, revision: str) -> tuple[tuple[int, str], ...] | None:
         """Alembic revisions are hashes linked by down_revision: no order of their own."""
         return None
-
-    def read_applied_revision(self, connection: sa.Connection) -> str | None:
-        """The current revision; several heads (branches) are joined with commas, sorted."""
-        if not base.has_table(connection, VERSION_TABLE):
-            return None
-        table = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
-        heads = sorted(connection.execute(sa.select(table.c.version_num)).scalars())
-        return ",".join(heads) or None

@@ -1,9 +1,8 @@
 """The interface every migration tool adapter implements.
 
 An adapter knows how to run its tool in a migration Job (the commands) and
-where the tool records what it applied (the version table).  Everything is
-pure except :meth:`ToolAdapter.read_applied_revision`, the one place that
-talks to the database.
+where the tool records what it applied (the version table).  Adapters are
+pure: :mod:`lockstep.version_tables` reads the version tables.
 """
 
 from __future__ import annotations
@@ -11,26 +10,13 @@ from __future__ import annotations
 import abc
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Final
 
-import sqlalchemy as sa
-
-from lockstep.errors import LockstepError
+from lockstep.contract import migration_args
 
 # Where the Job mounts a built-in source (the ConfigMap) for Lockstep's own runner.
 BUILTIN_SOURCE_DIR: Final = "/migrations"
-
-
-class DowngradeUnsupported(LockstepError):  # noqa: N818 - the name is the condition reason
-    """The tool cannot go down; the message says what to do instead."""
-
-    reason = "DowngradeUnsupported"
-
-
-class TargetUnsupported(LockstepError):  # noqa: N818 - the name is the condition reason
-    """The tool cannot migrate to that target (e.g. Prisma deploys only everything)."""
-
-    reason = "TargetUnsupported"
 
 
 # Where a Job puts the tool's own variables converted from DATABASE_URL (see `url_format`):
@@ -50,10 +36,6 @@ class OfflineSql:
     direction: str
     command: list[str]
     proof: str | None = None
-
-
-class UnknownTool(LockstepError):  # noqa: N818 - the name is the condition reason
-    reason = "UnknownTool"
 
 
 class ToolAdapter(abc.ABC):
@@ -80,7 +62,7 @@ class ToolAdapter(abc.ABC):
     def downgrade_command(self, target: str) -> list[str]:
         """The container command that brings the database down to ``target``.
 
-        Raises :class:`DowngradeUnsupported` when the tool cannot.
+        Raises :class:`lockstep.errors.DowngradeUnsupported` when the tool cannot.
         """
 
     def base_revision(self, target: str) -> str:
@@ -110,28 +92,10 @@ class ToolAdapter(abc.ABC):
             if part
         )
 
-    @abc.abstractmethod
-    def read_applied_revision(self, connection: sa.Connection) -> str | None:
-        """The revision the database is at; None when the table is missing or empty."""
-
-
-def has_table(connection: sa.Connection, table: str) -> bool:
-    """Whether ``table`` exists in the connection's default schema."""
-    return sa.inspect(connection).has_table(table)
-
 
 def builtin_run_command(tool: str, target: str, *, downgrade: bool) -> list[str]:
     """``lockstep run`` for the built-in runner, reading the source from the Job's mount."""
-    command = [
-        "lockstep",
-        "run",
-        "--tool",
-        tool,
-        "--source",
-        BUILTIN_SOURCE_DIR,
-        "--target",
-        target,
-    ]
-    if downgrade:
-        command.append("--allow-downgrade")
-    return command
+    run = migration_args.RunArgs(
+        tool=tool, source=Path(BUILTIN_SOURCE_DIR), target=target, allow_downgrade=downgrade
+    )
+    return list(run.to_argv())

@@ -25,19 +25,11 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
-import sqlalchemy as sa
-
+from lockstep import errors
 from lockstep.tools import base
 
 VERSION_TABLE: Final = "django_migrations"
 ZERO: Final = "zero"  # Django's name for "before the app's first migration"
-
-migrations = sa.table(
-    VERSION_TABLE,
-    sa.column("id", sa.Integer),
-    sa.column("app", sa.String),
-    sa.column("name", sa.String),
-)
 
 _MIGRATE: Final = ("python", "manage.py", "migrate", "--noinput")
 
@@ -80,7 +72,7 @@ class DjangoAdapter(base.ToolAdapter):
         app, migration = split_target(target)
         if migration is None:
             # "head", "base", or a bare app: none of them says where to go back to.
-            raise base.DowngradeUnsupported(
+            raise errors.DowngradeUnsupported(
                 f"a Django downgrade needs a target of the form app:migration (or app:{ZERO} "
                 f"to unapply an app), not {target!r}; Django migrates one app at a time"
             )
@@ -89,16 +81,3 @@ class DjangoAdapter(base.ToolAdapter):
     def status_command(self) -> list[str]:
         """The migration plan; ``[ ]`` lines are pending, ``[X]`` applied."""
         return ["python", "manage.py", "showmigrations", "--plan"]
-
-    def read_applied_revision(self, connection: sa.Connection) -> str | None:
-        if not base.has_table(connection, VERSION_TABLE):
-            return None
-        newest = (
-            sa.select(migrations.c.app, sa.func.max(migrations.c.id).label("id"))
-            .group_by(migrations.c.app)
-            .subquery()
-        )
-        query = sa.select(migrations.c.app, migrations.c.name).join(
-            newest, sa.and_(migrations.c.app == newest.c.app, migrations.c.id == newest.c.id)
-        )
-        return format_revision({str(app): str(name) for app, name in connection.execute(query)})

@@ -21,8 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
-import sqlalchemy as sa
-
+from lockstep import errors
 from lockstep.tools import base
 
 VERSION_TABLE: Final = "flyway_schema_history"
@@ -39,14 +38,6 @@ _SOURCE_ENV_AND_EXEC: Final = f'. {ENV_FILE} && exec flyway "$@"'
 _UNAPPLYING_TYPES: Final = ("UNDO_SQL", "UNDO_JDBC", "UNDO_SCRIPT", "DELETE")
 # Flyway's "<< Flyway Schema Creation >>" marker carries version 0.
 _MARKER_TYPES: Final = frozenset({"SCHEMA"})
-
-history = sa.table(
-    VERSION_TABLE,
-    sa.column("installed_rank", sa.Integer),
-    sa.column("version", sa.String),
-    sa.column("type", sa.String),
-    sa.column("success", sa.Boolean),
-)
 
 
 @dataclass(frozen=True)
@@ -96,7 +87,7 @@ class FlywayAdapter(base.ToolAdapter):
         return self._flyway(f"-target={flyway_target(target)}", "migrate")
 
     def downgrade_command(self, target: str) -> list[str]:
-        raise base.DowngradeUnsupported(
+        raise errors.DowngradeUnsupported(
             f"Flyway Community cannot undo migrations, so Lockstep cannot take the database "
             f"down to {target!r}; write a new versioned migration that reverts the change "
             f"(e.g. V<next>__revert_<change>.sql), ship it in a new image and keep "
@@ -106,18 +97,6 @@ class FlywayAdapter(base.ToolAdapter):
     def status_command(self) -> list[str]:
         """Prints applied and pending migrations (``Pending`` rows) to the log."""
         return self._flyway("info")
-
-    def read_applied_revision(self, connection: sa.Connection) -> str | None:
-        if not base.has_table(connection, VERSION_TABLE):
-            return None
-        query = sa.select(
-            history.c.installed_rank, history.c.version, history.c.type, history.c.success
-        )
-        rows = (
-            HistoryRow(int(rank), version, str(kind), bool(success))
-            for rank, version, kind, success in connection.execute(query)
-        )
-        return current_version(rows)
 
     @staticmethod
     def _flyway(*args: str) -> list[str]:

@@ -20,14 +20,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
-import sqlalchemy as sa
-
+from lockstep import errors
 from lockstep.tools import base
 
 VERSION_TABLE: Final = "knex_migrations"
-# The runner's spelling of "nothing applied".
-
-migrations = sa.table(VERSION_TABLE, sa.column("id", sa.Integer), sa.column("name", sa.String))
 
 # `section Completed|Pending "$list"`: the names `knex migrate:list` prints under
 # one heading, in the order Knex applied (or would apply) them.
@@ -94,7 +90,7 @@ class KnexAdapter(base.ToolAdapter):
         if cleaned.lower() in base.BASE_TARGETS:
             return ["knex", "migrate:rollback", "--all"]
         if cleaned.lower() == "head":
-            raise base.DowngradeUnsupported(
+            raise errors.DowngradeUnsupported(
                 "a downgrade needs the Knex migration to go back to (or base), not head"
             )
         return _shell(_DOWN_TO, cleaned)
@@ -102,10 +98,3 @@ class KnexAdapter(base.ToolAdapter):
     def status_command(self) -> list[str]:
         """Lists completed and pending migrations ("Found N Pending Migration file/files")."""
         return ["knex", "migrate:list"]
-
-    def read_applied_revision(self, connection: sa.Connection) -> str | None:
-        if not base.has_table(connection, VERSION_TABLE):
-            return None
-        query = sa.select(migrations.c.name).order_by(migrations.c.id.desc()).limit(1)
-        name = connection.execute(query).scalar()
-        return str(name) if name is not None else None

@@ -19,19 +19,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
-import sqlalchemy as sa
-
+from lockstep import errors
 from lockstep.tools import base
 
 VERSION_TABLE: Final = "_prisma_migrations"
-
-migrations = sa.table(
-    VERSION_TABLE,
-    sa.column("migration_name", sa.String),
-    # Untyped: compared and sorted by the database only, whatever the engine stores.
-    sa.column("finished_at"),
-    sa.column("rolled_back_at"),
-)
 
 
 class PrismaAdapter(base.ToolAdapter):
@@ -40,7 +31,7 @@ class PrismaAdapter(base.ToolAdapter):
 
     def upgrade_command(self, target: str) -> list[str]:
         if target.strip().lower() != "head":
-            raise base.TargetUnsupported(
+            raise errors.TargetUnsupported(
                 f"Prisma Migrate cannot stop at migration {target!r}: `prisma migrate deploy` "
                 f"applies every migration in the image; set spec.target to head and ship an "
                 f"image whose prisma/migrations folder ends at the migration you want"
@@ -48,7 +39,7 @@ class PrismaAdapter(base.ToolAdapter):
         return ["prisma", "migrate", "deploy"]
 
     def downgrade_command(self, target: str) -> list[str]:
-        raise base.DowngradeUnsupported(
+        raise errors.DowngradeUnsupported(
             f"Prisma Migrate has no down migrations, so Lockstep cannot take the database down "
             f"to {target!r}; create a new migration that reverts the change (`prisma migrate "
             f"diff --from-schema-datasource ... --to-schema-datamodel ... --script` drafts it), "
@@ -58,16 +49,3 @@ class PrismaAdapter(base.ToolAdapter):
     def status_command(self) -> list[str]:
         """Lists the migrations not yet applied (exit code 1 while any are pending)."""
         return ["prisma", "migrate", "status"]
-
-    def read_applied_revision(self, connection: sa.Connection) -> str | None:
-        if not base.has_table(connection, VERSION_TABLE):
-            return None
-        query = (
-            sa.select(migrations.c.migration_name)
-            .where(migrations.c.finished_at.is_not(None), migrations.c.rolled_back_at.is_(None))
-            # Finish time first; the (timestamp-prefixed) name breaks ties within a clock tick.
-            .order_by(migrations.c.finished_at.desc(), migrations.c.migration_name.desc())
-            .limit(1)
-        )
-        name = connection.execute(query).scalar()
-        return str(name) if name is not None else None

@@ -23,14 +23,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Final
 
-import sqlalchemy as sa
-
+from lockstep import errors
 from lockstep.tools import base
 
 VERSION_TABLE: Final = "SequelizeMeta"
-# The runner's spelling of "nothing applied".
-
-meta = sa.table(VERSION_TABLE, sa.column("name", sa.String))
 
 # `db:migrate:status` prints one "up NAME" / "down NAME" line per migration, in
 # file-name order, after a banner that never starts with "up" or "down".
@@ -95,7 +91,7 @@ class SequelizeAdapter(base.ToolAdapter):
         if cleaned.lower() in base.BASE_TARGETS:
             return ["sequelize-cli", "db:migrate:undo:all"]
         if cleaned.lower() == "head":
-            raise base.DowngradeUnsupported(
+            raise errors.DowngradeUnsupported(
                 "a downgrade needs the Sequelize migration to go back to (or base), not head"
             )
         return _shell(_DOWN_TO, cleaned)
@@ -103,12 +99,3 @@ class SequelizeAdapter(base.ToolAdapter):
     def status_command(self) -> list[str]:
         """One "up NAME" / "down NAME" line per migration; "down" ones are pending."""
         return ["sequelize-cli", "db:migrate:status"]
-
-    def read_applied_revision(self, connection: sa.Connection) -> str | None:
-        if not base.has_table(connection, VERSION_TABLE):
-            return None
-        # Compared in Python: a database collation may not order names byte-wise
-        # the way sequelize-cli sorts the files.
-        return max(
-            (str(n) for n in connection.execute(sa.select(meta.c.name)).scalars()), default=None
-        )

@@ -1,0 +1,92 @@
+"""Read names and column definitions from sqlglot's syntax tree (MySQL/MariaDB and SQLite).
+
+A column definition becomes a :class:`~lockstep.classify.plan.Column`: its type, spelt the
+way :mod:`lockstep.classify.coltypes` compares types, and whether it may hold NULL.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlglot import exp
+
+from lockstep.classify.coltypes import ColumnType
+from lockstep.classify.findings import Dialect
+from lockstep.classify.plan import Column
+
+_TEXT_CAPACITY: Final = {
+    "tinytext": 255,
+    "text": 65_535,
+    "mediumtext": 16_777_215,
+    "longtext": 4_294_967_295,
+}
+_TYPE_NAMES: Final = {
+    "bpchar": "char",
+    "utinyint": "tinyint unsigned",
+    "usmallint": "smallint unsigned",
+    "umediumint": "mediumint unsigned",
+    "uint": "int unsigned",
+    "ubigint": "bigint unsigned",
+    "udecimal": "decimal unsigned",
+    "udouble": "double unsigned",
+}
+_VALUE_CONSTRAINTS: Final = (
+    exp.DefaultColumnConstraint,
+    exp.AutoIncrementColumnConstraint,
+    exp.GeneratedAsIdentityColumnConstraint,
+    exp.ComputedColumnConstraint,
+)
+
+
+def table_name(table: exp.Expr | None) -> str:
+    if not isinstance(table, exp.Table):
+        return ""
+    parts = (table.catalog, table.db, table.name)
+    return ".".join(part for part in parts if part)
+
+
+def find_constraint(definition: exp.ColumnDef, kind: type[exp.Expr]) -> exp.Expr | None:
+    for constraint in definition.constraints:
+        if isinstance(constraint.kind, kind):
+            return constraint.kind
+    return None
+
+
+def column(definition: exp.ColumnDef, dialect: Dialect) -> Column:
+    not_null = find_constraint(definition, exp.NotNullColumnConstraint)
+    explicit_not_null = not_null is not None and not not_null.args.get("allow_null")
+    primary_key = find_constraint(definition, exp.PrimaryKeyColumnConstraint) is not None
+    kind = definition.args.get("kind")
+    column_type = _column_type(kind, dialect) if isinstance(kind, exp.DataType) else None
+    return Column(column_type or ColumnType("unknown"), not (explicit_not_null or primary_key))
+
+
+def has_value(definition: exp.ColumnDef) -> bool:
+    """True when existing rows get a value: a DEFAULT, AUTO_INCREMENT or generated column."""
+    return any(find_constraint(definition, kind) is not None for kind in _VALUE_CONSTRAINTS)
+
+
+def _column_type(data_type: exp.DataType, dialect: Dialect) -> ColumnType:
+    base = str(data_type.this.value).lower()
+    members = [item for item in data_type.expressions if isinstance(item, exp.Literal)]
+    if base in {"enum", "set"}:
+        return ColumnType(base, values=tuple(member.name for member in members))
+    if base in _TEXT_CAPACITY:
+        return _text_type(base, dialect)
+    return ColumnType(_TYPE_NAMES.get(base, base), _type_params(data_type))
+
+
+def _text_type(base: str, dialect: Dialect) -> ColumnType:
+    """MySQL's TEXT types have a size; SQLite's TEXT has none."""
+    if dialect == "sqlite":
+        return ColumnType("text")
+    return ColumnType("text", (_TEXT_CAPACITY[base],))
+
+
+def _type_params(data_type: exp.DataType) -> tuple[int, ...]:
+    params: list[int] = []
+    for item in data_type.expressions:
+        value = item.this if isinstance(item, exp.DataTypeParam) else item
+        if isinstance(value, exp.Literal) and value.is_int:
+            params.append(int(value.name))
+    return tuple(params)

@@ -1,0 +1,121 @@
+"""What a finished Job left behind, read before the Job or its pod can disappear.
+
+The runner's JSON report (its termination message), the log tail of a failed run, the failed
+rehearsal step, and the revision the tool's version table records: read once per finished run,
+by the full pass that records it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from lockstep import constants, version_tables
+from lockstep.controller import cluster_facts
+from lockstep.controller.cache import Cache
+from lockstep.controller.cluster import KubeApi
+from lockstep.model import Spec
+from lockstep.planning.facts import JobView, Observed, Outcome
+
+log = logging.getLogger("lockstep.reconcile")
+
+REVISION_READ_TIMEOUT_SECONDS = 20.0
+
+
+def unrecorded_finished_job(observed: Observed) -> JobView | None:
+    """The newest Job (of either phase) of this spec that finished and is not in status yet.
+
+    Only the newest Job of each phase counts: an older one was superseded by a later attempt,
+    and recording it again would bring back an outdated result.
+    """
+    recorded = {run.get("job") for run in observed.status.get("history") or []}
+    recorded.add((observed.status.get("lastRun") or {}).get("job"))
+    recorded.add((observed.status.get("plan") or {}).get("job"))
+    ours = [j for j in observed.jobs if observed.spec_hash.startswith(j.spec_hash)]
+    newest = {}
+    for job in sorted(ours, key=lambda j: j.attempt):
+        newest[job.phase] = job
+    candidates = [j for j in newest.values() if j.state != "Active" and j.name not in recorded]
+    return max(candidates, key=_finish_order, default=None)
+
+
+def _finish_order(job: JobView) -> tuple[float, int]:
+    finished = job.finished_at.timestamp() if job.finished_at else 0.0
+    return finished, int(job.phase == constants.PHASE_MIGRATE)
+
+
+async def read_outcome(
+    cache: Cache, api: KubeApi, namespace: str, spec: Spec, job: JobView, url: str
+) -> Outcome:
+    """The Outcome of the finished `job`: its report, log tail, failed step, applied revision."""
+    planning_only = job.phase == constants.PHASE_PLAN
+    container = constants.PLAN_CONTAINER if planning_only else constants.MIGRATE_CONTAINER
+    pod = cache.pod_of_job(namespace, job.name)
+    if not cluster_facts.container_terminated(pod, container):
+        # The watch has not brought the pod's last state yet: ask the API server.
+        pod = await asyncio.to_thread(api.job_pod, namespace, job.name)
+    report = cluster_facts.runner_report(cluster_facts.termination_message(pod, container))
+    succeeded = job.state == "Succeeded"
+    log_tail = ""
+    if not succeeded and pod is not None:
+        log_tail = await _log_tail(api, namespace, pod, container)
+    migrated = succeeded and not planning_only
+    applied = await read_revision(spec, url) if migrated else None
+    reason, message = _outcome_summary(report, job)
+    rehearsal = None if succeeded else cluster_facts.failed_rehearsal_step(pod)
+    if rehearsal is not None and pod is not None:
+        reason, message = constants.Reason.REHEARSAL_FAILED, rehearsal.describe()
+        log_tail = await _log_tail(api, namespace, pod, rehearsal.container)
+    return Outcome(
+        job=job.name,
+        succeeded=succeeded,
+        reason=reason,
+        message=message,
+        log_tail=log_tail,
+        from_revision=_optional(report.get("from")),
+        to_revision=_optional(report.get("to")),
+        applied_revision=applied,
+        lock_wait_seconds=cluster_facts.lock_wait_seconds(pod),
+        plan=cluster_facts.reported_plan(report),
+    )
+
+
+async def _log_tail(api: KubeApi, namespace: str, pod: Mapping[str, Any], container: str) -> str:
+    return await asyncio.to_thread(
+        api.read_log_tail, namespace, pod["metadata"]["name"], container, constants.LOG_TAIL_BYTES
+    )
+
+
+async def read_revision(spec: Spec, url: str) -> str | None:
+    """The revision the tool's own version table records; None when it cannot be read here."""
+    if spec.engine == "sqlite":
+        return None  # the file lives in the Job's pod, not here
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(version_tables.read_revision, spec.tool, url),
+            REVISION_READ_TIMEOUT_SECONDS,
+        )
+    except Exception as error:  # noqa: BLE001 - any failure falls back to the Job's report
+        log.warning("could not read the version table: %s", type(error).__name__)
+        return None
+
+
+def _outcome_summary(report: Mapping[str, Any], job: JobView) -> tuple[str, str]:
+    """Reason and message of a finished run: the runner's own words when it left a report."""
+    if job.state == "Failed":
+        return str(report.get("reason") or job.reason), str(report.get("message") or job.message)
+    applied = [str(v) for v in report.get("applied") or []]
+    if report and not applied:
+        return constants.Reason.SUCCEEDED, "nothing to apply: the database was up to date"
+    if applied:
+        more = int(report.get("appliedCount") or len(applied)) - len(applied)
+        listed = ", ".join(applied) + (f" and {more} more" if more > 0 else "")
+        verb = "reverted" if report.get("direction") == "down" else "applied"
+        return constants.Reason.SUCCEEDED, f"{verb} {listed}"
+    return constants.Reason.SUCCEEDED, "the migration command succeeded"
+
+
+def _optional(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)

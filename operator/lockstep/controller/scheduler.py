@@ -1,0 +1,94 @@
+"""When to reconcile which DatabaseMigration: triggers, one pass at a time, requeue timers.
+
+A trigger coalesces: at most one pass runs per object, plus one queued behind it. A pass that
+asks to look again later sets a timer; a new trigger or timer replaces the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from lockstep.controller import metrics
+from lockstep.controller.cache import Key
+
+log = logging.getLogger("lockstep.reconcile")
+
+# One pass over `key`; `full` asks it to re-read the Secret and the ConfigMap too.
+Pass = Callable[[Key, bool], Awaitable[None]]
+
+ERROR_RETRY_SECONDS = 10.0
+
+
+@dataclass
+class Scheduler:
+    run_pass: Pass
+    _running: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
+    _dirty: set[Key] = field(default_factory=set)
+    _full: set[Key] = field(default_factory=set)
+    _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+
+    def trigger(self, key: Key, full: bool = False) -> None:
+        """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued.
+
+        `full` asks for a pass that re-reads the Secret and the ConfigMap even if nothing that
+        the watches see has changed.
+        """
+        if full:
+            self._full.add(key)
+        if key in self._running:
+            self._dirty.add(key)
+            return
+        self._running[key] = asyncio.get_running_loop().create_task(self._loop(key))
+
+    def forget(self, key: Key) -> None:
+        """Cancel the timer of `key`, if it has one."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def forget_all(self) -> None:
+        for key in list(self._timers):
+            self.forget(key)
+
+    def requeue(self, key: Key, delay: float, full: bool = True) -> None:
+        """Look at `key` again after `delay` seconds (at least half a second)."""
+        self.forget(key)
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(max(delay, 0.5), self._fire, key, full)
+
+    def resync(self, key: Key, delay: float) -> None:
+        """A full pass after `delay`, unless an earlier look is already planned."""
+        if key not in self._timers:
+            self.requeue(key, delay, full=True)
+
+    async def _loop(self, key: Key) -> None:
+        try:
+            while True:
+                self._dirty.discard(key)
+                full = key in self._full
+                self._full.discard(key)
+                started = time.monotonic()
+                try:
+                    await self.run_pass(key, full)
+                except Exception:
+                    log.exception(
+                        "reconcile failed", extra={"namespace": key[0], "migration": key[1]}
+                    )
+                    self.requeue(key, ERROR_RETRY_SECONDS)
+                    result = "error"
+                else:
+                    result = "ok"
+                metrics.record_reconcile(result, time.monotonic() - started)
+                if key not in self._dirty:
+                    return
+        finally:
+            self._running.pop(key, None)
+
+    def _fire(self, key: Key, full: bool) -> None:
+        log.debug("timer fired for %s/%s (full=%s)", key[0], key[1], full)
+        self._timers.pop(key, None)
+        self.trigger(key, full=full)

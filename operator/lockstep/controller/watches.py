@@ -1,0 +1,61 @@
+"""What each watch event means: keep the cache fresh, then say which migrations to look at.
+
+The Kopf handlers (`handlers`) call these with the event's type and body; nothing here knows
+Kopf. DELETED events drop the object from the cache; any other event stores its newest copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lockstep import constants, gate
+from lockstep.controller.cache import key_of
+from lockstep.controller.reconcile import Reconciler
+
+
+def migration_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
+    key = key_of(body)
+    if kind == "DELETED":
+        reconciler.deleted(key)
+        return
+    # The first sight of an object (operator start, or a new resource) gets a full pass.
+    first_sight = reconciler.cache.migration(key) is None
+    reconciler.cache.put_migration(body)
+    reconciler.trigger(key, full=first_sight)
+
+
+def job_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
+    """A migration Job moved: its migration, and every migration waiting on its database."""
+    if kind == "DELETED":
+        reconciler.cache.drop_job(key_of(body))
+    else:
+        reconciler.cache.put_job(body)
+    labels = body["metadata"].get("labels") or {}
+    reconciler.trigger((str(body["metadata"]["namespace"]), str(labels[constants.LABEL_MIGRATION])))
+    reconciler.trigger_database(str(labels.get(constants.LABEL_DATABASE, "")))
+
+
+def pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
+    """Pods tell whether a Job's lock sidecar still waits for the database lock."""
+    if kind == "DELETED":
+        reconciler.cache.drop_pod(key_of(body))
+    else:
+        reconciler.cache.put_pod(body)
+    migration = (body["metadata"].get("labels") or {}).get(constants.LABEL_MIGRATION)
+    if migration:
+        reconciler.trigger((str(body["metadata"]["namespace"]), str(migration)))
+
+
+def app_pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
+    """Application pods waiting for a migration: released when it succeeds."""
+    key = key_of(body)
+    if kind == "DELETED":
+        reconciler.cache.drop_app_pod(key)
+    else:
+        reconciler.cache.put_app_pod(body)
+    migration = (key[0], str((body["metadata"].get("labels") or {})[gate.WAIT_FOR_LABEL]))
+    if reconciler.cache.migration(migration) is None and gate.has_gate(body):
+        reconciler.actor.note_missing_migration(body, migration[1])
+        return
+    reconciler.trigger(migration)

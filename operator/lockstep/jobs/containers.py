@@ -1,0 +1,207 @@
+"""The containers a migration pod is made of, and what they share.
+
+The migrate container (Lockstep's runner or the tool's own image), the lock sidecar that holds
+the database's migration lock for the whole pod, the `lockstep-env` init container that converts
+$DATABASE_URL for tools that cannot take a URL, and the security contexts, environment and
+volumes they have in common. The `lockstep` command lines come from :mod:`lockstep.contract`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lockstep import constants, tools
+from lockstep.contract import helper_args, migration_args
+from lockstep.errors import LockstepError
+from lockstep.jobs.naming import JobRequest
+from lockstep.model import Spec
+
+SOURCE_VOLUME = "migrations"
+TMP_VOLUME = "tmp"
+ENV_VOLUME = "lockstep-env"
+ENV_DIR = tools.base.ENV_DIR
+ENV_FILE = tools.base.ENV_FILE
+ENV_CONTAINER = "lockstep-env"
+LOCK_CONTAINER = constants.LOCK_CONTAINER
+LOCK_VOLUME = "lockstep-run"
+LOCK_DIR = "/run/lockstep"
+LOCK_READY_FILE = f"{LOCK_DIR}/locked"
+# Startup probe cadence of the lock sidecar; its failure threshold covers the whole lock wait.
+LOCK_PROBE_PERIOD_SECONDS = 1
+LOCK_PROBE_SLACK_SECONDS = 30
+RUNNER_USER_ID = 65532
+
+
+def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
+    user_image = request.image or spec.image
+    container: dict[str, Any] = {
+        "name": constants.MIGRATE_CONTAINER,
+        "image": runner_image if spec.uses_built_in_runner else user_image,
+        "command": list(migrate_command(spec, request)),
+        "env": [database_url_env(spec), *shadow_url_env(spec), *(dict(e) for e in spec.env)],
+        "securityContext": container_security_context(),
+        "volumeMounts": volume_mounts(spec),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if spec.args:
+        container["args"] = list(spec.args)
+    if spec.env_from:
+        container["envFrom"] = [dict(e) for e in spec.env_from]
+    if spec.working_dir:
+        container["workingDir"] = spec.working_dir
+    if spec.resources:
+        container["resources"] = dict(spec.resources)
+    return container
+
+
+def command_problem(spec: Spec, request: JobRequest) -> LockstepError | None:
+    """Why the tool cannot run this request (no downgrade, unsupported target), before any Job."""
+    try:
+        migrate_command(spec, request)
+    except LockstepError as problem:
+        return problem
+    return None
+
+
+def migrate_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
+    if spec.command and not request.downgrade:
+        return spec.command
+    if spec.uses_built_in_runner:
+        return runner_command(spec, request)
+    adapter = tools.get_adapter(spec.tool)
+    if request.downgrade:
+        return tuple(adapter.downgrade_command(request.target))
+    return tuple(adapter.upgrade_command(request.target))
+
+
+def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
+    shadow = spec.shadow_secret is not None
+    return migration_args.RunArgs(
+        tool=spec.tool,
+        source=Path(constants.SOURCE_MOUNT_PATH),
+        target=request.target,
+        lock_wait_seconds=spec.timeouts.lock_wait_seconds,
+        statement_lock_timeout=spec.timeouts.statement_lock_timeout,
+        # The pod's lock sidecar holds the lock already; taking it again would wait on itself.
+        no_lock=True,
+        allow_downgrade=spec.downgrade_allowed,
+        plan_salt=request.plan_salt or None,
+        expect_plan=request.expect_plan or None,
+        shadow_url_env=constants.SHADOW_DATABASE_URL_ENV if shadow else None,
+    ).to_argv()
+
+
+def converted_url_format(spec: Spec) -> str | None:
+    """The URL format the tool needs, when it cannot take DATABASE_URL as it is (Flyway)."""
+    if spec.uses_built_in_runner or spec.command:
+        return None
+    return tools.get_adapter(spec.tool).url_format
+
+
+def env_container(spec: Spec, url_format: str, runner_image: str) -> dict[str, Any]:
+    """Converts DATABASE_URL into the tool's own variables, in a file on a memory volume.
+
+    The password stays out of the Job spec: it goes Secret → env → tmpfs file → the tool.
+    """
+    return {
+        "name": ENV_CONTAINER,
+        "image": runner_image,
+        "command": list(helper_args.DburlArgs(format=url_format, out=Path(ENV_FILE)).to_argv()),
+        "env": [database_url_env(spec)],
+        "securityContext": {**container_security_context(), "runAsUser": RUNNER_USER_ID},
+        "volumeMounts": [{"name": ENV_VOLUME, "mountPath": ENV_DIR}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def lock_sidecar(spec: Spec, runner_image: str) -> dict[str, Any]:
+    """A native sidecar (init container, restartPolicy Always) holding the database lock.
+
+    Kubernetes starts it before the migrate container and waits for its startup probe, which
+    passes only once the lock is held; it is stopped after the migration ends, and the database
+    drops the lock with its connection if the pod dies. Hand-made Jobs and other operators that
+    use `lockstep lock` or the runner wait on the same lock.
+    """
+    wait = spec.timeouts.lock_wait_seconds
+    ready = Path(LOCK_READY_FILE)
+    return {
+        "name": LOCK_CONTAINER,
+        "image": runner_image,
+        "restartPolicy": "Always",
+        "command": list(helper_args.LockArgs(wait_seconds=wait, ready_file=ready).to_argv()),
+        "env": [database_url_env(spec)],
+        "startupProbe": {
+            "exec": {"command": list(helper_args.LockArgs(probe=True, ready_file=ready).to_argv())},
+            "periodSeconds": LOCK_PROBE_PERIOD_SECONDS,
+            "timeoutSeconds": 5,
+            "failureThreshold": wait // LOCK_PROBE_PERIOD_SECONDS + LOCK_PROBE_SLACK_SECONDS,
+        },
+        "securityContext": {
+            **container_security_context(),
+            "runAsUser": RUNNER_USER_ID,
+            "runAsGroup": RUNNER_USER_ID,
+        },
+        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
+        "volumeMounts": [{"name": LOCK_VOLUME, "mountPath": LOCK_DIR}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def shadow_url_env(spec: Spec, always: bool = False) -> list[dict[str, Any]]:
+    """The shadow database's URL for the rehearsal, from its Secret like the real one."""
+    if spec.shadow_secret is None or not (spec.uses_built_in_runner or always):
+        return []
+    ref = {"name": spec.shadow_secret.name, "key": spec.shadow_secret.key}
+    return [{"name": constants.SHADOW_DATABASE_URL_ENV, "valueFrom": {"secretKeyRef": ref}}]
+
+
+def database_url_env(spec: Spec) -> dict[str, Any]:
+    # The URL holds the password: it reaches the pod only through the Secret, never the Job spec.
+    return {
+        "name": constants.DATABASE_URL_ENV,
+        "valueFrom": {"secretKeyRef": {"name": spec.url_secret.name, "key": spec.url_secret.key}},
+    }
+
+
+def pod_security_context(built_in_runner: bool, shared_files: bool = False) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if built_in_runner:
+        # Lockstep's image runs as this numeric user; user images keep their own USER.
+        context.update(
+            {"runAsUser": RUNNER_USER_ID, "runAsGroup": RUNNER_USER_ID, "fsGroup": RUNNER_USER_ID}
+        )
+    elif shared_files:
+        # The env file is written by Lockstep's user; the group lets the image's user read it.
+        context["fsGroup"] = RUNNER_USER_ID
+    return context
+
+
+def container_security_context() -> dict[str, Any]:
+    """Pod Security Standard "restricted", plus a read-only root filesystem."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def volumes(spec: Spec) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {}}]
+    if spec.source_config_map:
+        result.append({"name": SOURCE_VOLUME, "configMap": {"name": spec.source_config_map}})
+    return result
+
+
+def volume_mounts(spec: Spec) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [{"name": TMP_VOLUME, "mountPath": "/tmp"}]  # noqa: S108
+    if spec.source_config_map:
+        mounts.append(
+            {"name": SOURCE_VOLUME, "mountPath": constants.SOURCE_MOUNT_PATH, "readOnly": True}
+        )
+    return mounts

@@ -1,0 +1,242 @@
+"""Alembic scripts, run through Alembic's Python API on the connection Lockstep opened.
+
+The user's ``env.py`` picks the connection up from ``config.attributes["connection"]`` (see
+:mod:`lockstep.tools.alembic`). The scripts are loaded and checked before the lock is taken;
+the direction and the revisions that run are decided along one line of history.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import exc
+
+from lockstep import database, errors
+from lockstep.database import DatabaseIdentity
+from lockstep.pod import run_request, run_session
+from lockstep.tools import base as tool_base
+
+log = logging.getLogger("lockstep.runner")
+
+
+ALEMBIC_SUPPORT_FILES: Final = frozenset({"env.py", "script.py.mako", "alembic.ini"})
+
+
+def alembic_config(source_dir: Path, connection: sa.Connection | None = None) -> AlembicConfig:
+    """Alembic's configuration for ``source_dir``; without a connection, for offline rendering."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(source_dir))
+    flat = _flat_versions(source_dir)
+    if flat is not None:
+        # One path, split on the OS separator (the legacy default splits on spaces).
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", str(flat))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _flat_versions(source_dir: Path) -> Path | None:
+    """A `versions/` directory for a flat script directory, such as a mounted ConfigMap.
+
+    ConfigMap keys cannot contain `/`, so env.py and the revision files arrive side by side.
+    Alembic wants the revisions in their own directory: copy them into a temporary one (the Job
+    mounts an emptyDir on /tmp; the root filesystem is read-only).
+    """
+    if (source_dir / "versions").is_dir():
+        return None
+    revisions = [
+        path
+        for path in sorted(source_dir.glob("*.py"))
+        if path.name not in ALEMBIC_SUPPORT_FILES and not path.name.startswith(".")
+    ]
+    target = Path(tempfile.mkdtemp(prefix="lockstep-alembic-versions-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    for path in revisions:
+        shutil.copyfile(path, target / path.name)
+    return target
+
+
+def load_script(source_dir: Path) -> ScriptDirectory:
+    """Load and check the scripts (before the lock: errors here need no database)."""
+    if not (source_dir / "env.py").is_file():
+        raise errors.InvalidSource(
+            f"{source_dir} is not an Alembic script directory: env.py is missing "
+            f"(expected env.py and revision files, in versions/ or beside env.py)"
+        )
+    try:
+        script = ScriptDirectory.from_config(alembic_config(source_dir))
+        heads = script.get_heads()
+    except Exception as error:  # noqa: BLE001 - user code: any exception means a bad source
+        raise errors.InvalidSource(
+            f"cannot load the Alembic scripts in {source_dir}: {type(error).__name__}: {error}"
+        ) from None
+    if len(heads) > 1:
+        raise errors.InvalidSource(
+            f"the Alembic scripts in {source_dir} have {len(heads)} heads ({', '.join(heads)}); "
+            f"merge them (alembic merge heads) so there is one line of history"
+        )
+    return script
+
+
+def current_revision(connection: sa.Connection, identity: DatabaseIdentity) -> str | None:
+    with connection.begin():
+        heads = MigrationContext.configure(connection=connection).get_current_heads()
+    if len(heads) > 1:
+        raise errors.InvalidSource(
+            f"{identity} has several Alembic heads applied ({', '.join(heads)}); Lockstep "
+            f"migrates a single line of history: merge the branches first"
+        )
+    return heads[0] if heads else None
+
+
+def resolve_target(script: ScriptDirectory, target: str) -> str | None:
+    cleaned = target.strip()
+    if cleaned.lower() == "head":
+        heads = script.get_heads()
+        return heads[0] if heads else None
+    if cleaned.lower() in tool_base.BASE_TARGETS:
+        return None
+    try:
+        return script.get_revision(cleaned).revision
+    except Exception:  # noqa: BLE001 - Alembic raises several kinds for "not found"
+        known = [s.revision for s in script.walk_revisions()]
+        raise errors.InvalidTarget(
+            f"target {target!r} names no Alembic revision in {script.dir}; known revisions "
+            f"(newest first): {run_session.short_list(known)} (or head, or base)"
+        ) from None
+
+
+def _down_revisions(revision: Script) -> tuple[str, ...]:
+    down = revision.down_revision
+    if down is None:
+        return ()
+    return (down,) if isinstance(down, str) else tuple(down)
+
+
+def _ancestry(script: ScriptDirectory, revision: str | None) -> set[str]:
+    """``revision`` and every revision below it."""
+    seen: set[str] = set()
+    pending = [revision] if revision else []
+    while pending:
+        current = pending.pop()
+        if current not in seen:
+            seen.add(current)
+            pending.extend(_down_revisions(script.get_revision(current)))
+    return seen
+
+
+def plan_alembic(
+    script: ScriptDirectory, current: str | None, target: str | None, identity: DatabaseIdentity
+) -> tuple[run_request.Direction, list[str]]:
+    """run_request.Direction and the revisions that will run, in order."""
+    if current == target:
+        return "none", []
+    try:
+        below_current = _ancestry(script, current)
+    except Exception:  # noqa: BLE001 - Alembic's "no such revision"
+        raise errors.InvalidSource(
+            f"{identity} is at Alembic revision {current}, which is not in {script.dir}: the "
+            f"scripts are older than the database; deploy the scripts that include {current}"
+        ) from None
+    below_target = _ancestry(script, target)
+    newest_first = [s.revision for s in script.walk_revisions()]
+    if target is None or target in below_current:
+        return "down", [r for r in newest_first if r in below_current - below_target]
+    if current is None or current in below_target:
+        return "up", [r for r in reversed(newest_first) if r in below_target - below_current]
+    raise errors.InvalidTarget(
+        f"target {target} and the applied revision {current} of {identity} are on different "
+        f"branches; Lockstep moves along one line of history only"
+    )
+
+
+def migrate(
+    connection: sa.Connection,
+    identity: DatabaseIdentity,
+    request: run_request.RunRequest,
+    script: ScriptDirectory,
+) -> run_request.Outcome:
+    current = current_revision(connection, identity)
+    target = resolve_target(script, request.target)
+    direction, steps = plan_alembic(script, current, target, identity)
+    if direction == "none":
+        log.info("%s is at Alembic revision %s already: nothing to do", identity, current)
+        return run_request.Outcome("none", current, current, [])
+    if direction == "down":
+        refuse_downgrade(request, identity, current, target, steps)
+    config = alembic_config(request.source_dir, connection)
+    log.info("migrating %s %s from %s to %s", identity, direction, current, target)
+    try:
+        if direction == "up":
+            alembic_command.upgrade(config, target or "base")
+        else:
+            alembic_command.downgrade(config, target or "base")
+        if connection.in_transaction():
+            connection.commit()
+    except Exception as error:  # noqa: BLE001 - user scripts may raise anything
+        if connection.in_transaction():
+            connection.rollback()
+        reached = current_revision(connection, identity)
+        raise _alembic_failed(error, identity, request.database_url, current, reached) from None
+    reached = current_revision(connection, identity)
+    return run_request.Outcome(direction, current, reached, steps)
+
+
+def refuse_downgrade(
+    request: run_request.RunRequest,
+    identity: DatabaseIdentity,
+    current: str | None,
+    target: str | None,
+    steps: Sequence[str],
+) -> None:
+    if not request.allow_downgrade:
+        raise errors.DowngradeForbidden(
+            f"{identity} is at Alembic revision {current} and the target {target or 'base'} is "
+            f"below it: reaching it would undo {run_session.short_list(steps)}. "
+            f"Downgrades are forbidden: set "
+            f"spec.downgrade to Allow to permit it, or set the target to {current} or head."
+        )
+
+
+def _alembic_failed(
+    error: Exception,
+    identity: DatabaseIdentity,
+    url: str,
+    started_at: str | None,
+    reached: str | None,
+) -> errors.MigrationFailed:
+    if isinstance(error, exc.DBAPIError):
+        detail = run_session.db_error_text(error, url) + run_session.lock_hint(error)
+    else:
+        detail = database.scrub(f"{type(error).__name__}: {error}", url)[
+            : run_session.DB_ERROR_CHARS
+        ]
+    where = (
+        f"the database stays at revision {reached or 'base'}"
+        if reached == started_at
+        else f"the revisions before the failing one were applied: the database is now at "
+        f"revision {reached or 'base'}"
+    )
+    mysql = (
+        " MySQL/MariaDB cannot roll back DDL: statements of the failing revision that ran "
+        "before the error stay applied; check the schema by hand."
+        if identity.family == "mysql"
+        else ""
+    )
+    return errors.MigrationFailed(
+        f"Alembic migration failed on {identity}: {detail}; {where}.{mysql}"
+    )

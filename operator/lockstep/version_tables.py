@@ -1,0 +1,166 @@
+"""Read the revision a database is at from each migration tool's own version table (I/O).
+
+The adapters in :mod:`lockstep.tools` are pure: they know each table's name and how the
+tool's revisions are spelt and ordered. This module is the one place that reads those tables,
+through SQLAlchemy; it also defines the history table of the ``sql`` tool, which Lockstep's
+runner writes. Every reader returns None when its table is missing or holds no applied
+migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import sqlalchemy as sa
+
+from lockstep import database, sqlfiles, tools
+from lockstep.tools import alembic, django, flyway, knex, prisma, sequelize, sql
+
+Reader = Callable[[sa.Connection], str | None]
+
+metadata = sa.MetaData()
+# The `sql` tool's history, written by Lockstep's runner. VARCHAR rather than TEXT: MySQL
+# cannot index TEXT without a prefix length.
+sql_history = sa.Table(
+    sql.HISTORY_TABLE,
+    metadata,
+    sa.Column("version", sa.String(sqlfiles.MAX_VERSION_LENGTH), primary_key=True),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("execution_ms", sa.Integer, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+)
+_alembic_version = sa.table(alembic.VERSION_TABLE, sa.column("version_num", sa.String))
+_django_migrations = sa.table(
+    django.VERSION_TABLE,
+    sa.column("id", sa.Integer),
+    sa.column("app", sa.String),
+    sa.column("name", sa.String),
+)
+_flyway_history = sa.table(
+    flyway.VERSION_TABLE,
+    sa.column("installed_rank", sa.Integer),
+    sa.column("version", sa.String),
+    sa.column("type", sa.String),
+    sa.column("success", sa.Boolean),
+)
+_knex_migrations = sa.table(
+    knex.VERSION_TABLE, sa.column("id", sa.Integer), sa.column("name", sa.String)
+)
+_prisma_migrations = sa.table(
+    prisma.VERSION_TABLE,
+    sa.column("migration_name", sa.String),
+    # Untyped: compared and sorted by the database only, whatever the engine stores.
+    sa.column("finished_at"),
+    sa.column("rolled_back_at"),
+)
+_sequelize_meta = sa.table(sequelize.VERSION_TABLE, sa.column("name", sa.String))
+
+
+def read_revision(tool: str, url: str) -> str | None:
+    """The applied revision, or None when the tool's table is missing or empty."""
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return read_applied_revision(tool, connection)
+    finally:
+        engine.dispose()
+
+
+def read_applied_revision(tool: str, connection: sa.Connection) -> str | None:
+    """The revision the database is at by ``tool``'s version table, on an open connection.
+
+    Raises :class:`lockstep.errors.UnknownTool` (naming the known tools) for any other tool.
+    """
+    adapter = tools.get_adapter(tool)
+    if not has_table(connection, adapter.version_table):
+        return None
+    return _READERS[adapter.name](connection)
+
+
+def has_table(connection: sa.Connection, table: str) -> bool:
+    """Whether ``table`` exists in the connection's default schema."""
+    return sa.inspect(connection).has_table(table)
+
+
+def _sql(connection: sa.Connection) -> str | None:
+    """The newest successfully applied version (a failed one is not "applied")."""
+    query = sa.select(sql_history.c.version).where(sql_history.c.success == sa.true())
+    return sql.newest_version(list(connection.execute(query).scalars()))
+
+
+def _alembic(connection: sa.Connection) -> str | None:
+    """The current revision; several heads (branches) are joined with commas, sorted."""
+    table = _alembic_version
+    heads = sorted(connection.execute(sa.select(table.c.version_num)).scalars())
+    return ",".join(heads) or None
+
+
+def _django(connection: sa.Connection) -> str | None:
+    """Each app's newest applied migration (highest ``id``), as :func:`django.format_revision`."""
+    migrations = _django_migrations
+    newest = (
+        sa.select(migrations.c.app, sa.func.max(migrations.c.id).label("id"))
+        .group_by(migrations.c.app)
+        .subquery()
+    )
+    query = sa.select(migrations.c.app, migrations.c.name).join(
+        newest, sa.and_(migrations.c.app == newest.c.app, migrations.c.id == newest.c.id)
+    )
+    return django.format_revision({str(app): str(name) for app, name in connection.execute(query)})
+
+
+def _flyway(connection: sa.Connection) -> str | None:
+    """The version the history leaves the schema at (see :func:`flyway.current_version`)."""
+    history = _flyway_history
+    query = sa.select(
+        history.c.installed_rank, history.c.version, history.c.type, history.c.success
+    )
+    rows = (
+        flyway.HistoryRow(int(rank), version, str(kind), bool(success))
+        for rank, version, kind, success in connection.execute(query)
+    )
+    return flyway.current_version(rows)
+
+
+def _knex(connection: sa.Connection) -> str | None:
+    """The newest row by ``id``: the last migration run."""
+    migrations = _knex_migrations
+    query = sa.select(migrations.c.name).order_by(migrations.c.id.desc()).limit(1)
+    name = connection.execute(query).scalar()
+    return str(name) if name is not None else None
+
+
+def _prisma(connection: sa.Connection) -> str | None:
+    """The newest migration that finished and was not rolled back."""
+    migrations = _prisma_migrations
+    query = (
+        sa.select(migrations.c.migration_name)
+        .where(migrations.c.finished_at.is_not(None), migrations.c.rolled_back_at.is_(None))
+        # Finish time first; the (timestamp-prefixed) name breaks ties within a clock tick.
+        .order_by(migrations.c.finished_at.desc(), migrations.c.migration_name.desc())
+        .limit(1)
+    )
+    name = connection.execute(query).scalar()
+    return str(name) if name is not None else None
+
+
+def _sequelize(connection: sa.Connection) -> str | None:
+    """The greatest name: sequelize-cli applies migrations in file-name order."""
+    # Compared in Python: a database collation may not order names byte-wise
+    # the way sequelize-cli sorts the files.
+    names = connection.execute(sa.select(_sequelize_meta.c.name)).scalars()
+    return max((str(n) for n in names), default=None)
+
+
+_READERS: Final[Mapping[str, Reader]] = {
+    sql.SqlAdapter.name: _sql,
+    alembic.AlembicAdapter.name: _alembic,
+    django.DjangoAdapter.name: _django,
+    flyway.FlywayAdapter.name: _flyway,
+    knex.KnexAdapter.name: _knex,
+    prisma.PrismaAdapter.name: _prisma,
+    sequelize.SequelizeAdapter.name: _sequelize,
+}
