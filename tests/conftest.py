@@ -90,3 +90,32 @@ def db_url(request: pytest.FixtureRequest) -> str:
     fixture = {"postgresql": "pg_url", "mariadb": "mariadb_url", "sqlite": "sqlite_url"}
     url: str = request.getfixturevalue(fixture[request.param])
     return url
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Say in which order the tests ran (pytest-randomly's seed, printed even under -q) and what
+    the session leaves running for the next one, with the command that stops it."""
+    from testbed import cluster
+    from testbed.dbservers import host
+
+    seed = config.getoption("randomly_seed", default=None)
+    if config.pluginmanager.hasplugin("randomly") and seed is not None:
+        terminalreporter.write_line(
+            f"tests ran in random order: repeat it with pytest --randomly-seed={seed}"
+        )
+
+    left: list[str] = []
+    running = cluster.current()
+    if running is not None and cluster.is_running():
+        left.append(f"control plane {running.server} (state {running.state_dir})")
+    database_dir = host.base_dir()
+    servers = [s for s in host.SERVERS if (database_dir / s / "data").exists()]
+    if servers:
+        left.append(f"{' and '.join(servers)} (state {database_dir})")
+    if left:
+        terminalreporter.write_sep("-", "left running for the next run (reused, not restarted)")
+        for line in left:
+            terminalreporter.write_line(f"  {line}")
+        terminalreporter.write_line("  stop it all: make demo-down")

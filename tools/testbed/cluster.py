@@ -8,7 +8,8 @@ plays the node.
     PYTHONPATH=tools python -m testbed.cluster up|down|kubeconfig|env|status
 
 State (certificates, tokens, etcd data, logs, pids, kubeconfig) lives in
-``$LOCKSTEP_CLUSTER_DIR`` (default /tmp/lockstep-cluster); ``down`` removes it.
+``$LOCKSTEP_CLUSTER_DIR`` (default ``/tmp/lockstep-<checkout>-<hash>/cluster``, one per
+checkout); ``down`` removes it.
 Set ``LOCKSTEP_K8S_BIN_DIR`` to use already built binaries instead of building.
 
 Pytest fixtures import :func:`up`, :func:`down` and :func:`current`; the pieces are in

@@ -1,10 +1,10 @@
 """Private PostgreSQL and MariaDB servers for the integration tests.
 
-Each server lives under ``${LOCKSTEP_DB_DIR:-/tmp/lockstep-db}``, listens on a
-free port on 127.0.0.1 only, keeps its unix socket inside its own directory and
-trades durability for speed (fsync off): the data is throwaway.  Servers keep
-running after the test session so the next run reuses them (a healthy server
-is never restarted); ``down`` stops them and deletes their data.
+Each server lives under ``$LOCKSTEP_DB_DIR`` (default
+``/tmp/lockstep-<checkout>-<hash>/db``, one per checkout), listens on a free port on 127.0.0.1
+only, keeps its unix socket inside its own directory and trades durability for speed (fsync
+off): the data is throwaway.  Servers keep running after the test session so the next run
+reuses them (a healthy server is never restarted); ``down`` stops them and deletes their data.
 
 When running as root, each server runs as an unprivileged system user
 (``postgres`` / ``mysql``, created by the Debian packages) because neither

@@ -22,7 +22,7 @@ import yaml
 from kubernetes import client, config, utils
 from kubernetes.client.exceptions import ApiException
 
-from testbed import cluster, databases
+from testbed import cluster, databases, localhost
 from testbed.controlplane import state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,12 +168,17 @@ def up() -> int:
         env={"PYTHONPATH": str(REPO / "tools")},
     )
     database_url = demo_database(databases.up(["postgresql"])["postgresql"])
+    url_file = state_dir() / "database-url"
+    url_file.parent.mkdir(parents=True, exist_ok=True)
+    url_file.touch(mode=0o600)
+    url_file.write_text(database_url)
     api = config.new_client_from_config(config_file=str(running.kubeconfig))
     core = client.CoreV1Api(api)
     apply_crd(api)
     for namespace in (SYSTEM_NAMESPACE, NAMESPACE):
         ensure_namespace(core, namespace)
-    say("starting the operator")
+    http_port, webhook_port = operator_ports()
+    say(f"starting the operator (metrics on :{http_port}, gate webhook on :{webhook_port})")
     start_detached(
         "operator",
         [
@@ -184,27 +189,62 @@ def up() -> int:
             "--lease-namespace",
             SYSTEM_NAMESPACE,
             "--http-port",
-            "18080",
+            str(http_port),
             "--webhook-port",
-            "18443",
+            str(webhook_port),
             "--webhook-url",
-            "https://127.0.0.1:18443",
+            f"https://127.0.0.1:{webhook_port}",
         ],
     )
+    set_up_seconds = time.monotonic() - started
     say("applying examples/quickstart")
+    applied = time.monotonic()
     apply_quickstart(api, database_url)
     body = wait_ready(api)
-    say(f"shop is Ready after {time.monotonic() - started:.1f}s\n")
+    say(
+        f"shop is Ready {time.monotonic() - applied:.1f}s after it was applied "
+        f"(setting up the test bed took {set_up_seconds:.1f}s)\n"
+    )
     kubectl(running, "get", "dbm", "-n", NAMESPACE)
     print()
     print(yaml.safe_dump({"status": body["status"]}, sort_keys=False))
     kubectl(running, "get", "jobs,pods", "-n", NAMESPACE, "-l", "lockstep.dev/migration=shop")
     print(
-        f"\nLook around: export KUBECONFIG={running.kubeconfig}; "
-        f"PATH={running.kubectl.parent}:$PATH; kubectl describe dbm -n shop shop "
-        "(metrics: curl localhost:18080/metrics). Stop it all: make demo-down"
+        f"""
+Look around:
+  export KUBECONFIG={running.kubeconfig} PATH={running.kubectl.parent}:$PATH
+  kubectl describe dbm -n shop shop
+  psql "$(cat {url_file})"          # the demo database (the URL stays in that 0600 file)
+  curl -s localhost:{http_port}/metrics | grep ^lockstep_
+
+Left running (state under {running.state_dir.parent}):
+  control plane   {running.server}  (etcd, kube-apiserver, kube-controller-manager)
+  pod agent       the node that runs the Jobs' pods as local processes
+  PostgreSQL      {redacted(database_url)}
+  operator        :{http_port} (metrics, probes), :{webhook_port} (gate webhook)
+Stop all of it: make demo-down"""
     )
     return 0
+
+
+def operator_ports() -> tuple[int, int]:
+    """The operator's ports: kept from an earlier `up` of this checkout, else free ones."""
+    ports_file = state_dir() / "ports"
+    if ports_file.exists():
+        http_port, webhook_port = (int(p) for p in ports_file.read_text().split())
+        return http_port, webhook_port
+    ports = (localhost.free_port(), localhost.free_port())
+    ports_file.parent.mkdir(parents=True, exist_ok=True)
+    ports_file.write_text(f"{ports[0]} {ports[1]}")
+    return ports
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password: what can be printed."""
+    scheme, _, rest = url.partition("://")
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user + '@' if user else ''}{location}"
 
 
 def stop(name: str) -> bool:

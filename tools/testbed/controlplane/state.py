@@ -9,10 +9,12 @@ import os
 import sys
 from pathlib import Path
 
+from testbed import localhost
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "k8s" / "build.sh"
 BUILD_MODULES = ("kubernetes", "etcd")
-DEFAULT_STATE_DIR = Path("/tmp/lockstep-cluster")  # noqa: S108 - a documented default
+DEFAULT_STATE_DIR = localhost.checkout_state_dir("cluster")
 
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from testbed import localhost
+
 TEST_USER = "lockstep"
 # A private server bound to 127.0.0.1 in a throwaway directory: a fixed
 # password keeps the URLs stable across runs, which makes failures easy to replay.
@@ -27,7 +29,7 @@ class ServerUnavailable(RuntimeError):  # noqa: N818 - reads better at the raise
 
 
 def base_dir() -> Path:
-    return Path(os.environ.get("LOCKSTEP_DB_DIR", "/tmp/lockstep-db"))  # noqa: S108
+    return Path(os.environ.get("LOCKSTEP_DB_DIR") or localhost.checkout_state_dir("db"))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from .. import localhost
 from ..kubeapi import API_ERRORS, KubeAPI
 from .agent import MAX_BACKOFF_SECONDS, PodAgent
 from .container import process_start_time
@@ -28,7 +29,7 @@ from .node import HOST_IP, NODE_NAME, Node, memory_bytes
 
 log = logging.getLogger("testbed.podagent")
 
-DEFAULT_STATE_DIR = Path("/tmp/lockstep-podagent")  # noqa: S108 - a documented default
+DEFAULT_STATE_DIR = localhost.checkout_state_dir("podagent")
 
 
 @contextlib.contextmanager
