@@ -131,6 +131,10 @@ def condition(body: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+# How long a Stalled resource may stay so before a wait for something else gives up on it.
+STALLED_GRACE_SECONDS = 10.0
+
+
 def wait_for_condition(
     api: client.ApiClient,
     namespace: str,
@@ -140,10 +144,31 @@ def wait_for_condition(
     reason: str | None = None,
     timeout: float = 90.0,
 ) -> dict[str, Any]:
-    """Wait until condition `kind` has `status` (and `reason`); return the whole resource."""
+    """Wait until condition `kind` has `status` (and `reason`); return the whole resource.
+
+    A resource that is Stalled for the current generation will not get there by waiting: the
+    wait ends then with Lockstep's own message instead of at the timeout. The short grace
+    period lets the operator react to a retry request or a fix made just before the wait.
+    """
+    stalled_since: float | None = None
+    waits_for_failure = kind == "Stalled" or (kind == "Ready" and status == "False")
 
     def probe() -> dict[str, Any] | None:
+        nonlocal stalled_since
         body = get_migration(api, namespace, name)
+        stalled = condition(body, "Stalled")
+        current = (body.get("status") or {}).get("observedGeneration") == body["metadata"].get(
+            "generation"
+        )
+        if waits_for_failure or not (stalled and stalled.get("status") == "True" and current):
+            stalled_since = None
+        elif stalled_since is None:
+            stalled_since = time.monotonic()
+        elif time.monotonic() - stalled_since > STALLED_GRACE_SECONDS:
+            raise AssertionError(
+                f"{namespace}/{name} is Stalled ({stalled.get('reason')}), so it will not reach "
+                f"{kind}={status}: {stalled.get('message')}"
+            )
         found = condition(body, kind)
         if found is None or found.get("status") != status:
             return None
