@@ -1,7 +1,7 @@
 """The DatabaseMigration CRD (crds/databasemigrations.yaml), checked without a cluster.
 
 The OpenAPI schema is checked with jsonschema and the CEL rules with cel-python
-through tests/support/crd_eval.py, which mirrors the apiserver's create path
+through tests/support/crd_eval/, which mirrors the apiserver's create path
 (defaults, schema, list types, then the rules unless the schema found a
 blocking error). The invalid and valid objects live in tests/data/ so that the
 e2e suite applies the very same ones to a real kube-apiserver.
