@@ -66,7 +66,7 @@ class PlanReport(TypedDict, total=False):
 Ends = TypedDict("Ends", {"from": str | None, "to": str | None}, total=False)
 
 
-class Report(Ends, total=False):
+class Report(Ends, PlanReport, total=False):
     """Anything a migration pod writes: a run's result, a failure, or (for a plan Job) a plan.
 
     A run: ``result`` Succeeded, the run's fields, and what its checks added (``plan``,
@@ -87,20 +87,6 @@ class Report(Ends, total=False):
     # a failure
     reason: str
     message: str
-    # a plan Job's plan
-    hash: str
-    available: bool
-    unavailableReason: str
-    classification: str
-    direction: str
-    migrations: list[str]
-    migrationsOmitted: int
-    statements: int
-    summary: dict[str, int]
-    destructive: list[str]
-    destructiveOmitted: int
-    findings: list[dict[str, Any]]
-    findingsOmitted: int
 
 
 def failure(reason: str, message: str) -> Report:
