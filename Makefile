@@ -49,6 +49,11 @@ test-unit: install ## Unit tests (pure, seconds)
 test-integration: install system-deps ## Integration tests against real PostgreSQL, MariaDB, SQLite
 	$(BIN)/pytest tests/integration -q -m integration
 
+.PHONY: test-faults
+test-faults: install system-deps ## Kill migration runs mid-file (PostgreSQL, MariaDB; SQL, Alembic, Knex): KILLS=100 per engine for SQL, TOOL_KILLS=20
+	LOCKSTEP_FAULT_KILLS=$(or $(KILLS),100) LOCKSTEP_FAULT_TOOL_KILLS=$(or $(TOOL_KILLS),20) \
+		$(BIN)/pytest tests/integration/test_fault_injection.py -q -s -m integration -p no:randomly
+
 .PHONY: test-e2e
 test-e2e: install system-deps k8s-bin ## End-to-end tests on a real control plane (or the cluster in KUBECONFIG)
 	$(BIN)/pytest tests/e2e -q -m e2e

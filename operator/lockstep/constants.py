@@ -43,6 +43,11 @@ LOCK_CONTAINER: Final = "lockstep-lock"
 EXIT_LOCK_TIMEOUT: Final = 3
 SOURCE_MOUNT_PATH: Final = "/migrations"
 DATABASE_URL_ENV: Final = "DATABASE_URL"
+# The PostgreSQL application_name of every migration connection (the runner's, and external
+# tools' through PGAPPNAME or their URL): the fence finds an earlier run's backends by it
+# (lockstep.pod.fence, docs/adr/0009-the-fence.md).
+MIGRATION_APPLICATION_NAME: Final = "lockstep-migration"
+PGAPPNAME_ENV: Final = "PGAPPNAME"
 
 HISTORY_LIMIT: Final = 10
 LOG_TAIL_BYTES: Final = 4096

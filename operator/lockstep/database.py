@@ -2,7 +2,7 @@
 
 A database URL carries a password, so it never reaches a log line or an
 exception message as is: everything here that reports a URL reports
-:func:`redact_url` of it, and :class:`DatabaseIdentity` holds no credentials
+:func:`lockstep.url_secrets.redact_url` of it, and :class:`DatabaseIdentity` holds no credentials
 at all.
 
 Its errors (:class:`lockstep.errors.InvalidDatabaseUrl`,
@@ -13,7 +13,7 @@ free of any driver, so pure modules can name them.
 from __future__ import annotations
 
 import hashlib
-import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc, pool
 from sqlalchemy.engine import URL, Engine, make_url
 
-from lockstep import errors
+from lockstep import errors, url_secrets
 
 EngineName = Literal["postgresql", "mysql", "mariadb", "sqlite"]
 ENGINES: Final[tuple[str, ...]] = get_args(EngineName)
@@ -82,47 +82,18 @@ def family_of(engine: EngineName) -> Family:
     return "mysql" if engine == "mariadb" else engine
 
 
-# --------------------------------------------------------------------------- redaction
-
-_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/?#@:]*):(?P<pw>[^@/]*)@")
-_QUERY_SECRET = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)[^&#]*", re.I)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``; safe on malformed URLs."""
-    redacted = _USERINFO_PASSWORD.sub(r"\g<head>:***@", url)
-    return _QUERY_SECRET.sub(r"\g<key>***", redacted)
-
-
-def scrub(text: str, url: str) -> str:
-    """Remove ``url``'s password from ``text`` (a driver's error message, say).
-
-    Drivers do not usually echo passwords, but an error message goes to a
-    Kubernetes condition that many people can read, so belt and braces.
-    Passwords shorter than 4 characters are left alone: replacing every "a"
-    would make the message unreadable and such a password protects nothing.
-    """
-    try:
-        password = make_url(url).password
-    except (exc.ArgumentError, ValueError):
-        password = None
-    text = text.replace(url, redact_url(url))
-    if password and len(password) >= 4:
-        text = text.replace(password, "***")
-    return text
-
-
 # --------------------------------------------------------------------------- identity
 
 
-def _parse(url: str) -> URL:
+def parse_url(url: str) -> URL:
+    """``url`` parsed by SQLAlchemy, its password read whole; errors show none of it."""
     try:
-        return make_url(url)
+        return make_url(url_secrets.encode_stray_delimiters(url))
     except (exc.ArgumentError, ValueError):
         # SQLAlchemy's message quotes the whole URL, password included; and a
         # string that is no URL at all may be a bare password: show neither.
-        scheme = url.split("://", 1)[0] if "://" in url else None
-        shown = f"(scheme {scheme!r}, rest not shown)" if scheme else "(not shown)"
+        scheme = url_secrets.scheme_of(url)
+        shown = f"(scheme {scheme!r}, rest not shown)" if scheme else url_secrets.NOT_SHOWN
         raise errors.InvalidDatabaseUrl(
             f"cannot parse the database URL {shown}; expected one of: {ACCEPTED_URL_FORMS}"
         ) from None
@@ -133,7 +104,7 @@ def _engine_of(parsed: URL, url: str) -> EngineName:
     engine = _SCHEMES.get(scheme)
     if engine is None:
         raise errors.InvalidDatabaseUrl(
-            f"unsupported database URL scheme {scheme!r} in {redact_url(url)!r}; "
+            f"unsupported database URL scheme {scheme!r} in {url_secrets.redact_url(url)!r}; "
             f"expected one of: {ACCEPTED_URL_FORMS}"
         )
     return engine
@@ -141,7 +112,7 @@ def _engine_of(parsed: URL, url: str) -> EngineName:
 
 def identity_from_url(url: str) -> DatabaseIdentity:
     """Parse ``url`` into a :class:`DatabaseIdentity` (raises :class:`InvalidDatabaseUrl`)."""
-    parsed = _parse(url)
+    parsed = parse_url(url)
     engine = _engine_of(parsed, url)
     if engine == "sqlite":
         path = parsed.database or ":memory:"
@@ -150,7 +121,8 @@ def identity_from_url(url: str) -> DatabaseIdentity:
         return DatabaseIdentity(engine="sqlite", host="", port=None, database=path)
     if not parsed.database:
         raise errors.InvalidDatabaseUrl(
-            f"database URL {redact_url(url)!r} names no database; add it as the path, "
+            f"database URL {url_secrets.redact_url(url)!r} names no database; "
+            "add it as the path, "
             f"e.g. {engine}://user:password@host/mydb"
         )
     return DatabaseIdentity(
@@ -200,7 +172,7 @@ def advisory_lock_name(identity: DatabaseIdentity) -> str:
 
 def driver_url(url: str) -> URL:
     """``url`` rewritten to the driver Lockstep ships for its engine."""
-    parsed = _parse(url)
+    parsed = parse_url(url)
     family = family_of(_engine_of(parsed, url))
     driven = parsed.set(drivername=_DRIVERS[family])
     if family == "mysql" and "charset" not in driven.query:
@@ -208,25 +180,81 @@ def driver_url(url: str) -> URL:
     return driven
 
 
-def _connect_args(family: Family) -> dict[str, Any]:
+# Dead peers: TCP keepalive probes after 30 s of silence, every 10 s, 3 unanswered = gone. This
+# bounds a migration statement on a server that vanished without bounding a long, healthy one.
+KEEPALIVE_IDLE_SECONDS: Final = 30
+KEEPALIVE_INTERVAL_SECONDS: Final = 10
+KEEPALIVE_PROBES: Final = 3
+WRITE_TIMEOUT_SECONDS: Final = 60
+# An execution option: SQLite connections run without SQLAlchemy's BEGIN while it is true (a
+# migration file that cannot run in a transaction, such as VACUUM).
+NO_TRANSACTION: Final = "lockstep_no_transaction"
+
+
+def _connect_args(family: Family, query_timeout_seconds: float | None) -> dict[str, Any]:
+    """Bounds on every network wait: connecting (the handshake included), and reading a reply.
+
+    PyMySQL's ``connect_timeout`` covers the TCP connect only; the server's greeting is read
+    under ``read_timeout``, so the handshake gets the connect timeout as its read timeout and
+    :func:`_bound_mysql_reads` sets the query's bound once connected.
+    """
     if family == "postgresql":
-        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "lockstep"}
+        args: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "application_name": "lockstep",
+            "keepalives": 1,
+            "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
+            "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
+            "keepalives_count": KEEPALIVE_PROBES,
+        }
+        if query_timeout_seconds is not None:
+            args["options"] = f"-c statement_timeout={round(query_timeout_seconds * 1000)}"
+        return args
     if family == "mysql":
-        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        return {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "read_timeout": CONNECT_TIMEOUT_SECONDS,
+            "write_timeout": CONNECT_TIMEOUT_SECONDS,
+        }
     return {}
 
 
-def make_engine(url: str, *, pooled: bool = False) -> Engine:
+def _bound_mysql_reads(engine: Engine, query_timeout_seconds: float | None) -> None:
+    """After the handshake: the query's read bound, a write bound, and keepalive probes."""
+
+    @event.listens_for(engine, "connect")
+    def _after_handshake(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection._read_timeout = query_timeout_seconds  # PyMySQL has no setter
+        dbapi_connection._write_timeout = WRITE_TIMEOUT_SECONDS
+        sock = getattr(dbapi_connection, "_sock", None)
+        if sock is not None and hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_SECONDS)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_SECONDS)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
+def make_engine(
+    url: str, *, pooled: bool = False, query_timeout_seconds: float | None = None
+) -> Engine:
     """A SQLAlchemy engine for ``url`` using the bundled drivers.
 
     The runner and the lock use the default ``pooled=False`` (NullPool): each
     connection is closed for real when returned, so session settings such as
     ``lock_timeout`` never leak and a lock's connection dies with its holder.
     Long-lived callers (the operator's version reader) pass ``pooled=True``.
+
+    Connecting is always bounded (:data:`CONNECT_TIMEOUT_SECONDS`, the handshake included)
+    and a vanished server is noticed by TCP keepalive. ``query_timeout_seconds`` bounds each
+    query too: readers pass it; the runner does not, since a migration statement may
+    rightly run for hours (the Job's deadline bounds it).
     """
     driven = driver_url(url)
     family = identity_from_url(url).family
-    options: dict[str, Any] = {"connect_args": _connect_args(family)}
+    connect_args = _connect_args(family, query_timeout_seconds)
+    if "options" in connect_args and "options" in driven.query:  # keep the URL's own options
+        connect_args["options"] = f"{driven.query['options']} {connect_args['options']}"
+    options: dict[str, Any] = {"connect_args": connect_args}
     if pooled and family != "sqlite":
         options.update(pool_size=2, max_overflow=2, pool_pre_ping=True, pool_recycle=300)
     else:
@@ -234,6 +262,8 @@ def make_engine(url: str, *, pooled: bool = False) -> Engine:
     engine = sa.create_engine(driven, **options)
     if family == "sqlite":
         _enable_sqlite_transactional_ddl(engine)
+    if family == "mysql":
+        _bound_mysql_reads(engine, query_timeout_seconds)
     return engine
 
 
@@ -252,7 +282,8 @@ def _enable_sqlite_transactional_ddl(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _explicit_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        if not connection.get_execution_options().get(NO_TRANSACTION):
+            connection.exec_driver_sql("BEGIN")
 
 
 def connect(engine: Engine, url: str) -> sa.Connection:
@@ -260,8 +291,11 @@ def connect(engine: Engine, url: str) -> sa.Connection:
     try:
         return engine.connect()
     except exc.DBAPIError as error:
-        detail = scrub(str(error.orig).strip().splitlines()[0] if error.orig else "", url)
+        detail = url_secrets.scrub(
+            str(error.orig).strip().splitlines()[0] if error.orig else "", url
+        )
         raise errors.DatabaseUnavailable(
-            f"cannot connect to {redact_url(url)}: {detail}; check that the server is up, "
+            f"cannot connect to {url_secrets.redact_url(url)}: {detail}; "
+            "check that the server is up, "
             f"reachable from this pod, and that the URL's user and password are right"
         ) from None

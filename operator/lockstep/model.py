@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Final, Literal, cast
 
 Tool = Literal["alembic", "flyway", "prisma", "knex", "django", "sequelize", "sql"]
 Engine = Literal["postgresql", "mysql", "mariadb", "sqlite"]
@@ -43,6 +44,11 @@ RUN_FIELDS: tuple[str, ...] = (
     "timeouts",
     "verify",
 )
+
+
+# spec.timeouts.statementLockTimeout: the CRD's pattern, word for word (a unit test compares
+# them), so that the runner accepts exactly what the API server accepts.
+STATEMENT_LOCK_TIMEOUT_PATTERN: Final = r"^[1-9][0-9]*(ms|s|min)$"
 
 
 class SpecError(ValueError):
@@ -210,14 +216,18 @@ def _retry(raw: Mapping[str, Any]) -> Retry:
 
 
 def _timeouts(raw: Mapping[str, Any]) -> Timeouts:
+    statement = raw.get("statementLockTimeout", Timeouts.statement_lock_timeout)
+    if not isinstance(statement, str) or not re.match(STATEMENT_LOCK_TIMEOUT_PATTERN, statement):
+        raise SpecError(
+            "timeouts.statementLockTimeout",
+            f"{statement!r} is not a duration such as 500ms, 5s or 2min (a whole number above 0)",
+        )
     return Timeouts(
         job_seconds=_int(raw, "jobSeconds", Timeouts.job_seconds, "timeouts.jobSeconds", 1, None),
         lock_wait_seconds=_int(
             raw, "lockWaitSeconds", Timeouts.lock_wait_seconds, "timeouts.lockWaitSeconds", 0, None
         ),
-        statement_lock_timeout=str(
-            raw.get("statementLockTimeout", Timeouts.statement_lock_timeout)
-        ),
+        statement_lock_timeout=statement,
     )
 
 

@@ -9,6 +9,7 @@ migration.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -18,6 +19,8 @@ from lockstep import database, sqlfiles, tools
 from lockstep.tools import alembic, django, flyway, knex, prisma, sequelize, sql
 
 Reader = Callable[[sa.Connection], str | None]
+# A version read is one small query: a server that does not answer within this is down.
+READ_TIMEOUT_SECONDS: Final = 30
 
 metadata = sa.MetaData()
 # The `sql` tool's history, written by Lockstep's runner. VARCHAR rather than TEXT: MySQL
@@ -31,7 +34,22 @@ sql_history = sa.Table(
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("execution_ms", sa.Integer, nullable=False),
     sa.Column("success", sa.Boolean, nullable=False),
+    # Set while a file runs statement by statement (MySQL/MariaDB, or a file that runs without
+    # a transaction): which file, and how many of its statements have completed. A row left
+    # with success false and these set is a file that failed or was interrupted part-way.
+    sa.Column("running_file", sa.String(255), nullable=True),
+    sa.Column("statements_done", sa.Integer, nullable=True),
 )
+PROGRESS_COLUMNS: Final = ("running_file", "statements_done")
+
+
+@functools.cache
+def sql_history_in(schema: str) -> sa.Table:
+    """The history table qualified with ``schema``, so a migration's ``SET search_path`` or
+    ``USE`` cannot send Lockstep's own queries to another schema's table."""
+    return sql_history.to_metadata(sa.MetaData(), schema=schema)
+
+
 _alembic_version = sa.table(alembic.VERSION_TABLE, sa.column("version_num", sa.String))
 _django_migrations = sa.table(
     django.VERSION_TABLE,
@@ -61,7 +79,7 @@ _sequelize_meta = sa.table(sequelize.VERSION_TABLE, sa.column("name", sa.String)
 
 def read_revision(tool: str, url: str) -> str | None:
     """The applied revision, or None when the tool's table is missing or empty."""
-    engine = database.make_engine(url)
+    engine = database.make_engine(url, query_timeout_seconds=READ_TIMEOUT_SECONDS)
     try:
         with engine.connect() as connection:
             return read_applied_revision(tool, connection)

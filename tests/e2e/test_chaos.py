@@ -710,3 +710,100 @@ def test_database_stopped_mid_migration_fails_the_job_then_retries_with_backoff_
     assert history_rows(url) == [("1", True)]
     assert scalar(url, "SELECT count(*) FROM half_a") == 0
     assert scalar(url, "SELECT count(*) FROM half_b") == 0
+
+
+# ---------------------------------------------------------------------- deleted pods (issue 16)
+
+
+@dataclass
+class WritersWatch:
+    """Polls pg_stat_activity at about 20 Hz: how many sessions of the database hold a
+    transaction that wrote (``backend_xid``) at once. Two such sessions are two migrations
+    changing the database together, whatever their tags; the largest count seen is kept."""
+
+    url: str
+    most: int = 0
+    seen: list[tuple[float, list[tuple[Any, ...]]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> WritersWatch:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        with connect(self.url) as connection:
+            while not self._stop.is_set():
+                rows = connection.execute(
+                    "SELECT pid, application_name, left(query, 60) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND backend_xid IS NOT NULL "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchall()
+                if len(rows) > 1:
+                    self.seen.append((time.monotonic(), list(rows)))
+                self.most = max(self.most, len(rows))
+                time.sleep(0.05)
+
+
+@pytest.mark.parametrize("grace", [0, None], ids=["grace-0", "default-grace"])
+def test_deleted_migration_pod_never_overlaps_its_retry_and_converges(
+    k8s: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    pg_url: str,
+    grace: int | None,
+) -> None:
+    """`kubectl delete pod` mid-file (SIGKILL at once, or SIGTERM with the grace period): the
+    file's backend never works beside the retry's, the status tells the truth, and the retry
+    applies the file once, whole (docs/guarantees.md section 1)."""
+    prepare_log(pg_url)
+    body = "CREATE TABLE half_a (id int);\nSELECT pg_sleep(20);\nCREATE TABLE half_b (id int);"
+    kubetest.create_secret(k8s, namespace, "db", {"url": pg_url})
+    kubetest.create_config_map(k8s, namespace, "m", {"V1__slow.sql": logged_migration("v1", body)})
+    retry = {"limit": 5, "backoffSeconds": 2, "maxBackoffSeconds": 4}
+    kubetest.create_migration(k8s, namespace, sql_migration("evicted", "m", retry=retry))
+    wait_for("the migration inside pg_sleep", lambda: migrating_now(pg_url), timeout=90)
+    core = client.CoreV1Api(k8s)
+    (job,) = kubetest.jobs_of(k8s, namespace, "evicted")
+    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name_of(job)}").items
+    assert len(pods) == 1, [name_of(p) for p in pods]
+    with WritersWatch(pg_url) as watch:
+        core.delete_namespaced_pod(name_of(pods[0]), namespace, grace_period_seconds=grace)
+        deleted_at = time.monotonic()
+        if grace is None:
+            # SIGTERM reached `lockstep run`: it cancelled its statement at once, long before the
+            # 20 s sleep would have ended (and before the sidecar released the lock).
+            wait_for("the cancelled statement to go", lambda: not migrating_now(pg_url), timeout=8)
+            print(f"statement gone {time.monotonic() - deleted_at:.1f}s after the pod's deletion")
+        ready = kubetest.wait_for_condition(
+            k8s, namespace, "evicted", "Ready", reason="Succeeded", timeout=240
+        )
+    assert watch.most == 1, f"two migrations wrote at once: {watch.seen[:3]}"
+    if grace == 0:
+        # SIGKILL left the statement running; the retry's lock sidecar ended it before its run.
+        retry_job = max(kubetest.jobs_of(k8s, namespace, "evicted"), key=name_of)
+        (retry_pod,) = core.list_namespaced_pod(
+            namespace, label_selector=f"job-name={name_of(retry_job)}"
+        ).items
+        sidecar_log = core.read_namespaced_pod_log(
+            name_of(retry_pod), namespace, container=constants.LOCK_CONTAINER
+        )
+        assert "fence: terminated backend" in sidecar_log, sidecar_log
+    status = ready["status"]
+    assert status["appliedRevision"] == "1"
+    failed = [run for run in status["history"] if run["result"] == "Failed"]
+    assert failed, status["history"]
+    for run in failed:
+        assert run.get("reason") not in constants.PERMANENT_FAILURE_REASONS, run
+        message = run.get("message", "")
+        # PostgreSQL rolled the interrupted file back; the status never says it was applied.
+        assert "applied" not in message.lower() or "rolled" in message, run
+    # Applied once, whole: one start and one end logged, both tables, one history row.
+    assert [i.migration for i in intervals(pg_url)] == ["v1"]
+    assert history_rows(pg_url) == [("1", True)]
+    assert scalar(pg_url, "SELECT count(*) FROM half_a") == 0
+    assert scalar(pg_url, "SELECT count(*) FROM half_b") == 0

@@ -219,3 +219,100 @@ def test_flat_script_directory_from_a_config_map(
     assert result.applied == REVISIONS
     assert inspect(db_url)[2] == "a1000003"
     assert run(db_url, flat, target="a1000001", allow_downgrade=True).direction == "down"
+
+
+def test_the_env_py_that_alembic_init_writes_works_unmodified(db_url: str, scripts: Path) -> None:
+    """Today: KeyError: 'url' (the stock env.py reads sqlalchemy.url, which Lockstep never set)."""
+    import alembic
+
+    stock = Path(alembic.__file__).parent / "templates" / "generic" / "env.py"
+    shutil.copyfile(stock, scripts / "env.py")
+    result = run(db_url, scripts)
+    assert result.applied == REVISIONS
+    assert inspect(db_url)[2] == REVISIONS[-1]
+
+
+def test_stock_env_py_with_a_percent_encoded_password(pg_url: str, scripts: Path) -> None:
+    """configparser would read '%40' as an interpolation: the URL must reach the driver intact."""
+    import alembic
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS lockstep_pct")
+        admin.execute("CREATE ROLE lockstep_pct LOGIN SUPERUSER PASSWORD 'p@ss%word'")
+    user_url = url.set(username="lockstep_pct", password="p@ss%word").render_as_string(
+        hide_password=False
+    )
+    stock = Path(alembic.__file__).parent / "templates" / "generic" / "env.py"
+    shutil.copyfile(stock, scripts / "env.py")
+    try:
+        assert run(user_url, scripts).applied == REVISIONS
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f'REASSIGN OWNED BY lockstep_pct TO "{url.username}"')
+            admin.execute("DROP OWNED BY lockstep_pct")
+            admin.execute("DROP ROLE lockstep_pct")
+
+
+SLEEPING_REVISION = '''"""A revision that sleeps, so that its connection can be killed under it."""
+
+from alembic import op
+
+revision = "a1000004"
+down_revision = "a1000003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE TABLE before_sleep (id INTEGER)")
+    op.execute("SELECT pg_sleep(30)")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE before_sleep")
+'''
+
+
+def test_a_lost_connection_is_not_reported_as_a_failed_revision(pg_url: str, scripts: Path) -> None:
+    """Today: MigrationFailed, which tells the person to fix a revision that is fine."""
+    import threading
+
+    run(pg_url, scripts)
+    versions = scripts / "versions" if (scripts / "versions").is_dir() else scripts
+    (versions / "a1000004_sleep.py").write_text(SLEEPING_REVISION)
+    outcome: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            run(pg_url, scripts)
+        except BaseException as error:  # noqa: BLE001 - the test looks at it
+            outcome.append(error)
+
+    thread = threading.Thread(target=migrate)
+    thread.start()
+    engine = database.make_engine(pg_url)
+    try:
+        deadline = time.monotonic() + 20
+        killed = False
+        while not killed and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with engine.connect() as connection:
+                killed = bool(
+                    connection.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() "
+                        "AND starts_with(query, 'SELECT pg_sleep(30)')"
+                    ).all()
+                )
+    finally:
+        engine.dispose()
+    thread.join(30)
+    assert killed
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], errors.DatabaseUnavailable), outcome[0]
+    assert "was lost while Alembic migrated" in str(outcome[0])
+    assert inspect(pg_url)[2] == REVISIONS[-1]
+    assert "before_sleep" not in inspect(pg_url)[0]

@@ -307,8 +307,9 @@ class TestFailures:
         assert history(mariadb_url) == [*AT_HEAD, ("4", False)]
         # Fixing the file is not enough: a person must repair the database first.
         (source / "V4__broken.sql").write_text("CREATE TABLE half_done (id INTEGER);")
-        with pytest.raises(errors.PartiallyApplied, match="failed part-way"):
+        with pytest.raises(errors.PartiallyApplied, match="failed part-way") as again:
             run(mariadb_url, source)
+        assert "2 statement(s) of V4__broken.sql as it ran then completed" in str(again.value)
         execute(
             mariadb_url,
             "DROP TABLE half_done",
@@ -327,7 +328,16 @@ class TestFailures:
             caught.value
         )
         assert history(mariadb_url) == [("1", True), ("2", True), ("3", False)]
-        with pytest.raises(errors.PartiallyApplied, match=r"version 3 .* failed part-way"):
+        with pytest.raises(
+            errors.PartiallyApplied, match=r"U3__add_customer_email.sql stopped part-way"
+        ) as again:
+            run(mariadb_url, source)
+        assert "1 of its 2 statement(s) completed (line(s) 1)" in str(again.value)
+        assert "the statement at line 2 (DELETE FROM no_such_table) did not complete" in str(
+            again.value
+        )
+        assert "SET success = true" in str(again.value)
+        with pytest.raises(errors.PartiallyApplied):
             run(mariadb_url, source)
 
     def test_mariadb_failure_of_the_first_statement_changes_nothing(

@@ -636,3 +636,51 @@ class TestDialectForEngine:
     def test_unknown_engines(self, engine: str) -> None:
         with pytest.raises(ValueError, match="no SQL dialect"):
             dialect_for_engine(engine)
+
+
+class TestStatementsThatCannotRunInATransaction:
+    """The plan flags CONCURRENTLY (and its kin) in a file Lockstep would run in a transaction."""
+
+    def test_concurrently_mixed_with_other_statements(self) -> None:
+        report = classify(
+            [
+                SqlFile(
+                    "V4__index.sql",
+                    "ALTER TABLE orders ADD COLUMN remark text;\n"
+                    "CREATE INDEX CONCURRENTLY orders_remark ON orders (remark);\n",
+                )
+            ],
+            "postgresql",
+        )
+        flagged = [
+            f for f in report.findings if f.rule == "no-transaction-statement-in-transaction"
+        ]
+        assert [(f.file, f.line, f.severity) for f in flagged] == [("V4__index.sql", 2, "breaking")]
+        assert "lockstep:transaction=false" in flagged[0].message
+        assert report.destructive
+
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "CREATE INDEX CONCURRENTLY orders_remark ON orders (remark);",
+            "-- lockstep:transaction=false\nALTER TABLE orders ADD COLUMN remark text;\n"
+            "CREATE INDEX CONCURRENTLY orders_remark ON orders (remark);",
+        ],
+        ids=["alone", "file-without-transaction"],
+    )
+    def test_not_flagged_where_it_runs_without_a_transaction(self, sql: str) -> None:
+        assert "no-transaction-statement-in-transaction" not in {
+            f.rule for f in classify([SqlFile("V4__index.sql", sql)], "postgresql").findings
+        }
+
+    def test_forced_transaction_is_flagged(self) -> None:
+        sql = "-- lockstep:transaction=true\nVACUUM orders;"
+        assert "no-transaction-statement-in-transaction" in {
+            f.rule for f in classify([SqlFile("V4__vacuum.sql", sql)], "postgresql").findings
+        }
+
+    def test_another_tool_s_rendered_sql_is_left_to_the_tool(self) -> None:
+        sql = "CREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY t_id ON t (id);"
+        assert "no-transaction-statement-in-transaction" not in {
+            f.rule for f in classify([SqlFile("a1b2c3d4", sql)], "postgresql").findings
+        }

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from lockstep import database
+from lockstep import database, errors, url_secrets
 from lockstep.database import DatabaseIdentity
 from lockstep.errors import InvalidDatabaseUrl
 
@@ -133,14 +134,60 @@ class TestRedaction:
         ],
     )
     def test_redact_url(self, url: str, expected: str) -> None:
-        assert database.redact_url(url) == expected
+        assert url_secrets.redact_url(url) == expected
 
     def test_scrub_removes_the_password_from_any_text(self) -> None:
         url = f"postgresql://app:{SECRET}@db/shop"
         text = f"failed for {url} with password {SECRET}"
-        scrubbed = database.scrub(text, url)
+        scrubbed = url_secrets.scrub(text, url)
         assert SECRET not in scrubbed
         assert "postgresql://app:***@db/shop" in scrubbed
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "QXZjk/qxzJK",
+        "QXZjk@qxzJK",
+        "QXZjk:qxzJK",
+        "QXZjk#qxzJK",
+        "QXZjk?qxzJK",
+        "QXZjk%qxzJK",
+        "QXZjk qxzJK",
+        "QXZjk@/:#?% qxzJK@@",
+    ],
+)
+class TestUnencodedPasswords:
+    """A password pasted into a URL unencoded is hidden whole, wherever a parser would cut it."""
+
+    def test_redact_url_shows_none_of_it(self, password: str) -> None:
+        shown = url_secrets.redact_url(f"postgresql://app:{password}@db:5432/shop")
+        assert shown == "postgresql://app:***@db:5432/shop"
+
+    def test_scrub_removes_it_and_its_pieces(self, password: str) -> None:
+        url = f"postgresql://app:{password}@db/shop"
+        text = f"host {password.split('@')[-1]} of {url}: auth failed for {quote(password)}"
+        scrubbed = url_secrets.scrub(text, url)
+        assert "QXZjk" not in scrubbed
+        assert "qxzJK" not in scrubbed
+
+    def test_the_url_connects_where_it_says(self, password: str) -> None:
+        identity = database.identity_from_url(f"postgresql://app:{password}@db:5432/shop")
+        assert (identity.host, identity.port, identity.database) == ("db", 5432, "shop")
+
+    def test_a_query_password_is_hidden_whole(self, password: str) -> None:
+        url = f"postgresql://db/shop?user=app&password={password}"
+        assert "QXZjk" not in url_secrets.redact_url(url)
+        assert "qxzJK" not in url_secrets.redact_url(url)
+
+
+@pytest.mark.parametrize("value", ["QXZjkqxzJK", "app:QXZjk@db", "", "  QXZjk qxzJK  "])
+def test_a_value_that_is_no_url_is_not_shown_at_all(value: str) -> None:
+    assert url_secrets.redact_url(value) == url_secrets.NOT_SHOWN
+    assert "QXZjk" not in url_secrets.scrub(f"bad value {value}", value)
+    with pytest.raises(errors.InvalidDatabaseUrl) as raised:
+        database.identity_from_url(value)
+    assert "QXZjk" not in str(raised.value)
 
 
 class TestEngines:

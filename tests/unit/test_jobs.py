@@ -215,3 +215,21 @@ def test_command_problem_reports_what_the_tool_cannot_do() -> None:
     problem = containers.command_problem(spec, naming.JobRequest(0, "1", downgrade=True))
     assert problem is not None and problem.reason == "DowngradeUnsupported"
     assert containers.command_problem(spec, naming.JobRequest(0, "head")) is None
+
+
+def test_external_tools_tag_their_connections_for_the_fence_and_the_runner_does_not() -> None:
+    """PGAPPNAME makes libpq, psycopg and node-postgres connections findable by a later run's
+    fence (docs/adr/0009-the-fence.md); a user's own PGAPPNAME is replaced, the tag is needed."""
+    tag = {"name": "PGAPPNAME", "value": "lockstep-migration"}
+    spec = {
+        "tool": "knex",
+        "image": "acme/shop-migrations:1.2",
+        "env": [{"name": "PGAPPNAME", "value": "shop"}, {"name": "A", "value": "b"}],
+        "database": {"engine": "postgresql", "urlSecretRef": {"name": "db", "key": "url"}},
+    }
+    (container,) = pod(build(spec))["containers"]
+    named = [e for e in container["env"] if e["name"] == "PGAPPNAME"]
+    assert named == [tag]
+    assert {"name": "A", "value": "b"} in container["env"]
+    (runner,) = pod(build())["containers"]
+    assert tag not in runner["env"]  # the built-in runner tags its migration connection itself

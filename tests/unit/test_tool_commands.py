@@ -232,19 +232,19 @@ def test_django_split_target(target: str, split: tuple[str, str | None]) -> None
     [
         (
             "postgresql://shop:s3cret@db.example.com:5433/shop",
-            "jdbc:postgresql://db.example.com:5433/shop",
+            "jdbc:postgresql://db.example.com:5433/shop?ApplicationName=lockstep-migration",
             "shop",
             "s3cret",
         ),
         (
             "postgresql+psycopg://shop:pw@db/shop?sslmode=require",
-            "jdbc:postgresql://db:5432/shop?sslmode=require",
+            "jdbc:postgresql://db:5432/shop?sslmode=require&ApplicationName=lockstep-migration",
             "shop",
             "pw",
         ),
         (
             "postgres://shop@db/shop",
-            "jdbc:postgresql://db:5432/shop",
+            "jdbc:postgresql://db:5432/shop?ApplicationName=lockstep-migration",
             "shop",
             None,
         ),
@@ -260,8 +260,18 @@ def test_django_split_target(target: str, split: tuple[str, str | None]) -> None
             "shop",
             "pw",
         ),
-        ("postgresql://u:pw1@[::1]:5432/db", "jdbc:postgresql://[::1]:5432/db", "u", "pw1"),
-        ("postgresql://u:p%40ss%2Fw@h/db", "jdbc:postgresql://h:5432/db", "u", "p@ss/w"),
+        (
+            "postgresql://u:pw1@[::1]:5432/db",
+            "jdbc:postgresql://[::1]:5432/db?ApplicationName=lockstep-migration",
+            "u",
+            "pw1",
+        ),
+        (
+            "postgresql://u:p%40ss%2Fw@h/db",
+            "jdbc:postgresql://h:5432/db?ApplicationName=lockstep-migration",
+            "u",
+            "p@ss/w",
+        ),
     ],
 )
 def test_jdbc_connection(url: str, jdbc: str, user: str, password: str | None) -> None:
@@ -269,6 +279,14 @@ def test_jdbc_connection(url: str, jdbc: str, user: str, password: str | None) -
     assert connection == url_formats.JdbcConnection(jdbc, user, password)
     # The password goes in its own variable, never in the JDBC URL.
     assert password is None or password not in connection.url
+
+
+def test_postgresql_jdbc_urls_carry_the_migration_tag_even_when_the_user_set_another() -> None:
+    """pgjdbc ignores PGAPPNAME: the tag the fence looks for must be in the URL, and be ours."""
+    connection = url_formats.jdbc_connection("postgresql://u:p@h/db?application_name=mine")
+    assert connection.url == "jdbc:postgresql://h:5432/db?ApplicationName=lockstep-migration"
+    mysql = url_formats.jdbc_connection("mysql://u:p@h/db")
+    assert "ApplicationName" not in mysql.url
 
 
 def test_sqlite_becomes_a_jdbc_file_url() -> None:
@@ -279,12 +297,12 @@ def test_sqlite_becomes_a_jdbc_file_url() -> None:
 def test_flyway_and_jdbc_env() -> None:
     url = "postgresql://shop:pw@db/shop"
     assert url_formats.env_for("flyway", url) == {
-        "FLYWAY_URL": "jdbc:postgresql://db:5432/shop",
+        "FLYWAY_URL": "jdbc:postgresql://db:5432/shop?ApplicationName=lockstep-migration",
         "FLYWAY_USER": "shop",
         "FLYWAY_PASSWORD": "pw",
     }
     assert url_formats.env_for("jdbc", url) == {
-        "JDBC_URL": "jdbc:postgresql://db:5432/shop",
+        "JDBC_URL": "jdbc:postgresql://db:5432/shop?ApplicationName=lockstep-migration",
         "JDBC_USER": "shop",
         "JDBC_PASSWORD": "pw",
     }

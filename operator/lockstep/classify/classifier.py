@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
-from lockstep.classify import mysql, postgres
+from lockstep import sql_file_modes, sqlfiles
+from lockstep.classify import mysql, postgres, rules
 from lockstep.classify.findings import Dialect, Finding, Report, SqlFile, clip_statement
 from lockstep.classify.plan import Classified, PlanState
 
@@ -35,6 +36,7 @@ def classify(
         for statement in _read(file.sql, state, dialect):
             kinds[statement.kind] += 1
             findings.extend(_findings(file, statement))
+        findings.extend(_transaction_findings(file, dialect))
     return Report(sum(kinds.values()), dict(kinds), tuple(findings))
 
 
@@ -49,6 +51,22 @@ def _findings(file: SqlFile, statement: Classified) -> Iterator[Finding]:
     text = clip_statement(file.sql[statement.start : statement.end])
     for issue in statement.issues:
         yield Finding(issue.rule, issue.severity, issue.message, file.name, line, text)
+
+
+def _transaction_findings(file: SqlFile, dialect: Dialect) -> Iterator[Finding]:
+    """Statements such as CREATE INDEX CONCURRENTLY in a file that would run in a transaction.
+
+    Only Lockstep's own V/U files: how another tool's rendered SQL runs is the tool's choice
+    (Alembic's ``autocommit_block``, say), not this file's shape.
+    """
+    if sqlfiles.parse_file_name(file.name) is None:
+        return
+    for statement, kind in sql_file_modes.outside_statements_in_transaction(
+        file.name, file.sql, dialect
+    ):
+        issue = rules.no_transaction_statement_in_transaction(kind)
+        text = clip_statement(statement.text)
+        yield Finding(issue.rule, issue.severity, issue.message, file.name, statement.line, text)
 
 
 def line_of(text: str, offset: int) -> int:

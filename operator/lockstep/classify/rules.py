@@ -51,6 +51,7 @@ ADD_UNIQUE_CONSTRAINT: Final = "add-unique-constraint"
 ADD_FOREIGN_KEY_VALIDATES: Final = "add-foreign-key-validates"
 ADD_CHECK_CONSTRAINT: Final = "add-check-constraint"
 PARSE_ERROR: Final = "parse-error"
+NO_TRANSACTION_STATEMENT_IN_TRANSACTION: Final = "no-transaction-statement-in-transaction"
 
 _NO_UNDO: Final = "Back the data up or archive it first, and drop only once nothing reads it."
 
@@ -216,7 +217,10 @@ def set_not_null(table: str, column: str, dialect: Dialect) -> Issue:
 
 def create_index_locks_writes(table: str, dialect: Dialect, lock: str = "") -> Issue:
     if dialect == "postgresql":
-        advice = "Use CREATE INDEX CONCURRENTLY (outside a transaction)."
+        advice = (
+            "Use CREATE INDEX CONCURRENTLY, in a file of its own: Lockstep runs a file of "
+            "such statements without a transaction."
+        )
         how = "without CONCURRENTLY"
     else:
         advice = "Leave out ALGORITHM=COPY and LOCK=SHARED/EXCLUSIVE (or use LOCK=NONE)."
@@ -278,4 +282,15 @@ def opaque_statement(parser: str) -> Issue:
         "breaking",
         f"{parser} reads this statement only as an opaque command, so it cannot be shown to "
         "be safe. Review the statement by hand.",
+    )
+
+
+def no_transaction_statement_in_transaction(kind: str) -> Issue:
+    return Issue(
+        NO_TRANSACTION_STATEMENT_IN_TRANSACTION,
+        "breaking",
+        f"{kind} cannot run inside a transaction, and this file would run in one (it holds "
+        f"other statements too, or asks for a transaction): Lockstep refuses the file. Move "
+        f"the statement to a file of its own (it then runs without a transaction), or put "
+        f"'-- lockstep:transaction=false' on the file's first line.",
     )

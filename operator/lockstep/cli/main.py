@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lockstep import __version__, constants
+from lockstep import __version__, constants, url_secrets
 from lockstep.cli import pod_commands
 
 
@@ -121,6 +121,7 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command = commands.add_parser(
         "apply",
         help="local mode: apply the DatabaseMigrations in a YAML file without a cluster",
+        epilog=local_exit_codes(),
     )
     command.add_argument(
         "-f",
@@ -139,6 +140,13 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     command.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     command.set_defaults(handler=_apply)
+
+
+def local_exit_codes() -> str:
+    """The exit codes of `lockstep apply`, for its --help (worded once, in cli.local)."""
+    from lockstep.cli import local
+
+    return local.EXIT_CODES_HELP
 
 
 def _operator(args: argparse.Namespace) -> int:
@@ -185,7 +193,18 @@ def _operator(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace) -> int:
     from lockstep.cli import local
 
-    return local.apply_file(args.filename, args.database_url, args.state_dir, args.output)
+    try:
+        return local.apply_file(args.filename, args.database_url, args.state_dir, args.output)
+    except BrokenPipeError:  # `lockstep apply ... | head`: the reader left, nothing to say
+        return local.EXIT_NOT_READY
+    except Exception as error:  # noqa: BLE001 - a bug must still not print a traceback or a URL
+        text = url_secrets.scrub(f"{type(error).__name__}: {error}", args.database_url or "")
+        print(
+            f"error: local mode stopped unexpectedly ({text.splitlines()[0] if text else ''}): "
+            "please report this with the file that caused it",
+            file=sys.stderr,
+        )
+        return local.EXIT_NOT_READY
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lockstep import constants, errors, logs
+from lockstep import constants, errors, logs, url_secrets
 from lockstep.contract import argv, helper_args, migration_args, report
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def add_wait(commands: argv.Subparsers) -> None:
 
 def _run(namespace: argparse.Namespace) -> int:
     from lockstep.cli import local
-    from lockstep.pod import runner
+    from lockstep.pod import graceful_stop, runner
 
     args = argv.from_namespace(migration_args.RunArgs, namespace)
     logs.configure("text", verbose=False)
@@ -78,8 +78,14 @@ def _run(namespace: argparse.Namespace) -> int:
         else timeout,
         take_lock=not args.no_lock,
     )
+    # SIGTERM (pod deleted, evicted, past its deadline) cancels the running statement and is
+    # reported truthfully instead of leaving the statement running on the server.
+    stop = graceful_stop.GracefulStop()
     try:
-        result = runner.run(request, _checks_before_migrating(args, url))
+        stop.install()
+        result = runner.run(request, _checks_before_migrating(args, url), stop)
+    except graceful_stop.StoppedBeforeMigrating:
+        return _failed(args.result_file, graceful_stop.before_migrating(stop))
     except errors.LockstepError as error:
         return _failed(args.result_file, error)
     print(local.describe(result))
@@ -165,7 +171,6 @@ def _classify(namespace: argparse.Namespace) -> int:
 
 
 def _shadow_reset(namespace: argparse.Namespace) -> int:
-    from lockstep import database
     from lockstep.pod import rehearsal
 
     args = argv.from_namespace(migration_args.ShadowResetArgs, namespace)
@@ -186,7 +191,9 @@ def _shadow_reset(namespace: argparse.Namespace) -> int:
     except errors.LockstepError as error:
         return _failed(args.result_file, error)
     except Exception as error:  # noqa: BLE001 - any driver error, reported without the URLs
-        text = database.scrub(database.scrub(f"{type(error).__name__}: {error}", shadow), real)
+        text = url_secrets.scrub(
+            url_secrets.scrub(f"{type(error).__name__}: {error}", shadow), real
+        )
         failure = rehearsal.RehearsalFailed(
             f"rehearsal: resetting the shadow database failed: {text}; the real database was "
             "not touched"
@@ -213,13 +220,28 @@ def _failed(result_file: str, error: errors.LockstepError) -> int:
     """Say why on stderr and in the result file; the exit code tells some reasons apart."""
     from lockstep.pod import run_plan
 
-    print(f"error ({error.reason}): {error}", file=sys.stderr)
-    payload = report.failure(error.reason, str(error))
+    message = _without_secrets(str(error))
+    print(f"error ({error.reason}): {message}", file=sys.stderr)
+    payload = report.failure(error.reason, message)
     if isinstance(error, run_plan.PlanChanged):
         # The new plan, so that it can be shown for approval without another plan Job.
         payload["plan"] = error.plan.compact(report.HALF_BUDGET)  # type: ignore[typeddict-item]
     _write_result(result_file, payload)
     return report.EXIT_CODES.get(error.reason, report.EXIT_FAILED)
+
+
+def _without_secrets(text: str) -> str:
+    """``text`` scrubbed of the pod's database passwords, whatever code worded it.
+
+    The last gate before stderr and the termination message (so status and Events): a message
+    built anywhere below may quote a URL or a driver's words, and only here are both URLs known.
+    """
+
+    for name in (constants.DATABASE_URL_ENV, constants.SHADOW_DATABASE_URL_ENV):
+        url = os.environ.get(name)
+        if url:
+            text = url_secrets.scrub(text, url)
+    return text
 
 
 def _write_result(path: str, payload: Mapping[str, Any]) -> None:
@@ -243,7 +265,11 @@ def _lock(namespace: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO)
     wait = helper_args.LOCK_WAIT_SECONDS if args.wait_seconds is None else args.wait_seconds
-    return lock_sidecar.hold(url, wait, args.ready_file)
+    try:
+        return lock_sidecar.hold(url, wait, args.ready_file)
+    except errors.LockstepError as error:  # a bad URL, an unreachable server: say so, no traceback
+        print(f"error ({error.reason}): {_without_secrets(str(error))}", file=sys.stderr)
+        return 2
 
 
 def _dburl(namespace: argparse.Namespace) -> int:
@@ -257,7 +283,7 @@ def _dburl(namespace: argparse.Namespace) -> int:
     try:
         env = url_formats.env_for(args.format, url)
     except (ValueError, errors.InvalidDatabaseUrl) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_without_secrets(str(error))}", file=sys.stderr)
         return 2
     partial = args.out.with_name(f".{args.out.name}.partial")
     # Created with its final mode: the password is never readable by others, even briefly.

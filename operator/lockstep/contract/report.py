@@ -7,7 +7,6 @@ change without both sides changing together.
 """
 
 # The TypedDict keys are the JSON keys of the wire format (camelCase).
-# ruff: noqa: N815
 
 from __future__ import annotations
 

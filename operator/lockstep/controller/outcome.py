@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from lockstep import constants, version_tables
+from lockstep import constants, url_secrets, version_tables
 from lockstep.controller import cluster_facts
 from lockstep.controller.cache import Cache
 from lockstep.controller.cluster import KubeApi
@@ -68,12 +68,13 @@ async def read_outcome(
     if rehearsal is not None and pod is not None:
         reason, message = constants.Reason.REHEARSAL_FAILED, rehearsal.describe()
         log_tail = await _log_tail(api, namespace, pod, rehearsal.container)
+    # The tool's own output (Flyway, Prisma, ...) may echo the URL: scrub before status/Events.
     return Outcome(
         job=job.name,
         succeeded=succeeded,
         reason=reason,
-        message=message,
-        log_tail=log_tail,
+        message=url_secrets.scrub(message, url),
+        log_tail=url_secrets.scrub(log_tail, url),
         from_revision=_optional(report.get("from")),
         to_revision=_optional(report.get("to")),
         applied_revision=applied,

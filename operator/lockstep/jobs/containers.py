@@ -39,7 +39,12 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
         "name": constants.MIGRATE_CONTAINER,
         "image": runner_image if spec.uses_built_in_runner else user_image,
         "command": list(migrate_command(spec, request)),
-        "env": [database_url_env(spec), *shadow_url_env(spec), *(dict(e) for e in spec.env)],
+        "env": [
+            database_url_env(spec),
+            *shadow_url_env(spec),
+            *(dict(e) for e in spec.env if e.get("name") != constants.PGAPPNAME_ENV),
+            *migration_tag_env(spec),
+        ],
         "securityContext": container_security_context(),
         "volumeMounts": volume_mounts(spec),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -53,6 +58,18 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
     if spec.resources:
         container["resources"] = dict(spec.resources)
     return container
+
+
+def migration_tag_env(spec: Spec) -> list[dict[str, Any]]:
+    """``PGAPPNAME`` for a tool's own image: libpq, psycopg and node-postgres tag their
+    connections with it, so a later run's fence can find a backend this run left behind.
+
+    The built-in runner tags its migration connection itself (and only that one); a user's
+    own ``PGAPPNAME`` is replaced, since the fence relies on the tag.
+    """
+    if spec.uses_built_in_runner:
+        return []
+    return [{"name": constants.PGAPPNAME_ENV, "value": constants.MIGRATION_APPLICATION_NAME}]
 
 
 def command_problem(spec: Spec, request: JobRequest) -> LockstepError | None:

@@ -23,9 +23,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import exc
 
-from lockstep import database, errors
+from lockstep import constants, database, errors, url_secrets
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import run_request, run_session
+from lockstep.pod import run_request, run_session, sql_errors
 from lockstep.tools import base as tool_base
 
 log = logging.getLogger("lockstep.runner")
@@ -34,9 +34,20 @@ log = logging.getLogger("lockstep.runner")
 ALEMBIC_SUPPORT_FILES: Final = frozenset({"env.py", "script.py.mako", "alembic.ini"})
 
 
-def alembic_config(source_dir: Path, connection: sa.Connection | None = None) -> AlembicConfig:
-    """Alembic's configuration for ``source_dir``; without a connection, for offline rendering."""
+def alembic_config(
+    source_dir: Path, connection: sa.Connection | None = None, url: str | None = None
+) -> AlembicConfig:
+    """Alembic's configuration for ``source_dir``; without a connection, for offline rendering.
+
+    ``url`` becomes ``sqlalchemy.url``, which the ``env.py`` that ``alembic init`` writes reads
+    (``engine_from_config(config.get_section(...), prefix="sqlalchemy.")``): a user's
+    unmodified env.py then connects by itself, tagged as a migration connection and with
+    bounded connect and read waits; an env.py written for Lockstep uses the connection.
+    """
     config = AlembicConfig()
+    if url is not None:
+        # configparser interpolates '%': a percent-encoded password must reach the driver intact.
+        config.set_main_option("sqlalchemy.url", _env_py_url(url).replace("%", "%%"))
     config.set_main_option("script_location", str(source_dir))
     flat = _flat_versions(source_dir)
     if flat is not None:
@@ -46,6 +57,21 @@ def alembic_config(source_dir: Path, connection: sa.Connection | None = None) ->
     if connection is not None:
         config.attributes["connection"] = connection
     return config
+
+
+def _env_py_url(url: str) -> str:
+    driven = database.driver_url(url)
+    family = database.identity_from_url(url).family
+    extra: dict[str, str] = {}
+    if family == "postgresql":
+        extra = {
+            "application_name": constants.MIGRATION_APPLICATION_NAME,
+            "connect_timeout": str(database.CONNECT_TIMEOUT_SECONDS),
+        }
+    elif family == "mysql":
+        extra = {"connect_timeout": str(database.CONNECT_TIMEOUT_SECONDS)}
+    extra = {key: value for key, value in extra.items() if key not in driven.query}
+    return driven.update_query_dict(extra).render_as_string(hide_password=False)
 
 
 @functools.cache
@@ -178,7 +204,7 @@ def migrate(
         return run_request.Outcome("none", current, current, [])
     if direction == "down":
         refuse_downgrade(request, identity, current, target, steps)
-    config = alembic_config(request.source_dir, connection)
+    config = alembic_config(request.source_dir, connection, request.database_url)
     log.info("migrating %s %s from %s to %s", identity, direction, current, target)
     try:
         if direction == "up":
@@ -188,6 +214,8 @@ def migrate(
         if connection.in_transaction():
             connection.commit()
     except Exception as error:  # noqa: BLE001 - user scripts may raise anything
+        if isinstance(error, exc.DBAPIError) and sql_errors.connection_lost(error):
+            raise _connection_lost(error, identity, request.database_url) from None
         if connection.in_transaction():
             connection.rollback()
         reached = current_revision(connection, identity)
@@ -212,6 +240,23 @@ def refuse_downgrade(
         )
 
 
+def _connection_lost(
+    error: exc.DBAPIError, identity: DatabaseIdentity, url: str
+) -> errors.DatabaseUnavailable:
+    """Not the revision's fault: say what the server kept, and that a rerun may succeed."""
+    kept = (
+        "MySQL/MariaDB keep the DDL statements that completed before it (check the schema "
+        "against the revision that was running before you run again)"
+        if identity.family == "mysql"
+        else "the server rolled back the open transaction of the lost connection"
+    )
+    return errors.DatabaseUnavailable(
+        f"the connection to {identity} was lost while Alembic migrated: "
+        f"{run_session.db_error_text(error, url)}; {kept}. Run again once the database is "
+        f"reachable: Alembic resumes from the revision recorded in alembic_version."
+    )
+
+
 def _alembic_failed(
     error: Exception,
     identity: DatabaseIdentity,
@@ -222,7 +267,7 @@ def _alembic_failed(
     if isinstance(error, exc.DBAPIError):
         detail = run_session.db_error_text(error, url) + run_session.lock_hint(error)
     else:
-        detail = database.scrub(f"{type(error).__name__}: {error}", url)[
+        detail = url_secrets.scrub(f"{type(error).__name__}: {error}", url)[
             : run_session.DB_ERROR_CHARS
         ]
     where = (

@@ -184,7 +184,8 @@ def _pg_acquire(
             raise
         raise _timeout(identity, started, how, _pg_holder(connection, key)) from None
     finally:
-        _pg_configure(connection, previous)
+        if not connection.invalidated:  # interrupted mid-wait: the connection is going anyway
+            _pg_configure(connection, previous)
 
 
 def _pg_setting(connection: sa.Connection, name: str) -> str:

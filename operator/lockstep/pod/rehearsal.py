@@ -41,7 +41,7 @@ from typing import Any, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import database, errors
+from lockstep import database, errors, url_secrets
 from lockstep.database import DatabaseIdentity, Family
 from lockstep.pod import lock, run_session, runner
 from lockstep.pod.run_request import RunRequest
@@ -154,7 +154,7 @@ def _failing_as_rehearsal(what: str, urls: Sequence[str]) -> Iterator[None]:
 
 def _scrub(text: str, urls: Sequence[str]) -> str:
     for url in urls:
-        text = database.scrub(text, url)
+        text = url_secrets.scrub(text, url)
     return text
 
 

@@ -35,7 +35,7 @@ from typing import Any, Final, Literal
 
 from alembic import command as alembic_command
 
-from lockstep import classify, database, errors
+from lockstep import classify, database, errors, url_secrets
 from lockstep.classify import Finding, Report, SqlFile
 from lockstep.contract import plan_budget
 from lockstep.contract import report as wire
@@ -274,7 +274,7 @@ def _render_alembic(
     try:
         text = _alembic_offline_sql(source.directory, pending, identity)
     except Exception as error:  # noqa: BLE001 - user code (env.py, revisions) may raise anything
-        detail = database.scrub(f"{type(error).__name__}: {error}", url)
+        detail = url_secrets.scrub(f"{type(error).__name__}: {error}", url)
         reason = plan_budget.flat_clip(
             f"the Alembic scripts cannot render SQL offline: {detail}", _REASON_CHARS
         )

@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy import exc
+from sqlalchemy import event, exc
 
-from lockstep import database, errors
+from lockstep import database, errors, model, url_secrets
 from lockstep.contract import report
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import lock, run_request
+from lockstep.pod import fence, lock, run_request, sql_errors
 
 DB_ERROR_CHARS: Final = 300
 
@@ -29,12 +29,14 @@ def database_errors(identity: DatabaseIdentity, url: str) -> Iterator[None]:
     """Turn driver errors on Lockstep's own connections into errors a person can act on."""
     try:
         yield
-    except (exc.OperationalError, exc.InterfaceError) as error:
-        raise errors.DatabaseUnavailable(
-            f"the database {identity} failed during the run: {db_error_text(error, url)}; "
-            f"the run stopped: run it again once the database is reachable and healthy"
-        ) from None
     except exc.DBAPIError as error:
+        # By what a retry can change: a lost connection may come back; a refused query will
+        # be refused again (psycopg reports many refusals as OperationalError too).
+        if sql_errors.connection_lost(error):
+            raise errors.DatabaseUnavailable(
+                f"the database {identity} failed during the run: {db_error_text(error, url)}; "
+                f"the run stopped: run it again once the database is reachable and healthy"
+            ) from None
         raise errors.DatabaseQueryFailed(
             f"a query of Lockstep's own failed on {identity}: {db_error_text(error, url)}; "
             f"check that the URL's user may create and write tables in this database"
@@ -56,32 +58,71 @@ def migration_lock(
         yield hold.wait_seconds
 
 
+def fence_earlier_runs(
+    engine: sa.Engine, identity: DatabaseIdentity, url: str, wait_seconds: float
+) -> dict[str, str]:
+    """End the backends of earlier runs still working on the database (see :mod:`.fence`).
+
+    Call it once the migration lock is held and before anything changes. Returns a result
+    field saying what was ended, or nothing when nothing was running.
+    """
+    with database.connect(engine, url) as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        fenced = fence.fence_earlier_runs(connection, identity, wait_seconds)
+    if not fenced:
+        return {}
+    return {"fenced": report.clip(fence.describe(fenced), DB_ERROR_CHARS)}
+
+
 @contextlib.contextmanager
 def migration_connection(
     engine: sa.Engine, identity: DatabaseIdentity, url: str
 ) -> Iterator[sa.Connection]:
-    with database.connect(engine, url) as connection:
-        if identity.family == "mysql":
-            # No transactional DDL: every statement commits, so record each as it happens.
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
+    """The connection migrations run on, tagged so that a later run's fence can find it.
+
+    PostgreSQL: ``application_name`` is a startup parameter of this connection (an engine of
+    its own), so ``RESET ALL`` or ``DISCARD ALL`` in a file keeps it. MySQL/MariaDB: the
+    connection holds the named lock :func:`lockstep.pod.fence.run_lock_name`.
+    """
+    migration_engine = _tagged_engine(url) if identity.family == "postgresql" else engine
+    try:
+        with database.connect(migration_engine, url) as connection:
+            if identity.family == "mysql":
+                # No transactional DDL: every statement commits, so record each as it happens.
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                fence.tag_mysql_connection(connection, identity)
+                connection.commit()  # ends SQLAlchemy's autobegun block; the named lock stays
+            fence.refuse_if_another_run(connection, identity)
+            yield connection
+    finally:
+        if migration_engine is not engine:
+            migration_engine.dispose()
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)\s*$")
-_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
+def _tagged_engine(url: str) -> sa.Engine:
+    tagged = database.make_engine(url)
+
+    @event.listens_for(tagged, "do_connect")
+    def _tag(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        params["application_name"] = fence.MIGRATION_APPLICATION_NAME
+
+    return tagged
+
+
+# The CRD's rule (model.STATEMENT_LOCK_TIMEOUT_PATTERN): what the API server accepts runs.
+_DURATION = re.compile(model.STATEMENT_LOCK_TIMEOUT_PATTERN)
+_UNIT_MS: Final = {"ms": 1, "s": 1000, "min": 60_000}
 
 
 def parse_duration_ms(text: str) -> int:
-    """``"5s"`` → 5000, ``"500ms"`` → 500, ``"1m"`` → 60000 (a unit is required)."""
+    """``"5s"`` → 5000, ``"500ms"`` → 500, ``"2min"`` → 120000 (a unit is required)."""
     match = _DURATION.match(text)
     if match is None:
         raise errors.InvalidRequest(
-            f"statement lock timeout {text!r} is not a duration such as 500ms, 5s or 1m"
+            f"statement lock timeout {text!r} is not a duration such as 500ms, 5s or 2min"
         )
-    milliseconds = math.ceil(float(match[1]) * _UNIT_MS[match[2]])
-    if milliseconds <= 0:
-        raise errors.InvalidRequest(f"statement lock timeout {text!r} must be more than zero")
-    return milliseconds
+    unit = match[1]
+    return int(text[: -len(unit)]) * _UNIT_MS[unit]  # the pattern allows no zero
 
 
 def set_lock_timeout(
@@ -121,7 +162,7 @@ def db_error_text(error: BaseException, url: str) -> str:
     else:
         lines = str(original).strip().splitlines()
         text = lines[0] if lines else type(original).__name__
-    text = database.scrub(text, url)
+    text = url_secrets.scrub(text, url)
     return report.clip(text, DB_ERROR_CHARS)
 
 

@@ -46,7 +46,14 @@ from alembic.script import ScriptDirectory
 
 from lockstep import database, errors, sqlfiles, version_tables
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import alembic_migration, run_request, run_session, sql_execution, sql_planning
+from lockstep.pod import (
+    alembic_migration,
+    graceful_stop,
+    run_request,
+    run_session,
+    sql_execution,
+    sql_planning,
+)
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 from lockstep.tools import sql as sql_tool
 
@@ -101,13 +108,35 @@ class CheckContext:
 Check = Callable[[CheckContext], Mapping[str, Any]]
 
 
-def run(request: run_request.RunRequest, checks: Sequence[Check] = ()) -> run_request.RunResult:
+def run(
+    request: run_request.RunRequest,
+    checks: Sequence[Check] = (),
+    stop: graceful_stop.GracefulStop | None = None,
+) -> run_request.RunResult:
     """Bring the database to ``request.target``; raise a :class:`~lockstep.errors.LockstepError`
     when that fails.
 
-    ``checks`` run in order once the lock is held, so that what they saw (the
-    pending work) is what runs: nobody else can migrate in between.
+    Once the lock is held (here, or by the pod's lock sidecar), the fence ends any backend of
+    an earlier run still working on the database (:mod:`lockstep.pod.fence`); then ``checks``
+    run in order, so that what they saw (the pending work) is what runs: nobody else can
+    migrate in between. ``stop``, when given, has its SIGTERM handler installed by the caller:
+    the run then cancels its statement and reports the stop (:mod:`lockstep.pod.graceful_stop`).
     """
+    stop = stop or graceful_stop.GracefulStop()
+    try:
+        return _run(request, checks, stop)
+    except (graceful_stop.StoppedBeforeMigrating, Exception) as error:
+        if stop.requested and not stop.migrating:
+            # Whatever broke on the way out, nothing had changed yet.
+            raise graceful_stop.before_migrating(stop) from None
+        if stop.requested and isinstance(error, errors.LockstepError):
+            raise graceful_stop.interrupted(stop, error) from None
+        raise
+
+
+def _run(
+    request: run_request.RunRequest, checks: Sequence[Check], stop: graceful_stop.GracefulStop
+) -> run_request.RunResult:
     started = time.monotonic()
     identity = database.identity_from_url(request.database_url)
     lock_timeout_ms = (
@@ -124,10 +153,14 @@ def run(request: run_request.RunRequest, checks: Sequence[Check] = ()) -> run_re
             run_session.database_errors(identity, request.database_url),
             run_session.migration_lock(engine, identity, request) as lock_wait,
         ):
-            extras = _run_checks(checks, engine, request, identity, source)
+            extras = run_session.fence_earlier_runs(
+                engine, identity, request.database_url, request.lock_wait_seconds
+            )
+            extras.update(_run_checks(checks, engine, request, identity, source))
             with run_session.migration_connection(
                 engine, identity, request.database_url
             ) as connection:
+                stop.watch(connection, identity, request.database_url)
                 run_session.set_lock_timeout(connection, identity, lock_timeout_ms)
                 outcome = migrate(connection)
     finally:

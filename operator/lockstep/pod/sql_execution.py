@@ -1,25 +1,36 @@
 """Runs versioned SQL files on the migration connection and keeps the history table in step.
 
-Each file runs in its own transaction where DDL is transactional (PostgreSQL, SQLite), so a
-failed file leaves no trace. MySQL/MariaDB commit every DDL statement on their own: there a
-file that fails part-way is recorded as failed (:class:`lockstep.errors.PartiallyApplied`).
+Each file runs as :mod:`lockstep.sql_file_modes` decides, and every refusal is made before the
+first file runs. In one transaction (PostgreSQL and SQLite by default) a failed file leaves no
+trace. Statement by statement (MySQL/MariaDB, which commit DDL on their own, and files that
+cannot run in a transaction) the file is recorded as started *before* its first statement and
+its progress after each one, so a file that fails or is interrupted part-way is refused by the
+next run as :class:`lockstep.errors.PartiallyApplied`, saying which statements ran. Between
+files the session is put back as the run set it up (:mod:`lockstep.pod.sql_session`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import errors, sqlfiles, version_tables
+from lockstep import database, errors, sql_file_modes, sqlfiles, version_tables
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import run_request, run_session, sql_planning
+from lockstep.pod import (
+    run_request,
+    run_session,
+    sql_bookkeeping,
+    sql_errors,
+    sql_planning,
+    sql_session,
+)
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 from lockstep.tools import sql as sql_tool
 
@@ -35,34 +46,47 @@ def migrate_sql(
     migration_set: MigrationSet,
     target: str | None,
 ) -> run_request.Outcome:
-    with connection.begin():
-        version_tables.metadata.create_all(connection, checkfirst=True)
-        history = sql_planning.read_history(connection)
+    url = request.database_url
+    table = version_tables.sql_history_in(sql_bookkeeping.current_schema(connection, identity, url))
+    sql_bookkeeping.ensure_table(connection, table, identity, url)
+    with sql_bookkeeping.own_query(f"read {table.fullname}", identity, url), connection.begin():
+        history = sql_planning.read_history(connection, table)
     plan = sql_planning.plan_sql(
-        migration_set,
-        history,
-        target,
-        allow_downgrade=request.allow_downgrade,
-        identity=identity,
+        migration_set, history, target, allow_downgrade=request.allow_downgrade, identity=identity
     )
     if plan.direction == "none":
         log.info("%s is at version %s already: nothing to do", identity, plan.current or "0")
         return run_request.Outcome("none", plan.current, plan.current, [])
-    runner = _SqlFileRunner(connection, identity, request.database_url)
-    for migration in plan.steps:
-        if plan.direction == "up":
-            runner.apply(migration)
-        else:
-            runner.revert(migration)
+    major = _server_major(connection, identity)
+    files = [
+        sql_file_modes.plan_file(_file_of(m, plan.direction), identity.family, major)
+        for m in plan.steps
+    ]  # every refusal before the first file runs
+    baseline = sql_session.capture(connection, identity)
+    runner = _SqlFileRunner(connection, identity, url, table)
+    for migration, file_plan in zip(plan.steps, files, strict=True):
+        runner.run(migration, file_plan, plan.direction)
+        sql_session.restore(connection, baseline)
     return run_request.Outcome(
         plan.direction, plan.current, plan.target, [m.version for m in plan.steps]
     )
 
 
+def _file_of(migration: Migration, direction: run_request.Direction) -> SqlFile:
+    if direction == "down":
+        assert migration.down is not None  # sql_planning.plan_sql refuses a downgrade without U
+        return migration.down
+    return migration.up
+
+
+def _server_major(connection: sa.Connection, identity: DatabaseIdentity) -> int | None:
+    version = connection.dialect.server_version_info
+    return int(version[0]) if identity.family == "postgresql" and version else None
+
+
 class _StatementError(Exception):
-    def __init__(self, statements: list[sqlfiles.Statement], index: int, error: exc.DBAPIError):
+    def __init__(self, index: int, error: exc.DBAPIError):
         super().__init__(str(error))
-        self.statements = statements
         self.index = index
         self.error = error
 
@@ -74,138 +98,275 @@ class _SqlFileRunner:
     connection: sa.Connection
     identity: DatabaseIdentity
     url: str
+    table: sa.Table
 
-    @property
-    def transactional(self) -> bool:
-        return self.identity.family != "mysql"
-
-    @property
-    def dialect(self) -> sqlfiles.Dialect:
-        return self.identity.family
-
-    def apply(self, migration: Migration) -> None:
-        sql_file = migration.up
-        log.info("applying %s on %s", sql_file.name, self.identity)
-        started = time.monotonic()
-
-        def record(connection: sa.Connection) -> None:
-            self._insert_history(connection, migration, _elapsed_ms(started), success=True)
-
-        def record_partial(connection: sa.Connection) -> None:
-            self._insert_history(connection, migration, _elapsed_ms(started), success=False)
-
-        self._run_file(sql_file, record, record_partial, "up")
-        log.info("applied %s in %d ms", sql_file.name, _elapsed_ms(started))
-
-    def revert(self, migration: Migration) -> None:
-        assert (
-            migration.down is not None
-        )  # sql_planning.plan_sql refuses a downgrade without U files
-        sql_file = migration.down
-        log.info(
-            "reverting version %s with %s on %s", migration.version, sql_file.name, self.identity
-        )
-        started = time.monotonic()
-        table = version_tables.sql_history
-        where = table.c.version == migration.version
-
-        def record(connection: sa.Connection) -> None:
-            connection.execute(sa.delete(table).where(where))
-
-        def record_partial(connection: sa.Connection) -> None:
-            connection.execute(sa.update(table).where(where).values(success=False))
-
-        self._run_file(sql_file, record, record_partial, "down")
-        log.info("reverted version %s in %d ms", migration.version, _elapsed_ms(started))
-
-    def _run_file(
-        self,
-        sql_file: SqlFile,
-        record: Callable[[sa.Connection], None],
-        record_partial: Callable[[sa.Connection], None],
-        direction: run_request.Direction,
+    def run(
+        self, migration: Migration, plan: sql_file_modes.FilePlan, direction: run_request.Direction
     ) -> None:
-        statements = sql_file.statements(self.dialect)
+        sql_file = _file_of(migration, direction)
+        verb = "applying" if direction == "up" else f"reverting version {migration.version} with"
+        log.info("%s %s on %s (%s)", verb, sql_file.name, self.identity, plan.why)
+        started = time.monotonic()
+        if plan.transactional:
+            self._in_one_transaction(migration, sql_file, plan, direction, started)
+        else:
+            self._statement_by_statement(migration, sql_file, plan, direction, started)
+        log.info("done with %s in %d ms", sql_file.name, _elapsed_ms(started))
+
+    # ------------------------------------------------------------------ one transaction
+
+    def _in_one_transaction(
+        self,
+        migration: Migration,
+        sql_file: SqlFile,
+        plan: sql_file_modes.FilePlan,
+        direction: run_request.Direction,
+        started: float,
+    ) -> None:
+        statements = list(plan.statements)
         try:
             with self.connection.begin():
-                self._execute(statements)
-                record(self.connection)
-        except _StatementError as failure:
-            if self.transactional or failure.index == 0:
-                raise self._failed(sql_file, failure) from None
-            with self.connection.begin():
-                record_partial(self.connection)
-            raise self._partial(sql_file, failure, direction) from None
-
-    def _execute(self, statements: list[sqlfiles.Statement]) -> None:
-        for index, statement in enumerate(statements):
-            try:
-                # no_parameters: the text goes to the server as written, so a
-                # '%' or ':name' in the SQL is not taken for a bind parameter.
-                self.connection.exec_driver_sql(
-                    statement.text, execution_options={"no_parameters": True}
+                self._execute(statements, None)
+                what = (
+                    f"record {sql_file.name} in {self.table.fullname} (in the file's transaction)"
                 )
-            except exc.DBAPIError as error:
-                raise _StatementError(statements, index, error) from error
+                with sql_bookkeeping.own_query(what, self.identity, self.url):
+                    self._record_done(migration, direction, started)
+        except _StatementError as failure:
+            statement = statements[failure.index]
+            if sql_errors.connection_lost(failure.error):
+                raise errors.DatabaseUnavailable(
+                    f"the connection to {self.identity} was lost while {sql_file.name} line "
+                    f"{statement.line} ran: {self._text(failure.error)}. The server rolls back "
+                    f"the open transaction of a lost connection, so nothing of {sql_file.name} "
+                    f"stays applied; run again once the database is reachable."
+                ) from None
+            raise errors.MigrationFailed(
+                f"{sql_file.name} failed at line {statement.line} on {self.identity}: "
+                f"{self._text(failure.error)} (statement: "
+                f"{statement.shortened(_STATEMENT_CHARS)}). Lockstep rolled the whole file "
+                f"back: the database is as before this file. Fix the file and run again."
+                f"{run_session.lock_hint(failure.error)}",
+                file=sql_file.name,
+                line=statement.line,
+            ) from None
+        except exc.DBAPIError as error:  # the COMMIT itself
+            if not sql_errors.connection_lost(error):
+                raise
+            raise errors.DatabaseUnavailable(
+                f"the connection to {self.identity} was lost while committing {sql_file.name}: "
+                f"{self._text(error)}. Whether it committed is the server's to say: run again "
+                f"once the database is reachable; Lockstep reads its history first and runs "
+                f"{sql_file.name} again only if it did not commit."
+            ) from None
 
-    def _insert_history(
-        self, connection: sa.Connection, migration: Migration, elapsed_ms: int, *, success: bool
+    # ------------------------------------------------------------------ statement by statement
+
+    def _statement_by_statement(
+        self,
+        migration: Migration,
+        sql_file: SqlFile,
+        plan: sql_file_modes.FilePlan,
+        direction: run_request.Direction,
+        started: float,
     ) -> None:
-        connection.execute(
-            sa.insert(version_tables.sql_history).values(
-                version=migration.version,
-                description=migration.description[:200],
-                checksum=migration.up.checksum,
-                applied_at=datetime.now(UTC),
-                execution_ms=elapsed_ms,
-                success=success,
-            )
-        )
+        statements = list(plan.statements)
+        self._record_started(migration, sql_file, direction)
+        try:
+            with _autocommit(self.connection):
+                self._execute(statements, sql_file)
+        except _StatementError as failure:
+            self._stopped(migration, sql_file, statements, failure, direction)
+        with (
+            sql_bookkeeping.own_query(
+                f"record {sql_file.name} as done in {self.table.fullname}", self.identity, self.url
+            ),
+            self.connection.begin(),
+        ):
+            self._record_done(migration, direction, started)
 
-    def _failed(self, sql_file: SqlFile, failure: _StatementError) -> errors.MigrationFailed:
-        statement = failure.statements[failure.index]
-        rolled_back = (
-            "Lockstep rolled the whole file back"
-            if self.transactional
-            else "it was the file's first statement, so nothing of the file ran"
-        )
-        return errors.MigrationFailed(
-            f"{sql_file.name} failed at line {statement.line} on {self.identity}: "
-            f"{run_session.db_error_text(failure.error, self.url)} (statement: "
-            f"{statement.shortened(_STATEMENT_CHARS)}). {rolled_back}: the database is as "
-            f"before this file. Fix the file and run again.{run_session.lock_hint(failure.error)}",
-            file=sql_file.name,
-            line=statement.line,
-        )
-
-    def _partial(
-        self, sql_file: SqlFile, failure: _StatementError, direction: run_request.Direction
-    ) -> errors.PartiallyApplied:
-        statements, index = failure.statements, failure.index
-        failed = statements[index]
-        ran = ", ".join(str(s.line) for s in statements[:index])
+    def _stopped(
+        self,
+        migration: Migration,
+        sql_file: SqlFile,
+        statements: list[sqlfiles.Statement],
+        failure: _StatementError,
+        direction: run_request.Direction,
+    ) -> None:
+        index, failed = failure.index, statements[failure.index]
+        ran = [s.line for s in statements[:index]]
+        ran_text = f"{index} statement(s) ran (starting at line(s) {_lines(ran)})"
+        if sql_errors.connection_lost(failure.error):
+            raise errors.DatabaseUnavailable(
+                f"the connection to {self.identity} was lost while {sql_file.name} line "
+                f"{failed.line} ran without a transaction: {self._text(failure.error)}. "
+                f"{ran_text if index else 'No statement before it ran'}; whether the statement "
+                f"at line {failed.line} took effect is unknown. Lockstep recorded "
+                f"{sql_file.name} as stopped part-way: once the database is reachable, the next "
+                f"run says exactly what to check and repair."
+            ) from None
+        if index == 0:
+            with (
+                sql_bookkeeping.own_query(
+                    f"clear the start of {sql_file.name} in {self.table.fullname}",
+                    self.identity,
+                    self.url,
+                ),
+                self.connection.begin(),
+            ):
+                self._forget_start(migration, direction)
+            raise errors.MigrationFailed(
+                f"{sql_file.name} failed at line {failed.line} on {self.identity}: "
+                f"{self._text(failure.error)} (statement: {failed.shortened(_STATEMENT_CHARS)}). "
+                f"It was the file's first statement, so nothing of the file ran: the database "
+                f"is as before this file. Fix the file and run again."
+                f"{run_session.lock_hint(failure.error)}",
+                file=sql_file.name,
+                line=failed.line,
+            ) from None
         not_run = statements[index + 1 :]
         skipped = (
             f"; the {len(not_run)} statement(s) after it (line(s) "
-            f"{', '.join(str(s.line) for s in not_run)}) did not run"
+            f"{_lines([s.line for s in not_run])}) did not run"
             if not_run
             else ""
         )
-        undo = " (while going down)" if direction == "down" else ""
-        return errors.PartiallyApplied(
-            f"{sql_file.name}{undo} was only partly applied to {self.identity}, which cannot "
-            f"roll back DDL: {index} statement(s) ran (starting at line(s) {ran}); the "
-            f"statement at line {failed.line} failed: "
-            f"{run_session.db_error_text(failure.error, self.url)} "
-            f"(statement: {failed.shortened(_STATEMENT_CHARS)}){skipped}. Lockstep recorded "
-            f"version {sql_file.version} as failed and will refuse to run until a person "
-            f"finishes or undoes that file's statements by hand, then deletes its row: "
-            f"DELETE FROM {sql_tool.HISTORY_TABLE} WHERE version = '{sql_file.version}'."
-            f"{run_session.lock_hint(failure.error)}",
-            version=sql_file.version,
-            ran_lines=[s.line for s in statements[:index]],
-            failed_line=failed.line,
+        why = (
+            "which cannot roll back DDL"
+            if self.identity.family == "mysql"
+            else "where the file ran without a transaction"
         )
+        undo = " (while going down)" if direction == "down" else ""
+        raise errors.PartiallyApplied(
+            f"{sql_file.name}{undo} was only partly applied to {self.identity}, {why}: "
+            f"{ran_text}; the statement at line {failed.line} failed: "
+            f"{self._text(failure.error)} (statement: {failed.shortened(_STATEMENT_CHARS)})"
+            f"{skipped}. Lockstep recorded version {migration.version} as failed and will "
+            f"refuse to run until a person finishes or undoes that file's statements by hand, "
+            f"then deletes its row: DELETE FROM {sql_tool.HISTORY_TABLE} WHERE version = "
+            f"'{migration.version}'.{run_session.lock_hint(failure.error)}",
+            version=migration.version,
+            ran_lines=ran,
+            failed_line=failed.line,
+        ) from None
+
+    # ------------------------------------------------------------------ shared
+
+    def _execute(self, statements: list[sqlfiles.Statement], progress_of: SqlFile | None) -> None:
+        for index, statement in enumerate(statements):
+            try:
+                # Statement by statement, each in a "transaction" that is autocommit on the
+                # server, so Lockstep's progress records can begin and commit between them.
+                with (
+                    self.connection.begin() if progress_of is not None else contextlib.nullcontext()
+                ):
+                    # no_parameters: the text goes to the server as written, so a
+                    # '%' or ':name' in the SQL is not taken for a bind parameter.
+                    self.connection.exec_driver_sql(
+                        statement.text, execution_options={"no_parameters": True}
+                    )
+            except exc.DBAPIError as error:
+                raise _StatementError(index, error) from error
+            if progress_of is not None:
+                self._record_progress(progress_of, index + 1)
+
+    def _where(self, migration: Migration) -> sa.ColumnElement[bool]:
+        return self.table.c.version == migration.version
+
+    def _record_started(
+        self, migration: Migration, sql_file: SqlFile, direction: run_request.Direction
+    ) -> None:
+        progress = {"success": False, "running_file": sql_file.name, "statements_done": 0}
+        what = f"record {sql_file.name} as started in {self.table.fullname}"
+        with sql_bookkeeping.own_query(what, self.identity, self.url), self.connection.begin():
+            if direction == "up":
+                self.connection.execute(
+                    sa.insert(self.table).values({**self._row(migration, 0), **progress})
+                )
+            else:
+                self.connection.execute(
+                    sa.update(self.table).where(self._where(migration)).values(**progress)
+                )
+
+    def _record_progress(self, sql_file: SqlFile, done: int) -> None:
+        what = f"record the progress of {sql_file.name} in {self.table.fullname}"
+        with sql_bookkeeping.own_query(what, self.identity, self.url), self.connection.begin():
+            self.connection.execute(
+                sa.update(self.table)
+                .where(self.table.c.running_file == sql_file.name)
+                .values(statements_done=done)
+            )
+
+    def _forget_start(self, migration: Migration, direction: run_request.Direction) -> None:
+        if direction == "up":
+            self.connection.execute(sa.delete(self.table).where(self._where(migration)))
+        else:
+            self.connection.execute(
+                sa.update(self.table)
+                .where(self._where(migration))
+                .values(success=True, running_file=None, statements_done=None)
+            )
+
+    def _record_done(
+        self, migration: Migration, direction: run_request.Direction, started: float
+    ) -> None:
+        """Down: the version's row goes. Up: the row says applied, in one statement, so a
+        kill never leaves a finished file without its row."""
+        where = self._where(migration)
+        if direction == "down":
+            self.connection.execute(sa.delete(self.table).where(where))
+            return
+        row = self._row(migration, _elapsed_ms(started))
+        done = self.connection.execute(
+            sa.update(self.table)
+            .where(where)
+            .values(**row, running_file=None, statements_done=None)
+        )
+        if done.rowcount == 0:
+            self.connection.execute(sa.insert(self.table).values(**row))
+
+    def _row(self, migration: Migration, elapsed_ms: int) -> dict[str, object]:
+        return {
+            "version": migration.version,
+            "description": migration.description[:200],
+            "checksum": migration.up.checksum,
+            "applied_at": sql_bookkeeping.now(),
+            "execution_ms": elapsed_ms,
+            "success": True,
+        }
+
+    def _text(self, error: exc.DBAPIError) -> str:
+        return run_session.db_error_text(error, self.url)
+
+
+@contextlib.contextmanager
+def _autocommit(connection: sa.Connection) -> Iterator[None]:
+    """Run without a transaction; the connection's own mode comes back after.
+
+    PostgreSQL by the driver's autocommit; SQLite, whose driver already leaves transactions
+    to SQLAlchemy, by not sending the BEGIN (:data:`lockstep.database.NO_TRANSACTION`);
+    MySQL/MariaDB migration connections are in autocommit already.
+    """
+    options = connection.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        yield
+        return
+    if connection.dialect.name == "sqlite":
+        connection.execution_options(**{database.NO_TRANSACTION: True})
+        try:
+            yield
+        finally:
+            connection.execution_options(**{database.NO_TRANSACTION: False})
+        return
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield
+    finally:
+        connection.execution_options(isolation_level=connection.default_isolation_level)
+
+
+def _lines(lines: list[int]) -> str:
+    return run_session.short_list([str(line) for line in lines])
 
 
 def _elapsed_ms(started: float) -> int:

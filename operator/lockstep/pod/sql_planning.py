@@ -9,25 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 
 from lockstep import errors, sqlfiles, version_tables
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import run_request, run_session
+from lockstep.pod import run_request, run_session, sql_bookkeeping
 from lockstep.sqlfiles import Migration, MigrationSet
 from lockstep.tools import base as tool_base
 from lockstep.tools import sql as sql_tool
 
-
-@dataclass(frozen=True)
-class HistoryRow:
-    version: str
-    description: str
-    checksum: str
-    success: bool
-    applied_at: datetime | None = None
+HistoryRow = sql_bookkeeping.HistoryRow
 
 
 @dataclass(frozen=True)
@@ -68,7 +60,7 @@ def plan_sql(
     identity: DatabaseIdentity,
 ) -> SqlPlan:
     """Decide what to run (pure).  Every refusal happens here, before anything runs."""
-    _refuse_failed(history, identity)
+    _refuse_failed(history, identity, migration_set)
     applied = {row.version: row for row in history}
     _refuse_unknown_applied(migration_set, applied, identity)
     _refuse_changed(migration_set, applied, identity)
@@ -101,17 +93,89 @@ def plan_sql(
     return SqlPlan("down", current, target, steps)
 
 
-def _refuse_failed(history: Sequence[HistoryRow], identity: DatabaseIdentity) -> None:
+def _refuse_failed(
+    history: Sequence[HistoryRow], identity: DatabaseIdentity, migration_set: MigrationSet
+) -> None:
     failed = [row for row in history if not row.success]
-    if failed:
-        row = failed[0]
+    if not failed:
+        return
+    row = failed[0]
+    delete = f"DELETE FROM {sql_tool.HISTORY_TABLE} WHERE version = '{row.version}'"
+    progress = _progress(row, migration_set, identity)
+    if progress is None:
+        as_it_ran = (
+            f" ({row.statements_done} statement(s) of {row.running_file} as it ran then "
+            f"completed; the file has changed since)"
+            if row.running_file and row.statements_done is not None
+            else ""
+        )
         raise errors.PartiallyApplied(
-            f"version {row.version} ({row.description}) failed part-way on {identity} "
+            f"version {row.version} ({row.description}) failed part-way on {identity}{as_it_ran} "
             f"at {row.applied_at or 'an earlier run'} and may be half applied, so Lockstep "
             f"will not run anything until a person repairs it: finish or undo that version's "
-            f"statements by hand, then delete its history row (DELETE FROM "
-            f"{sql_tool.HISTORY_TABLE} WHERE version = '{row.version}') and run again."
+            f"statements by hand, then delete its history row ({delete}) and run again.",
+            version=row.version,
         )
+    name, done, statements = progress
+    ran = [s.line for s in statements[:done]]
+    ran_text = (
+        f"{done} of its {len(statements)} statement(s) completed (line(s) "
+        f"{run_session.short_list([str(line) for line in ran])})"
+        if done
+        else f"none of its {len(statements)} statement(s) completed"
+    )
+    stopped = ""
+    if done < len(statements):
+        stopped = (
+            f"; the statement at line {statements[done].line} "
+            f"({statements[done].shortened(80)}) did not complete: it failed, or the run was "
+            f"stopped while it ran (then check whether it took effect)"
+        )
+        if "CONCURRENTLY" in statements[done].text.upper() and identity.family == "postgresql":
+            stopped += (
+                " (a CREATE INDEX or REINDEX CONCURRENTLY that did not finish leaves an INVALID "
+                "index behind: drop it before finishing the file)"
+            )
+        rest = statements[done + 1 :]
+        if rest:
+            lines = run_session.short_list([str(s.line) for s in rest])
+            stopped += f"; the statement(s) at line(s) {lines} did not run"
+    going_down = name.startswith("U")
+    repair = (
+        f"finish the undo by hand and then delete its history row ({delete}), or redo what "
+        f"the undo removed and then mark the version applied again (UPDATE "
+        f"{sql_tool.HISTORY_TABLE} SET success = true, running_file = NULL, statements_done = "
+        f"NULL WHERE version = '{row.version}')"
+        if going_down
+        else f"finish the file's remaining statements or undo the completed ones by hand, "
+        f"then delete its history row ({delete})"
+    )
+    raise errors.PartiallyApplied(
+        f"{name} stopped part-way on {identity} at {row.applied_at or 'an earlier run'}: "
+        f"{ran_text}{stopped}. Lockstep will not run anything until a person repairs it: "
+        f"{repair}, and run again.",
+        version=row.version,
+        ran_lines=ran,
+        failed_line=statements[done].line if done < len(statements) else None,
+    )
+
+
+def _progress(
+    row: HistoryRow, migration_set: MigrationSet, identity: DatabaseIdentity
+) -> tuple[str, int, list[sqlfiles.Statement]] | None:
+    """The file that stopped, how many statements completed, and its statements as run."""
+    if row.running_file is None or row.statements_done is None:
+        return None
+    migration = migration_set.find(row.version)
+    if migration is None:
+        return None
+    if migration.up.name == row.running_file and migration.up.checksum != row.checksum:
+        return None  # changed since it ran: its lines today are not the lines that ran
+    for sql_file in (migration.up, migration.down):
+        if sql_file is not None and sql_file.name == row.running_file:
+            # Files that run statement by statement are never unwrapped: split as they ran.
+            return sql_file.name, row.statements_done, sql_file.statements(identity.family)
+    return None
 
 
 def _refuse_unknown_applied(
@@ -164,18 +228,8 @@ def _refuse_out_of_order(
         )
 
 
-def read_history(connection: sa.Connection) -> list[HistoryRow]:
-    table = version_tables.sql_history
-    rows = connection.execute(
-        sa.select(
-            table.c.version,
-            table.c.description,
-            table.c.checksum,
-            table.c.success,
-            table.c.applied_at,
-        )
+def read_history(connection: sa.Connection, table: sa.Table | None = None) -> list[HistoryRow]:
+    """The history rows (``table`` defaults to the one in the connection's current schema)."""
+    return sql_bookkeeping.read(
+        connection, table if table is not None else version_tables.sql_history
     )
-    return [
-        HistoryRow(r.version, r.description, r.checksum, bool(r.success), r.applied_at)
-        for r in rows
-    ]

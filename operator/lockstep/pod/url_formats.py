@@ -21,15 +21,12 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlencode
 
-from sqlalchemy import exc
-from sqlalchemy.engine import make_url
-
-from lockstep import database
+from lockstep import constants, database
 from lockstep.database import EngineName
-from lockstep.errors import InvalidDatabaseUrl
 
 # Parameters SQLAlchemy or Python drivers understand that JDBC drivers do not.
 _DROPPED_PARAMETERS: Final = frozenset({"charset", "driver", "password", "user"})
+_APPLICATION_NAME_KEYS: Final = frozenset({"applicationname", "application_name"})
 
 
 @dataclass(frozen=True)
@@ -42,10 +39,7 @@ class JdbcConnection:
 def jdbc_connection(url: str) -> JdbcConnection:
     """Split ``url`` into a JDBC URL (no credentials in it) and the user and password."""
     identity = database.identity_from_url(url)  # validates, and says why in a safe message
-    try:
-        parsed = make_url(url)
-    except (exc.ArgumentError, ValueError) as error:  # pragma: no cover - identity parsed it
-        raise InvalidDatabaseUrl(f"cannot parse {database.redact_url(url)!r}") from error
+    parsed = database.parse_url(url)  # reads an unencoded password whole
     if identity.engine == "sqlite":
         return JdbcConnection(f"jdbc:sqlite:{identity.database}", None, None)
     host = f"[{identity.host}]" if ":" in identity.host else identity.host  # IPv6 literal
@@ -70,6 +64,11 @@ def _jdbc_parameters(engine: EngineName, query: Mapping[str, str | tuple[str, ..
     for key, value in query.items():
         values = (value,) if isinstance(value, str) else value
         pairs.extend((key, v) for v in values)
+    if engine == "postgresql":
+        # The PostgreSQL JDBC driver ignores PGAPPNAME: tag the migration's connections in the
+        # URL, so that a later run's fence can find them (lockstep.pod.fence). Ours wins.
+        pairs = [(k, v) for k, v in pairs if k.lower() not in _APPLICATION_NAME_KEYS]
+        pairs.append(("ApplicationName", constants.MIGRATION_APPLICATION_NAME))
     return urlencode(pairs)
 
 

@@ -23,10 +23,11 @@ cost estimation (`structural_problems` checks the bounds the estimate depends
 on), no `oldSelf` (transition rules), no pruning of unknown fields
 (`unknown_fields` reports them), no ObjectMeta validation.
 
-Modules, by concern: `fields` (FieldError, error kinds, path wording),
-`cases` (the CRD and tests/data/ loaders; the only I/O), `openapi` (walking,
-defaulting, schema validation), `rules` (CEL rules), `create_path`
-(`validate`), `lint` (static checks of the schema itself). This package
+The evaluator itself lives in the package, because local mode (`lockstep
+apply -f`) validates with it too: `lockstep.local.field_errors`,
+`lockstep.local.openapi`, `lockstep.local.cel_rules` and
+`lockstep.local.create_path`. Here remain `cases` (the CRD and tests/data/
+loaders) and `lint` (static checks of the schema itself). This package
 exposes only what the tests use.
 """
 
@@ -41,17 +42,17 @@ from crd_eval.cases import (
     make_object,
     version_schema,
 )
-from crd_eval.create_path import validate
-from crd_eval.fields import FieldError
 from crd_eval.lint import cost_problems, rule_reference_problems, structural_problems
-from crd_eval.openapi import (
+from lockstep.local.cel_rules import Rule, compile_cel, evaluate_cel, iter_rules, rule_errors
+from lockstep.local.create_path import validate
+from lockstep.local.field_errors import FieldError
+from lockstep.local.openapi import (
     apply_defaults,
     iter_schema,
     schema_errors,
     to_json_schema,
     unknown_fields,
 )
-from crd_eval.rules import Rule, compile_cel, evaluate_cel, iter_rules, rule_errors
 
 __all__ = [
     "API_VERSION",

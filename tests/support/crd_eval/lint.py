@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import jsonschema
 
-from crd_eval.fields import Schema
-from crd_eval.openapi import iter_schema, schema_at, to_json_schema
-from crd_eval.rules import iter_rules
+from lockstep.local.cel_rules import iter_rules
+from lockstep.local.field_errors import Schema
+from lockstep.local.openapi import iter_schema, schema_at, to_json_schema
 
 # `self.a.b` chains; a last step followed by `(` is a method call, not a field.
 _SELF_PATH = re.compile(r"\bself((?:\.[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_]*\())+)")

@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from crd_eval.fields import (
+from lockstep.local.field_errors import (
     DUPLICATE,
     INVALID,
     NOT_SUPPORTED,
@@ -162,8 +162,9 @@ def _word_schema_error(err: jsonschema.ValidationError) -> list[FieldError]:
     for step in err.absolute_path:
         path = index_path(path, step) if isinstance(step, int) else child_path(path, str(step))
     kw = err.validator
-    inst = err.instance
-    val = err.validator_value
+    # Any: the stubs type these as "maybe unset", but iter_errors always sets them.
+    inst: Any = err.instance
+    val: Any = err.validator_value
     if kw == "required":
         missing = [p for p in val if isinstance(inst, dict) and p not in inst]
         return [FieldError(child_path(path, p), REQUIRED) for p in missing]
@@ -270,3 +271,24 @@ def unknown_fields(schema: Schema, value: Any, path: str = "") -> list[str]:
         for i, item in enumerate(value):
             found.extend(unknown_fields(schema["items"], item, index_path(path, i)))
     return found
+
+
+def prune_nulls(schema: Schema, value: Any) -> Any:
+    """A copy of `value` without the `null`s the schema does not allow (`nullable` unset).
+
+    The apiserver drops such nulls before defaulting, so `target: null` in YAML means "no
+    target" (then the default), never the string "None".
+    """
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        pruned: dict[str, Any] = {}
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, Mapping) else None)
+            if item is None and sub is not None and not sub.get("nullable"):
+                continue
+            pruned[key] = prune_nulls(sub, item) if sub is not None else copy.deepcopy(item)
+        return pruned
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [prune_nulls(schema["items"], item) for item in value]
+    return copy.deepcopy(value)

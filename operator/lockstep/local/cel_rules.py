@@ -18,7 +18,7 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
-from crd_eval.fields import (
+from lockstep.local.field_errors import (
     DUPLICATE,
     FORBIDDEN,
     INVALID,
@@ -29,7 +29,7 @@ from crd_eval.fields import (
     index_path,
     value_text,
 )
-from crd_eval.openapi import iter_schema
+from lockstep.local.openapi import iter_schema
 
 # The `reason`s a rule may give (none means FieldValueInvalid).
 _REASONS = {

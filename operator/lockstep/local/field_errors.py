@@ -1,4 +1,4 @@
-"""The error records and field paths every crd_eval check reports in.
+"""The error records and field paths every local validation check reports in.
 
 Exists so that the schema checks (`openapi`) and the CEL rules (`rules`)
 word their errors the same way the apiserver does, from one definition:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crd_eval.fields import (
+from lockstep.local.cel_rules import rule_errors
+from lockstep.local.field_errors import (
     INVALID,
     NOT_SUPPORTED,
     REQUIRED,
@@ -18,8 +19,7 @@ from crd_eval.fields import (
     FieldError,
     Schema,
 )
-from crd_eval.openapi import apply_defaults, schema_errors
-from crd_eval.rules import rule_errors
+from lockstep.local.openapi import apply_defaults, schema_errors
 
 # Errors after which the apiserver does not run the CEL rules.
 BLOCKING = frozenset({NOT_SUPPORTED, REQUIRED, TOO_LONG, TOO_MANY, TYPE_INVALID})

@@ -1,0 +1,271 @@
+"""The fence: no backend of an earlier run may still work on the database when a run migrates.
+
+The migration lock lives on a connection of its own (:mod:`lockstep.pod.lock`). When the
+process holding it dies, the server frees the lock at once, while the migration's connection
+(another backend) can still be executing its statement on the server: a killed client does not
+stop a running query. A new run would then take the lock and migrate beside it.
+
+So every migration connection of a run carries a tag the server can see, and two places end
+tagged backends that are not their own and wait until the server has removed them:
+
+* a run, once the lock is held and before anything changes (:func:`fence_earlier_runs`);
+* the lock holder, when it is told to stop, before it releases the lock (the same function).
+
+The tags (see docs/adr/0009-the-fence.md):
+
+* PostgreSQL: ``application_name = 'lockstep-migration'`` (:data:`MIGRATION_APPLICATION_NAME`)
+  on every migration connection; external tools get it through ``PGAPPNAME`` or their URL.
+* MySQL/MariaDB: the migration connection holds a second named lock, ``R`` (:func:`run_lock_name`),
+  taken with ``GET_LOCK(R, 0)`` right after connecting; ``IS_USED_LOCK(R)`` names the holder.
+
+Every wait is bounded; an error says what is still running, and what privilege is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from lockstep import constants, errors
+from lockstep.database import DatabaseIdentity
+
+log = logging.getLogger("lockstep.fence")
+
+MIGRATION_APPLICATION_NAME: Final = constants.MIGRATION_APPLICATION_NAME
+_MYSQL_LOCK_NAME_MAX: Final = 64
+_POLL_SECONDS: Final = 0.1
+_QUERY_CHARS: Final = 120
+_PG_INSUFFICIENT_PRIVILEGE: Final = "42501"
+_MYSQL_NOT_OWNER: Final = frozenset({1095})  # "You are not owner of thread"
+_MYSQL_UNKNOWN_THREAD: Final = 1094
+
+
+class FenceFailed(errors.LockstepError):
+    """A backend of an earlier run could not be ended, or did not go in time."""
+
+    reason = "FenceFailed"
+
+
+@dataclass(frozen=True)
+class FencedBackend:
+    """A backend of an earlier run that the fence ended: who, and what it was doing."""
+
+    backend_id: int
+    query: str  # what it was running, clipped; "" when the server does not show it
+
+    def describe(self) -> str:
+        doing = f" that was still running {self.query!r}" if self.query else ""
+        return f"backend {self.backend_id} of an earlier run{doing}"
+
+
+def run_lock_name(identity: DatabaseIdentity) -> str:
+    """``R``: the MySQL/MariaDB named lock a run's migration connection holds while it lives.
+
+    ``GET_LOCK`` names are server-wide and at most 64 characters, hence the database name
+    (hashed when too long); the host is left out for the reason given in
+    :func:`lockstep.database.advisory_lock_id`.
+    """
+    readable = f"lockstep-run:{identity.database}"
+    if len(readable) <= _MYSQL_LOCK_NAME_MAX:
+        return readable
+    return "lockstep-run:" + hashlib.sha256(identity.database.encode()).hexdigest()[:40]
+
+
+def tag_mysql_connection(connection: sa.Connection, identity: DatabaseIdentity) -> None:
+    """Take ``R`` on a new MySQL/MariaDB migration connection, so the fence can find it.
+
+    ``R`` is free: the caller's run holds the migration lock and has fenced, so no live run
+    holds it. If it is taken, something migrates without Lockstep's lock: refuse.
+    """
+    name = run_lock_name(identity)
+    got = connection.execute(sa.text("SELECT GET_LOCK(:name, 0)"), {"name": name}).scalar()
+    if got != 1:
+        holder = connection.execute(sa.text("SELECT IS_USED_LOCK(:name)"), {"name": name}).scalar()
+        raise FenceFailed(
+            f"connection id {holder} on {identity} holds {name!r}, the mark of a running "
+            f"migration, although this run holds the migration lock: a migration runs there "
+            f"without Lockstep's lock. End it (KILL {holder}) or wait for it, then run again"
+        )
+
+
+def refuse_if_another_run(connection: sa.Connection, identity: DatabaseIdentity) -> None:
+    """On a new, tagged PostgreSQL migration connection: refuse if another one is on the database.
+
+    The fence ran before; a tagged backend now is a run that lost its lock holder and goes on
+    (its sidecar died, the pod lives). Tag first, look second: of two runs that race, at least
+    the later one sees the other and stops. (MySQL/MariaDB get the same from ``GET_LOCK(R, 0)``.)
+    """
+    if identity.family != "postgresql":
+        return
+    rows = connection.execute(_PG_TAGGED, {"tag": MIGRATION_APPLICATION_NAME}).all()
+    connection.commit()  # end SQLAlchemy's autobegun block before the migration's own
+    if rows:
+        others = "; ".join(FencedBackend(int(pid), _clip(q)).describe() for pid, q in rows)
+        raise FenceFailed(
+            f"another migration is working on {identity} ({others}) although this run holds "
+            f"the migration lock: it lost its lock holder and goes on. This run stops rather "
+            f"than migrate beside it; it is safe to run again once that one has ended"
+        )
+
+
+def fence_earlier_runs(
+    connection: sa.Connection, identity: DatabaseIdentity, wait_seconds: float
+) -> list[FencedBackend]:
+    """End every migration backend on this database other than ``connection``'s; wait them out.
+
+    ``connection`` must be in autocommit mode (the lock's own connection is). Returns what was
+    ended (empty: nothing was running). Raises :class:`FenceFailed` when a backend may not be
+    ended by this user or is still there after ``wait_seconds``.
+    """
+    if identity.family == "postgresql":
+        return _fence_postgresql(connection, identity, wait_seconds)
+    if identity.family == "mysql":
+        return _fence_mysql(connection, identity, wait_seconds)
+    return []  # SQLite: the migration runs in this process; the file lock dies with it
+
+
+def describe(fenced: list[FencedBackend]) -> str:
+    """One sentence for the log and the result: what was ended, and what the server did."""
+    ended = "; ".join(backend.describe() for backend in fenced)
+    return (
+        f"terminated {ended}; the server rolled back its open transaction (on MySQL/MariaDB, "
+        f"statements it had finished stay committed)"
+    )
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+_PG_TAGGED = sa.text(
+    "SELECT pid, coalesce(query, '') FROM pg_stat_activity "
+    "WHERE datname = current_database() AND application_name = :tag "
+    "AND pid <> pg_backend_pid()"
+)
+
+
+def _fence_postgresql(
+    connection: sa.Connection, identity: DatabaseIdentity, wait_seconds: float
+) -> list[FencedBackend]:
+    deadline = time.monotonic() + max(0.0, wait_seconds)
+    rows = connection.execute(_PG_TAGGED, {"tag": MIGRATION_APPLICATION_NAME}).all()
+    fenced = [FencedBackend(int(pid), _clip(query)) for pid, query in rows]
+    for backend in fenced:
+        log.warning("fencing %s on %s: terminating it", backend.describe(), identity)
+        _pg_terminate(connection, identity, backend)
+    remaining = {backend.backend_id for backend in fenced}
+    while remaining:
+        alive = connection.execute(
+            sa.text("SELECT pid FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+            {"pids": sorted(remaining)},
+        ).scalars()
+        remaining = {int(pid) for pid in alive}
+        if remaining and time.monotonic() >= deadline:
+            raise _not_gone(identity, remaining, wait_seconds, "SELECT pg_terminate_backend({})")
+        if remaining:
+            time.sleep(_POLL_SECONDS)
+    if fenced:
+        log.warning("%s on %s", describe(fenced), identity)
+    return fenced
+
+
+def _pg_terminate(
+    connection: sa.Connection, identity: DatabaseIdentity, backend: FencedBackend
+) -> None:
+    query = sa.text("SELECT pg_terminate_backend(:pid)")
+    try:
+        connection.execute(query, {"pid": backend.backend_id})
+    except exc.DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != _PG_INSUFFICIENT_PRIVILEGE:
+            raise
+        user = connection.execute(sa.text("SELECT current_user")).scalar_one()
+        raise FenceFailed(
+            f"{backend.describe()} is still working on {identity}, and role {user!r} may not "
+            f"end it (it belongs to another role). Migrating now would run two migrations at "
+            f"once, so this run stops. Grant the migration role the right to end it "
+            f'(GRANT pg_signal_backend TO "{user}"; a superuser\'s backend needs a superuser), '
+            f"or end it by hand: SELECT pg_terminate_backend({backend.backend_id})"
+        ) from None
+
+
+# --------------------------------------------------------------------------- MySQL / MariaDB
+
+
+def _fence_mysql(
+    connection: sa.Connection, identity: DatabaseIdentity, wait_seconds: float
+) -> list[FencedBackend]:
+    deadline = time.monotonic() + max(0.0, wait_seconds)
+    name = run_lock_name(identity)
+    holder = _mysql_holder(connection, name)
+    if holder is None:
+        return []
+    backend = FencedBackend(holder, _mysql_query(connection, holder))
+    log.warning("fencing %s on %s: killing it", backend.describe(), identity)
+    _mysql_kill(connection, identity, backend)
+    while _mysql_holder(connection, name) == holder:
+        if time.monotonic() >= deadline:
+            raise _not_gone(identity, {holder}, wait_seconds, "KILL {}")
+        time.sleep(_POLL_SECONDS)
+    log.warning("%s on %s", describe([backend]), identity)
+    return [backend]
+
+
+def _mysql_holder(connection: sa.Connection, name: str) -> int | None:
+    holder: Any = connection.execute(sa.text("SELECT IS_USED_LOCK(:name)"), {"name": name}).scalar()
+    return None if holder is None else int(holder)
+
+
+def _mysql_query(connection: sa.Connection, connection_id: int) -> str:
+    try:
+        info = connection.execute(
+            sa.text("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = :id"),
+            {"id": connection_id},
+        ).scalar()
+    except exc.DBAPIError:
+        return ""
+    return _clip(info or "")
+
+
+def _mysql_kill(
+    connection: sa.Connection, identity: DatabaseIdentity, backend: FencedBackend
+) -> None:
+    try:
+        connection.exec_driver_sql(f"KILL {int(backend.backend_id)}")
+    except exc.DBAPIError as error:
+        code = getattr(error.orig, "args", (None,))[0]
+        if code == _MYSQL_UNKNOWN_THREAD:
+            return  # it ended on its own meanwhile
+        if code not in _MYSQL_NOT_OWNER:
+            raise
+        user = connection.execute(sa.text("SELECT CURRENT_USER()")).scalar_one()
+        raise FenceFailed(
+            f"{backend.describe()} is still working on {identity}, and user {user} may not "
+            f"end it (it belongs to another user). Migrating now would run two migrations at "
+            f"once, so this run stops. Grant the migration user CONNECTION ADMIN (MariaDB "
+            f"10.5+, MySQL 8) or PROCESS+SUPER, or end it by hand: KILL {backend.backend_id}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def _not_gone(
+    identity: DatabaseIdentity, remaining: set[int], wait_seconds: float, how: str
+) -> FenceFailed:
+    ids = ", ".join(str(backend_id) for backend_id in sorted(remaining))
+    by_hand = "; ".join(how.format(backend_id) for backend_id in sorted(remaining))
+    return FenceFailed(
+        f"backend(s) {ids} of an earlier run on {identity} were told to end but are still "
+        f"there after {wait_seconds:.0f}s (the server may still be rolling back a large "
+        f"transaction). Migrating now would run two migrations at once, so this run stops; it "
+        f"is safe to run again later. To check or end them by hand: {by_hand}"
+    )
+
+
+def _clip(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _QUERY_CHARS else line[: _QUERY_CHARS - 3] + "..."
