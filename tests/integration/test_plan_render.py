@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from dbtest import column_names, tables
 from lockstep import classify, database, errors, version_tables
 from lockstep.contract import report as termination
 from lockstep.pod import run_plan, runner
@@ -68,24 +68,6 @@ def render(
 
 def migrate(url: str, source: Path, tool: Tool = "sql", **options: Any) -> RunResult:
     return runner.run(request_for(url, source, tool, **options))
-
-
-def tables(url: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return set(sa.inspect(connection).get_table_names())
-    finally:
-        engine.dispose()
-
-
-def column_names(url: str, table: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return {c["name"] for c in sa.inspect(connection).get_columns(table)}
-    finally:
-        engine.dispose()
 
 
 def applied_revision(url: str, tool: str = "sql") -> str | None:

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from dbtest import column_names, execute, tables
 from lockstep import database, errors, version_tables
 from lockstep.pod import rehearsal, runner
 from lockstep.pod.run_request import RunRequest, RunResult, Tool
@@ -115,30 +116,11 @@ def rehearsed(url: str, shadow: str, source: Path, tool: Tool = "sql", **options
     return runner.run(request_for(url, source, tool, **options), [check])
 
 
-def tables(url: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return set(sa.inspect(connection).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def applied_revision(url: str, tool: str = "sql") -> str | None:
     engine = database.make_engine(url)
     try:
         with engine.connect() as connection:
             return version_tables.read_applied_revision(tool, connection)
-    finally:
-        engine.dispose()
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = database.make_engine(url)
-    try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
     finally:
         engine.dispose()
 
@@ -302,15 +284,6 @@ class TestRehearsalFails:
         assert "wrong-shadow-secret" not in str(caught.value)
         assert str(caught.value).startswith("rehearsal: reading the shadow database failed")
         assert tables(pg_url) == set()
-
-
-def column_names(url: str, table: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return {c["name"] for c in sa.inspect(connection).get_columns(table)}
-    finally:
-        engine.dispose()
 
 
 # --------------------------------------------------------------------------- not the real one

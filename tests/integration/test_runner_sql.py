@@ -15,10 +15,13 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
+from dbtest import column_names as columns
+from dbtest import execute, family, tables
+from dbtest import run_sql as run
 from lockstep import database, errors, version_tables
 from lockstep.contract import report as termination
-from lockstep.pod import lock, runner
-from lockstep.pod.run_request import RunRequest, RunResult
+from lockstep.pod import lock
+from lockstep.pod.run_request import RunResult
 
 pytestmark = pytest.mark.integration
 
@@ -37,47 +40,11 @@ def source(fixtures_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(fixtures_dir / "sql" / "shop", tmp_path / "migrations"))
 
 
-def run(url: str, source: Path, target: str = "head", **options: Any) -> RunResult:
-    settings: dict[str, Any] = {"lock_wait_seconds": 10.0, "statement_lock_timeout": "5s"}
-    settings.update(options)
-    return runner.run(
-        RunRequest(tool="sql", source_dir=source, database_url=url, target=target, **settings)
-    )
-
-
 def rows(url: str, query: str) -> list[tuple[Any, ...]]:
     engine = database.make_engine(url)
     try:
         with engine.connect() as connection:
             return [tuple(row) for row in connection.execute(sa.text(query))]
-    finally:
-        engine.dispose()
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = database.make_engine(url)
-    try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
-def tables(url: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return set(sa.inspect(connection).get_table_names())
-    finally:
-        engine.dispose()
-
-
-def columns(url: str, table: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return {c["name"] for c in sa.inspect(connection).get_columns(table)}
     finally:
         engine.dispose()
 
@@ -98,10 +65,6 @@ def applied_revision(url: str) -> str | None:
             return version_tables.read_applied_revision("sql", connection)
     finally:
         engine.dispose()
-
-
-def family(url: str) -> str:
-    return database.identity_from_url(url).family
 
 
 SHOP_TABLES = {"customers", "orders", "migration_log", "lockstep_schema_history"}

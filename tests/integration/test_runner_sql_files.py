@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
+from dbtest import execute, family, tables
+from dbtest import run_sql as run
 from lockstep import database, errors
-from lockstep.pod import runner
-from lockstep.pod.run_request import RunRequest, RunResult
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +33,6 @@ def source(fixtures_dir: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(fixtures_dir / "sql" / "shop", tmp_path / "migrations"))
 
 
-def run(url: str, source: Path, target: str = "head", **options: Any) -> RunResult:
-    settings: dict[str, Any] = {"lock_wait_seconds": 10.0, "statement_lock_timeout": "5s"}
-    settings.update(options)
-    return runner.run(
-        RunRequest(tool="sql", source_dir=source, database_url=url, target=target, **settings)
-    )
-
-
 def rows(url: str, query: str) -> list[tuple[Any, ...]]:
     engine = database.make_engine(url)
     try:
@@ -51,32 +42,9 @@ def rows(url: str, query: str) -> list[tuple[Any, ...]]:
         engine.dispose()
 
 
-def execute(url: str, *statements: str) -> None:
-    engine = database.make_engine(url)
-    try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
-def tables(url: str) -> set[str]:
-    engine = database.make_engine(url)
-    try:
-        with engine.connect() as connection:
-            return set(sa.inspect(connection).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def history(url: str) -> list[tuple[str, bool]]:
     found = rows(url, "SELECT version, success FROM lockstep_schema_history")
     return sorted((str(v), bool(s)) for v, s in found)
-
-
-def family(url: str) -> str:
-    return database.identity_from_url(url).family
 
 
 AT_HEAD = [("1", True), ("2", True), ("3", True)]

@@ -1,15 +1,17 @@
-"""Database helpers shared by e2e tests."""
+"""Database helpers shared by the integration and e2e tests."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from lockstep import database
-from lockstep.pod import lock
+from lockstep.pod import lock, runner
+from lockstep.pod.run_request import RunRequest, RunResult
 
 
 @contextlib.contextmanager
@@ -51,3 +53,36 @@ def column_names(url: str, table: str) -> set[str]:
             return {c["name"] for c in sa.inspect(connection).get_columns(table)}
     finally:
         engine.dispose()
+
+
+def tables(url: str) -> set[str]:
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return set(sa.inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run ``statements`` in one transaction, as a person at a SQL prompt would."""
+    engine = database.make_engine(url)
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def family(url: str) -> str:
+    return database.identity_from_url(url).family
+
+
+def run_sql(url: str, source: Path, target: str = "head", **options: Any) -> RunResult:
+    """``lockstep run --tool sql`` in-process, with short lock waits for tests."""
+    settings: dict[str, Any] = {"lock_wait_seconds": 10.0, "statement_lock_timeout": "5s"}
+    settings.update(options)
+    return runner.run(
+        RunRequest(tool="sql", source_dir=source, database_url=url, target=target, **settings)
+    )
