@@ -169,7 +169,13 @@ def interrupted(stop: GracefulStop, error: errors.LockstepError) -> errors.Locks
         f"lockstep run was stopped by {stop.signal_name} (the pod was deleted, evicted or "
         f"reached its deadline) and cancelled its running statement on the server. "
     )
-    told = str(error).replace(" Fix the file and run again.", " The file is not at fault.")
+    # The failure path's advice was written for a broken file or a lost server; after a stop
+    # neither is the cause, and the operator retries by itself.
+    told = (
+        str(error)
+        .replace(" Fix the file and run again.", " The file is not at fault.")
+        .replace("run again once the database is reachable", "Lockstep runs it again")
+    )
     if isinstance(error, errors.PartiallyApplied):
         error.args = (what + told,)
         return error
