@@ -32,7 +32,6 @@ EXIT_CODES_HELP: Final = (
     "a bad --database-url): nothing was run"
 )
 LocalResult = running.LocalResult
-describe = running.describe  # `lockstep run` prints a Job's outcome in the same words
 
 
 def apply_file(path: Path, database_url: str | None, state_dir: Path, output: str) -> int:

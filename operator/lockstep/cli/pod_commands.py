@@ -59,7 +59,6 @@ def add_wait(commands: argv.Subparsers) -> None:
 
 
 def _run(namespace: argparse.Namespace) -> int:
-    from lockstep.cli import local
     from lockstep.pod import graceful_stop, runner
 
     args = argv.from_namespace(migration_args.RunArgs, namespace)
@@ -88,7 +87,7 @@ def _run(namespace: argparse.Namespace) -> int:
         return _failed(args.result_file, graceful_stop.before_migrating(stop))
     except errors.LockstepError as error:
         return _failed(args.result_file, error)
-    print(local.describe(result))
+    print(result.summary())
     _write_result(args.result_file, {"result": "Succeeded", **json.loads(result.to_json())})
     return 0
 

@@ -131,21 +131,10 @@ def run_migration(
         where.shown,
         True,
         reason,
-        _safe(describe(result), where.url, None, spec_source),
+        _safe(result.summary(), where.url, None, spec_source),
         result.to_revision,
         spec.target,
         run,
-    )
-
-
-def describe(result: run_request.RunResult) -> str:
-    if not result.applied:
-        return f"up to date at revision {result.to_revision or 'none'}: nothing to apply"
-    moved = f"{result.from_revision or 'empty'} → {result.to_revision or 'empty'}"
-    verb = "rolled back" if result.direction == "down" else "applied"
-    return (
-        f"{verb} {len(result.applied)} migration(s) ({', '.join(result.applied)}): {moved} "
-        f"in {result.duration_seconds:.2f}s"
     )
 
 

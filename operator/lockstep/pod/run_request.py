@@ -58,6 +58,17 @@ class RunResult:
     # What the checks before migrating reported (the plan, the rehearsal), by result key.
     extras: Mapping[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """One line a person reads: what moved where, in the same words in a Job and locally."""
+        if not self.applied:
+            return f"up to date at revision {self.to_revision or 'none'}: nothing to apply"
+        moved = f"{self.from_revision or 'empty'} → {self.to_revision or 'empty'}"
+        verb = "rolled back" if self.direction == "down" else "applied"
+        return (
+            f"{verb} {len(self.applied)} migration(s) ({', '.join(self.applied)}): {moved} "
+            f"in {self.duration_seconds:.2f}s"
+        )
+
     def to_json(self) -> str:
         """Compact JSON below :data:`lockstep.contract.report.RESULT_BUDGET` bytes.
 
