@@ -463,3 +463,23 @@ def test_an_upgrade_plan_never_approves_a_rollback() -> None:
     request = decision.create_job
     assert request is not None and request.is_plan and request.downgrade
     assert decision.status["plan"]["stale"] is True
+
+
+def test_a_tools_plan_render_does_not_carry_the_migration_tag() -> None:
+    """The fence ends tagged backends and a run refuses beside one: a plan pod is no migration
+    (a user's env.py may connect even when Alembic prints SQL offline)."""
+    spec = parse_spec(
+        {
+            "database": SPEC["database"],
+            "tool": "alembic",
+            "image": "acme/shop:1",
+            "env": [{"name": "PGAPPNAME", "value": "shop"}],
+        }
+    )
+    request = naming.JobRequest(
+        attempt=0, target="head", phase=constants.PHASE_PLAN, plan_salt=SALT
+    )
+    job = job_spec.build_job(naming.Owner("shop", "ns", "uid"), spec, HASH, request, "db", "img")
+    (render,) = job["spec"]["template"]["spec"]["initContainers"]
+    assert render["name"] == "render"
+    assert "PGAPPNAME" not in {e["name"] for e in render["env"]}

@@ -104,11 +104,14 @@ def test_prisma_reaches_head_only() -> None:
 @pytest.mark.parametrize(
     ("target", "flag"), [("head", "-target=latest"), ("2", "-target=2"), (" 1.1 ", "-target=1.1")]
 )
-def test_flyway_sources_the_converted_url_then_migrates(target: str, flag: str) -> None:
+def test_flyway_sources_the_converted_url_migrates_then_validates(target: str, flag: str) -> None:
+    """Validate after migrate: Flyway 12 can exit 0 after a migration failed (connection lost)."""
     command = flyway.FlywayAdapter().upgrade_command(target)
     assert command[:2] == ["sh", "-c"]
-    assert command[2] == f'. {flyway.ENV_FILE} && exec flyway "$@"'
-    assert command[3:] == ["flyway", flag, "migrate"]
+    assert command[2] == (
+        f'. {flyway.ENV_FILE} && flyway "$@" migrate && exec flyway "$@" validate'
+    )
+    assert command[3:] == ["flyway", flag]
 
 
 def test_flyway_asks_for_the_url_conversion() -> None:

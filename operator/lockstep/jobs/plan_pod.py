@@ -82,6 +82,10 @@ def _render_offline_sql_first(
         "command": ["sh", "-c", offline_sql_script(printed)],
     }
     render.pop("args", None)
+    # Not a migration: should the user's code connect while it renders (an env.py that connects
+    # in offline mode too), it must not carry the migration tag, or a run's fence would end it
+    # and a run would refuse to migrate beside it.
+    render["env"] = [e for e in render["env"] if e.get("name") != constants.PGAPPNAME_ENV]
     render["volumeMounts"] = [*render["volumeMounts"], mount]
     pod["initContainers"] = [render]
     pod["containers"][0]["volumeMounts"].append({**mount, "readOnly": True})

@@ -25,7 +25,7 @@ from sqlalchemy import exc
 
 from lockstep import constants, database, errors, url_secrets
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import run_request, run_session, sql_errors
+from lockstep.pod import fence, run_request, run_session, sql_errors
 from lockstep.tools import base as tool_base
 
 log = logging.getLogger("lockstep.runner")
@@ -207,12 +207,15 @@ def migrate(
     config = alembic_config(request.source_dir, connection, request.database_url)
     log.info("migrating %s %s from %s to %s", identity, direction, current, target)
     try:
-        if direction == "up":
-            alembic_command.upgrade(config, target or "base")
-        else:
-            alembic_command.downgrade(config, target or "base")
+        with fence.mark_follows_new_connections(connection, identity):
+            if direction == "up":
+                alembic_command.upgrade(config, target or "base")
+            else:
+                alembic_command.downgrade(config, target or "base")
         if connection.in_transaction():
             connection.commit()
+    except fence.FenceFailed:
+        raise
     except Exception as error:  # noqa: BLE001 - user scripts may raise anything
         if isinstance(error, exc.DBAPIError) and sql_errors.connection_lost(error):
             raise _connection_lost(error, identity, request.database_url) from None

@@ -17,20 +17,24 @@ The tags (see docs/adr/0009-the-fence.md):
   on every migration connection; external tools get it through ``PGAPPNAME`` or their URL.
 * MySQL/MariaDB: the migration connection holds a second named lock, ``R`` (:func:`run_lock_name`),
   taken with ``GET_LOCK(R, 0)`` right after connecting; ``IS_USED_LOCK(R)`` names the holder.
+  When user code opens a connection of its own to migrate (the ``env.py`` that ``alembic init``
+  writes), ``R`` moves to it (:func:`mark_follows_new_connections`).
 
 Every wait is bounded; an error says what is still running, and what privilege is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy import exc
+from sqlalchemy import event, exc, pool
 
 from lockstep import constants, errors
 from lockstep.database import DatabaseIdentity
@@ -92,6 +96,58 @@ def tag_mysql_connection(connection: sa.Connection, identity: DatabaseIdentity) 
             f"migration, although this run holds the migration lock: a migration runs there "
             f"without Lockstep's lock. End it (KILL {holder}) or wait for it, then run again"
         )
+
+
+@contextlib.contextmanager
+def mark_follows_new_connections(
+    connection: sa.Connection, identity: DatabaseIdentity
+) -> Iterator[None]:
+    """While user code migrates in this process, ``R`` moves to the first connection it opens.
+
+    An ``env.py`` that connects by itself runs the revisions on that connection, not on
+    ``connection`` (the run's tagged one, holding ``R``, left idle): the next run's fence must
+    find and end the connection that works. PostgreSQL needs nothing: Lockstep hands the tag in
+    the URL that env.py reads. ``R`` is free during the move for an instant only, while this run
+    holds the migration lock, so no other run can be looking for it; should it be taken anyway,
+    a migration runs without the lock and the new connection refuses, as a run's own would.
+    """
+    if identity.family != "mysql":
+        yield
+        return
+    name = run_lock_name(identity)
+    moved = False
+
+    def take_the_mark(dbapi_connection: Any, _record: Any) -> None:
+        nonlocal moved
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT DATABASE()")
+            (current,) = cursor.fetchone()
+            if moved or current != identity.database:
+                return
+            connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+            connection.commit()
+            cursor.execute("SELECT GET_LOCK(%s, 0), CONNECTION_ID()", (name,))
+            got, connection_id = cursor.fetchone()
+        finally:
+            cursor.close()
+        if got != 1:
+            raise FenceFailed(
+                f"another connection on {identity} holds {name!r}, the mark of a running "
+                f"migration, although this run holds the migration lock: a migration runs there "
+                f"without Lockstep's lock. This run stops rather than migrate beside it"
+            )
+        moved = True
+        log.info("the migration mark moved to connection %s, which env.py opened", connection_id)
+
+    event.listen(pool.Pool, "connect", take_the_mark)
+    try:
+        yield
+    finally:
+        event.remove(pool.Pool, "connect", take_the_mark)
+        if moved:  # back to the run's connection, now that user code is done (no-op if held)
+            connection.execute(sa.text("SELECT GET_LOCK(:name, 0)"), {"name": name})
+            connection.commit()
 
 
 def refuse_if_another_run(connection: sa.Connection, identity: DatabaseIdentity) -> None:

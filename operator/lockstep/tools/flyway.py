@@ -34,6 +34,14 @@ URL_FORMAT: Final = "flyway"
 # `sh -c SCRIPT NAME ARGS...`: the target travels as an argument, never inside
 # the script text, so no target value can change what the shell runs.
 _SOURCE_ENV_AND_EXEC: Final = f'. {ENV_FILE} && exec flyway "$@"'
+# Flyway 12 exits 0 after a failed migration when its connection dies mid-statement (it logs
+# "Migration ... failed! Changes successfully rolled back." and carries on; found by
+# tests/integration/test_external_tool_tags.py). So an upgrade validates after it migrates:
+# `validate` exits 1 while a migration up to the target is still unapplied ("Detected resolved
+# migration not applied to database"), and that line reaches the status through the log tail.
+_SOURCE_ENV_MIGRATE_AND_VALIDATE: Final = (
+    f'. {ENV_FILE} && flyway "$@" migrate && exec flyway "$@" validate'
+)
 # Rows that mark a version as no longer applied (Teams' undo, `flyway repair`).
 _UNAPPLYING_TYPES: Final = ("UNDO_SQL", "UNDO_JDBC", "UNDO_SCRIPT", "DELETE")
 # Flyway's "<< Flyway Schema Creation >>" marker carries version 0.
@@ -84,7 +92,8 @@ class FlywayAdapter(base.ToolAdapter):
     url_format: ClassVar[str | None] = URL_FORMAT
 
     def upgrade_command(self, target: str) -> list[str]:
-        return self._flyway(f"-target={flyway_target(target)}", "migrate")
+        script = _SOURCE_ENV_MIGRATE_AND_VALIDATE
+        return ["sh", "-c", script, "flyway", f"-target={flyway_target(target)}"]
 
     def downgrade_command(self, target: str) -> list[str]:
         raise errors.DowngradeUnsupported(
