@@ -48,6 +48,15 @@ DATABASE_URL_ENV: Final = "DATABASE_URL"
 # (lockstep.pod.fence, docs/adr/0009-the-fence.md).
 MIGRATION_APPLICATION_NAME: Final = "lockstep-migration"
 PGAPPNAME_ENV: Final = "PGAPPNAME"
+# MySQL/MariaDB have no such tag: a migration connection holds the run's mark, a named lock
+# (lockstep.pod.fence.run_lock_name). This statement takes it on the connection that runs it,
+# naming it from DATABASE() so that no database name is ever spliced into SQL; Flyway gets it as
+# FLYWAY_INIT_SQL, other tools' connection hooks read it from RUN_MARK_SQL_ENV.
+RUN_MARK_SQL: Final = (
+    "SELECT GET_LOCK(IF(CHAR_LENGTH(DATABASE()) <= 51, CONCAT('lockstep-run:', DATABASE()), "
+    "CONCAT('lockstep-run:', LEFT(SHA2(DATABASE(), 256), 40))), 0)"
+)
+RUN_MARK_SQL_ENV: Final = "LOCKSTEP_RUN_MARK_SQL"
 
 HISTORY_LIMIT: Final = 10
 LOG_TAIL_BYTES: Final = 4096

@@ -217,6 +217,22 @@ def test_command_problem_reports_what_the_tool_cannot_do() -> None:
     assert containers.command_problem(spec, naming.JobRequest(0, "head")) is None
 
 
+def test_external_tools_on_mysql_get_the_run_mark_statement_instead_of_pgappname() -> None:
+    """MySQL/MariaDB drivers send no tag: a tool's connection hook runs the statement that takes
+    the run's mark (docs/guarantees.md); a user's own value is replaced."""
+    spec = {
+        "tool": "sequelize",
+        "image": "acme/shop-migrations:1.2",
+        "env": [{"name": "LOCKSTEP_RUN_MARK_SQL", "value": "SELECT 1"}],
+        "database": {"engine": "mariadb", "urlSecretRef": {"name": "db", "key": "url"}},
+    }
+    (container,) = pod(build(spec))["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LOCKSTEP_RUN_MARK_SQL"].startswith("SELECT GET_LOCK(")
+    assert [e["name"] for e in container["env"]].count("LOCKSTEP_RUN_MARK_SQL") == 1
+    assert "PGAPPNAME" not in env
+
+
 def test_external_tools_tag_their_connections_for_the_fence_and_the_runner_does_not() -> None:
     """PGAPPNAME makes libpq, psycopg and node-postgres connections findable by a later run's
     fence (docs/adr/0009-the-fence.md); a user's own PGAPPNAME is replaced, the tag is needed."""

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from lockstep import errors, tools
+from lockstep import constants, errors, tools
 from lockstep.errors import InvalidDatabaseUrl
 from lockstep.pod import url_formats
 from lockstep.tools import django, flyway, knex, prisma, sequelize
@@ -290,6 +290,13 @@ def test_postgresql_jdbc_urls_carry_the_migration_tag_even_when_the_user_set_ano
     assert connection.url == "jdbc:postgresql://h:5432/db?ApplicationName=lockstep-migration"
     mysql = url_formats.jdbc_connection("mysql://u:p@h/db")
     assert "ApplicationName" not in mysql.url
+
+
+def test_flyway_on_mysql_takes_the_run_mark_on_each_connection() -> None:
+    """MySQL drivers send no tag: Flyway's initSql takes the run's mark, for the fence."""
+    for url in ("mysql://u:p@h/db", "mariadb://u:p@h/db"):
+        assert url_formats.flyway_env(url)["FLYWAY_INIT_SQL"] == constants.RUN_MARK_SQL
+    assert "FLYWAY_INIT_SQL" not in url_formats.flyway_env("postgresql://u:p@h/db")
 
 
 def test_sqlite_becomes_a_jdbc_file_url() -> None:

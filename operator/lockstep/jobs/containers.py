@@ -31,6 +31,8 @@ LOCK_READY_FILE = f"{LOCK_DIR}/locked"
 LOCK_PROBE_PERIOD_SECONDS = 1
 LOCK_PROBE_SLACK_SECONDS = 30
 RUNNER_USER_ID = 65532
+# Set by Lockstep for the fence: a user's own value is replaced (migration_tag_env).
+_TAG_ENV_NAMES = frozenset({constants.PGAPPNAME_ENV, constants.RUN_MARK_SQL_ENV})
 
 
 def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
         "env": [
             database_url_env(spec),
             *shadow_url_env(spec),
-            *(dict(e) for e in spec.env if e.get("name") != constants.PGAPPNAME_ENV),
+            *(dict(e) for e in spec.env if e.get("name") not in _TAG_ENV_NAMES),
             *migration_tag_env(spec),
         ],
         "securityContext": container_security_context(),
@@ -69,6 +71,10 @@ def migration_tag_env(spec: Spec) -> list[dict[str, Any]]:
     """
     if spec.uses_built_in_runner:
         return []
+    if spec.engine in ("mysql", "mariadb"):
+        # MySQL/MariaDB drivers send no tag: a tool's connection hook runs this statement
+        # (docs/guarantees.md shows it for Sequelize, Knex and Django; Flyway gets it by itself).
+        return [{"name": constants.RUN_MARK_SQL_ENV, "value": constants.RUN_MARK_SQL}]
     return [{"name": constants.PGAPPNAME_ENV, "value": constants.MIGRATION_APPLICATION_NAME}]
 
 

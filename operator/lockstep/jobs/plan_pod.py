@@ -85,7 +85,8 @@ def _render_offline_sql_first(
     # Not a migration: should the user's code connect while it renders (an env.py that connects
     # in offline mode too), it must not carry the migration tag, or a run's fence would end it
     # and a run would refuse to migrate beside it.
-    render["env"] = [e for e in render["env"] if e.get("name") != constants.PGAPPNAME_ENV]
+    tags = {constants.PGAPPNAME_ENV, constants.RUN_MARK_SQL_ENV}
+    render["env"] = [e for e in render["env"] if e.get("name") not in tags]
     render["volumeMounts"] = [*render["volumeMounts"], mount]
     pod["initContainers"] = [render]
     pod["containers"][0]["volumeMounts"].append({**mount, "readOnly": True})

@@ -73,8 +73,17 @@ def _jdbc_parameters(engine: EngineName, query: Mapping[str, str | tuple[str, ..
 
 
 def flyway_env(url: str) -> dict[str, str]:
-    """``FLYWAY_URL``, ``FLYWAY_USER``, ``FLYWAY_PASSWORD``: Flyway prefers them to its config."""
-    return _credentials_env(jdbc_connection(url), "FLYWAY_URL", "FLYWAY_USER", "FLYWAY_PASSWORD")
+    """``FLYWAY_URL``, ``FLYWAY_USER``, ``FLYWAY_PASSWORD``: Flyway prefers them to its config.
+
+    On MySQL/MariaDB also ``FLYWAY_INIT_SQL``: every connection Flyway opens tries to take the
+    run's mark (:data:`lockstep.constants.RUN_MARK_SQL`), so the first one, which runs the
+    migrations, can be found and ended by a later run's fence (lockstep.pod.fence). It replaces
+    an ``initSql`` of the user's Flyway configuration.
+    """
+    env = _credentials_env(jdbc_connection(url), "FLYWAY_URL", "FLYWAY_USER", "FLYWAY_PASSWORD")
+    if database.identity_from_url(url).family == "mysql":
+        env["FLYWAY_INIT_SQL"] = constants.RUN_MARK_SQL
+    return env
 
 
 def jdbc_env(url: str) -> dict[str, str]:
