@@ -20,6 +20,8 @@ LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
 MANAGED_BY: Final = "lockstep"
+# The source of Lockstep's Events (`kubectl describe` shows it in the "From" column).
+REPORTING_COMPONENT: Final = "lockstep"
 
 LABEL_MIGRATION: Final = f"{GROUP}/migration"
 LABEL_DATABASE: Final = f"{GROUP}/database"

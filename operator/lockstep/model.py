@@ -77,6 +77,8 @@ class Timeouts:
     job_seconds: int = 3600
     lock_wait_seconds: int = 600
     statement_lock_timeout: str = "5s"
+    # How long a missing Secret or ConfigMap counts as "not there yet" before Stalled.
+    missing_input_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,14 @@ def _timeouts(raw: Mapping[str, Any]) -> Timeouts:
             raw, "lockWaitSeconds", Timeouts.lock_wait_seconds, "timeouts.lockWaitSeconds", 0, None
         ),
         statement_lock_timeout=statement,
+        missing_input_seconds=_int(
+            raw,
+            "missingInputSeconds",
+            Timeouts.missing_input_seconds,
+            "timeouts.missingInputSeconds",
+            0,
+            None,
+        ),
     )
 
 

@@ -88,6 +88,7 @@ class MigrationStatus(TypedDict, total=False):
     history: list[Run]
     plan: Plan
     gatedPods: int
+    inputMissingSince: str
     conditions: list[Condition]
 
 

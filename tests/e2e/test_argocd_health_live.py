@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 # stage -> the health Argo CD must show. Written to testdata/<stage>.yaml.
 EXPECTED = {
     "no-status": "Progressing",
+    "secret-awaited": "Progressing",
     "secret-not-found": "Degraded",
     "job-running": "Progressing",
     "waiting-for-job": "Progressing",
@@ -81,7 +82,13 @@ def drive(
     )
     retry = {"limit": 1, "backoffSeconds": 2, "maxBackoffSeconds": 2}
     with Recorder(k8s, namespace) as recorder:
-        created = kubetest.create_migration(k8s, namespace, sql_migration("orphan", "shop", "gone"))
+        created = kubetest.create_migration(
+            k8s,
+            namespace,
+            sql_migration("orphan", "shop", "gone", timeouts={"missingInputSeconds": 0}),
+        )
+        # A Secret a GitOps sync or a secrets operator has yet to create: waited for, not failed.
+        kubetest.create_migration(k8s, namespace, sql_migration("awaited", "shop", "later"))
         stages.add("no-status", created, "the API's answer to the create")
         # Two migrations of one database: the second waits for the first one's Job.
         drift_check = {"intervalSeconds": 30}
@@ -102,6 +109,9 @@ def drive(
         kubetest.wait_for_condition(k8s, namespace, "drifted", "Ready", reason="Succeeded")
         rolled_back_by_hand(drift_url)  # the next drift check (every 30 s) sees revision 1
         kubetest.wait_for_condition(k8s, namespace, "orphan", "Stalled", reason="SecretNotFound")
+        kubetest.wait_for_condition(
+            k8s, namespace, "awaited", "Reconciling", reason="SecretNotFound"
+        )
         kubetest.wait_for_condition(k8s, namespace, "paused", "Ready", "False", reason="Suspended")
         kubetest.wait_for_condition(
             k8s, namespace, "broken", "Stalled", reason="RetriesExhausted", timeout=120
@@ -120,10 +130,13 @@ def drive(
         kubetest.wait_for_condition(
             k8s, namespace, "approval", "Ready", "False", reason="AwaitingApproval"
         )
-        versions = {name: recorder.versions(name) for name in ("orphan", "shop", "reports")}
+        versions = {
+            name: recorder.versions(name) for name in ("orphan", "awaited", "shop", "reports")
+        }
         versions["approval"] = recorder.versions("approval")
         versions |= {name: recorder.versions(name) for name in ("paused", "broken", "drifted")}
 
+    stages.add("secret-awaited", first(versions["awaited"], "False/SecretNotFound"))
     stages.add("secret-not-found", first(versions["orphan"], "False/SecretNotFound"))
     stages.add("job-running", first(versions["shop"], "False/JobRunning"))
     stages.add("waiting-for-job", first(versions["reports"], "False/WaitingForJob"))

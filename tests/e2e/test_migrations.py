@@ -58,6 +58,12 @@ def test_quickstart_goes_ready_through_a_real_job(
         lambda: (r := kubetest.event_reasons(k8s, namespace, "shop")) and "Succeeded" in r and r,
     )
     assert "JobCreated" in reasons
+    # `kubectl describe` shows who reported them: Lockstep, not the framework it is built on.
+    sources = {
+        (e.source.component if e.source else None, e.reporting_component)
+        for e in kubetest.events_for(k8s, namespace, "shop")
+    }
+    assert sources == {("lockstep", "lockstep")}
 
     table = subprocess.run(
         [str(kubectl), "--kubeconfig", str(kubeconfig), "-n", namespace, "get", "dbm"],

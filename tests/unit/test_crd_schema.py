@@ -158,6 +158,7 @@ def test_defaults() -> None:
         "jobSeconds": 3600,
         "lockWaitSeconds": 600,
         "statementLockTimeout": "5s",
+        "missingInputSeconds": 300,
     }
     assert spec["driftCheck"] == {"intervalSeconds": 600}
 
@@ -210,6 +211,7 @@ def test_status_fields() -> None:
         "history",
         "plan",
         "gatedPods",
+        "inputMissingSince",
         "conditions",
     }
     assert STATUS["properties"]["observedGeneration"]["format"] == "int64"

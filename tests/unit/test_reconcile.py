@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from lockstep import kube
+from lockstep import kube, timestamps
 from lockstep.controller import act, reconcile
 from lockstep.controller.cache import Cache
 from lockstep.planning.facts import Event
@@ -136,21 +136,52 @@ def test_a_settled_status_is_not_written_again(api: FakeApi) -> None:
     assert api.patches == []
 
 
-def test_missing_secret_stalls_with_a_clear_reason(api: FakeApi) -> None:
+def with_timeouts(body: dict[str, Any], **timeouts: Any) -> dict[str, Any]:
+    body["spec"]["timeouts"] = timeouts
+    return body
+
+
+def conditions_of(patch: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in patch["conditions"]}
+
+
+def test_a_missing_secret_is_waited_for_not_stalled_within_its_grace(api: FakeApi) -> None:
+    """A GitOps sync or ExternalSecrets may create the Secret moments later: Reconciling, so
+    Argo CD shows Progressing and Flux keeps waiting, not Degraded / failed."""
     api.secrets.clear()
     events = run(api, migration())
     assert api.jobs == {}
-    (ready,) = [c for c in api.patches[0]["conditions"] if c["type"] == "Ready"]
-    assert ready["reason"] == "SecretNotFound"
-    assert "shop-db" in ready["message"]
+    found = conditions_of(api.patches[0])
+    assert "Stalled" not in found
+    assert found["Reconciling"]["reason"] == "SecretNotFound"
+    assert found["Ready"]["status"] == "False"
+    assert "shop-db" in found["Ready"]["message"]
+    assert "300s left before this counts as stalled" in found["Ready"]["message"]
+    assert api.patches[0]["inputMissingSince"] == timestamps.isoformat(NOW)
+    assert "Stalled" not in [e.reason for e in events]
+
+
+def test_a_missing_secret_stalls_once_its_grace_has_run_out(api: FakeApi) -> None:
+    api.secrets.clear()
+    since = timestamps.isoformat(NOW - timedelta(seconds=301))
+    events = run(api, migration(inputMissingSince=since))
+    found = conditions_of(api.patches[0])
+    assert found["Stalled"]["reason"] == "SecretNotFound"
+    assert "Reconciling" not in found
     assert [e.reason for e in events] == ["Stalled"]
 
 
-def test_missing_config_map_stalls(api: FakeApi) -> None:
+def test_missing_config_map_stalls_at_once_with_no_grace(api: FakeApi) -> None:
     api.config_maps.clear()
-    run(api, migration())
-    (stalled,) = [c for c in api.patches[0]["conditions"] if c["type"] == "Stalled"]
-    assert stalled["reason"] == "ConfigMapNotFound"
+    run(api, with_timeouts(migration(), missingInputSeconds=0))
+    assert conditions_of(api.patches[0])["Stalled"]["reason"] == "ConfigMapNotFound"
+
+
+def test_the_wait_for_a_missing_input_ends_when_it_appears(api: FakeApi) -> None:
+    since = timestamps.isoformat(NOW - timedelta(seconds=30))
+    run(api, migration(inputMissingSince=since))
+    assert api.patches[0]["inputMissingSince"] is None  # dropped from the status
+    assert len(api.jobs) == 1
 
 
 def test_editing_the_config_map_changes_the_job_name(api: FakeApi) -> None:

@@ -213,12 +213,14 @@ class Gatherer:
                 constants.Reason.CONFIG_MAP_NOT_FOUND,
                 f"ConfigMap {config_map} (spec.source.configMapRef) does not exist "
                 f"in namespace {namespace}: create it or fix the name",
+                may_appear=True,
             )
         if isinstance(url, kube.NotFoundError):
             return ConfigError(
                 constants.Reason.SECRET_NOT_FOUND,
                 f"{url} (spec.database.urlSecretRef): create the Secret with the database URL "
                 "under that key, in the same namespace",
+                may_appear=True,
             )
         for failure in (data, url):
             if isinstance(failure, BaseException):
@@ -242,6 +244,7 @@ class Gatherer:
                 constants.Reason.SECRET_NOT_FOUND,
                 f"{error} (spec.verify.shadowDatabase.urlSecretRef): create the Secret with the "
                 "shadow database's URL under that key, in the same namespace",
+                may_appear=True,
             )
         shadow_key = database_key(shadow_url)
         if shadow_key is None or shadow_key == database_key(url):

@@ -6,6 +6,8 @@ Each handler hands its event to `watches` (cache, then triggers); all decisions 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -51,6 +53,10 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.loggers = False  # Events come from the planner, not from log lines
+    # `kubectl describe` shows "From lockstep", and reportingInstance names the replica.
+    settings.posting.reporting_component = constants.REPORTING_COMPONENT
+    settings.posting.reporting_instance = os.environ.get("HOSTNAME") or socket.gethostname()
+    settings.posting.event_name_prefix = "lockstep-event-"
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]

@@ -26,6 +26,7 @@ from lockstep.status import MigrationStatus, Plan
 
 # How soon to look again while waiting on something no watch reports.
 CONFIG_ERROR_RECHECK_SECONDS = 60.0
+MISSING_INPUT_FIRST_RECHECK_SECONDS = 3.0
 BLOCKED_RECHECK_SECONDS = 15.0
 ROLLOUT_RECHECK_SECONDS = 5.0
 
@@ -36,7 +37,7 @@ def plan(observed: Observed) -> Decision:
     draft.status["observedGeneration"] = observed.generation
     if observed.config_error is not None or observed.spec is None:
         error = observed.config_error or ConfigError(Reason.INVALID_SPEC, "spec could not be read")
-        return _config_error(draft, error)
+        return _config_error(draft, error, observed.spec)
     spec = observed.spec
     draft.status["targetRevision"] = spec.target
     _rearm_on_new_spec_or_retry_request(draft)
@@ -199,9 +200,36 @@ def _stalled(draft: Draft, reason: str, message: str) -> Decision:
     return finish(draft, conditions.State(False, reason, message, stalled=True))
 
 
-def _config_error(draft: Draft, error: ConfigError) -> Decision:
+def _config_error(draft: Draft, error: ConfigError, spec: Spec | None) -> Decision:
+    """Stalled, unless the input may yet appear by itself and its grace has not run out.
+
+    GitOps tools apply a Secret or ConfigMap in the same sync as the DatabaseMigration, or an
+    operator (ExternalSecrets, sealed secrets) creates it moments later: until
+    spec.timeouts.missingInputSeconds have passed since it was first found missing, the resource
+    is Reconciling (Argo CD: Progressing; Flux keeps waiting), not Stalled (Degraded, failed).
+    """
+    if error.may_appear and spec is not None:
+        now = draft.observed.now
+        since = timestamps.parse(draft.observed.status.get("inputMissingSince")) or now
+        draft.status["inputMissingSince"] = timestamps.isoformat(since)
+        waited = (now - since).total_seconds()
+        left = spec.timeouts.missing_input_seconds - waited
+        if left > 0:
+            message = (
+                f"{error.message}. Waiting for it to appear (a GitOps sync or a secrets operator "
+                f"may create it): {left:.0f}s left before this counts as stalled "
+                f"(spec.timeouts.missingInputSeconds)"
+            )
+            state = conditions.State(False, error.reason, message, reconciling=True)
+            return finish(draft, state, requeue=_missing_input_recheck(waited, left))
     state = conditions.State(False, error.reason, error.message, stalled=True)
     return finish(draft, state, requeue=CONFIG_ERROR_RECHECK_SECONDS)
+
+
+def _missing_input_recheck(waited: float, left: float) -> float:
+    """Often at first (most inputs arrive within seconds), then less; the grace's end on time."""
+    every = MISSING_INPUT_FIRST_RECHECK_SECONDS if waited < 60 else CONFIG_ERROR_RECHECK_SECONDS / 4
+    return max(1.0, min(every, left))
 
 
 def _ready_state(status: Mapping[str, Any]) -> conditions.State:

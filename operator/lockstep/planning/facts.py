@@ -87,6 +87,8 @@ class ConfigError:
 
     reason: str
     message: str
+    # A missing Secret or ConfigMap: a GitOps sync or a secrets operator may still create it.
+    may_appear: bool = False
 
 
 @dataclass(frozen=True)
