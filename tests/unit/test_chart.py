@@ -485,3 +485,17 @@ def test_pod_disruption_budget_is_off_by_default(defaults: list[Manifest]) -> No
     assert not by_kind(defaults, "ServiceMonitor") and not by_kind(defaults, "PrometheusRule")
     budget = one(render(values={"podDisruptionBudget": {"enabled": True}}), "PodDisruptionBudget")
     assert budget["spec"]["minAvailable"] == 1
+
+
+def test_watch_selector_reaches_the_operator_and_each_release_has_its_own_lease() -> None:
+    manifests = render(values={"watchSelector": "team=payments,shard in (a,b)"})
+    (deployment,) = by_kind(manifests, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--selector=team=payments,shard in (a,b)" in args
+    assert "--lease-name=lockstep-leader" in args
+    assert not any(a.startswith("--selector") for a in container_args(render()))
+
+
+def container_args(manifests: list[dict[str, Any]]) -> list[str]:
+    (deployment,) = by_kind(manifests, "Deployment")
+    return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])

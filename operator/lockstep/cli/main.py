@@ -63,6 +63,14 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         help="watch only this namespace (repeatable); default: all namespaces",
     )
     command.add_argument(
+        "-l",
+        "--selector",
+        default=os.environ.get("LOCKSTEP_SELECTOR", ""),
+        help="act only on DatabaseMigrations with these labels, as kubectl -l "
+        "(e.g. 'team=payments,shard in (a,b)'): several instances, each with its own "
+        "--selector and --lease-name, can share a cluster; default: all",
+    )
+    command.add_argument(
         "--kubeconfig", help="kubeconfig file; default: in-cluster, then $KUBECONFIG"
     )
     command.add_argument(
@@ -151,7 +159,7 @@ def local_exit_codes() -> str:
 
 def _operator(args: argparse.Namespace) -> int:
     from lockstep import kube, logs
-    from lockstep.controller import lease_rules, main, webhook
+    from lockstep.controller import lease_rules, main, scope, webhook
 
     logs.configure(args.log_format, args.verbose)
     try:
@@ -162,6 +170,7 @@ def _operator(args: argparse.Namespace) -> int:
             renew_deadline=args.renew_deadline,
             retry_period=args.retry_period,
         )
+        selector = scope.parse(args.selector)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -179,6 +188,7 @@ def _operator(args: argparse.Namespace) -> int:
     return main.run(
         main.OperatorOptions(
             namespaces=tuple(args.namespace),
+            selector=selector,
             kubeconfig=args.kubeconfig,
             runner_image=args.runner_image,
             http_port=args.http_port,

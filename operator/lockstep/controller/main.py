@@ -16,7 +16,7 @@ import kopf
 from aiohttp import web
 
 from lockstep import kube
-from lockstep.controller import endpoints, leader_election, lease_rules, metrics, webhook
+from lockstep.controller import endpoints, leader_election, lease_rules, metrics, scope, webhook
 
 log = logging.getLogger("lockstep.operator")
 
@@ -26,6 +26,7 @@ EXIT_LOST_LEADERSHIP = 3
 @dataclass(frozen=True)
 class OperatorOptions:
     namespaces: tuple[str, ...] = ()
+    selector: scope.Selector = scope.EVERYTHING
     kubeconfig: str | None = None
     runner_image: str = ""
     http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
@@ -52,6 +53,8 @@ async def _main(options: OperatorOptions) -> int:
 
     if options.runner_image:
         handlers.reconciler.actor.runner_image = options.runner_image
+    handlers.reconciler.scope = options.selector
+    log.info("acting on DatabaseMigrations matching: %s", options.selector.describe())
     readiness = endpoints.Readiness()
     http = await endpoints.start(options.http_host, options.http_port, readiness)
     gate_server = await _start_webhook(options.webhook, readiness)

@@ -22,6 +22,7 @@ from lockstep.controller.cache import Cache, Key
 from lockstep.controller.cluster import KubeApi
 from lockstep.controller.gather import Clock, Gathered, Gatherer
 from lockstep.controller.scheduler import Scheduler
+from lockstep.controller.scope import EVERYTHING, Selector
 from lockstep.planning import chain
 from lockstep.planning.facts import Decision
 
@@ -42,6 +43,10 @@ class Reconciler:
     clock: Clock = utc_now
     resync_seconds: float = DEFAULT_RESYNC_SECONDS
     api: KubeApi = field(default=kube)
+    # The DatabaseMigrations this instance owns (--selector); others are left to their own.
+    scope: Selector = EVERYTHING
+    # Keys of DatabaseMigrations seen but out of scope: their gated pods are not ours to judge.
+    out_of_scope: set[Key] = field(default_factory=set)
     scheduler: Scheduler = field(init=False)
     gatherer: Gatherer = field(init=False)
     actor: Actor = field(init=False)

@@ -17,8 +17,16 @@ from lockstep.controller.reconcile import Reconciler
 def migration_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
     key = key_of(body)
     if kind == "DELETED":
+        reconciler.out_of_scope.discard(key)
         reconciler.deleted(key)
         return
+    if not reconciler.scope.matches(body["metadata"].get("labels")):
+        # Another instance's (or it just left this one's selector): forget it, touch nothing.
+        reconciler.out_of_scope.add(key)
+        if reconciler.cache.migration(key) is not None:
+            reconciler.deleted(key)
+        return
+    reconciler.out_of_scope.discard(key)
     # The first sight of an object (operator start, or a new resource) gets a full pass.
     first_sight = reconciler.cache.migration(key) is None
     reconciler.cache.put_migration(body)
@@ -55,6 +63,9 @@ def app_pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, A
     else:
         reconciler.cache.put_app_pod(body)
     migration = (key[0], str((body["metadata"].get("labels") or {})[gate.WAIT_FOR_LABEL]))
+    if migration in reconciler.out_of_scope:
+        reconciler.cache.drop_app_pod(key)  # another instance releases it
+        return
     if reconciler.cache.migration(migration) is None and gate.has_gate(body):
         reconciler.actor.note_missing_migration(body, migration[1])
         return
