@@ -82,6 +82,7 @@ def test_quickstart_goes_ready_through_a_real_job(
     assert f'lockstep_migration_runs_total{{{this},result="Succeeded",tool="sql"}} 1.0' in exported
     assert f"lockstep_lock_wait_seconds_count{{{this}}} 1.0" in exported
     assert "lockstep_leader 1.0" in exported
+    assert 'lockstep_build_info{kopf_version="' in exported
     assert "postgresql://" not in exported and "lockstep-test" not in exported
 
 

@@ -499,3 +499,35 @@ def test_watch_selector_reaches_the_operator_and_each_release_has_its_own_lease(
 def container_args(manifests: list[dict[str, Any]]) -> list[str]:
     (deployment,) = by_kind(manifests, "Deployment")
     return list(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_common_labels_extra_volumes_probes_and_host_network_reach_the_manifests() -> None:
+    values = {
+        "commonLabels": {"team": "platform"},
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corp-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/corp-ca", "readOnly": True}],
+        "livenessProbe": {"periodSeconds": 30, "failureThreshold": 5},
+        "hostNetwork": True,
+        "webhook": {"port": 10260},
+    }
+    manifests = render(values=values)
+    assert all(
+        m["metadata"]["labels"]["team"] == "platform"
+        for m in manifests
+        if m["metadata"].get("labels")
+    )
+    (deployment,) = by_kind(manifests, "Deployment")
+    assert "team" not in deployment["spec"]["selector"]["matchLabels"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert {"name": "ca", "configMap": {"name": "corp-ca"}} in pod["volumes"]
+    assert {"name": "ca", "mountPath": "/etc/corp-ca", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert container["livenessProbe"]["periodSeconds"] == 30
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["periodSeconds"] == 2  # the default stays
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    assert "--http-host=$(POD_IP)" in container["args"]
+    assert {"name": "webhook", "containerPort": 10260, "protocol": "TCP"} in container["ports"]

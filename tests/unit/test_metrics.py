@@ -82,3 +82,15 @@ def test_leader_gauges_follow_the_election() -> None:
     assert samples("leader_election_master_status")[(("name", "lockstep-leader"),)] == 1.0
     metrics.set_leader(False)
     assert samples("lockstep_leader")[()] == 0.0
+
+
+def test_build_info_names_this_build() -> None:
+    import platform
+
+    from lockstep import __version__
+
+    exported = metrics.exposition().decode()
+    line = next(x for x in exported.splitlines() if x.startswith("lockstep_build_info{"))
+    assert f'version="{__version__}"' in line
+    assert f'python_version="{platform.python_version()}"' in line
+    assert line.endswith(" 1.0")

@@ -5,12 +5,14 @@ never a URL, a Secret or anything taken from one."""
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import platform
 from collections.abc import Mapping
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from lockstep import conditions, constants, timestamps
+from lockstep import __version__, conditions, constants, timestamps
 from lockstep.constants import Reason
 from lockstep.status import MigrationStatus, Run
 
@@ -128,6 +130,20 @@ leader_election_master_status: Final = Gauge(
     ["name"],
     registry=REGISTRY,
 )
+
+# Which build runs (the kube-state-metrics convention: a constant 1 with the facts as labels), so
+# dashboards can show versions and alerts can join on them.
+build_info: Final = Gauge(
+    "lockstep_build_info",
+    "1, labelled with the version of this Lockstep build and of what it runs on",
+    ["version", "python_version", "kopf_version"],
+    registry=REGISTRY,
+)
+build_info.labels(
+    version=__version__,
+    python_version=platform.python_version(),
+    kopf_version=importlib.metadata.version("kopf"),
+).set(1)
 
 PER_OBJECT: Final = (
     last_success,
