@@ -679,3 +679,22 @@ def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     err = terminal.stderr.getvalue()  # type: ignore[attr-defined]
     assert err.startswith("error: cannot reach the Kubernetes API server at https://127.0.0.1:1")
     assert len(err.splitlines()) == 1
+
+
+def test_the_light_plugin_package_carries_every_lockstep_module_the_plugin_imports() -> None:
+    """tools/build_plugin.py ships the plugin with a list of Lockstep's modules: the list must be
+    what the plugin really imports, or the standalone `kubectl lockstep` fails at start."""
+    import subprocess
+    import sys
+
+    import build_plugin
+
+    probe = (
+        "import sys, lockstep.plugin.commands, lockstep.plugin.client;"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('lockstep'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    top_level = {m.split(".")[1] + ".py" for m in loaded if m.count(".") == 1 and "plugin" not in m}
+    assert top_level | {"__init__.py"} == set(build_plugin.PLUGIN_MODULES)

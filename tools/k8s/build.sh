@@ -6,7 +6,7 @@
 #
 # Usage: tools/k8s/build.sh [--bin-dir] [MODULE...]
 #   MODULE      kubernetes (kube-apiserver, kube-controller-manager, kubectl),
-#               etcd, helm, promtool, kstatus (Lockstep's kstatus checker, whose
+#               etcd, helm, promtool, krew (validate-krew-manifest), kstatus (Lockstep's kstatus checker, whose
 #               module is tools/kstatus). Default: all of them.
 #   --bin-dir   print the binary directory and exit (builds nothing).
 #
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL_MODULES=(kubernetes etcd helm promtool kstatus)
+ALL_MODULES=(kubernetes etcd helm promtool kstatus krew)
 
 log() { printf '[k8s-build] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -60,6 +60,7 @@ module_targets() {
         helm) echo "helm=helm.sh/helm/v3/cmd/helm" ;;
         promtool) echo "promtool=github.com/prometheus/prometheus/cmd/promtool" ;;
         kstatus) echo "kstatus=." ;;
+        krew) echo "validate-krew-manifest=sigs.k8s.io/krew/cmd/validate-krew-manifest" ;;
     esac
 }
 

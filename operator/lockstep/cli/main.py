@@ -31,7 +31,7 @@ def kubectl_main() -> None:
     """Entry point of the `kubectl lockstep` plugin (its verbs live in `lockstep.plugin`)."""
     from lockstep import plugin
 
-    sys.exit(plugin.main(sys.argv[1:]))
+    plugin.run()
 
 
 def build_parser() -> argparse.ArgumentParser:

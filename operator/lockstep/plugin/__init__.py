@@ -7,6 +7,7 @@ turns them into text, `client` is the only module here that talks to the Kuberne
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 
@@ -14,3 +15,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lockstep.plugin import commands
 
     return commands.main(argv)
+
+
+def run() -> None:
+    """``kubectl-lockstep``: the plugin's own entry point (its light distribution has no CLI)."""
+    sys.exit(main(sys.argv[1:]))
