@@ -322,3 +322,25 @@ def test_operator_writes_tls_files_privately(
     assert stat.S_IMODE(ca.stat().st_mode) == 0o600
     assert stat.S_IMODE(ca.parent.parent.stat().st_mode) == 0o700
     assert ca.is_relative_to(tmp_path) and os.getuid() == ca.stat().st_uid
+
+
+def test_a_plan_renders_with_the_composed_url_of_a_tool_in_its_image() -> None:
+    raw = spec_of("alembic")
+    job = job_spec.build_job(
+        OWNER,
+        parse_spec(raw),
+        HASH,
+        naming.JobRequest(0, "head", phase=constants.PHASE_PLAN, plan_salt="s" * 16),
+        "k",
+        "lockstep:1",
+    )
+    pod = job["spec"]["template"]["spec"]
+    env_init, render = pod["initContainers"]
+    assert env_init["name"] == containers.ENV_CONTAINER
+    assert "url" in env_init["command"]
+    assert render["command"][2].startswith(". /lockstep/env && { ")
+    mounts = {m["mountPath"] for m in render["volumeMounts"]}
+    assert containers.ENV_DIR in mounts
+    assert containers.ENV_VOLUME in {v["name"] for v in pod["volumes"]}
+    classify = pod["containers"][0]
+    assert env_of(classify)[db_connection.PASSWORD_ENV] == CNPG["password"]
