@@ -2,8 +2,9 @@
 
 The migrate container (Lockstep's runner or the tool's own image), the lock sidecar that holds
 the database's migration lock for the whole pod, the `lockstep-env` init container that converts
-$DATABASE_URL for tools that cannot take a URL, and the security contexts, environment and
-volumes they have in common. The `lockstep` command lines come from :mod:`lockstep.contract`.
+$DATABASE_URL for tools that cannot take a URL (or composes it from split Secret keys, ADR 0010),
+and the security contexts, environment and volumes they have in common. The `lockstep` command
+lines come from :mod:`lockstep.contract`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ LOCK_READY_FILE = f"{LOCK_DIR}/locked"
 LOCK_PROBE_PERIOD_SECONDS = 1
 LOCK_PROBE_SLACK_SECONDS = 30
 RUNNER_USER_ID = 65532
+# `lockstep dburl --format url`: DATABASE_URL itself, for a tool in its image when the pod
+# composes the URL (split keys, TLS parameters; ADR 0010).
+URL_FORMAT = "url"
 # Set by Lockstep for the fence: a user's own value is replaced (migration_tag_env).
 _TAG_ENV_NAMES = frozenset({constants.PGAPPNAME_ENV, constants.RUN_MARK_SQL_ENV})
 
@@ -48,7 +52,8 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
     command = list(migrate_command(spec, request))
     if converted_url_format(spec) == URL_FORMAT:
         command = ["sh", "-c", _SOURCE_URL_AND_EXEC, "sh", *command]
-    # A tool in its image that reads a composed URL gets it from the env file, not from here.
+    # A tool in its image whose URL the pod composes from split keys reads it from the env
+    # file: its container gets no Secret reference at all.
     composed = not spec.uses_built_in_runner and converted_url_format(spec) is not None
     container: dict[str, Any] = {
         "name": constants.MIGRATE_CONTAINER,
@@ -126,9 +131,6 @@ def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
         expect_plan=request.expect_plan or None,
         shadow_url_env=constants.SHADOW_DATABASE_URL_ENV if shadow else None,
     ).to_argv()
-
-
-URL_FORMAT = "url"
 
 
 def composes_url(spec: Spec) -> bool:
