@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
+from lockstep import db_connection, pod_template
+from lockstep.pod_template import PodTemplate
+
 Tool = Literal["alembic", "flyway", "prisma", "knex", "django", "sequelize", "sql"]
 Engine = Literal["postgresql", "mysql", "mariadb", "sqlite"]
 When = Literal["BeforeRollout", "AfterRollout"]
@@ -43,6 +46,9 @@ RUN_FIELDS: tuple[str, ...] = (
     "downgrade",
     "timeouts",
     "verify",
+    "podTemplate",
+    "volumeMounts",
+    "securityContext",
 )
 
 
@@ -91,7 +97,8 @@ class Workload:
 class Spec:
     tool: Tool
     engine: Engine
-    url_secret: SecretKeyRef
+    # Exactly one of url_secret (one key with the whole URL) and connection (split keys).
+    url_secret: SecretKeyRef | None
     target: str = "head"
     image: str | None = None
     source_config_map: str | None = None
@@ -114,6 +121,11 @@ class Spec:
     shadow_secret: SecretKeyRef | None = None
     drift_interval_seconds: int | None = None
     suspend: bool = False
+    connection: db_connection.Connection | None = None
+    tls: db_connection.Tls | None = None
+    pod_template: PodTemplate = field(default_factory=PodTemplate)
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+    security_context: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def uses_built_in_runner(self) -> bool:
@@ -152,10 +164,17 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     )
     if when == "AfterRollout" and not workloads:
         raise SpecError("rollout.workloads", "when: AfterRollout needs at least one workload")
+    url_secret, connection, tls = _credentials(database)
+    template, mounts = _pod_template(raw)
     return Spec(
         tool=cast(Tool, tool),
         engine=cast(Engine, engine),
-        url_secret=_secret_ref(database, "database.urlSecretRef"),
+        url_secret=url_secret,
+        connection=connection,
+        tls=tls,
+        pod_template=template,
+        volume_mounts=mounts,
+        security_context=dict(_mapping(raw, "securityContext", required=False)),
         target=target,
         image=image,
         source_config_map=source_name,
@@ -239,6 +258,42 @@ def _timeouts(raw: Mapping[str, Any]) -> Timeouts:
             None,
         ),
     )
+
+
+def _credentials(
+    database: Mapping[str, Any],
+) -> tuple[SecretKeyRef | None, db_connection.Connection | None, db_connection.Tls | None]:
+    """spec.database: exactly one of urlSecretRef and connection, and optional tls."""
+    if ("urlSecretRef" in database) == ("connection" in database):
+        raise SpecError(
+            "database",
+            "needs exactly one of urlSecretRef (a Secret key with the whole URL) or connection "
+            "(host, port, database, username, password from Secret keys)",
+        )
+    try:
+        connection = (
+            db_connection.parse_connection(_mapping(database, "connection"))
+            if "connection" in database
+            else None
+        )
+        raw_tls = _mapping(database, "tls", required=False)
+        tls = db_connection.parse_tls(raw_tls) if raw_tls else None
+    except db_connection.ConnectionSpecError as error:
+        raise SpecError(f"database.{error.field}", str(error)) from None
+    url_secret = None if connection else _secret_ref(database, "database.urlSecretRef")
+    if connection is not None and database.get("engine") == "sqlite":
+        raise SpecError("database.connection", "sqlite takes a URL (urlSecretRef), not a host")
+    return url_secret, connection, tls
+
+
+def _pod_template(
+    raw: Mapping[str, Any],
+) -> tuple[pod_template.PodTemplate, tuple[Mapping[str, Any], ...]]:
+    try:
+        template = pod_template.parse_pod_template(_mapping(raw, "podTemplate", required=False))
+        return template, pod_template.parse_volume_mounts(_list(raw, "volumeMounts"), template)
+    except pod_template.TemplateError as error:
+        raise SpecError(error.field, str(error)) from None
 
 
 def _secret_ref(parent: Mapping[str, Any], path: str) -> SecretKeyRef:

@@ -86,8 +86,10 @@ def _target(checked: validation.Checked, url: str | None, state_dir: Path) -> ru
             )
         return running.Target(url, url_secrets.redact_url(url))
     file = state_dir / f"{checked.namespace}-{checked.name}.sqlite"
-    secret = (spec.get("database") or {}).get("urlSecretRef") or {}
-    shown = f"SQLite file {file} (stands in for Secret {secret.get('name')})"
+    database_spec = spec.get("database") or {}
+    secret = database_spec.get("urlSecretRef") or {}
+    source = f"Secret {secret.get('name')}" if secret else "spec.database.connection"
+    shown = f"SQLite file {file} (stands in for {source})"
     note = None
     if engine != "sqlite":
         note = (

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lockstep import constants, errors, logs, url_secrets
+from lockstep import constants, db_connection, errors, logs, url_secrets
 from lockstep.contract import argv, helper_args, migration_args, report
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def _shadow_reset(namespace: argparse.Namespace) -> int:
     from lockstep.pod import rehearsal
 
     args = argv.from_namespace(migration_args.ShadowResetArgs, namespace)
-    real = os.environ.get(constants.DATABASE_URL_ENV, "")
+    real = _environ_url() or ""
     shadow = os.environ.get(constants.SHADOW_DATABASE_URL_ENV, "")
     if not real or not shadow:
         message = (
@@ -202,16 +202,26 @@ def _shadow_reset(namespace: argparse.Namespace) -> int:
     return 0
 
 
+def _environ_url() -> str | None:
+    """The pod's database URL: $DATABASE_URL, or composed from the split `LOCKSTEP_DB_*` parts
+    (spec.database.connection), with the driver parameters the Job adds (TLS files)."""
+    return db_connection.url_from_environ(os.environ)
+
+
 def _database_url(result_file: str) -> str | None:
-    """$DATABASE_URL, or None after saying it is missing (on stderr and in the result file)."""
-    url = os.environ.get(constants.DATABASE_URL_ENV)
+    """The pod's database URL, or None after saying why not (on stderr and in the result file)."""
+    try:
+        url = _environ_url()
+        problem = "DATABASE_URL is not set"
+    except db_connection.ConnectionSpecError as error:
+        url, problem = None, str(error)
     if not url:
         print(
-            f"error: ${constants.DATABASE_URL_ENV} is not set: the Job passes it from the Secret "
-            "named in spec.database.urlSecretRef",
+            f"error: {problem}: the Job passes the database from the Secret named in "
+            "spec.database.urlSecretRef or spec.database.connection",
             file=sys.stderr,
         )
-        _write_result(result_file, report.failure("InvalidSource", "DATABASE_URL is not set"))
+        _write_result(result_file, report.failure("InvalidSource", problem))
     return url or None
 
 
@@ -236,10 +246,18 @@ def _without_secrets(text: str) -> str:
     built anywhere below may quote a URL or a driver's words, and only here are both URLs known.
     """
 
+    with contextlib.suppress(db_connection.ConnectionSpecError):
+        composed = _environ_url()
+        if composed:
+            text = url_secrets.scrub(text, composed)
     for name in (constants.DATABASE_URL_ENV, constants.SHADOW_DATABASE_URL_ENV):
         url = os.environ.get(name)
         if url:
             text = url_secrets.scrub(text, url)
+    password = os.environ.get(db_connection.PASSWORD_ENV)
+    if password:
+        # The composed URL's scrub hides its encoded forms; the raw value, whatever its length.
+        text = text.replace(password, url_secrets.REDACTED)
     return text
 
 
@@ -258,9 +276,8 @@ def _lock(namespace: argparse.Namespace) -> int:
     args = argv.from_namespace(helper_args.LockArgs, namespace)
     if args.probe:
         return lock_sidecar.probe(args.ready_file)
-    url = os.environ.get(constants.DATABASE_URL_ENV)
-    if not url:
-        print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
+    url = _helper_url()
+    if url is None:
         return 2
     logging.basicConfig(level=logging.INFO)
     wait = helper_args.LOCK_WAIT_SECONDS if args.wait_seconds is None else args.wait_seconds
@@ -271,13 +288,24 @@ def _lock(namespace: argparse.Namespace) -> int:
         return 2
 
 
+def _helper_url() -> str | None:
+    """The URL for `lock` and `dburl`, or None after saying on stderr what is missing."""
+    try:
+        url = _environ_url()
+    except db_connection.ConnectionSpecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    if not url:
+        print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
+    return url or None
+
+
 def _dburl(namespace: argparse.Namespace) -> int:
     from lockstep.pod import url_formats
 
     args = argv.from_namespace(helper_args.DburlArgs, namespace)
-    url = os.environ.get(constants.DATABASE_URL_ENV)
-    if not url:
-        print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
+    url = _helper_url()
+    if url is None:
         return 2
     try:
         env = url_formats.env_for(args.format, url)

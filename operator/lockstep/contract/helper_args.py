@@ -71,7 +71,7 @@ class DburlArgs:
 
     @staticmethod
     def define(command: argparse.ArgumentParser) -> None:
-        command.add_argument("--format", required=True, help="flyway or jdbc")
+        command.add_argument("--format", required=True, help="flyway, jdbc or url")
         command.add_argument("--out", type=Path, required=True, help="env file to write (sourced)")
 
     def to_argv(self) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from lockstep import conditions, constants, database, errors, kube, version_tables
-from lockstep.controller import cluster_facts, outcome
+from lockstep.controller import cluster_facts, credentials, outcome
 from lockstep.controller.cache import Cache, Key
 from lockstep.controller.cluster import KubeApi
 from lockstep.model import Spec, SpecError, content_digest, parse_spec, spec_hash
@@ -105,7 +105,7 @@ class Gatherer:
         if db_key is None:
             error = ConfigError(
                 errors.InvalidDatabaseUrl.reason,
-                f"the URL in Secret {spec.url_secret.name} (key {spec.url_secret.key}) is not a "
+                f"{credentials.source_of(spec)} is not a "
                 "database URL Lockstep understands (postgresql://, mysql://, mariadb://, sqlite:///)",
             )
             return Gathered(replace(observed, config_error=error))
@@ -203,9 +203,7 @@ class Gatherer:
             asyncio.to_thread(self.api.read_config_map_data, namespace, config_map)
             if config_map
             else _nothing(),
-            asyncio.to_thread(
-                self.api.read_secret_value, namespace, spec.url_secret.name, spec.url_secret.key
-            ),
+            credentials.read_url(self.api, namespace, spec),
             return_exceptions=True,
         )
         if isinstance(data, kube.NotFoundError):
@@ -215,10 +213,11 @@ class Gatherer:
                 f"in namespace {namespace}: create it or fix the name",
                 may_appear=True,
             )
-        if isinstance(url, kube.NotFoundError):
+        if isinstance(url, credentials.MissingKey):
+            what = "the database URL" if spec.url_secret else "that part of the connection"
             return ConfigError(
                 constants.Reason.SECRET_NOT_FOUND,
-                f"{url} (spec.database.urlSecretRef): create the Secret with the database URL "
+                f"{url} ({url.field}): create the Secret with {what} "
                 "under that key, in the same namespace",
                 may_appear=True,
             )

@@ -2,8 +2,9 @@
 
 The migrate container (Lockstep's runner or the tool's own image), the lock sidecar that holds
 the database's migration lock for the whole pod, the `lockstep-env` init container that converts
-$DATABASE_URL for tools that cannot take a URL, and the security contexts, environment and
-volumes they have in common. The `lockstep` command lines come from :mod:`lockstep.contract`.
+$DATABASE_URL for tools that cannot take a URL (or composes it from split Secret keys, ADR 0010),
+and the security contexts, environment and volumes they have in common. The `lockstep` command
+lines come from :mod:`lockstep.contract`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lockstep import constants, tools
+from lockstep import constants, db_connection, tools
 from lockstep.contract import helper_args, migration_args
 from lockstep.errors import LockstepError
 from lockstep.jobs.naming import JobRequest
@@ -31,24 +32,41 @@ LOCK_READY_FILE = f"{LOCK_DIR}/locked"
 LOCK_PROBE_PERIOD_SECONDS = 1
 LOCK_PROBE_SLACK_SECONDS = 30
 RUNNER_USER_ID = 65532
+# `lockstep dburl --format url`: DATABASE_URL itself, for a tool in its image when the pod
+# composes the URL (split keys, TLS parameters; ADR 0010).
+URL_FORMAT = "url"
 # Set by Lockstep for the fence: a user's own value is replaced (migration_tag_env).
 _TAG_ENV_NAMES = frozenset({constants.PGAPPNAME_ENV, constants.RUN_MARK_SQL_ENV})
 
 
+# Sources the env file `lockstep dburl --format url` wrote, then runs the tool's command (the
+# arguments after the script): a tool in its own image gets $DATABASE_URL composed from split
+# keys without any shell quoting of the command (ADR 0010).
+_SOURCE_URL_AND_EXEC = f'. {ENV_FILE} && exec "$@"'
+
+
 def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dict[str, Any]:
+    """The container that migrates: the spec's container fields describe it (env, resources,
+    volumeMounts, securityContext over the restricted default)."""
     user_image = request.image or spec.image
+    command = list(migrate_command(spec, request))
+    if converted_url_format(spec) == URL_FORMAT:
+        command = ["sh", "-c", _SOURCE_URL_AND_EXEC, "sh", *command]
+    # A tool in its image whose URL the pod composes from split keys reads it from the env
+    # file: its container gets no Secret reference at all.
+    composed = not spec.uses_built_in_runner and converted_url_format(spec) is not None
     container: dict[str, Any] = {
         "name": constants.MIGRATE_CONTAINER,
         "image": runner_image if spec.uses_built_in_runner else user_image,
-        "command": list(migrate_command(spec, request)),
+        "command": command,
         "env": [
-            database_url_env(spec),
+            *([] if composed and spec.url_secret is None else database_env(spec)),
             *shadow_url_env(spec),
             *(dict(e) for e in spec.env if e.get("name") not in _TAG_ENV_NAMES),
             *migration_tag_env(spec),
         ],
-        "securityContext": container_security_context(),
-        "volumeMounts": volume_mounts(spec),
+        "securityContext": {**container_security_context(), **spec.security_context},
+        "volumeMounts": [*volume_mounts(spec), *(dict(m) for m in spec.volume_mounts)],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if spec.args:
@@ -115,11 +133,18 @@ def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
     ).to_argv()
 
 
+def composes_url(spec: Spec) -> bool:
+    """Whether the pod builds the URL itself: split keys, or TLS parameters to add (ADR 0010)."""
+    return spec.connection is not None or spec.tls is not None
+
+
 def converted_url_format(spec: Spec) -> str | None:
-    """The URL format the tool needs, when it cannot take DATABASE_URL as it is (Flyway)."""
-    if spec.uses_built_in_runner or spec.command:
+    """The format `lockstep dburl` writes for a tool in an image, if it needs one: the tool's
+    own (Flyway's JDBC variables), or `url` (DATABASE_URL) when the pod composes the URL."""
+    if spec.uses_built_in_runner:
         return None
-    return tools.get_adapter(spec.tool).url_format
+    own = None if spec.command else tools.get_adapter(spec.tool).url_format
+    return own or (URL_FORMAT if composes_url(spec) else None)
 
 
 def env_container(spec: Spec, url_format: str, runner_image: str) -> dict[str, Any]:
@@ -131,9 +156,9 @@ def env_container(spec: Spec, url_format: str, runner_image: str) -> dict[str, A
         "name": ENV_CONTAINER,
         "image": runner_image,
         "command": list(helper_args.DburlArgs(format=url_format, out=Path(ENV_FILE)).to_argv()),
-        "env": [database_url_env(spec)],
+        "env": database_env(spec),
         "securityContext": {**container_security_context(), "runAsUser": RUNNER_USER_ID},
-        "volumeMounts": [{"name": ENV_VOLUME, "mountPath": ENV_DIR}],
+        "volumeMounts": [{"name": ENV_VOLUME, "mountPath": ENV_DIR}, *tls_mounts(spec)],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -153,7 +178,7 @@ def lock_sidecar(spec: Spec, runner_image: str) -> dict[str, Any]:
         "image": runner_image,
         "restartPolicy": "Always",
         "command": list(helper_args.LockArgs(wait_seconds=wait, ready_file=ready).to_argv()),
-        "env": [database_url_env(spec)],
+        "env": database_env(spec),
         "startupProbe": {
             "exec": {"command": list(helper_args.LockArgs(probe=True, ready_file=ready).to_argv())},
             "periodSeconds": LOCK_PROBE_PERIOD_SECONDS,
@@ -166,7 +191,7 @@ def lock_sidecar(spec: Spec, runner_image: str) -> dict[str, Any]:
             "runAsGroup": RUNNER_USER_ID,
         },
         "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
-        "volumeMounts": [{"name": LOCK_VOLUME, "mountPath": LOCK_DIR}],
+        "volumeMounts": [{"name": LOCK_VOLUME, "mountPath": LOCK_DIR}, *tls_mounts(spec)],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -179,12 +204,49 @@ def shadow_url_env(spec: Spec, always: bool = False) -> list[dict[str, Any]]:
     return [{"name": constants.SHADOW_DATABASE_URL_ENV, "valueFrom": {"secretKeyRef": ref}}]
 
 
-def database_url_env(spec: Spec) -> dict[str, Any]:
-    # The URL holds the password: it reaches the pod only through the Secret, never the Job spec.
-    return {
-        "name": constants.DATABASE_URL_ENV,
-        "valueFrom": {"secretKeyRef": {"name": spec.url_secret.name, "key": spec.url_secret.key}},
-    }
+def database_env(spec: Spec) -> list[dict[str, Any]]:
+    """The database for Lockstep's commands: $DATABASE_URL from its Secret, or the split parts
+    (`LOCKSTEP_DB_*`) they compose it from, plus driver parameters (TLS files, spec's own).
+
+    The URL and the password reach the pod only through Secrets, never the Job spec.
+    """
+    env: list[dict[str, Any]] = []
+    if spec.url_secret is not None:
+        ref = {"name": spec.url_secret.name, "key": spec.url_secret.key}
+        env.append({"name": constants.DATABASE_URL_ENV, "valueFrom": {"secretKeyRef": ref}})
+    if spec.connection is not None:
+        env.append({"name": db_connection.ENGINE_ENV, "value": spec.engine})
+        names = dict(db_connection.PART_ENVS)
+        for part_name, part in spec.connection.parts():
+            if part.secret is not None:
+                ref = {"name": part.secret.name, "key": part.secret.key}
+                env.append({"name": names[part_name], "valueFrom": {"secretKeyRef": ref}})
+            else:
+                env.append({"name": names[part_name], "value": part.value})
+    params = db_connection.parameters(spec.connection, spec.engine, spec.tls)
+    if params:
+        env.append(
+            {"name": db_connection.PARAMS_ENV, "value": db_connection.encode_parameters(params)}
+        )
+    return env
+
+
+def tls_mounts(spec: Spec) -> list[dict[str, Any]]:
+    """The TLS Secret's files, read-only, in every container that connects."""
+    if spec.tls is None:
+        return []
+    return [
+        {"name": db_connection.TLS_VOLUME, "mountPath": db_connection.TLS_DIR, "readOnly": True}
+    ]
+
+
+def tls_volume(spec: Spec) -> list[dict[str, Any]]:
+    """Mode 0440, group fsGroup: libpq takes a root-owned key only without access for others."""
+    if spec.tls is None:
+        return []
+    items = [{"key": key, "path": name} for key, name in spec.tls.files()]
+    secret = {"secretName": spec.tls.secret_name, "items": items, "defaultMode": 0o440}
+    return [{"name": db_connection.TLS_VOLUME, "secret": secret}]
 
 
 def pod_security_context(built_in_runner: bool, shared_files: bool = False) -> dict[str, Any]:
@@ -218,7 +280,7 @@ def volumes(spec: Spec) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = [{"name": TMP_VOLUME, "emptyDir": {}}]
     if spec.source_config_map:
         result.append({"name": SOURCE_VOLUME, "configMap": {"name": spec.source_config_map}})
-    return result
+    return [*result, *tls_volume(spec)]
 
 
 def volume_mounts(spec: Spec) -> list[dict[str, Any]]:
@@ -227,4 +289,4 @@ def volume_mounts(spec: Spec) -> list[dict[str, Any]]:
         mounts.append(
             {"name": SOURCE_VOLUME, "mountPath": constants.SOURCE_MOUNT_PATH, "readOnly": True}
         )
-    return mounts
+    return [*mounts, *tls_mounts(spec)]

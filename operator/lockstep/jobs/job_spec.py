@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lockstep import constants
-from lockstep.jobs import containers, naming, plan_pod, rehearsal
+from lockstep.jobs import containers, customize, naming, plan_pod, rehearsal
 from lockstep.jobs.naming import JobRequest, Owner
 from lockstep.model import Spec
 
@@ -47,11 +47,12 @@ def build_job(
             "completions": 1,
             "activeDeadlineSeconds": spec.timeouts.job_seconds,
             "template": {
-                "metadata": {"labels": labels},
-                "spec": (
+                "metadata": customize.pod_metadata(spec, labels),
+                "spec": customize.apply_pod_template(
                     plan_pod.build_plan_pod_spec(spec, request, runner_image)
                     if request.is_plan
-                    else build_pod_spec(spec, request, runner_image)
+                    else build_pod_spec(spec, request, runner_image),
+                    spec,
                 ),
             },
         },

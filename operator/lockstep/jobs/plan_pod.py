@@ -45,7 +45,7 @@ def build_plan_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> d
         "name": constants.PLAN_CONTAINER,
         "image": runner_image,
         "command": list(plan_command(spec, request)),
-        "env": [containers.database_url_env(spec)],
+        "env": containers.database_env(spec),
         "securityContext": containers.container_security_context(),
         "volumeMounts": containers.volume_mounts(spec),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -76,10 +76,19 @@ def _render_offline_sql_first(
     printed = adapter.offline_sql_commands(request.database_at, request.target, request.downgrade)
     assert printed is not None, "planning asks can_render_plan first"
     mount = {"name": PLAN_VOLUME, "mountPath": PLAN_DIR}
+    script = offline_sql_script(printed)
+    init_containers = []
+    if containers.converted_url_format(spec) == containers.URL_FORMAT:
+        # The URL is composed from split keys: the tool's env.py reads it from the env file.
+        script = f". {containers.ENV_FILE} && {{ {script}; }}"
+        init_containers.append(containers.env_container(spec, containers.URL_FORMAT, runner_image))
+        pod["volumes"].append(
+            {"name": containers.ENV_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+        )
     render = {
         **containers.migrate_container(spec, request, runner_image),
         "name": RENDER_CONTAINER,
-        "command": ["sh", "-c", offline_sql_script(printed)],
+        "command": ["sh", "-c", script],
     }
     render.pop("args", None)
     # Not a migration: should the user's code connect while it renders (an env.py that connects
@@ -88,7 +97,10 @@ def _render_offline_sql_first(
     tags = {constants.PGAPPNAME_ENV, constants.RUN_MARK_SQL_ENV}
     render["env"] = [e for e in render["env"] if e.get("name") not in tags]
     render["volumeMounts"] = [*render["volumeMounts"], mount]
-    pod["initContainers"] = [render]
+    if init_containers:
+        env_mount = {"name": containers.ENV_VOLUME, "mountPath": containers.ENV_DIR}
+        render["volumeMounts"].append({**env_mount, "readOnly": True})
+    pod["initContainers"] = [*init_containers, render]
     pod["containers"][0]["volumeMounts"].append({**mount, "readOnly": True})
     pod["volumes"].append(
         {"name": PLAN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}

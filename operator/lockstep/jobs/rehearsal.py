@@ -36,7 +36,8 @@ def rehearsal_containers(
         "name": f"{REHEARSAL_PREFIX}1-reset",
         "image": runner_image,
         "command": list(migration_args.ShadowResetArgs().to_argv()),
-        "env": [containers.database_url_env(spec), *containers.shadow_url_env(spec, always=True)],
+        "env": [*containers.database_env(spec), *containers.shadow_url_env(spec, always=True)],
+        "volumeMounts": containers.tls_mounts(spec),
         "securityContext": {
             **containers.container_security_context(),
             "runAsUser": containers.RUNNER_USER_ID,

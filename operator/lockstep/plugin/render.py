@@ -252,9 +252,24 @@ def _header(migration: Mapping[str, Any], color: bool) -> list[str]:
     return lines
 
 
+def _credentials_source(database: Mapping[str, Any]) -> str:
+    """Where the database comes from: Secret and key names, never a value."""
+    connection = database.get("connection")
+    if isinstance(connection, Mapping):
+        names = sorted(
+            {
+                str(part["secretKeyRef"].get("name"))
+                for part in connection.values()
+                if isinstance(part, Mapping) and isinstance(part.get("secretKeyRef"), Mapping)
+            }
+        )
+        return f"connection from Secret {', '.join(names) or '-'}"
+    secret = database.get("urlSecretRef") or {}
+    return f"Secret {secret.get('name', '-')}, key {secret.get('key', '-')}"
+
+
 def _spec_section(spec: Mapping[str, Any]) -> list[str]:
     database = spec.get("database") or {}
-    secret = database.get("urlSecretRef") or {}
     config_map = (spec.get("source") or {}).get("configMapRef") or {}
     retry = spec.get("retry") or {}
     lines = ["Spec:", f"  Tool:        {spec.get('tool', '-')}"]
@@ -264,8 +279,7 @@ def _spec_section(spec: Mapping[str, Any]) -> list[str]:
         lines.append(f"  Source:      ConfigMap {config_map.get('name')}")
     lines += [
         f"  Target:      {spec.get('target') or 'head'}",
-        f"  Database:    {database.get('engine', '-')} (Secret {secret.get('name', '-')}, "
-        f"key {secret.get('key', '-')})",
+        f"  Database:    {database.get('engine', '-')} ({_credentials_source(database)})",
         f"  Downgrade:   {spec.get('downgrade') or 'Forbid'}",
         f"  Approval:    {spec.get('approval') or 'None'}",
         f"  When:        {spec.get('when') or 'BeforeRollout'}",

@@ -102,9 +102,17 @@ def _credentials_env(
     return env
 
 
+def url_env(url: str) -> dict[str, str]:
+    """``DATABASE_URL`` itself, for a tool in its image when the pod composes the URL from
+    split Secret keys (spec.database.connection); checked first, so a bad part fails here."""
+    database.identity_from_url(url)
+    return {constants.DATABASE_URL_ENV: url}
+
+
 FORMATS: Final[dict[str, Callable[[str], dict[str, str]]]] = {
     "flyway": flyway_env,
     "jdbc": jdbc_env,
+    "url": url_env,
 }
 
 
