@@ -32,6 +32,9 @@ PACKAGE = REPO / "operator" / "lockstep"
 PLUGIN_MODULES = ("__init__.py", "constants.py", "conditions.py", "status.py", "timestamps.py")
 PLUGIN_PACKAGE = "plugin"
 DEPENDENCIES = ("kubernetes>=29", "PyYAML>=6")
+# A zip application cannot load compiled extensions: the Kubernetes client from 36 on needs
+# pydantic and aiohttp, which have them, so the executable carries the newest pure-Python one.
+ZIPAPP_PINS = ("kubernetes>=29,<36",)
 KREW_TEMPLATE = REPO / "packaging" / "krew" / "lockstep.yaml"
 DEFAULT_RELEASE_URL = "https://github.com/lockstep-dev/lockstep/releases/download/v{version}"
 PYPROJECT = """\
@@ -42,7 +45,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "kubectl-lockstep"
 version = "{version}"
-description = "kubectl lockstep: status, approval, retry and rollback of Lockstep DatabaseMigrations"
+description = "kubectl lockstep: status, approval, retry, rollback of Lockstep DatabaseMigrations"
 requires-python = ">=3.11"
 license = "Apache-2.0"
 dependencies = [{dependencies}]
@@ -95,9 +98,35 @@ def build(out: Path, release_url: str) -> dict[str, Path]:
     # The zip application: the wheel and its dependencies, pure Python only (a zip cannot load
     # compiled extensions; PyYAML then uses its pure-Python loader).
     app = out / "app"
-    pip("install", "--target", str(app), "--no-compile", str(wheel))
+    pip("install", "--target", str(app), "--no-compile", str(wheel), *ZIPAPP_PINS)
     for compiled in [*app.rglob("*.so"), *app.rglob("*.pyd")]:
         compiled.unlink()
+    # requests' charset detector ships compiled by default; its pure-Python wheel instead.
+    pure = out / "pure"
+    pip(
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform",
+        "any",
+        "--implementation",
+        "py",
+        "--python-version",
+        "3.11",
+        "-d",
+        str(pure),
+        "charset-normalizer",
+    )
+    pip(
+        "install",
+        "--target",
+        str(app),
+        "--no-compile",
+        "--no-deps",
+        "--upgrade",
+        *map(str, pure.glob("*.whl")),
+    )
+    shutil.rmtree(pure)
     for tests in app.glob("*/tests"):
         shutil.rmtree(tests)
     executable = out / "kubectl-lockstep"

@@ -60,7 +60,8 @@ module_targets() {
         helm) echo "helm=helm.sh/helm/v3/cmd/helm" ;;
         promtool) echo "promtool=github.com/prometheus/prometheus/cmd/promtool" ;;
         kstatus) echo "kstatus=." ;;
-        krew) echo "validate-krew-manifest=sigs.k8s.io/krew/cmd/validate-krew-manifest" ;;
+        krew) echo "validate-krew-manifest=sigs.k8s.io/krew/cmd/validate-krew-manifest" \
+                   "kubectl-krew=sigs.k8s.io/krew/cmd/krew" ;;
     esac
 }
 
