@@ -63,7 +63,7 @@ image: ## Build the image localhost/lockstep:dev with podman (no registry needed
 	bash scripts/build-image.sh
 
 .PHONY: image-smoke
-image-smoke: install image ## Run the image as a cluster would (read-only, user 65532, only the DB reachable)
+image-smoke: install image k8s-bin ## Run the image as a cluster would (read-only, user 65532, only the DB and API reachable)
 	$(BIN)/pytest tests/image -q -m image
 
 .PHONY: test

@@ -132,8 +132,10 @@ build_image() {
   # Drop earlier builds' images and build-stage layers (vfs keeps each as a full copy).
   podman image prune --force >/dev/null
   log "saving $archive"
-  rm -f "$archive"
-  podman save --format oci-archive --output "$archive" "$image"
+  # Written aside and renamed: a reader (ctr images import) never sees half an archive.
+  rm -f "$archive.partial"
+  podman save --quiet --format oci-archive --output "$archive.partial" "$image" >/dev/null
+  mv "$archive.partial" "$archive"
   echo "$hash" >"$cache/lockstep-dev.stamp"
   log "$image built in $((SECONDS - started)) s: $(podman image inspect --format '{{.Size}}' "$image") bytes, archive $(stat -c %s "$archive") bytes"
 }
@@ -141,6 +143,9 @@ build_image() {
 write_settings
 case "${1:-build}" in
   build)
+    # One build at a time per cache (two test sessions may ask at once); the second finds it done.
+    exec 9>"$cache/build.lock"
+    flock 9
     install_tools
     build_base
     build_image

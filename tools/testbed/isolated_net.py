@@ -92,6 +92,14 @@ def create(allowed_ports: Sequence[int], owner_pid: int | None = None) -> Isolat
     return net
 
 
+def allow(net: IsolatedNet, port: int) -> None:
+    """Open one more TCP port of ``net.host_ip`` to the namespace (e.g. a forwarded API server)."""
+    _run(
+        "iptables", "-w", "-I", net.chain, "1", "-p", "tcp", "-d", net.host_ip,
+        "--dport", str(port), "-j", "ACCEPT",
+    )  # fmt: skip
+
+
 def remove_leftovers() -> None:
     """Remove the namespaces (with their veth and chain) of processes that no longer exist."""
     if not NETNS_DIR.is_dir():
