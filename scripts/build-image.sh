@@ -24,7 +24,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${LOCKSTEP_CACHE:-$HOME/.cache/lockstep}/image"
 image="${LOCKSTEP_IMAGE:-localhost/lockstep:dev}"
 base_image="localhost/lockstep-base:bookworm"
-deps_image="localhost/lockstep-deps:cache"
+venv_image="localhost/lockstep-venv:cache"
 archive="$cache/lockstep-dev.oci.tar"
 suite="bookworm"
 mirror="${LOCKSTEP_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -125,8 +125,8 @@ build_image() {
   log "building $image FROM $base"
   local build=(podman build --network host "${trust[@]}" --build-arg "BASE_IMAGE=$base"
     --file "$repo/Dockerfile")
-  # The deps stage is tagged, so that pruning the images this build left behind keeps it.
-  { "${build[@]}" --target deps --tag "$deps_image" "$repo" \
+  # The venv stage (and the deps stage under it) is tagged, so that pruning keeps them.
+  { "${build[@]}" --target venv --tag "$venv_image" "$repo" \
     && "${build[@]}" --tag "$image" "$repo"; } >"$cache/build.log" 2>&1 \
     || { tail -30 "$cache/build.log" >&2; exit 1; }
   # Drop earlier builds' images and build-stage layers (vfs keeps each as a full copy).

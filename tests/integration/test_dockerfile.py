@@ -69,10 +69,10 @@ def test_final_stage_runs_as_a_numeric_non_root_user_with_lockstep_as_entrypoint
     assert ("CMD", '["operator"]') in final
 
 
-def test_final_stage_copies_the_venv_only_and_no_build_tools() -> None:
+def test_final_stage_copies_the_venv_and_lockstep_only_and_no_build_tools() -> None:
     final = stages()[-1]
     copies = [args for op, args in final if op == "COPY"]
-    assert copies == ["--from=build /opt/lockstep /opt/lockstep"]
+    assert copies == ["--from=venv /opt/lockstep /opt/lockstep", "--from=build /lockstep-files/ /"]
     runs = " ".join(args for op, args in final if op == "RUN")
     for tool in ("pip", "gcc", "build-essential", "apt-get", "git"):
         assert tool not in runs
