@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 import imagetest
-from testbed import isolated_net
+from tcpforward import TcpForwarder
+from testbed import databases, isolated_net
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +43,25 @@ def image_postgres(podman: imagetest.Podman) -> Iterator[tuple[str, isolated_net
     finally:
         net.close()
         imagetest.stop_postgres()
+
+
+@pytest.fixture(scope="session")
+def image_mariadb(
+    image_postgres: tuple[str, isolated_net.IsolatedNet],
+) -> Iterator[tuple[str, int]]:
+    """(admin URL from the host, the port the container reaches it on at the network's host
+    address). The shared test MariaDB listens on 127.0.0.1 only; a forwarder on the network's
+    host address stands in for the Service in front of a database."""
+    admin_url = databases.ensure_mariadb()
+    port = make_url(admin_url).port
+    assert port is not None
+    net = image_postgres[1]
+    forwarder = TcpForwarder(lambda: ["127.0.0.1"], port, host=net.host_ip).start()
+    try:
+        isolated_net.allow(net, forwarder.port)
+        yield admin_url, forwarder.port
+    finally:
+        forwarder.stop()
 
 
 @pytest.fixture

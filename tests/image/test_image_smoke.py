@@ -7,6 +7,7 @@ file the kubelet would mount.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import socket
@@ -163,6 +164,19 @@ def test_run_alembic_takes_its_own_lock_and_migrates(
     host_url = database[0]
     assert {"customers", "orders", "alembic_version"} <= dbtest.tables(host_url)
     assert dbtest.scalar(host_url, "SELECT version_num FROM alembic_version") == "a1000003"
+
+
+def test_run_sql_on_mariadb_through_pymysql(
+    pod: imagetest.Pod, image_mariadb: tuple[str, int]
+) -> None:
+    admin_url, port = image_mariadb
+    with imagetest.fresh_mariadb_database(admin_url, pod.net.host_ip, port) as (here, there):
+        on_mariadb = dataclasses.replace(pod, database_url=there)
+        run = migration_args.RunArgs(tool="sql", source=SOURCE, lock_wait_seconds=30)
+        result = on_mariadb.run(run.to_argv(), source=SQL_SHOP)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert report_of(pod)["appliedCount"] == 3
+        assert {"customers", "orders", "lockstep_schema_history"} <= dbtest.tables(here)
 
 
 def test_plan_reports_the_sql_a_run_would_execute(

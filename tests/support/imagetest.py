@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import pymysql
 from sqlalchemy.engine import make_url
 
 from lockstep import constants
@@ -222,3 +223,34 @@ def fresh_database(admin_url: str, reachable_at: str) -> Iterator[tuple[str, str
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def fresh_mariadb_database(admin_url: str, host: str, port: int) -> Iterator[tuple[str, str]]:
+    """A new empty MariaDB database: (URL from the host, URL from the container at
+    ``host:port``); dropped afterwards."""
+    name = unique_name("lockstep_image").replace("-", "_")
+    admin = make_url(admin_url)
+
+    def execute(statement: str) -> None:
+        with (
+            pymysql.connect(
+                host=admin.host,
+                port=admin.port or 3306,
+                user=admin.username,
+                password=admin.password or "",
+                autocommit=True,
+            ) as connection,
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(statement)
+
+    execute(f"CREATE DATABASE `{name}`")
+    here = admin.set(database=name)
+    try:
+        yield (
+            here.render_as_string(hide_password=False),
+            here.set(host=host, port=port).render_as_string(hide_password=False),
+        )
+    finally:
+        execute(f"DROP DATABASE IF EXISTS `{name}`")
