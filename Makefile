@@ -58,8 +58,16 @@ test-faults: install system-deps ## Kill migration runs mid-file (PostgreSQL, Ma
 test-e2e: install system-deps k8s-bin ## End-to-end tests on a real control plane (or the cluster in KUBECONFIG)
 	$(BIN)/pytest tests/e2e -q -m e2e
 
+.PHONY: image
+image: ## Build the image localhost/lockstep:dev with podman (no registry needed) and its OCI archive
+	bash scripts/build-image.sh
+
+.PHONY: image-smoke
+image-smoke: install image k8s-bin ## Run the image as a cluster would (read-only, user 65532, only the DB and API reachable)
+	$(BIN)/pytest tests/image -q -m image
+
 .PHONY: test
-test: lint typecheck system-deps k8s-bin ## Everything: lint, types, unit, integration, e2e
+test: lint typecheck system-deps k8s-bin image ## Everything: lint, types, unit, integration, e2e, image smoke tests
 	$(BIN)/pytest tests -q
 
 .PHONY: demo

@@ -4,21 +4,33 @@
 #
 #   bash scripts/install-system-deps.sh          everything `make test` needs
 #   bash scripts/install-system-deps.sh --demo   only what `make demo` needs (no MariaDB, no toolchains)
+#   bash scripts/install-system-deps.sh --image  only what `make image` needs (podman, runc, debootstrap)
 #
 # Another apt (unattended-upgrades, a second checkout's install) may hold the dpkg lock: this
 # script waits for it (up to LOCKSTEP_APT_LOCK_WAIT seconds, default 600) instead of failing.
 set -euo pipefail
 
-demo_only=false
-[ "${1:-}" = "--demo" ] && demo_only=true
+mode="${1:-all}"
+case "$mode" in all | --demo | --image) ;; *) echo "usage: $0 [--demo|--image]" >&2; exit 2 ;; esac
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
 
-have initdb /usr/lib/postgresql/15/bin/initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
-have openssl /usr/bin/openssl || need+=(openssl)
-have unshare /usr/bin/unshare || need+=(util-linux)
-if ! $demo_only; then
+# The image (scripts/build-image.sh) and its smoke tests: runc because crun, podman's default,
+# fails on hosts with hybrid cgroups; ip and iptables give the container its one network.
+if [ "$mode" != --demo ]; then
+  have podman /usr/bin/podman || need+=(podman)
+  have runc /usr/sbin/runc || need+=(runc)
+  have debootstrap /usr/sbin/debootstrap || need+=(debootstrap)
+  have ip /usr/sbin/ip || need+=(iproute2)
+  have iptables /usr/sbin/iptables || need+=(iptables)
+fi
+if [ "$mode" != --image ]; then
+  have initdb /usr/lib/postgresql/15/bin/initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  have openssl /usr/bin/openssl || need+=(openssl)
+  have unshare /usr/bin/unshare || need+=(util-linux)
+fi
+if [ "$mode" = all ]; then
   have mariadbd /usr/sbin/mariadbd || need+=(mariadb-server)
   # The real migration tools (tools/toolchains/install.sh) run on these: without them the
   # tool tests could not run at all, so they are installed, never skipped.

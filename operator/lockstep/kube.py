@@ -37,6 +37,10 @@ class KubeError(RuntimeError):
     """Any other API failure; the message carries the HTTP status and reason, never a body."""
 
 
+class NoClusterConfig(RuntimeError):  # noqa: N818 - reads better at the raise site
+    """Neither in a pod with a service account nor given a usable kubeconfig."""
+
+
 def default_namespace() -> str:
     """$POD_NAMESPACE, the pod's own namespace, else `default` (the Lease's, `lockstep wait`'s)."""
     if os.environ.get("POD_NAMESPACE"):
@@ -47,14 +51,28 @@ def default_namespace() -> str:
 
 
 def load_config(kubeconfig: str | None = None) -> None:
-    """In-cluster config inside a pod, else the kubeconfig (explicit path, $KUBECONFIG, ~/.kube)."""
+    """In-cluster config inside a pod, else the kubeconfig (explicit path, $KUBECONFIG, ~/.kube).
+
+    Raises :class:`NoClusterConfig` saying what was tried: a container started outside a pod,
+    or a pod without its service account token, would otherwise end in the client's traceback.
+    """
+    in_cluster = "not in a pod"
     if kubeconfig is None:
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
             return
-        except config.ConfigException:
-            pass
-    config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        except config.ConfigException as error:
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                in_cluster = f"in a pod, but {error}"
+    try:
+        config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError) as error:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise NoClusterConfig(
+            f"cannot reach a Kubernetes API server: {in_cluster} (no service account token), "
+            f"and the kubeconfig {where} is unusable ({error}); run it in a pod with a service "
+            "account, or give --kubeconfig or $KUBECONFIG"
+        ) from None
 
 
 @dataclass(frozen=True)

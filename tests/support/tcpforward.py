@@ -19,10 +19,12 @@ CONNECT_TIMEOUT = 2.0
 
 
 class TcpForwarder:
-    def __init__(self, backends: Callable[[], list[str]], target_port: int) -> None:
+    def __init__(
+        self, backends: Callable[[], list[str]], target_port: int, host: str = "127.0.0.1"
+    ) -> None:
         self._backends = backends
         self._target_port = target_port
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server((host, 0))
         self.port: int = self._server.getsockname()[1]
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="tcpforward", daemon=True)

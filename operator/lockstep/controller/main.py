@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from lockstep.controller import endpoints, leader_election, lease_rules, metrics
 log = logging.getLogger("lockstep.operator")
 
 EXIT_LOST_LEADERSHIP = 3
+# No API server to talk to: a configuration problem, like a bad option (argparse's 2).
+EXIT_NO_CLUSTER = 2
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,11 @@ def run(options: OperatorOptions) -> int:
     if options.kubeconfig:
         # Kopf logs in through the kubernetes client, which reads $KUBECONFIG.
         os.environ["KUBECONFIG"] = options.kubeconfig
-    kube.load_config(options.kubeconfig)
+    try:
+        kube.load_config(options.kubeconfig)
+    except kube.NoClusterConfig as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_NO_CLUSTER
     return asyncio.run(_main(options))
 
 

@@ -16,8 +16,13 @@ def wait_for_migration(
     interval: float,
     kubeconfig: str | None,
 ) -> int:
-    """0 once the database is migrated for `image` (or the migration is Ready); 1 on timeout."""
-    kube.load_config(kubeconfig)
+    """0 once the database is migrated for `image` (or the migration is Ready); 1 on timeout;
+    2 when there is no API server configuration to use."""
+    try:
+        kube.load_config(kubeconfig)
+    except kube.NoClusterConfig as error:
+        print(f"lockstep wait: error: {error}", file=sys.stderr, flush=True)
+        return 2
     namespace = namespace or kube.default_namespace()
     pod = {"spec": {"containers": [{"name": "app", "image": image}]}}
     deadline = time.monotonic() + timeout if timeout > 0 else None
