@@ -1,0 +1,41 @@
+"""Lockstep's classifier against the labelled corpus (tests/data/classify_corpus).
+
+The labels and the effects behind them are checked on real databases in
+tests/integration/test_classify_corpus_effects.py; here the classifier's verdicts are scored
+against the labels, with the goal issue 19 sets: PostgreSQL >= 93 % of dangerous cases
+caught with <= 5 % of safe cases flagged, MySQL/MariaDB >= 97 % caught with at most one
+safe case flagged.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import classify_corpus
+
+ENGINES: tuple[classify_corpus.Engine, ...] = ("postgresql", "mysql")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_every_label_is_backed_by_an_effect_or_a_stated_basis(
+    engine: classify_corpus.Engine,
+) -> None:
+    corpus = classify_corpus.load(engine)
+    assert classify_corpus.label_problems(corpus.cases, engine) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_case_ids_are_unique_and_each_case_names_its_rule_source(
+    engine: classify_corpus.Engine,
+) -> None:
+    cases = classify_corpus.load(engine).cases
+    assert len({case.id for case in cases}) == len(cases)
+    assert all(case.source and case.why and case.files for case in cases)
+
+
+def test_the_corpus_is_as_large_as_the_issue_asks() -> None:
+    postgres, mysql = classify_corpus.load("postgresql"), classify_corpus.load("mysql")
+    assert len(postgres.labelled("dangerous")) >= 60
+    assert len(postgres.labelled("safe")) >= 55
+    assert len(mysql.labelled("dangerous")) >= 30
+    assert len(mysql.labelled("safe")) >= 16
