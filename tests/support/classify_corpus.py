@@ -116,16 +116,23 @@ def score(cases: Iterable[Case], flags: Callable[[Case], bool]) -> Score:
     return result
 
 
-def lockstep_flags(engine: Engine) -> Callable[[Case], bool]:
-    """Lockstep's verdict on a case: does its report need approval?"""
+def lockstep_flags(engine: Engine, schema_sql: str | None = None) -> Callable[[Case], bool]:
+    """Lockstep's verdict on a case: does its report need approval?
+
+    With ``schema_sql`` (the corpus's setup) the classifier knows the existing columns'
+    types, as the plan Job does from the live catalogs; without it, only the plan's text.
+    """
     from lockstep import classify
+    from lockstep.classify import schema
+
+    known = schema.from_sql(schema_sql, engine) if schema_sql is not None else None
 
     def flags(case: Case) -> bool:
         files = [
             classify.SqlFile(name, sql)
             for name, sql in zip(case.file_names(), case.files, strict=True)
         ]
-        return classify.classify(files, engine).destructive
+        return classify.classify(files, engine, schema=known).destructive
 
     return flags
 

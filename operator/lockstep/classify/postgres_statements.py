@@ -137,3 +137,16 @@ def _object_word(object_type: ObjectType) -> str:
 def _words_of_class(name: str) -> str:
     """``CreateExtensionStmt`` → ``CREATE EXTENSION``."""
     return " ".join(re.findall(r"[A-Z][a-z]*", name.removesuffix("Stmt"))).upper()
+
+
+def uncommitted_begin(pieces: list[Piece]) -> int:
+    """The index of a ``BEGIN`` no later ``COMMIT``/``ROLLBACK`` ends, or -1."""
+    open_at = -1
+    for index, piece in enumerate(pieces):
+        if isinstance(piece.node, ast.TransactionStmt):
+            kind = _TRANSACTION_KINDS.get(piece.node.kind) if piece.node.kind is not None else None
+            if kind == "BEGIN":
+                open_at = index
+            elif kind in ("COMMIT", "ROLLBACK"):
+                open_at = -1
+    return open_at
