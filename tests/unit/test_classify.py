@@ -690,3 +690,11 @@ class TestStatementsThatCannotRunInATransaction:
         assert "no-transaction-statement-in-transaction" not in {
             f.rule for f in classify([SqlFile("a1b2c3d4", sql)], "postgresql").findings
         }
+
+
+def test_a_tools_rendered_sql_may_begin_in_one_piece_and_commit_in_another() -> None:
+    """Alembic's offline SQL opens with BEGIN in the first revision's piece and commits in
+    the last: only Lockstep's own V/U files must close what they open."""
+    pieces = [SqlFile("a1.sql", "BEGIN;\nCREATE TABLE t (a int);"), SqlFile("a2.sql", "COMMIT;")]
+    assert classify(pieces, "postgresql").findings == ()
+    assert rules_of("BEGIN;\nCREATE TABLE t (a int);", "postgresql") == {"uncommitted-transaction"}

@@ -12,11 +12,17 @@ import bisect
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from typing import Final
 
 from lockstep import sql_file_modes, sqlfiles
-from lockstep.classify import mysql, postgres, rules
+from lockstep.classify import rules
 from lockstep.classify.findings import Dialect, Finding, Report, SqlFile, clip_statement
 from lockstep.classify.plan import Classified, PlanState, Schema
+
+# Every statement sql_file_modes.outside_transaction_only names holds one of these words.
+_OUTSIDE_TRANSACTION_WORDS: Final = re.compile(
+    r"\b(CONCURRENTLY|VACUUM|DATABASE|TABLESPACE|SYSTEM)\b", re.IGNORECASE
+)
 
 
 def classify(
@@ -40,16 +46,22 @@ def classify(
     for file in files:
         state.begin_file()
         lines = _LineIndex(file.sql)
-        for statement in _read(file.sql, state, dialect):
+        own_file = sqlfiles.parse_file_name(file.name) is not None
+        for statement in _read(file.sql, state, dialect, own_file):
             kinds[statement.kind] += 1
             findings.extend(_findings(file, statement, lines))
         findings.extend(_transaction_findings(file, dialect))
     return Report(sum(kinds.values()), dict(kinds), tuple(findings))
 
 
-def _read(sql: str, state: PlanState, dialect: Dialect) -> Iterator[Classified]:
+def _read(sql: str, state: PlanState, dialect: Dialect, own_file: bool) -> Iterator[Classified]:
+    # Imported here: each parser costs start-up time a plan of the other dialect need not pay.
     if dialect == "postgresql":
-        return postgres.read_script(sql, state)
+        from lockstep.classify import postgres
+
+        return postgres.read_script(sql, state, own_file=own_file)
+    from lockstep.classify import mysql
+
     return mysql.read_script(sql, state, dialect)
 
 
@@ -70,6 +82,8 @@ def _transaction_findings(file: SqlFile, dialect: Dialect) -> Iterator[Finding]:
     """
     if sqlfiles.parse_file_name(file.name) is None:
         return
+    if dialect == "mysql" or not _OUTSIDE_TRANSACTION_WORDS.search(file.sql):
+        return  # no statement that needs to run outside a transaction: skip the split
     for statement, kind in sql_file_modes.outside_statements_in_transaction(
         file.name, file.sql, dialect
     ):

@@ -14,6 +14,7 @@ because nothing shows them to be safe.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
 
@@ -27,6 +28,8 @@ from lockstep.classify.findings import Dialect
 from lockstep.classify.plan import UNPARSED_KIND, Classified, Issue, PlanState
 
 _PARSER: Final = "sqlglot"
+_SQLGLOT_LOG: Final = logging.getLogger("sqlglot")
+log = logging.getLogger(__name__)
 _RISKY_VERBS: Final = frozenset({"ALTER", "DROP", "RENAME", "TRUNCATE", "DELETE", "UPDATE"})
 _PROCEDURAL_VERBS: Final = frozenset({"PREPARE", "EXECUTE", "CALL", "DO", "HANDLER"})
 _ROUTINES: Final = frozenset({"PROCEDURE", "FUNCTION", "TRIGGER", "EVENT"})
@@ -35,8 +38,35 @@ _DROPPED_OBJECTS: Final = frozenset(
 )
 
 
+class _QuietSqlglot(logging.Filter):
+    """Holds back sqlglot's "falling back to parsing as a Command" warning, one per opaque
+    statement: a 5,000-statement file would put thousands of lines in the pod's log, and
+    each such statement is a finding anyway.  One summary line is logged instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.WARNING:
+            self.held += 1
+            return False
+        return True
+
+
 def read_script(sql: str, state: PlanState, dialect: Dialect) -> Iterator[Classified]:
     """Classify the script's statements in order, updating ``state`` as they go."""
+    quiet = _QuietSqlglot()
+    _SQLGLOT_LOG.addFilter(quiet)
+    try:
+        yield from _read_script(sql, state, dialect)
+    finally:
+        _SQLGLOT_LOG.removeFilter(quiet)
+        if quiet.held:
+            log.info("sqlglot read %d statement(s) only as opaque commands", quiet.held)
+
+
+def _read_script(sql: str, state: PlanState, dialect: Dialect) -> Iterator[Classified]:
     engine = SqlglotDialect.get_or_raise(dialect)
     try:
         tokens = engine.tokenize(sql)

@@ -31,10 +31,14 @@ _UNIQUE_CONSTRAINTS: Final = {
 }
 
 
-def read_script(sql: str, state: PlanState) -> Iterator[Classified]:
-    """Classify the script's statements in order, updating ``state`` as they go."""
+def read_script(sql: str, state: PlanState, *, own_file: bool = True) -> Iterator[Classified]:
+    """Classify the script's statements in order, updating ``state`` as they go.
+
+    ``own_file``: a Lockstep V/U file, where a ``BEGIN`` without ``COMMIT`` is a finding; a
+    tool's rendered SQL (Alembic's offline mode) may open in one piece and commit in another.
+    """
     pieces = postgres_statements.pieces(sql)
-    uncommitted = postgres_statements.uncommitted_begin(pieces)
+    uncommitted = postgres_statements.uncommitted_begin(pieces) if own_file else -1
     for index, piece in enumerate(pieces):
         if piece.node is None:
             issues = [rules.parse_error(piece.error)]

@@ -16,6 +16,8 @@ from pglast import ast
 from pglast.enums import ObjectType, TransactionStmtKind
 from pglast.parser import ParseError, parse_sql, scan, split
 
+from lockstep.classify import postgres_fastast
+
 _COMMENT_TOKENS: Final = frozenset({"SQL_COMMENT", "C_COMMENT"})
 _KINDS: Final[dict[type[ast.Node], str]] = {
     ast.CreateStmt: "CREATE TABLE",
@@ -51,7 +53,7 @@ class Piece:
 
 def pieces(sql: str) -> list[Piece]:
     try:
-        raw_statements = parse_sql(sql)
+        raw_statements = postgres_fastast.parse(sql)
     except ParseError:
         return _pieces_one_by_one(sql)
     return [_piece(sql, raw, 0, len(sql)) for raw in raw_statements]

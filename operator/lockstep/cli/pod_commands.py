@@ -147,7 +147,7 @@ def _plan(namespace: argparse.Namespace) -> int:
 
 
 def _classify(namespace: argparse.Namespace) -> int:
-    from lockstep.pod import run_plan, runner
+    from lockstep.pod import plan_model  # not run_plan: no Alembic or SQLAlchemy on this path
 
     args = argv.from_namespace(migration_args.ClassifyArgs, namespace)
     try:
@@ -162,8 +162,8 @@ def _classify(namespace: argparse.Namespace) -> int:
             failure = errors.InvalidSource(f"{args.direction_file} names no direction (up, down)")
             return _failed(args.result_file, failure)
     current = None if args.current in (None, "", "base") else args.current
-    pending = runner.PendingWork(direction, current, args.target, revisions=())  # type: ignore[arg-type]
-    plan = run_plan.plan_from_offline_sql(text, args.engine, args.salt, pending)
+    pending = plan_model.PendingWork(direction, current, args.target, revisions=())  # type: ignore[arg-type]
+    plan = plan_model.plan_from_offline_sql(text, args.engine, args.salt, pending)
     print(json.dumps(plan.to_dict(), indent=2))
     _write_result(args.result_file, plan.compact(report.PLAN_BUDGET))
     return 0
