@@ -3,9 +3,9 @@
 The classifier judges a type change by the column's old type: ``varchar(20)`` to
 ``varchar(50)`` needs no rewrite, ``varchar(20)`` to ``varchar(10)`` rewrites and can fail.
 A plan that did not declare the column itself leaves the old type unknown; the plan Job
-then reads it from the database's catalogs (:mod:`lockstep.pod.live_schema`).  This module
-turns DDL text into the same shape, for callers that hold the schema as SQL (a schema
-dump, a test's setup script).  Pure: no I/O.
+then reads it from the database's catalogs (:mod:`lockstep.pod.live_schema`: one query on
+``information_schema``).  This module turns DDL text into the same shape, for callers
+that hold the schema as SQL (a schema dump, a test's setup script).  Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -34,10 +34,11 @@ from alembic import command as alembic_command
 
 from lockstep import classify, database, errors, url_secrets
 from lockstep.classify import SqlFile
+from lockstep.classify.plan import Schema
 from lockstep.contract import plan_budget
 from lockstep.contract import report as wire
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import alembic_migration, run_session, runner
+from lockstep.pod import alembic_migration, live_schema, run_session, runner
 from lockstep.pod.plan_model import (  # noqa: F401 - the plan's names, also used from here
     DESTRUCTIVE_STATEMENT_CHARS,
     HASH_CHARS,
@@ -100,20 +101,32 @@ def render_plan(request: RunRequest, *, salt: str) -> Plan:
             database.connect(engine, request.database_url) as connection,
         ):
             pending = runner.pending_work(connection, source, request, identity)
+            schema = live_schema.read(connection, identity.engine)
     finally:
         engine.dispose()
-    return plan_of(source, pending, identity, salt, request.database_url)
+    return plan_of(source, pending, identity, salt, request.database_url, schema)
 
 
 def plan_of(
-    source: Source, pending: PendingWork, identity: DatabaseIdentity, salt: str, url: str
+    source: Source,
+    pending: PendingWork,
+    identity: DatabaseIdentity,
+    salt: str,
+    url: str,
+    schema: Schema | None = None,
 ) -> Plan:
-    """Render, classify and hash ``pending`` (``url`` only to scrub error text)."""
+    """Render, classify and hash ``pending`` (``url`` only to scrub error text).
+
+    ``schema``: the live columns of existing tables, so type changes are judged by their old
+    type (the hash does not depend on it: the same SQL is the same plan).
+    """
     rendered = _render(source, pending, identity, url)
     report = None
     if rendered.unavailable_reason is None:
         dialect = classify.dialect_for_engine(identity.engine)
-        report = classify.classify(rendered.files, dialect, ignore_tables=IGNORED_TABLES)
+        report = classify.classify(
+            rendered.files, dialect, ignore_tables=IGNORED_TABLES, schema=schema
+        )
     return Plan(
         hash=plan_hash(salt, pending, rendered.files),
         direction=pending.direction,
