@@ -4,10 +4,14 @@ The labels and the effects behind them are checked on real databases in
 tests/integration/test_classify_corpus_effects.py; here the classifier's verdicts are scored
 against the labels, with the goal issue 19 sets: PostgreSQL >= 93 % of dangerous cases
 caught with <= 5 % of safe cases flagged, MySQL/MariaDB >= 97 % caught with at most one
-safe case flagged.
+safe case flagged.  Also here: what `lockstep classify` imports at start-up.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +77,21 @@ def test_from_the_text_alone_only_type_changes_of_unknown_columns_are_extra_alar
     for case_id in result.false_alarms:
         text = " ".join(by_id[case_id].files).upper()
         assert " TYPE " in text or " MODIFY " in text, case_id
+
+
+def test_lockstep_classify_imports_neither_alembic_nor_sqlalchemy(tmp_path: Path) -> None:
+    """`lockstep classify` starts in a plan Job for every plan: the imports it pays for are
+    the parsers, not Alembic, SQLAlchemy or local mode (issue 19: 5,000 statements in 0.5 s)."""
+    sql = tmp_path / "printed.sql"
+    sql.write_text("ALTER TABLE t ADD COLUMN c int DEFAULT random();\n")
+    command = [sys.executable, "-X", "importtime", "-m", "lockstep.cli.main", "classify"]
+    options = ["--engine", "postgresql", "--salt", "s", "--to", "head", "--result-file"]
+    done = subprocess.run(
+        [*command, str(sql), *options, str(tmp_path / "result.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert not {"alembic", "sqlalchemy", "jsonschema", "celpy", "kopf"} & imported
+    assert "add-column-rewrites-table" in done.stdout
