@@ -15,7 +15,13 @@ tests/unit/test_classify_corpus_scores.py.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -105,3 +111,41 @@ def test_mariadb_live_schema_gives_the_classifier_the_old_types(mariadb_url: str
         while cursor.nextset():
             pass
     _assert_live_schema_serves_the_plan(MYSQL, _live_schema(mariadb_url, "mysql"), "mysql")
+
+
+def _classify_printed_sql(tmp_path: Path, sql: str, url: str | None) -> dict[str, Any]:
+    printed = tmp_path / "printed.sql"
+    printed.write_text(sql)
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    if url is not None:
+        env["DATABASE_URL"] = url
+    command = [sys.executable, "-m", "lockstep.cli.main", "classify", str(printed)]
+    options = ["--engine", "postgresql", "--salt", "s", "--to", "head"]
+    done = subprocess.run(
+        [*command, *options, "--result-file", str(tmp_path / "result.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    plan: dict[str, Any] = json.loads(done.stdout)
+    return plan
+
+
+def test_lockstep_classify_asks_the_database_for_old_types_only_when_it_must(
+    postgres: PostgresObserver, tmp_path: Path
+) -> None:
+    """SQL a tool printed in its image: with $DATABASE_URL, a varchar widening of an
+    existing column is judged by the live type (no approval); without it, or with a database
+    that cannot be reached, the text alone asks for approval."""
+    url = make_url(postgres.admin_url).set(database=postgres.template)
+    live = url.render_as_string(hide_password=False)
+    widening = "ALTER TABLE accounts ALTER COLUMN nick TYPE varchar(50);\n"
+    narrowing = "ALTER TABLE accounts ALTER COLUMN nick TYPE varchar(10);\n"
+    assert _classify_printed_sql(tmp_path, widening, live)["classification"] == "Additive"
+    assert _classify_printed_sql(tmp_path, narrowing, live)["classification"] == "Destructive"
+    assert _classify_printed_sql(tmp_path, widening, None)["classification"] == "Destructive"
+    unreachable = url.set(port=1).render_as_string(hide_password=False)
+    assert _classify_printed_sql(tmp_path, widening, unreachable)["classification"] == (
+        "Destructive"
+    )

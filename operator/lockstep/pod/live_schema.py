@@ -19,6 +19,7 @@ from typing import Final
 
 import sqlalchemy as sa
 
+from lockstep import database, errors, url_secrets
 from lockstep.classify.coltypes import ColumnType
 from lockstep.classify.plan import Column, Schema
 
@@ -49,6 +50,25 @@ _POSTGRES_NAMES: Final = {
 }
 _MYSQL_TEXT: Final = {"tinytext", "text", "mediumtext", "longtext"}
 _MEMBER: Final = re.compile(r"'((?:[^']|'')*)'")
+
+
+def read_url(url: str) -> Schema:
+    """:func:`read` on a connection of its own to ``url``; empty when it cannot connect
+    (the plan is then judged from its text, as without a database)."""
+    try:
+        identity = database.identity_from_url(url)
+        engine = database.make_engine(url)
+    except (errors.LockstepError, sa.exc.SQLAlchemyError, ValueError) as error:
+        log.info("live schema not read (%s)", url_secrets.scrub(str(error), url))
+        return {}
+    try:
+        with engine.connect() as connection:
+            return read(connection, identity.engine)
+    except (sa.exc.SQLAlchemyError, OSError) as error:
+        log.info("live schema not read (%s)", url_secrets.scrub(str(error), url))
+        return {}
+    finally:
+        engine.dispose()
 
 
 def read(connection: sa.Connection, engine: str) -> Schema:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from lockstep import classify, sqlfiles
-from lockstep.classify import Finding, Report, SqlFile
+from lockstep.classify import Finding, Report, SqlFile, rules
+from lockstep.classify.plan import Schema
 from lockstep.contract import plan_budget
 from lockstep.pod.run_request import Direction
 from lockstep.tools import sql as sql_tool
@@ -24,6 +25,8 @@ from lockstep.tools import sql as sql_tool
 Classification = Literal["Additive", "Destructive", "Unknown"]
 
 HASH_CHARS: Final = 16
+# Findings the live schema can settle (the column's old type says widening or narrowing).
+_SCHEMA_RULES: Final = frozenset({rules.ALTER_COLUMN_TYPE})
 # Bookkeeping tables of the tools: writing them is not a change a person approves.
 IGNORED_TABLES: Final = frozenset({"alembic_version", sql_tool.HISTORY_TABLE})
 DESTRUCTIVE_STATEMENT_CHARS: Final = 120
@@ -143,21 +146,36 @@ def _destructive_line(finding: Finding) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
-def plan_from_offline_sql(text: str, engine: str, salt: str, pending: PendingWork) -> Plan:
+def plan_from_offline_sql(
+    text: str,
+    engine: str,
+    salt: str,
+    pending: PendingWork,
+    live_schema: Callable[[], Schema] | None = None,
+) -> Plan:
     """The plan of SQL a tool printed in its own image (`alembic upgrade a:b --sql`).
 
     The revisions are not known here (the scripts live in that image): the files are named
     after Alembic's `-- Running upgrade a -> b` markers, with the revision ids.
+
+    ``live_schema`` reads the existing columns from the database; it is called only when the
+    plan changes a column type the plan does not declare (only the old type tells widening
+    from narrowing), so the common plan pays for no database driver at all.
     """
     files = _split_by_revision(text, {}) if text.strip() else ()
     dialect = classify.dialect_for_engine(engine)
+    report = classify.classify(files, dialect, ignore_tables=IGNORED_TABLES)
+    if live_schema is not None and any(f.rule in _SCHEMA_RULES for f in report.findings):
+        schema = live_schema()
+        if schema:
+            report = classify.classify(files, dialect, ignore_tables=IGNORED_TABLES, schema=schema)
     return Plan(
         hash=plan_hash(salt, pending, files),
         direction=pending.direction,
         current=pending.current,
         target=pending.target,
         migrations=tuple(sql_file.name for sql_file in files),
-        report=classify.classify(files, dialect, ignore_tables=IGNORED_TABLES),
+        report=report,
     )
 
 
