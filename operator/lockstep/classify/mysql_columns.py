@@ -31,7 +31,15 @@ _TYPE_NAMES: Final = {
     "udouble": "double unsigned",
 }
 # DEFAULT values that are stored once in the table's metadata, not evaluated per row.
-_CONSTANT_DEFAULTS: Final = (exp.Literal, exp.Null, exp.Boolean, exp.CurrentTimestamp, exp.Neg)
+_CONSTANT_DEFAULTS: Final = (
+    exp.Literal,
+    exp.Null,
+    exp.Boolean,
+    exp.CurrentTimestamp,
+    exp.Neg,
+    exp.BitString,
+    exp.HexString,
+)
 _VALUE_CONSTRAINTS: Final = (
     exp.DefaultColumnConstraint,
     exp.AutoIncrementColumnConstraint,

@@ -117,6 +117,11 @@ _STABLE_FUNCTIONS: Final = frozenset(
     {"now", "transaction_timestamp", "statement_timestamp", "current_setting", "lower"}
     | {"upper", "concat", "to_char", "to_timestamp", "to_date", "jsonb_build_object"}
     | {"json_build_object", "array", "make_interval", "length", "trim", "replace"}
+    # AT TIME ZONE and EXTRACT are function calls in the tree (timezone, extract).
+    | {"timezone", "date_trunc", "extract", "date_part", "make_date", "make_timestamp"}
+    | {"make_timestamptz", "abs", "round", "trunc", "substring", "btrim", "ltrim", "rtrim"}
+    | {"left", "right", "md5", "format", "to_json", "to_jsonb", "jsonb_build_array"}
+    | {"json_build_array", "position"}
 )
 
 
