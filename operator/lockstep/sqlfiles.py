@@ -13,6 +13,7 @@ Pure except :func:`load_directory`, which reads the directory.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import re
 import sqlite3
@@ -250,7 +251,8 @@ class _Splitter:
             return i + len(self.delimiter)
         char = sql[i]
         if char.isspace():
-            return i + 1
+            match = _NON_SPACE.search(sql, i + 1)
+            return match.start() if match else len(sql)
         comment_end = self.comment_end(i)
         if comment_end is not None:
             return comment_end
@@ -293,7 +295,20 @@ class _Splitter:
             return _block_comment_end(sql, i, nested=False)
         if char == "$" and self.dialect in ("postgresql", "generic"):
             return _dollar_quoted_end(sql, i)
-        return i + 1
+        # Skip to the next character that can change anything (a quote, a comment or
+        # delimiter start, space): stepping one character at a time made a 5,000-statement
+        # file take most of a second in pure Python.
+        match = _plain_run(self.delimiter[0]).search(sql, i + 1)
+        return match.start() if match else len(sql)
+
+
+_NON_SPACE: Final = re.compile(r"\S")
+
+
+@functools.cache
+def _plain_run(delimiter_start: str) -> re.Pattern[str]:
+    """The characters :meth:`_Splitter.step` and ``token_end`` treat specially."""
+    return re.compile("[" + re.escape(delimiter_start) + "'\"`$/#\\-\\s]")
 
 
 def _line_end(sql: str, i: int) -> int:

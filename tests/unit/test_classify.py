@@ -44,7 +44,8 @@ POSTGRESQL_CASES: list[tuple[str, set[str]]] = [
         "CREATE UNIQUE INDEX users_email ON users (email)",
         {"create-index-locks-writes", "add-unique-constraint"},
     ),
-    ("CREATE UNIQUE INDEX CONCURRENTLY users_email ON users (email)", {"add-unique-constraint"}),
+    # Built CONCURRENTLY, a duplicate fails the build without blocking anyone (squawk agrees).
+    ("CREATE UNIQUE INDEX CONCURRENTLY users_email ON users (email)", set()),
     ("ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email)", {"add-unique-constraint"}),
     ("ALTER TABLE users ADD PRIMARY KEY (id)", {"add-unique-constraint"}),
     (
@@ -62,8 +63,11 @@ POSTGRESQL_CASES: list[tuple[str, set[str]]] = [
     ("CREATE TABLE accounts (id bigint PRIMARY KEY, name text NOT NULL)", set()),
     ("ALTER TABLE users ADD COLUMN nickname text", set()),
     ("ALTER TABLE users ADD COLUMN tier int NOT NULL DEFAULT 0", set()),
-    ("ALTER TABLE users ADD COLUMN seq bigserial", set()),
-    ("ALTER TABLE users ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY", set()),
+    ("ALTER TABLE users ADD COLUMN seq bigserial", {"add-column-rewrites-table"}),
+    (
+        "ALTER TABLE users ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY",
+        {"add-column-rewrites-table"},
+    ),
     ("CREATE INDEX CONCURRENTLY users_email ON users (email)", set()),
     (
         "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) "
@@ -85,7 +89,8 @@ POSTGRESQL_CASES: list[tuple[str, set[str]]] = [
     ("DROP INDEX CONCURRENTLY users_email", set()),
     ("ALTER TABLE users DROP CONSTRAINT adult", set()),
     ("CREATE EXTENSION IF NOT EXISTS pgcrypto", set()),
-    ("BEGIN", set()),
+    ("BEGIN", {"uncommitted-transaction"}),
+    ("BEGIN;\nSELECT 1;\nCOMMIT", set()),
     ("COMMIT", set()),
 ]
 
@@ -130,7 +135,7 @@ MYSQL_CASES: list[tuple[str, set[str]]] = [
         "ALTER TABLE users ALGORITHM=COPY, ADD INDEX users_email (email)",
         {"create-index-locks-writes"},
     ),
-    ("ALTER TABLE users CONVERT TO CHARACTER SET utf8mb4", {"parse-error"}),
+    ("ALTER TABLE users CONVERT TO CHARACTER SET utf8mb4", {"alter-copies-table"}),
     ("ALTER TABLE users RENAME AS people", {"parse-error"}),
     # safe
     ("CREATE TABLE accounts (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(50) NOT NULL)", set()),
@@ -264,7 +269,8 @@ class TestLines:
         )
         report = classify([SqlFile("a.sql", sql)], "postgresql")
         assert report.statements == 2
-        assert [(f.rule, f.line) for f in report.findings] == [("drop-table", 6)]
+        found = [(f.rule, f.line) for f in report.findings]
+        assert found == [("procedural-sql", 1), ("drop-table", 6)]
 
 
 class TestNewTables:
@@ -684,3 +690,11 @@ class TestStatementsThatCannotRunInATransaction:
         assert "no-transaction-statement-in-transaction" not in {
             f.rule for f in classify([SqlFile("a1b2c3d4", sql)], "postgresql").findings
         }
+
+
+def test_a_tools_rendered_sql_may_begin_in_one_piece_and_commit_in_another() -> None:
+    """Alembic's offline SQL opens with BEGIN in the first revision's piece and commits in
+    the last: only Lockstep's own V/U files must close what they open."""
+    pieces = [SqlFile("a1.sql", "BEGIN;\nCREATE TABLE t (a int);"), SqlFile("a2.sql", "COMMIT;")]
+    assert classify(pieces, "postgresql").findings == ()
+    assert rules_of("BEGIN;\nCREATE TABLE t (a int);", "postgresql") == {"uncommitted-transaction"}

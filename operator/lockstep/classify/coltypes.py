@@ -50,7 +50,10 @@ def compare(old: ColumnType | None, new: ColumnType) -> Change:
     if old == new:
         return "same"
     if old.name in _MEMBER_TYPES and new.name == old.name:
-        return "widening" if set(old.values) <= set(new.values) else "narrowing"
+        if not set(old.values) <= set(new.values):
+            return "narrowing"
+        # Appending keeps every stored member's number; inserting renumbers them.
+        return "widening" if new.values[: len(old.values)] == old.values else "conversion"
     for family in (_strings, _integers, _floats, _decimals):
         change = family(old, new)
         if change is not None:

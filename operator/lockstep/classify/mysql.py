@@ -14,6 +14,7 @@ because nothing shows them to be safe.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final
 
@@ -22,16 +23,50 @@ from sqlglot.dialects.dialect import Dialect as SqlglotDialect
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.tokenizer_core import Token
 
-from lockstep.classify import mysql_alter, mysql_columns, mysql_statements, rules
+from lockstep.classify import mysql_alter, mysql_columns, mysql_statements, rules, rules_locks
 from lockstep.classify.findings import Dialect
 from lockstep.classify.plan import UNPARSED_KIND, Classified, Issue, PlanState
 
 _PARSER: Final = "sqlglot"
+_SQLGLOT_LOG: Final = logging.getLogger("sqlglot")
+log = logging.getLogger(__name__)
 _RISKY_VERBS: Final = frozenset({"ALTER", "DROP", "RENAME", "TRUNCATE", "DELETE", "UPDATE"})
+_PROCEDURAL_VERBS: Final = frozenset({"PREPARE", "EXECUTE", "CALL", "DO", "HANDLER"})
+_ROUTINES: Final = frozenset({"PROCEDURE", "FUNCTION", "TRIGGER", "EVENT"})
+_DROPPED_OBJECTS: Final = frozenset(
+    {"VIEW", "PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "SEQUENCE"}
+)
+
+
+class _QuietSqlglot(logging.Filter):
+    """Holds back sqlglot's "falling back to parsing as a Command" warning, one per opaque
+    statement: a 5,000-statement file would put thousands of lines in the pod's log, and
+    each such statement is a finding anyway.  One summary line is logged instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.WARNING:
+            self.held += 1
+            return False
+        return True
 
 
 def read_script(sql: str, state: PlanState, dialect: Dialect) -> Iterator[Classified]:
     """Classify the script's statements in order, updating ``state`` as they go."""
+    quiet = _QuietSqlglot()
+    _SQLGLOT_LOG.addFilter(quiet)
+    try:
+        yield from _read_script(sql, state, dialect)
+    finally:
+        _SQLGLOT_LOG.removeFilter(quiet)
+        if quiet.held:
+            log.info("sqlglot read %d statement(s) only as opaque commands", quiet.held)
+
+
+def _read_script(sql: str, state: PlanState, dialect: Dialect) -> Iterator[Classified]:
     engine = SqlglotDialect.get_or_raise(dialect)
     try:
         tokens = engine.tokenize(sql)
@@ -99,6 +134,10 @@ def _create(
         _create_table(expression, state, dialect)
     elif kind == "INDEX":
         return _create_index(expression, statement.options, state, dialect)
+    elif kind in _ROUTINES:
+        return [rules.procedural(f"CREATE {kind}")]
+    elif kind == "VIEW" and isinstance(expression.this, exp.Table):
+        state.create_object(mysql_columns.table_name(expression.this))
     return []
 
 
@@ -146,6 +185,9 @@ def _drop(expression: exp.Drop, state: PlanState) -> list[Issue]:
         return [rules.drop_container("database", names)]
     if kind == "SCHEMA":
         return [rules.drop_container("schema", names)]
+    old = [name for name in names if not state.is_new_object(name)]
+    if kind in _DROPPED_OBJECTS and (old or not names):
+        return [rules.drop_object(kind.lower(), old or [str(expression.this or "")])]
     return []
 
 
@@ -168,8 +210,19 @@ def _without_where(expression: exp.Delete | exp.Update, state: PlanState) -> lis
 def _command(statement: mysql_statements.Statement, state: PlanState) -> list[Issue]:
     """Statements sqlglot reads only as opaque commands: risky unless shown harmless."""
     kind = mysql_statements.command_kind(statement.words)
+    words = {token.text.upper() for token in statement.words[:8]}
+    table = statement.words[2].text if len(statement.words) > 2 else ""
     if kind == "RENAME TABLE":
         return _rename_tables(statement.words[2:], state)
+    if statement.verb in _PROCEDURAL_VERBS:
+        return [rules.procedural(statement.verb)]
+    if kind.startswith("CREATE") and words & _ROUTINES:
+        return [rules.procedural(kind)]
+    if kind == "CREATE INDEX" and words & {"FULLTEXT", "SPATIAL"}:
+        return [rules_locks.alter_locks_writes(table, "a FULLTEXT/SPATIAL index (LOCK=SHARED)")]
+    if kind == "ALTER TABLE" and "CONVERT" in words and not state.exempt(table):
+        why = "CONVERT TO CHARACTER SET re-encodes every row"
+        return [rules_locks.alter_copies_table(table, why)]
     if statement.verb in _RISKY_VERBS or kind == "CREATE INDEX":
         return [rules.opaque_statement(_PARSER)]
     return []

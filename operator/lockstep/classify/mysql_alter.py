@@ -8,13 +8,16 @@ earlier in the plan.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from sqlglot import exp
 
-from lockstep.classify import mysql_columns, mysql_statements, rules
+from lockstep.classify import mysql_columns, mysql_statements, rules, rules_locks
 from lockstep.classify.coltypes import ColumnType, compare, removed_members
 from lockstep.classify.findings import Dialect
 from lockstep.classify.plan import Column, Issue, PlanState
+
+_REBUILDING: Final = frozenset({"FULLTEXT", "SPATIAL"})  # their first index rebuilds the table
 
 
 def alter_table(expression: exp.Alter, state: PlanState, dialect: Dialect) -> list[Issue]:
@@ -24,9 +27,13 @@ def alter_table(expression: exp.Alter, state: PlanState, dialect: Dialect) -> li
     exempt = state.exempt(table)
     options = _alter_options(expression)
     issues: list[Issue] = []
+    first_table = table
     for action in expression.args.get("actions") or []:
         issues.extend(_action(table, action, options, state, dialect))
         table = _renamed_to(action) or table
+    locking = mysql_statements.locking_option(options)
+    if locking and not any(issue.rule == rules.CREATE_INDEX_LOCKS_WRITES for issue in issues):
+        issues.append(rules_locks.alter_locks_writes(first_table, locking))
     return [] if exempt else issues
 
 
@@ -76,6 +83,9 @@ def _add_column(
     issues: list[Issue] = []
     if not column.nullable and not mysql_columns.has_value(definition):
         issues.append(rules.add_not_null_without_default(table, definition.name))
+    copying = mysql_columns.copying_value(definition)
+    if copying:
+        issues.append(rules_locks.alter_copies_table(table, copying))
     if mysql_columns.find_constraint(definition, exp.PrimaryKeyColumnConstraint):
         issues.append(rules.add_unique_constraint(table, "a primary key"))
     elif mysql_columns.find_constraint(definition, exp.UniqueColumnConstraint):
@@ -107,6 +117,8 @@ def _modify_column(
         issues.extend(_rename_column(table, old_name, definition.name, state))
     column = mysql_columns.column(definition, dialect)
     issues.extend(_type_change(table, definition.name, known, column.type))
+    if column.auto_increment and not (known is not None and known.auto_increment):
+        issues.append(rules_locks.alter_copies_table(table, "adding AUTO_INCREMENT"))
     if known is not None and known.nullable and not column.nullable:
         issues.append(rules.set_not_null(table, definition.name, dialect))
     state.set_column(table, definition.name, column)
@@ -121,6 +133,11 @@ def _type_change(table: str, name: str, known: Column | None, new: ColumnType) -
     change = compare(old, new)
     if change == "same" or (change == "widening" and new.name in {"enum", "set"}):
         return []  # appending members changes no stored value
+    if change == "widening" and old is not None and old.name == new.name == "varchar":
+        if mysql_columns.varchar_bytes(old) <= 255 < mysql_columns.varchar_bytes(new):
+            why = "a VARCHAR growing past 255 bytes needs a longer length prefix"
+            return [rules_locks.alter_copies_table(table, why)]
+        return []  # the same length prefix: changed in place
     return [rules.alter_column_type(table, name, old, new, change)]
 
 
@@ -152,6 +169,9 @@ def _added_constraint(
             return [rules.add_foreign_key_validates(table, dialect)]
         case exp.CheckColumnConstraint():
             return [rules.add_check_constraint(table, dialect)]
+        case exp.IndexColumnConstraint() if str(part.args.get("kind") or "").upper() in _REBUILDING:
+            kind = str(part.args.get("kind")).upper()
+            return [rules_locks.alter_locks_writes(table, f"a {kind} index (LOCK=SHARED rebuild)")]
         case exp.IndexColumnConstraint():
             locking = mysql_statements.locking_option(options)
             return [rules.create_index_locks_writes(table, dialect, locking)] if locking else []

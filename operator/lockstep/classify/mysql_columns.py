@@ -30,6 +30,16 @@ _TYPE_NAMES: Final = {
     "udecimal": "decimal unsigned",
     "udouble": "double unsigned",
 }
+# DEFAULT values that are stored once in the table's metadata, not evaluated per row.
+_CONSTANT_DEFAULTS: Final = (
+    exp.Literal,
+    exp.Null,
+    exp.Boolean,
+    exp.CurrentTimestamp,
+    exp.Neg,
+    exp.BitString,
+    exp.HexString,
+)
 _VALUE_CONSTRAINTS: Final = (
     exp.DefaultColumnConstraint,
     exp.AutoIncrementColumnConstraint,
@@ -58,7 +68,31 @@ def column(definition: exp.ColumnDef, dialect: Dialect) -> Column:
     primary_key = find_constraint(definition, exp.PrimaryKeyColumnConstraint) is not None
     kind = definition.args.get("kind")
     column_type = _column_type(kind, dialect) if isinstance(kind, exp.DataType) else None
-    return Column(column_type or ColumnType("unknown"), not (explicit_not_null or primary_key))
+    auto_increment = find_constraint(definition, exp.AutoIncrementColumnConstraint) is not None
+    return Column(
+        column_type or ColumnType("unknown"),
+        not (explicit_not_null or primary_key),
+        auto_increment,
+    )
+
+
+def copying_value(definition: exp.ColumnDef) -> str:
+    """Why adding this column copies the table (``""``: it does not)."""
+    computed = find_constraint(definition, exp.ComputedColumnConstraint)
+    if computed is not None and computed.args.get("persisted"):
+        return "a STORED generated column is computed and stored for every row"
+    if find_constraint(definition, exp.AutoIncrementColumnConstraint) is not None:
+        return "AUTO_INCREMENT numbers every existing row"
+    default = find_constraint(definition, exp.DefaultColumnConstraint)
+    value = default.this if default is not None else None
+    if value is not None and not isinstance(value, _CONSTANT_DEFAULTS):
+        return "an expression DEFAULT is evaluated for every row"
+    return ""
+
+
+def varchar_bytes(kind: ColumnType) -> int:
+    """The most bytes a VARCHAR holds, taking utf8mb4 (4 bytes a character) when unknown."""
+    return 4 * kind.params[0] if kind.name == "varchar" and kind.params else 0
 
 
 def has_value(definition: exp.ColumnDef) -> bool:

@@ -13,7 +13,7 @@ in different schemas within one plan are rare enough to accept the ambiguity.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -52,6 +52,10 @@ class Column:
 
     type: ColumnType
     nullable: bool = True
+    auto_increment: bool = False
+
+
+Schema = Mapping[str, Mapping[str, Column]]  # table -> column -> what is known about it
 
 
 def table_key(name: str) -> str:
@@ -66,10 +70,28 @@ class PlanState:
     ignored: frozenset[str] = frozenset()
     new_tables: set[str] = field(default_factory=set)
     columns: dict[str, dict[str, Column]] = field(default_factory=dict)
+    new_objects: set[str] = field(default_factory=set)
+    not_valid_in_file: set[str] = field(default_factory=set)
+    not_null_checks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    not_null_proven: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
-    def ignoring(cls, tables: Iterable[str]) -> PlanState:
-        return cls(ignored=frozenset(table_key(table) for table in tables))
+    def ignoring(cls, tables: Iterable[str], schema: Schema | None = None) -> PlanState:
+        """A state for a plan; ``schema`` holds the columns existing tables have already."""
+        known = {table_key(table): dict(columns) for table, columns in (schema or {}).items()}
+        return cls(ignored=frozenset(table_key(table) for table in tables), columns=known)
+
+    def begin_file(self) -> None:
+        """A new file runs in a new transaction: locks taken by the last one are gone."""
+        self.not_valid_in_file.clear()
+
+    def create_object(self, name: str) -> None:
+        """Remember a view, sequence, function, type or index created by the plan."""
+        self.new_objects.add(table_key(name))
+
+    def is_new_object(self, name: str) -> bool:
+        key = table_key(name)
+        return key in self.new_objects or key in self.new_tables
 
     def exempt(self, table: str) -> bool:
         """True for a table created earlier in the plan or ignored by the caller."""

@@ -7,11 +7,11 @@ way :mod:`lockstep.classify.coltypes` compares types (``int4`` is ``int``, ``ser
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final
 
 from pglast import ast
-from pglast.enums import ConstrType
+from pglast.enums import ConstrType, NullTestType
 
 from lockstep.classify.coltypes import ColumnType
 from lockstep.classify.plan import Column
@@ -55,6 +55,10 @@ def object_name(item: object) -> str:
         return object_name(item.names or ())
     if isinstance(item, tuple | list):
         return ".".join(object_name(part) for part in item)
+    if isinstance(item, ast.ObjectWithArgs):
+        return object_name(item.objname or ())
+    if isinstance(item, ast.RangeVar):
+        return relation_name(item)
     return ""
 
 
@@ -104,3 +108,97 @@ def _type_params(modifiers: Sequence[object]) -> tuple[int, ...]:
 
 def is_text(kind: ColumnType) -> bool:
     return kind.name in {"varchar", "text"}
+
+
+# Functions a DEFAULT may call without being evaluated per row: PostgreSQL stores the value
+# once (PostgreSQL 11+) when the default is not volatile.  Any other call is taken to be
+# volatile, since a parser cannot look a function's volatility up.
+_STABLE_FUNCTIONS: Final = frozenset(
+    {"now", "transaction_timestamp", "statement_timestamp", "current_setting", "lower"}
+    | {"upper", "concat", "to_char", "to_timestamp", "to_date", "jsonb_build_object"}
+    | {"json_build_object", "array", "make_interval", "length", "trim", "replace"}
+    # AT TIME ZONE and EXTRACT are function calls in the tree (timezone, extract).
+    | {"timezone", "date_trunc", "extract", "date_part", "make_date", "make_timestamp"}
+    | {"make_timestamptz", "abs", "round", "trunc", "substring", "btrim", "ltrim", "rtrim"}
+    | {"left", "right", "md5", "format", "to_json", "to_jsonb", "jsonb_build_array"}
+    | {"json_build_array", "position"}
+)
+
+
+def walk(node: object) -> Iterator[ast.Node]:
+    """``node`` and every node below it, depth first."""
+    if isinstance(node, ast.Node):
+        yield node
+        slots: Iterable[str] = getattr(type(node), "__slots__", ())
+        for slot in slots:
+            yield from walk(getattr(node, slot, None))
+    elif isinstance(node, tuple | list):
+        for item in node:
+            yield from walk(item)
+
+
+def default_expression(definition: ast.ColumnDef) -> ast.Node | None:
+    if definition.raw_default is not None:
+        return definition.raw_default
+    for constraint in definition.constraints or ():
+        if (
+            isinstance(constraint, ast.Constraint)
+            and constraint.contype == ConstrType.CONSTR_DEFAULT
+        ):
+            expression: ast.Node | None = constraint.raw_expr
+            return expression
+    return None
+
+
+def volatile_call(expression: ast.Node | None) -> str:
+    """The first function in ``expression`` that may return a new value per row, or ``""``."""
+    for node in walk(expression):
+        if isinstance(node, ast.FuncCall):
+            name = object_name(node.funcname[-1] if node.funcname else ()).lower()
+            if name not in _STABLE_FUNCTIONS:
+                return name
+    return ""
+
+
+def rewriting_value(definition: ast.ColumnDef) -> str:
+    """Why adding this column writes every row (``""``: it does not)."""
+    kinds = set(constraint_types(definition))
+    if ConstrType.CONSTR_IDENTITY in kinds:
+        return "as an identity column"
+    if ConstrType.CONSTR_GENERATED in kinds:
+        return "as a stored generated column"
+    if _base_type_name(definition) in _SERIAL_TYPES:
+        return f"as {_base_type_name(definition)} (a nextval() default)"
+    call = volatile_call(default_expression(definition))
+    return f"with a volatile DEFAULT ({call}() is evaluated for each row)" if call else ""
+
+
+def has_non_null_default(definition: ast.ColumnDef) -> bool:
+    expression = default_expression(definition)
+    if expression is None:
+        return False
+    return not (isinstance(expression, ast.A_Const) and expression.isnull)
+
+
+def not_null_check_column(expression: object) -> str:
+    """The column of a ``CHECK (column IS NOT NULL)``, or ``""`` for any other check."""
+    if (
+        not isinstance(expression, ast.NullTest)
+        or expression.nulltesttype != NullTestType.IS_NOT_NULL
+    ):
+        return ""
+    argument = expression.arg
+    if isinstance(argument, ast.ColumnRef) and argument.fields:
+        return object_name(argument.fields[-1]).lower()
+    return ""
+
+
+def is_decimal_widening(old: ColumnType | None, new: ColumnType) -> bool:
+    """More digits before the point at the same scale (or no limit): no rewrite."""
+    if old is None or old.name != "decimal" or new.name != "decimal":
+        return False
+    if not new.params:
+        return True
+    old_scale = old.params[1] if len(old.params) > 1 else 0
+    new_scale = new.params[1] if len(new.params) > 1 else 0
+    return bool(old.params) and new_scale == old_scale and new.params[0] >= old.params[0]

@@ -16,6 +16,8 @@ from pglast import ast
 from pglast.enums import ObjectType, TransactionStmtKind
 from pglast.parser import ParseError, parse_sql, scan, split
 
+from lockstep.classify import postgres_fastast
+
 _COMMENT_TOKENS: Final = frozenset({"SQL_COMMENT", "C_COMMENT"})
 _KINDS: Final[dict[type[ast.Node], str]] = {
     ast.CreateStmt: "CREATE TABLE",
@@ -51,7 +53,7 @@ class Piece:
 
 def pieces(sql: str) -> list[Piece]:
     try:
-        raw_statements = parse_sql(sql)
+        raw_statements = postgres_fastast.parse(sql)
     except ParseError:
         return _pieces_one_by_one(sql)
     return [_piece(sql, raw, 0, len(sql)) for raw in raw_statements]
@@ -137,3 +139,16 @@ def _object_word(object_type: ObjectType) -> str:
 def _words_of_class(name: str) -> str:
     """``CreateExtensionStmt`` → ``CREATE EXTENSION``."""
     return " ".join(re.findall(r"[A-Z][a-z]*", name.removesuffix("Stmt"))).upper()
+
+
+def uncommitted_begin(pieces: list[Piece]) -> int:
+    """The index of a ``BEGIN`` no later ``COMMIT``/``ROLLBACK`` ends, or -1."""
+    open_at = -1
+    for index, piece in enumerate(pieces):
+        if isinstance(piece.node, ast.TransactionStmt):
+            kind = _TRANSACTION_KINDS.get(piece.node.kind) if piece.node.kind is not None else None
+            if kind == "BEGIN":
+                open_at = index
+            elif kind in ("COMMIT", "ROLLBACK"):
+                open_at = -1
+    return open_at

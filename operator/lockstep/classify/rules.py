@@ -52,6 +52,11 @@ ADD_FOREIGN_KEY_VALIDATES: Final = "add-foreign-key-validates"
 ADD_CHECK_CONSTRAINT: Final = "add-check-constraint"
 PARSE_ERROR: Final = "parse-error"
 NO_TRANSACTION_STATEMENT_IN_TRANSACTION: Final = "no-transaction-statement-in-transaction"
+DROP_OBJECT: Final = "drop-object"
+RENAME_OBJECT: Final = "rename-object"
+ALWAYS_FAILS: Final = "always-fails"
+PROCEDURAL: Final = "procedural-sql"
+UNCOMMITTED_TRANSACTION: Final = "uncommitted-transaction"
 
 _NO_UNDO: Final = "Back the data up or archive it first, and drop only once nothing reads it."
 
@@ -293,4 +298,48 @@ def no_transaction_statement_in_transaction(kind: str) -> Issue:
         f"other statements too, or asks for a transaction): Lockstep refuses the file. Move "
         f"the statement to a file of its own (it then runs without a transaction), or put "
         f"'-- lockstep:transaction=false' on the file's first line.",
+    )
+
+
+def drop_object(kind: str, names: Sequence[str]) -> Issue:
+    return Issue(
+        DROP_OBJECT,
+        "destructive",
+        f"Drops {kind} {_names(names)}; code and objects still using it fail. "
+        "Stop using it in a release first, then drop it in a later migration.",
+    )
+
+
+def rename_object(kind: str, old: str, new: str) -> Issue:
+    return Issue(
+        RENAME_OBJECT,
+        "breaking",
+        f"Renames {kind} {old} to {new}; code still using the old name fails. Create the new "
+        "name beside the old one and switch code over first.",
+    )
+
+
+def always_fails(why: str) -> Issue:
+    return Issue(
+        ALWAYS_FAILS,
+        "breaking",
+        f"This statement always fails ({why}), so the migration cannot succeed. Fix it.",
+    )
+
+
+def procedural(what: str) -> Issue:
+    return Issue(
+        PROCEDURAL,
+        "breaking",
+        f"{what} runs code no parser can follow (a routine body, dynamic SQL), so the "
+        "statement cannot be shown to be safe: a person must read it.",
+    )
+
+
+def uncommitted_transaction() -> Issue:
+    return Issue(
+        UNCOMMITTED_TRANSACTION,
+        "breaking",
+        "Opens a transaction the file never commits: its changes are rolled back when the "
+        "session ends, or hold their locks until then. Leave transaction control to Lockstep.",
     )

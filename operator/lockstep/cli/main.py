@@ -129,7 +129,7 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command = commands.add_parser(
         "apply",
         help="local mode: apply the DatabaseMigrations in a YAML file without a cluster",
-        epilog=local_exit_codes(),
+        formatter_class=_ApplyHelp,
     )
     command.add_argument(
         "-f",
@@ -148,6 +148,16 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     command.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     command.set_defaults(handler=_apply)
+
+
+class _ApplyHelp(argparse.HelpFormatter):
+    """`lockstep apply --help` ends with the exit codes, worded only when help is shown:
+    wording them imports local mode (jsonschema, cel-python), which every other command
+    (`lockstep classify` in a plan Job, say) would otherwise pay for at start-up."""
+
+    def format_help(self) -> str:
+        self.add_text(local_exit_codes())
+        return super().format_help()
 
 
 def local_exit_codes() -> str:

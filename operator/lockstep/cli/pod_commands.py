@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from lockstep import constants, db_connection, errors, logs, url_secrets
 from lockstep.contract import argv, helper_args, migration_args, report
 
 if TYPE_CHECKING:
+    from lockstep.classify.plan import Schema
     from lockstep.pod import run_request, runner
 
 
@@ -147,7 +148,7 @@ def _plan(namespace: argparse.Namespace) -> int:
 
 
 def _classify(namespace: argparse.Namespace) -> int:
-    from lockstep.pod import run_plan, runner
+    from lockstep.pod import plan_model  # not run_plan: no Alembic or SQLAlchemy on this path
 
     args = argv.from_namespace(migration_args.ClassifyArgs, namespace)
     try:
@@ -162,11 +163,26 @@ def _classify(namespace: argparse.Namespace) -> int:
             failure = errors.InvalidSource(f"{args.direction_file} names no direction (up, down)")
             return _failed(args.result_file, failure)
     current = None if args.current in (None, "", "base") else args.current
-    pending = runner.PendingWork(direction, current, args.target, revisions=())  # type: ignore[arg-type]
-    plan = run_plan.plan_from_offline_sql(text, args.engine, args.salt, pending)
+    pending = plan_model.PendingWork(direction, current, args.target, revisions=())  # type: ignore[arg-type]
+    url = os.environ.get(constants.DATABASE_URL_ENV, "")
+    plan = plan_model.plan_from_offline_sql(
+        text, args.engine, args.salt, pending, _live_schema_reader(url) if url else None
+    )
     print(json.dumps(plan.to_dict(), indent=2))
     _write_result(args.result_file, plan.compact(report.PLAN_BUDGET))
     return 0
+
+
+def _live_schema_reader(url: str) -> Callable[[], Schema]:
+    """Reads the live columns only when called: SQLAlchemy and the driver load then, not at
+    the start of every `lockstep classify`."""
+
+    def read() -> Schema:
+        from lockstep.pod import live_schema
+
+        return live_schema.read_url(url)
+
+    return read
 
 
 def _shadow_reset(namespace: argparse.Namespace) -> int:

@@ -44,8 +44,9 @@ from sqlalchemy import exc
 from lockstep import database, errors, url_secrets
 from lockstep.database import DatabaseIdentity, Family
 from lockstep.pod import lock, run_session, runner
+from lockstep.pod.plan_model import PendingWork
 from lockstep.pod.run_request import RunRequest
-from lockstep.pod.runner import CheckContext, PendingWork
+from lockstep.pod.runner import CheckContext
 
 log = logging.getLogger("lockstep.rehearsal")
 

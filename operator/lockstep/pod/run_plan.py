@@ -24,41 +24,40 @@ another.  An unavailable plan hashes the revision scripts' source instead.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from alembic import command as alembic_command
 
 from lockstep import classify, database, errors, url_secrets
-from lockstep.classify import Finding, Report, SqlFile
+from lockstep.classify import SqlFile
+from lockstep.classify.plan import Schema
 from lockstep.contract import plan_budget
 from lockstep.contract import report as wire
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import alembic_migration, run_session, runner
-from lockstep.pod.run_request import Direction, RunRequest
-from lockstep.pod.runner import AlembicSource, CheckContext, PendingWork, Source
-from lockstep.tools import sql as sql_tool
+from lockstep.pod import alembic_migration, live_schema, run_session, runner
+from lockstep.pod.plan_model import (  # noqa: F401 - the plan's names, also used from here
+    DESTRUCTIVE_STATEMENT_CHARS,
+    HASH_CHARS,
+    IGNORED_TABLES,
+    Classification,
+    PendingWork,
+    Plan,
+    Rendered,
+    _split_by_revision,
+    plan_from_offline_sql,
+    plan_hash,
+)
+from lockstep.pod.run_request import RunRequest
+from lockstep.pod.runner import AlembicSource, CheckContext, Source
 
 log = logging.getLogger("lockstep.migration_plan")
 
-Classification = Literal["Additive", "Destructive", "Unknown"]
-
-HASH_CHARS: Final = 16
-# Bookkeeping tables of the tools: writing them is not a change a person approves.
-IGNORED_TABLES: Final = frozenset({"alembic_version", sql_tool.HISTORY_TABLE})
-DESTRUCTIVE_STATEMENT_CHARS: Final = 120
 _REASON_CHARS: Final = 300
-_DIRECTION_NAMES: Final[Mapping[Direction, str]] = {
-    "up": "Upgrade",
-    "down": "Downgrade",
-    "none": "None",
-}
+
 # Alembic needs a dialect, not a server, to render SQL: no host, no credentials.
 _OFFLINE_URLS: Final[Mapping[str, str]] = {
     "postgresql": "postgresql+psycopg://",
@@ -66,8 +65,6 @@ _OFFLINE_URLS: Final[Mapping[str, str]] = {
     "mariadb": "mariadb+pymysql://",
     "sqlite": "sqlite://",
 }
-# Alembic writes one such comment before each revision in offline mode.
-_REVISION_MARKER = re.compile(r"^-- Running (upgrade|downgrade) +(\S*) -> *(\S*)[ \t]*$", re.M)
 
 
 class PlanChanged(errors.LockstepError):
@@ -87,102 +84,6 @@ class PlanChanged(errors.LockstepError):
 # --------------------------------------------------------------------------- the plan
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """The SQL of the pending migrations, or why there is none.
-
-    When unavailable, ``files`` hold the migrations' own source (for the hash).
-    """
-
-    files: tuple[SqlFile, ...]
-    unavailable_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a run would execute, as a person approves it: ``to_dict`` is ``status.plan``."""
-
-    hash: str
-    direction: Direction
-    current: str | None
-    target: str | None
-    migrations: tuple[str, ...]  # file names, in the order they would run
-    report: Report | None  # None when the SQL could not be rendered
-    unavailable_reason: str | None = None
-
-    @property
-    def available(self) -> bool:
-        return self.report is not None
-
-    @property
-    def classification(self) -> Classification:
-        if self.report is None:
-            return "Unknown"
-        return "Destructive" if self.report.destructive else "Additive"
-
-    @property
-    def needs_approval(self) -> tuple[Finding, ...]:
-        """The findings that make the plan destructive (destructive or breaking)."""
-        findings = self.report.findings if self.report else ()
-        return tuple(finding for finding in findings if finding.severity != "info")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The whole plan, as ``status.plan`` holds it."""
-        report = self.report
-        payload: dict[str, Any] = {"hash": self.hash, "available": self.available}
-        if self.unavailable_reason is not None:
-            payload["unavailableReason"] = self.unavailable_reason
-        payload["classification"] = self.classification
-        payload["direction"] = _DIRECTION_NAMES[self.direction]
-        if self.current is not None:
-            payload["from"] = self.current
-        if self.target is not None:
-            payload["to"] = self.target
-        payload.update(
-            {
-                "migrations": list(self.migrations),
-                "statements": report.statements if report else 0,
-                "summary": dict(report.summary) if report else {},
-                "destructive": [_destructive_line(f) for f in self.needs_approval],
-                "findings": [finding.to_dict() for finding in report.findings] if report else [],
-                "findingsOmitted": 0,
-            }
-        )
-        return payload
-
-    def compact(self, limit: int) -> dict[str, Any]:
-        """:meth:`to_dict` cut to at most ``limit`` bytes of JSON.
-
-        Drops findings from the end, then migrations, then shortens and drops
-        the destructive lines; every dropped item is counted (``findingsOmitted``,
-        ``migrationsOmitted``, ``destructiveOmitted``) so nobody mistakes a cut
-        list for a whole one.  Hash, classification and direction always stay.
-        """
-        return plan_budget.compact(self.to_dict(), limit)
-
-    def summary(self) -> str:
-        """One line for logs and messages."""
-        ends = f"from {self.current or 'base'} to {self.target or 'base'}"
-        head = f"plan {self.hash}: {_DIRECTION_NAMES[self.direction]} {ends}"
-        migrations = f"{len(self.migrations)} migration(s)"
-        if self.report is None:
-            return f"{head}, {migrations}, Unknown: {self.unavailable_reason}"
-        counts = f"{migrations}, {self.report.statements} statement(s)"
-        risky = self.needs_approval
-        if not risky:
-            return f"{head}, {counts}, {self.classification}"
-        more = f" and {len(risky) - 1} more" if len(risky) > 1 else ""
-        return f"{head}, {counts}, {self.classification}: {_destructive_line(risky[0])}{more}"
-
-
-def _destructive_line(finding: Finding) -> str:
-    statement = plan_budget.flat_clip(finding.statement, DESTRUCTIVE_STATEMENT_CHARS)
-    return f"{finding.file}:{finding.line}: {statement}"
-
-
-# --------------------------------------------------------------------------- rendering
-
-
 def render_plan(request: RunRequest, *, salt: str) -> Plan:
     """The plan of ``request`` against the database as it is now.
 
@@ -200,20 +101,32 @@ def render_plan(request: RunRequest, *, salt: str) -> Plan:
             database.connect(engine, request.database_url) as connection,
         ):
             pending = runner.pending_work(connection, source, request, identity)
+            schema = live_schema.read(connection, identity.engine)
     finally:
         engine.dispose()
-    return plan_of(source, pending, identity, salt, request.database_url)
+    return plan_of(source, pending, identity, salt, request.database_url, schema)
 
 
 def plan_of(
-    source: Source, pending: PendingWork, identity: DatabaseIdentity, salt: str, url: str
+    source: Source,
+    pending: PendingWork,
+    identity: DatabaseIdentity,
+    salt: str,
+    url: str,
+    schema: Schema | None = None,
 ) -> Plan:
-    """Render, classify and hash ``pending`` (``url`` only to scrub error text)."""
+    """Render, classify and hash ``pending`` (``url`` only to scrub error text).
+
+    ``schema``: the live columns of existing tables, so type changes are judged by their old
+    type (the hash does not depend on it: the same SQL is the same plan).
+    """
     rendered = _render(source, pending, identity, url)
     report = None
     if rendered.unavailable_reason is None:
         dialect = classify.dialect_for_engine(identity.engine)
-        report = classify.classify(rendered.files, dialect, ignore_tables=IGNORED_TABLES)
+        report = classify.classify(
+            rendered.files, dialect, ignore_tables=IGNORED_TABLES, schema=schema
+        )
     return Plan(
         hash=plan_hash(salt, pending, rendered.files),
         direction=pending.direction,
@@ -223,40 +136,6 @@ def plan_of(
         report=report,
         unavailable_reason=rendered.unavailable_reason,
     )
-
-
-def plan_from_offline_sql(text: str, engine: str, salt: str, pending: PendingWork) -> Plan:
-    """The plan of SQL a tool printed in its own image (`alembic upgrade a:b --sql`).
-
-    The revisions are not known here (the scripts live in that image): the files are named
-    after Alembic's `-- Running upgrade a -> b` markers, with the revision ids.
-    """
-    files = _split_by_revision(text, {}) if text.strip() else ()
-    dialect = classify.dialect_for_engine(engine)
-    return Plan(
-        hash=plan_hash(salt, pending, files),
-        direction=pending.direction,
-        current=pending.current,
-        target=pending.target,
-        migrations=tuple(sql_file.name for sql_file in files),
-        report=classify.classify(files, dialect, ignore_tables=IGNORED_TABLES),
-    )
-
-
-def plan_hash(salt: str, pending: PendingWork, files: Sequence[SqlFile]) -> str:
-    """First 16 hex digits of a sha256 over everything that makes the plan what it is.
-
-    Every part is length-prefixed, so no two different plans hash the same
-    material (``"ab" + "c"`` versus ``"a" + "bc"``).
-    """
-    digest = hashlib.sha256()
-    parts = [salt, _DIRECTION_NAMES[pending.direction], pending.current, pending.target]
-    for sql_file in files:
-        parts += [sql_file.name, sql_file.sql]
-    for part in parts:
-        data = b"\xff" if part is None else part.encode()  # \xff never starts valid UTF-8
-        digest.update(len(data).to_bytes(8, "big") + data)
-    return digest.hexdigest()[:HASH_CHARS]
 
 
 def _render(source: Source, pending: PendingWork, identity: DatabaseIdentity, url: str) -> Rendered:
@@ -298,25 +177,6 @@ def _alembic_offline_sql(directory: Path, pending: PendingWork, identity: Databa
     else:
         alembic_command.downgrade(config, revisions, sql=True)
     return buffer.getvalue()
-
-
-def _split_by_revision(text: str, names: Mapping[str, str]) -> tuple[SqlFile, ...]:
-    """One file per revision, cut at Alembic's markers, named after the revision's script.
-
-    What comes before the first marker (``BEGIN``, creating ``alembic_version``)
-    belongs to the first revision, the final ``COMMIT`` to the last.  Line
-    numbers are lines of that revision's rendered SQL.
-    """
-    markers = list(_REVISION_MARKER.finditer(text))
-    if not markers:
-        return (SqlFile("alembic-offline.sql", text),)
-    files = []
-    for index, marker in enumerate(markers):
-        start = 0 if index == 0 else marker.start()
-        end = markers[index + 1].start() if index + 1 < len(markers) else len(text)
-        revision = marker[3] if marker[1] == "upgrade" else marker[2]
-        files.append(SqlFile(names.get(revision, revision), text[start:end]))
-    return tuple(files)
 
 
 # --------------------------------------------------------------------------- the run's check

@@ -54,6 +54,7 @@ from lockstep.pod import (
     sql_execution,
     sql_planning,
 )
+from lockstep.pod.plan_model import PendingWork
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 from lockstep.tools import sql as sql_tool
 
@@ -80,17 +81,6 @@ class AlembicSource:
 
 
 Source = SqlSource | AlembicSource
-
-
-@dataclass(frozen=True)
-class PendingWork:
-    """What a run would do to the database as it is now; read without changing anything."""
-
-    direction: run_request.Direction
-    current: str | None  # the revision the database is at; None: nothing applied
-    target: str | None  # the revision the run would reach; None: nothing applied
-    revisions: tuple[str, ...]  # versions/revisions that would run, in order
-    sql_files: tuple[SqlFile, ...] = ()  # tool sql: the V (up) or U (down) files, in order
 
 
 @dataclass(frozen=True)
