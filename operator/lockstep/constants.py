@@ -107,6 +107,8 @@ class Reason:
 PERMANENT_FAILURE_REASONS: Final = frozenset(
     {
         "ChecksumMismatch",
+        "VersionTableInUse",
+        "BaselineRefused",
         "DowngradeForbidden",
         "PartiallyApplied",
         "InvalidSource",

@@ -43,12 +43,19 @@ RUN_FIELDS: tuple[str, ...] = (
     "downgrade",
     "timeouts",
     "verify",
+    "versionTable",
+    "baseline",
 )
 
 
 # spec.timeouts.statementLockTimeout: the CRD's pattern, word for word (a unit test compares
 # them), so that the runner accepts exactly what the API server accepts.
 STATEMENT_LOCK_TIMEOUT_PATTERN: Final = r"^[1-9][0-9]*(ms|s|min)$"
+# spec.versionTable.name/schema and spec.baseline.version: the CRD's patterns, word for word.
+# A plain SQL identifier (quoted all the same wherever Lockstep writes it), at most 63 characters
+# (PostgreSQL's limit), so no value can change the statement it is spliced into.
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+BASELINE_VERSION_PATTERN: Final = r"^[0-9]+(\.[0-9]+)*$"
 
 
 class SpecError(ValueError):
@@ -77,6 +84,14 @@ class Timeouts:
     job_seconds: int = 3600
     lock_wait_seconds: int = 600
     statement_lock_timeout: str = "5s"
+
+
+@dataclass(frozen=True)
+class VersionTable:
+    """spec.versionTable: where the tool records what it applied (None: the tool's default)."""
+
+    name: str | None = None
+    schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,10 @@ class Spec:
     shadow_secret: SecretKeyRef | None = None
     drift_interval_seconds: int | None = None
     suspend: bool = False
+    version_table: VersionTable = VersionTable()
+    baseline_version: str | None = None  # spec.baseline.version (tool sql)
+    # "namespace/name" of the DatabaseMigration: whose history tool sql keeps (never in the hash)
+    owner: str = ""
 
     @property
     def uses_built_in_runner(self) -> bool:
@@ -119,8 +138,11 @@ class Spec:
         return self.source_config_map is not None and self.tool in BUILT_IN_SOURCE_TOOLS
 
 
-def parse_spec(raw: Mapping[str, Any]) -> Spec:
-    """Parse `spec` of a DatabaseMigration; raise SpecError naming the field that is wrong."""
+def parse_spec(raw: Mapping[str, Any], owner: str = "") -> Spec:
+    """Parse `spec` of a DatabaseMigration; raise SpecError naming the field that is wrong.
+
+    ``owner`` ("namespace/name") names the resource, whose own history tool sql keeps.
+    """
     tool = _choice(raw, "tool", TOOLS, default=None)
     database = _mapping(raw, "database")
     engine = _choice(database, "engine", ENGINES, default=None, path="database.engine")
@@ -180,6 +202,9 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         ),
         drift_interval_seconds=_optional_int(drift, "intervalSeconds"),
         suspend=bool(raw.get("suspend", False)),
+        version_table=_version_table(_mapping(raw, "versionTable", required=False)),
+        baseline_version=_baseline(raw, tool),
+        owner=owner,
     )
 
 
@@ -229,6 +254,40 @@ def _timeouts(raw: Mapping[str, Any]) -> Timeouts:
         ),
         statement_lock_timeout=statement,
     )
+
+
+def _version_table(raw: Mapping[str, Any]) -> VersionTable:
+    names = {}
+    for key in ("name", "schema"):
+        value = raw.get(key)
+        if value is not None and not (
+            isinstance(value, str) and re.match(IDENTIFIER_PATTERN, value)
+        ):
+            raise SpecError(
+                f"versionTable.{key}",
+                f"{value!r} is not a plain SQL name: letters, digits and _, not starting with a "
+                f"digit, at most 63 characters",
+            )
+        names[key] = value
+    return VersionTable(name=names["name"], schema=names["schema"])
+
+
+def _baseline(raw: Mapping[str, Any], tool: str) -> str | None:
+    baseline = _mapping(raw, "baseline", required=False)
+    if not baseline:
+        return None
+    if tool != "sql":
+        raise SpecError(
+            "baseline",
+            f"is for tool sql; tool {tool} baselines through its own configuration "
+            f"(see docs/existing-databases.md)",
+        )
+    version = baseline.get("version")
+    if not isinstance(version, str) or not re.match(BASELINE_VERSION_PATTERN, version):
+        raise SpecError(
+            "baseline.version", f"{version!r} is not a version such as 3 or 1.2 (as in V3__x.sql)"
+        )
+    return version
 
 
 def _secret_ref(parent: Mapping[str, Any], path: str) -> SecretKeyRef:

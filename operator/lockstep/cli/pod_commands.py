@@ -104,6 +104,10 @@ def _run_request(
         database_url=url,
         target=args.target,
         allow_downgrade=args.allow_downgrade,
+        version_table=args.version_table,
+        version_table_schema=args.version_table_schema,
+        owner=args.owner,
+        baseline=args.baseline,
         **options,
     )
 

@@ -18,6 +18,7 @@ from lockstep.controller.cache import Cache
 from lockstep.controller.cluster import KubeApi
 from lockstep.model import Spec
 from lockstep.planning.facts import JobView, Observed, Outcome
+from lockstep.tools import version_table
 
 log = logging.getLogger("lockstep.reconcile")
 
@@ -95,7 +96,9 @@ async def read_revision(spec: Spec, url: str) -> str | None:
         return None  # the file lives in the Job's pod, not here
     try:
         return await asyncio.wait_for(
-            asyncio.to_thread(version_tables.read_revision, spec.tool, url),
+            asyncio.to_thread(
+                version_tables.read_revision, spec.tool, url, *version_table.reader_table(spec)
+            ),
             REVISION_READ_TIMEOUT_SECONDS,
         )
     except Exception as error:  # noqa: BLE001 - any failure falls back to the Job's report

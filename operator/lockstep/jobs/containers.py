@@ -16,6 +16,7 @@ from lockstep.contract import helper_args, migration_args
 from lockstep.errors import LockstepError
 from lockstep.jobs.naming import JobRequest
 from lockstep.model import Spec
+from lockstep.tools import version_table
 
 SOURCE_VOLUME = "migrations"
 TMP_VOLUME = "tmp"
@@ -46,6 +47,7 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
             *shadow_url_env(spec),
             *(dict(e) for e in spec.env if e.get("name") not in _TAG_ENV_NAMES),
             *migration_tag_env(spec),
+            *version_table.tool_env(spec.tool, spec.version_table),
         ],
         "securityContext": container_security_context(),
         "volumeMounts": volume_mounts(spec),
@@ -112,6 +114,7 @@ def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
         plan_salt=request.plan_salt or None,
         expect_plan=request.expect_plan or None,
         shadow_url_env=constants.SHADOW_DATABASE_URL_ENV if shadow else None,
+        **version_table.run_options(spec),
     ).to_argv()
 
 

@@ -21,18 +21,18 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import database, errors, sql_file_modes, sqlfiles, version_tables
+from lockstep import database, errors, sql_file_modes, sqlfiles
 from lockstep.database import DatabaseIdentity
 from lockstep.pod import (
     run_request,
     run_session,
     sql_bookkeeping,
     sql_errors,
+    sql_history,
     sql_planning,
     sql_session,
 )
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
-from lockstep.tools import sql as sql_tool
 
 log = logging.getLogger("lockstep.runner")
 
@@ -47,16 +47,19 @@ def migrate_sql(
     target: str | None,
 ) -> run_request.Outcome:
     url = request.database_url
-    table = version_tables.sql_history_in(sql_bookkeeping.current_schema(connection, identity, url))
-    sql_bookkeeping.ensure_table(connection, table, identity, url)
-    with sql_bookkeeping.own_query(f"read {table.fullname}", identity, url), connection.begin():
-        history = sql_planning.read_history(connection, table)
+    history = sql_history.open_history(connection, identity, request, migration_set, target)
+    table, baselined = history.table, list(history.baselined)
     plan = sql_planning.plan_sql(
-        migration_set, history, target, allow_downgrade=request.allow_downgrade, identity=identity
+        migration_set,
+        history.rows,
+        target,
+        allow_downgrade=request.allow_downgrade,
+        identity=identity,
+        table=table.fullname,
     )
     if plan.direction == "none":
         log.info("%s is at version %s already: nothing to do", identity, plan.current or "0")
-        return run_request.Outcome("none", plan.current, plan.current, [])
+        return run_request.Outcome("none", plan.current, plan.current, [], baselined)
     major = _server_major(connection, identity)
     files = [
         sql_file_modes.plan_file(_file_of(m, plan.direction), identity.family, major)
@@ -68,7 +71,7 @@ def migrate_sql(
         runner.run(migration, file_plan, plan.direction)
         sql_session.restore(connection, baseline)
     return run_request.Outcome(
-        plan.direction, plan.current, plan.target, [m.version for m in plan.steps]
+        plan.direction, plan.current, plan.target, [m.version for m in plan.steps], baselined
     )
 
 
@@ -243,7 +246,7 @@ class _SqlFileRunner:
             f"{self._text(failure.error)} (statement: {failed.shortened(_STATEMENT_CHARS)})"
             f"{skipped}. Lockstep recorded version {migration.version} as failed and will "
             f"refuse to run until a person finishes or undoes that file's statements by hand, "
-            f"then deletes its row: DELETE FROM {sql_tool.HISTORY_TABLE} WHERE version = "
+            f"then deletes its row: DELETE FROM {self.table.fullname} WHERE version = "
             f"'{migration.version}'.{run_session.lock_hint(failure.error)}",
             version=migration.version,
             ran_lines=ran,

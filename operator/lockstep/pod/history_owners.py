@@ -1,0 +1,147 @@
+"""Who records in which version table: one DatabaseMigration per table, and the shared history
+of an older Lockstep handed to the resource it belongs to.
+
+Two DatabaseMigrations on one database used to share ``lockstep_schema_history``, so the second
+read the first one's rows and failed with a checksum error about a file it never applied. Now
+each keeps its own table (:func:`lockstep.tools.version_table.sql_history_name`), and a table
+is *claimed*: :data:`OWNERS_TABLE`, beside the version table in the same schema, names the
+resource that records there. A second resource pointed at the same table (the same
+``spec.versionTable``, or one tool's default table) is refused before anything runs, naming the
+first. docs/adr/0010-one-history-per-resource.md records the decision.
+
+Everything here runs under the database's migration lock, so two runs never claim or adopt at
+the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final, NoReturn
+
+import sqlalchemy as sa
+
+from lockstep import errors, version_tables
+from lockstep.database import DatabaseIdentity
+from lockstep.pod import sql_bookkeeping
+from lockstep.sqlfiles import MigrationSet
+from lockstep.tools import sql as sql_tool
+
+log = logging.getLogger("lockstep.runner")
+
+OWNERS_TABLE: Final = "lockstep_version_table_owners"
+_owners = sa.Table(
+    OWNERS_TABLE,
+    sa.MetaData(),
+    sa.Column("table_name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(320), nullable=False),
+    sa.Column("tool", sa.String(16), nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The resource ``owner`` ("namespace/name") records with ``tool`` in ``schema.table``."""
+
+    owner: str
+    tool: str
+    schema: str
+    table: str
+
+
+def _owners_in(schema: str) -> sa.Table:
+    return _owners.to_metadata(sa.MetaData(), schema=schema)
+
+
+def owner_of(connection: sa.Connection, schema: str, table: str) -> str | None:
+    """The resource that claimed ``schema.table``; None when nobody has (read-only)."""
+    owners = _owners_in(schema)
+    if not version_tables.has_table(connection, OWNERS_TABLE, schema):
+        return None
+    query = sa.select(owners.c.owner).where(owners.c.table_name == table)
+    found = connection.execute(query).scalar()
+    return str(found) if found is not None else None
+
+
+def claim(connection: sa.Connection, identity: DatabaseIdentity, url: str, wanted: Claim) -> None:
+    """Record ``wanted``, or refuse when another resource records in that table already."""
+    owners = _owners_in(wanted.schema)
+    shown = f"{wanted.schema}.{wanted.table}"
+    what = f"claim {shown} in {OWNERS_TABLE}"
+    with sql_bookkeeping.own_query(what, identity, url), connection.begin():
+        owners.metadata.create_all(connection, checkfirst=True)
+        first = owner_of(connection, wanted.schema, wanted.table)
+        if first is None:
+            row = {
+                "table_name": wanted.table,
+                "owner": wanted.owner,
+                "tool": wanted.tool,
+                "claimed_at": sql_bookkeeping.now(),
+            }
+            connection.execute(owners.insert().values(**row))
+    if first is not None and first != wanted.owner:
+        refuse(first, wanted.owner, wanted.tool, wanted.schema, wanted.table, identity)
+
+
+def refuse(
+    first: str, owner: str, tool: str, schema: str, table: str, identity: DatabaseIdentity
+) -> NoReturn:
+    """Raise :class:`~lockstep.errors.VersionTableInUse`: ``first`` records in that table."""
+    raise errors.VersionTableInUse(
+        f"DatabaseMigration {first} already records its migrations in {schema}.{table} on "
+        f"{identity}: two resources in one version table would read each other's history. "
+        f"Give {owner} a table of its own with spec.versionTable.name (for tool {tool} also "
+        f"the tool's own setting, see docs/existing-databases.md), or, if {first} no longer "
+        f"exists, release the table: DELETE FROM {schema}.{OWNERS_TABLE} WHERE table_name = "
+        f"'{table}'"
+    )
+
+
+def shared_history_to_adopt(
+    connection: sa.Connection, schema: str, table: str, migration_set: MigrationSet
+) -> sa.Table | None:
+    """The shared ``lockstep_schema_history`` of an older Lockstep, when it is this source's.
+
+    Read-only. It is this resource's when the resource has no table of its own yet, nobody has
+    claimed the shared table, and every row in it is one of this source's files with the
+    checksum it has now: the rows of another resource's files never match all of them.
+    """
+    shared = sql_tool.HISTORY_TABLE
+    if table == shared or version_tables.has_table(connection, table, schema):
+        return None
+    if not version_tables.has_table(connection, shared, schema):
+        return None
+    if owner_of(connection, schema, shared) is not None:
+        return None
+    legacy = version_tables.sql_history_in(schema, shared)
+    rows = sql_bookkeeping.read(connection, legacy)
+    for row in rows:
+        migration = migration_set.find(row.version)
+        if migration is None or migration.up.checksum != row.checksum:
+            return None
+    return legacy if rows else None
+
+
+def adopt_shared_history(
+    connection: sa.Connection,
+    identity: DatabaseIdentity,
+    url: str,
+    table: sa.Table,
+    migration_set: MigrationSet,
+) -> None:
+    """Rename the shared history to ``table`` when it is this source's (see above)."""
+    schema = str(table.schema)
+    with connection.begin():
+        legacy = shared_history_to_adopt(connection, schema, table.name, migration_set)
+    if legacy is None:
+        return
+    preparer = connection.dialect.identifier_preparer
+    old, new = preparer.format_table(legacy), preparer.quote(table.name)
+    what = f"rename {legacy.fullname} to {table.fullname}"
+    with sql_bookkeeping.own_query(what, identity, url), connection.begin():
+        if identity.family == "mysql":
+            connection.exec_driver_sql(f"RENAME TABLE {old} TO {preparer.format_table(table)}")
+        else:
+            connection.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+    log.info("%s: took over %s as %s (one history per resource)", identity, old, table.fullname)
