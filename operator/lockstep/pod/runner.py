@@ -174,6 +174,7 @@ def _run(
         duration_seconds=time.monotonic() - started,
         lock_wait_seconds=lock_wait,
         extras=extras,
+        baselined=outcome.baselined,
     )
 
 

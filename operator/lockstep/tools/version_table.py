@@ -108,9 +108,9 @@ def tool_env(tool: str, configured: VersionTable) -> list[dict[str, Any]]:
 def run_options(spec: Spec) -> dict[str, Any]:
     """The version-table options of ``lockstep run``/``plan`` for ``spec`` (built-in tools)."""
     configured = spec.version_table
-    name = resolve(spec.tool, configured, spec.owner).name if spec.tool == "sql" else None
+    own = spec.tool == sql.SqlAdapter.name and spec.owner
     return {
-        "version_table": name or configured.name,
+        "version_table": configured.name or (sql_history_name(spec.owner) if own else None),
         "version_table_schema": configured.schema,
         "owner": spec.owner or None,
         "baseline": spec.baseline_version,
