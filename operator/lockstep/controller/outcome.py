@@ -111,15 +111,28 @@ def _outcome_summary(report: Mapping[str, Any], job: JobView) -> tuple[str, str]
     if job.state == "Failed":
         return str(report.get("reason") or job.reason), str(report.get("message") or job.message)
     applied = [str(v) for v in report.get("applied") or []]
+    baselined = _baselined(report)
     if report and not applied:
-        return constants.Reason.SUCCEEDED, "nothing to apply: the database was up to date"
+        return (
+            constants.Reason.SUCCEEDED,
+            f"{baselined}nothing to apply: the database was up to date",
+        )
     if applied:
         more = int(report.get("appliedCount") or len(applied)) - len(applied)
         listed = ", ".join(applied) + (f" and {more} more" if more > 0 else "")
         verb = "reverted" if report.get("direction") == "down" else "applied"
-        return constants.Reason.SUCCEEDED, f"{verb} {listed}"
+        return constants.Reason.SUCCEEDED, f"{baselined}{verb} {listed}"
     return constants.Reason.SUCCEEDED, "the migration command succeeded"
 
 
 def _optional(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
+
+
+def _baselined(report: Mapping[str, Any]) -> str:
+    """What spec.baseline recorded (not ran), so the status never says those files ran."""
+    ends = [str(v) for v in report.get("baselined") or []]
+    if not ends:
+        return ""
+    count = int(report.get("baselinedCount") or len(ends))
+    return f"baselined {count} existing migration(s) up to {ends[-1]} (recorded, not run); "

@@ -244,7 +244,7 @@ def _pending_sql(
         source.target,
         allow_downgrade=request.allow_downgrade,
         identity=identity,
-        table=history.table.fullname,
+        table=history.shown,
     )
     files = tuple(_file_that_runs(migration, plan.direction) for migration in plan.steps)
     versions = tuple(migration.version for migration in plan.steps)

@@ -55,7 +55,7 @@ def migrate_sql(
         target,
         allow_downgrade=request.allow_downgrade,
         identity=identity,
-        table=table.fullname,
+        table=history.shown,
     )
     if plan.direction == "none":
         log.info("%s is at version %s already: nothing to do", identity, plan.current or "0")
@@ -66,7 +66,7 @@ def migrate_sql(
         for m in plan.steps
     ]  # every refusal before the first file runs
     baseline = sql_session.capture(connection, identity)
-    runner = _SqlFileRunner(connection, identity, url, table)
+    runner = _SqlFileRunner(connection, identity, url, table, history.shown)
     for migration, file_plan in zip(plan.steps, files, strict=True):
         runner.run(migration, file_plan, plan.direction)
         sql_session.restore(connection, baseline)
@@ -102,6 +102,7 @@ class _SqlFileRunner:
     identity: DatabaseIdentity
     url: str
     table: sa.Table
+    shown: str  # the table as a repair statement names it
 
     def run(
         self, migration: Migration, plan: sql_file_modes.FilePlan, direction: run_request.Direction
@@ -130,9 +131,7 @@ class _SqlFileRunner:
         try:
             with self.connection.begin():
                 self._execute(statements, None)
-                what = (
-                    f"record {sql_file.name} in {self.table.fullname} (in the file's transaction)"
-                )
+                what = f"record {sql_file.name} in {self.shown} (in the file's transaction)"
                 with sql_bookkeeping.own_query(what, self.identity, self.url):
                     self._record_done(migration, direction, started)
         except _StatementError as failure:
@@ -182,7 +181,7 @@ class _SqlFileRunner:
             self._stopped(migration, sql_file, statements, failure, direction)
         with (
             sql_bookkeeping.own_query(
-                f"record {sql_file.name} as done in {self.table.fullname}", self.identity, self.url
+                f"record {sql_file.name} as done in {self.shown}", self.identity, self.url
             ),
             self.connection.begin(),
         ):
@@ -211,7 +210,7 @@ class _SqlFileRunner:
         if index == 0:
             with (
                 sql_bookkeeping.own_query(
-                    f"clear the start of {sql_file.name} in {self.table.fullname}",
+                    f"clear the start of {sql_file.name} in {self.shown}",
                     self.identity,
                     self.url,
                 ),
@@ -246,7 +245,7 @@ class _SqlFileRunner:
             f"{self._text(failure.error)} (statement: {failed.shortened(_STATEMENT_CHARS)})"
             f"{skipped}. Lockstep recorded version {migration.version} as failed and will "
             f"refuse to run until a person finishes or undoes that file's statements by hand, "
-            f"then deletes its row: DELETE FROM {self.table.fullname} WHERE version = "
+            f"then deletes its row: DELETE FROM {self.shown} WHERE version = "
             f"'{migration.version}'.{run_session.lock_hint(failure.error)}",
             version=migration.version,
             ran_lines=ran,
@@ -280,7 +279,7 @@ class _SqlFileRunner:
         self, migration: Migration, sql_file: SqlFile, direction: run_request.Direction
     ) -> None:
         progress = {"success": False, "running_file": sql_file.name, "statements_done": 0}
-        what = f"record {sql_file.name} as started in {self.table.fullname}"
+        what = f"record {sql_file.name} as started in {self.shown}"
         with sql_bookkeeping.own_query(what, self.identity, self.url), self.connection.begin():
             if direction == "up":
                 self.connection.execute(
@@ -292,7 +291,7 @@ class _SqlFileRunner:
                 )
 
     def _record_progress(self, sql_file: SqlFile, done: int) -> None:
-        what = f"record the progress of {sql_file.name} in {self.table.fullname}"
+        what = f"record the progress of {sql_file.name} in {self.shown}"
         with sql_bookkeeping.own_query(what, self.identity, self.url), self.connection.begin():
             self.connection.execute(
                 sa.update(self.table)

@@ -28,6 +28,20 @@ class History:
     table: sa.Table
     rows: Sequence[sql_bookkeeping.HistoryRow]  # as the plan must see them (baseline included)
     baselined: tuple[str, ...]  # versions this run records as baselined (not run)
+    shown: str  # the table as a person types it in a repair statement
+
+
+def shown_name(connection: sa.Connection, table: sa.Table, request: run_request.RunRequest) -> str:
+    """The table as SQL names it, schema-qualified only when spec.versionTable.schema is set.
+
+    Quoted where the name needs it (``"ShopHistory"`` on PostgreSQL), so a repair statement
+    copied from a message hits this table.
+    """
+    preparer = connection.dialect.identifier_preparer
+    name = preparer.quote(table.name)
+    if request.version_table_schema:
+        return f"{preparer.quote_schema(str(table.schema))}.{name}"
+    return name
 
 
 def history_table(
@@ -56,19 +70,20 @@ def open_history(
         history_owners.claim(connection, identity, url, claim)
         history_owners.adopt_shared_history(connection, identity, url, table, migration_set)
     sql_bookkeeping.ensure_table(connection, table, identity, url)
-    with sql_bookkeeping.own_query(f"read {table.fullname}", identity, url), connection.begin():
+    shown = shown_name(connection, table, request)
+    with sql_bookkeeping.own_query(f"read {shown}", identity, url), connection.begin():
         rows = sql_bookkeeping.read(connection, table)
     adopted = sql_baseline.plan_baseline(
-        migration_set, rows, request.baseline, target, identity=identity, table=table.fullname
+        migration_set, rows, request.baseline, target, identity=identity, table=shown
     )
     if not adopted:
-        return History(table, rows, ())
+        return History(table, rows, (), shown)
     baselined = sql_baseline.baselined_rows(adopted, sql_bookkeeping.now())
-    what = f"baseline {table.fullname}"
+    what = f"baseline {shown}"
     with sql_bookkeeping.own_query(what, identity, url), connection.begin():
         sql_baseline.record(connection, table, baselined)
     log.info("%s: baselined %d file(s) up to %s", identity, len(baselined), request.baseline)
-    return History(table, [*rows, *baselined], tuple(m.version for m in adopted))
+    return History(table, [*rows, *baselined], tuple(m.version for m in adopted), shown)
 
 
 def preview_history(
@@ -91,8 +106,9 @@ def preview_history(
         read_from = shared if shared is not None and request.owner else table
         exists = version_tables.has_table(connection, read_from.name, schema)
         rows = sql_bookkeeping.read(connection, read_from) if exists else []
+    shown = shown_name(connection, table, request)
     adopted = sql_baseline.plan_baseline(
-        migration_set, rows, request.baseline, target, identity=identity, table=table.fullname
+        migration_set, rows, request.baseline, target, identity=identity, table=shown
     )
     baselined = sql_baseline.baselined_rows(adopted, sql_bookkeeping.now())
-    return History(table, [*rows, *baselined], tuple(m.version for m in adopted))
+    return History(table, [*rows, *baselined], tuple(m.version for m in adopted), shown)
