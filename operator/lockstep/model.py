@@ -202,7 +202,7 @@ def parse_spec(raw: Mapping[str, Any], owner: str = "") -> Spec:
         ),
         drift_interval_seconds=_optional_int(drift, "intervalSeconds"),
         suspend=bool(raw.get("suspend", False)),
-        version_table=_version_table(_mapping(raw, "versionTable", required=False)),
+        version_table=_version_table(_mapping(raw, "versionTable", required=False), tool),
         baseline_version=_baseline(raw, tool),
         owner=owner,
     )
@@ -256,7 +256,13 @@ def _timeouts(raw: Mapping[str, Any]) -> Timeouts:
     )
 
 
-def _version_table(raw: Mapping[str, Any]) -> VersionTable:
+def _version_table(raw: Mapping[str, Any], tool: str) -> VersionTable:
+    if raw.get("name") is not None and tool in ("prisma", "django"):
+        raise SpecError(
+            "versionTable.name",
+            f"tool {tool} has a fixed table name; set only versionTable.schema, to where "
+            f"the tool keeps it",
+        )
     names = {}
     for key in ("name", "schema"):
         value = raw.get(key)
