@@ -168,6 +168,23 @@ def test_sql_and_alembic_in_a_version_table_of_their_own(
     assert version_tables.read_revision("alembic", other_pg_url) is None  # no alembic_version
 
 
+def flyway_documents(name: str, pg_url: str, **spec: Any) -> list[dict[str, Any]]:
+    """The Flyway example (the real Flyway on the pod agent) as ``name``, on ``pg_url``."""
+    text = (REPO / "examples/flyway-postgresql/migration.yaml").read_text()
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    url = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    for document in documents:
+        document["metadata"].pop("namespace", None)
+        if document["kind"] == "Secret":
+            document["metadata"]["name"] = f"{name}-db"
+            document["stringData"] = {"url": url}
+        else:
+            document["metadata"]["name"] = name
+            document["spec"]["database"]["urlSecretRef"]["name"] = f"{name}-db"
+            document["spec"].update(spec)
+    return documents
+
+
 def test_flyway_records_in_the_version_table_of_the_spec(
     k8s: client.ApiClient,
     namespace: str,
@@ -175,23 +192,39 @@ def test_flyway_records_in_the_version_table_of_the_spec(
     toolchains: Path | None,
     pg_url: str,
 ) -> None:
-    documents = [
-        d
-        for d in yaml.safe_load_all(
-            (REPO / "examples/flyway-postgresql/migration.yaml").read_text()
-        )
-        if d
-    ]
-    url = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    for document in documents:
-        document["metadata"].pop("namespace", None)
-        if document["kind"] == "Secret":
-            document["stringData"] = {"url": url}
-        else:
-            document["spec"]["versionTable"] = {"schema": "flyway", "name": "shop_history"}
-    kubetest.create_objects(k8s, namespace, documents)
-    status = ready(k8s, namespace, "flyway-postgresql")["status"]
+    version_table = {"schema": "flyway", "name": "shop_history"}
+    kubetest.create_objects(
+        k8s, namespace, flyway_documents("shop", pg_url, versionTable=version_table)
+    )
+    status = ready(k8s, namespace, "shop")["status"]
     assert status["appliedRevision"] == "2"  # read from flyway.shop_history by the operator
     ref = VersionTableRef("shop_history", "flyway")
     assert version_tables.read_revision("flyway", pg_url, ref) == "2"
     assert version_tables.read_revision("flyway", pg_url) is None  # no public.flyway_schema_history
+
+
+def test_a_second_flyway_on_the_same_table_is_refused_before_flyway_runs(
+    k8s: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    toolchains: Path | None,
+    pg_url: str,
+) -> None:
+    kubetest.create_objects(k8s, namespace, flyway_documents("orders", pg_url))
+    ready(k8s, namespace, "orders")
+    kubetest.create_objects(k8s, namespace, flyway_documents("billing", pg_url))
+    body = kubetest.wait_for_condition(
+        k8s, namespace, "billing", "Stalled", reason="VersionTableInUse", timeout=RUN_TIMEOUT
+    )
+    message = str(kubetest.condition(body, "Stalled")["message"])  # type: ignore[index]
+    assert f"DatabaseMigration {namespace}/orders already records" in message
+    assert "public.flyway_schema_history" in message and "spec.versionTable.name" in message
+    installed = query(pg_url, "SELECT count(*) FROM flyway_schema_history")
+    assert installed == [(2,)]  # billing's Flyway never ran
+    # Its own schema (Flyway's defaultSchema: history and tables) separates it.
+    kubetest.create_objects(
+        k8s, namespace, flyway_documents("billing2", pg_url, versionTable={"schema": "billing"})
+    )
+    assert ready(k8s, namespace, "billing2")["status"]["appliedRevision"] == "2"
+    ref = VersionTableRef("flyway_schema_history", "billing")
+    assert version_tables.read_revision("flyway", pg_url, ref) == "2"

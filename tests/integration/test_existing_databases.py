@@ -3,13 +3,17 @@ a configurable version table, and spec.baseline, through the built-in runner."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from dbtest import execute, family, tables
 from dbtest import run_sql as run
@@ -265,3 +269,50 @@ class TestAlembicVersionTable:
         self.alembic(db_url, scripts, owner=ORDERS)
         with pytest.raises(errors.VersionTableInUse, match=f"{ORDERS} already records"):
             self.alembic(db_url, scripts, owner=BILLING)
+
+
+class TestClaimCommand:
+    """`lockstep claim`, the init container of a tool in an image, as the pod runs it."""
+
+    def claim(self, url: str, owner: str, tmp_path: Path, **extra: str) -> tuple[int, str]:
+        result_file = tmp_path / f"result-{owner.replace('/', '-')}"
+        argv = [
+            str(Path(sys.executable).with_name("lockstep")), "claim", "--tool", "flyway",
+            "--version-table", "flyway_schema_history", "--owner", owner,
+            "--result-file", str(result_file),
+        ]  # fmt: skip
+        for flag, value in extra.items():
+            argv += [f"--{flag.replace('_', '-')}", value]
+        done = subprocess.run(
+            argv,
+            env={**os.environ, "DATABASE_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        said = result_file.read_text() if result_file.exists() else ""
+        return done.returncode, said + done.stderr
+
+    def test_the_second_owner_of_a_tool_table_is_refused(self, db_url: str, tmp_path: Path) -> None:
+        if family(db_url) == "sqlite":
+            pytest.skip("tools in an image run against a server, not a SQLite file")
+        assert self.claim(db_url, ORDERS, tmp_path)[0] == 0
+        assert self.claim(db_url, ORDERS, tmp_path)[0] == 0  # the owner again: fine
+        code, said = self.claim(db_url, BILLING, tmp_path)
+        assert code != 0
+        assert "VersionTableInUse" in said and f"DatabaseMigration {ORDERS}" in said
+        assert "spec.versionTable.name" in said
+        password = make_url(db_url).password
+        assert password and password not in said
+        # Another table of its own (spec.versionTable) is not in anybody's way (the last
+        # --version-table wins, as argparse reads it).
+        code, said = self.claim(db_url, BILLING, tmp_path, version_table="billing_flyway")
+        assert code == 0, said
+        # The same table named with its schema spelled out is still the same table.
+        code, said = self.claim(db_url, BILLING, tmp_path, version_table_schema=_schema(db_url))
+        assert code != 0 and f"DatabaseMigration {ORDERS}" in said
+
+
+def _schema(url: str) -> str:
+    """The current schema of ``url`` (public, or the MySQL database), spelled out."""
+    return "public" if family(url) == "postgresql" else database.identity_from_url(url).database

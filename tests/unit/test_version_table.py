@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from lockstep import model
-from lockstep.contract import migration_args
-from lockstep.controller import outcome
-from lockstep.jobs import containers, naming
+from lockstep.contract import commands, helper_args, migration_args
+from lockstep.controller import cluster_facts, outcome
+from lockstep.jobs import containers, job_spec, naming
 from lockstep.model import SpecError, VersionTable, parse_spec
 from lockstep.planning.facts import JobView
 from lockstep.pod.run_request import RunResult
@@ -138,3 +138,37 @@ def test_a_baseline_is_never_reported_as_run() -> None:
     job = JobView(name="j", spec_hash="h", attempt=0, state="Succeeded")
     _, message = outcome._outcome_summary(report, job)
     assert message == "baselined 2 existing migration(s) up to 2 (recorded, not run); applied 3"
+
+
+def test_a_tool_in_an_image_claims_its_table_after_the_lock_is_held() -> None:
+    spec = parse_spec(raw("flyway", versionTable={"schema": "app"}), owner="shop/orders")
+    pod = job_spec.build_pod_spec(spec, naming.JobRequest(attempt=0, target="head"), "ls:1")
+    names = [c["name"] for c in pod["initContainers"]]
+    assert names[-2:] == ["lockstep-lock", "lockstep-claim"]
+    command = tuple(pod["initContainers"][-1]["command"])
+    assert commands.parse(command) == helper_args.ClaimArgs(
+        tool="flyway",
+        version_table="flyway_schema_history",
+        owner="shop/orders",
+        version_table_schema="app",
+    )
+    built_in = parse_spec(raw("sql"), owner="shop/orders")  # the runner claims by itself
+    pod = job_spec.build_pod_spec(built_in, naming.JobRequest(attempt=0, target="head"), "ls:1")
+    assert "lockstep-claim" not in [c["name"] for c in pod["initContainers"]]
+
+
+def test_a_refused_claim_becomes_the_runs_reason() -> None:
+    said = '{"result":"Failed","reason":"VersionTableInUse","message":"shop/a already records"}'
+    pod = {
+        "status": {
+            "initContainerStatuses": [
+                {"name": "lockstep-lock", "state": {"terminated": {"exitCode": 0}}},
+                {
+                    "name": "lockstep-claim",
+                    "state": {"terminated": {"exitCode": 1, "message": said}},
+                },
+            ]
+        }
+    }
+    assert cluster_facts.failed_claim(pod) == ("VersionTableInUse", "shop/a already records")
+    assert cluster_facts.failed_claim({"status": {}}) is None

@@ -47,6 +47,10 @@ def add_lock(commands: argv.Subparsers) -> None:
     argv.add_command(commands, helper_args.LockArgs).set_defaults(handler=_lock)
 
 
+def add_claim(commands: argv.Subparsers) -> None:
+    argv.add_command(commands, helper_args.ClaimArgs).set_defaults(handler=_claim)
+
+
 def add_dburl(commands: argv.Subparsers) -> None:
     argv.add_command(commands, helper_args.DburlArgs).set_defaults(handler=_dburl)
 
@@ -273,6 +277,23 @@ def _lock(namespace: argparse.Namespace) -> int:
     except errors.LockstepError as error:  # a bad URL, an unreachable server: say so, no traceback
         print(f"error ({error.reason}): {_without_secrets(str(error))}", file=sys.stderr)
         return 2
+
+
+def _claim(namespace: argparse.Namespace) -> int:
+    from lockstep.pod import history_owners
+
+    args = argv.from_namespace(helper_args.ClaimArgs, namespace)
+    url = _database_url(args.result_file)
+    if url is None:
+        return report.EXIT_USAGE
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    claim = history_owners.Claim(args.owner, args.tool, args.version_table_schema or "", "")
+    try:
+        shown = history_owners.claim_url(url, claim, args.version_table)
+    except errors.LockstepError as error:
+        return _failed(args.result_file, error)
+    print(f"{args.owner} records its {args.tool} migrations in {shown}")
+    return 0
 
 
 def _dburl(namespace: argparse.Namespace) -> int:

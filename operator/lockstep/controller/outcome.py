@@ -69,6 +69,10 @@ async def read_outcome(
     if rehearsal is not None and pod is not None:
         reason, message = constants.Reason.REHEARSAL_FAILED, rehearsal.describe()
         log_tail = await _log_tail(api, namespace, pod, rehearsal.container)
+    claim = None if succeeded else cluster_facts.failed_claim(pod)
+    if claim is not None and pod is not None:  # refused before the tool started
+        reason, message = claim
+        log_tail = await _log_tail(api, namespace, pod, constants.CLAIM_CONTAINER)
     # The tool's own output (Flyway, Prisma, ...) may echo the URL: scrub before status/Events.
     return Outcome(
         job=job.name,

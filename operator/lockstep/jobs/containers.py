@@ -24,6 +24,7 @@ ENV_VOLUME = "lockstep-env"
 ENV_DIR = tools.base.ENV_DIR
 ENV_FILE = tools.base.ENV_FILE
 ENV_CONTAINER = "lockstep-env"
+CLAIM_CONTAINER = constants.CLAIM_CONTAINER
 LOCK_CONTAINER = constants.LOCK_CONTAINER
 LOCK_VOLUME = "lockstep-run"
 LOCK_DIR = "/run/lockstep"
@@ -170,6 +171,33 @@ def lock_sidecar(spec: Spec, runner_image: str) -> dict[str, Any]:
         },
         "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
         "volumeMounts": [{"name": LOCK_VOLUME, "mountPath": LOCK_DIR}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def claim_container(spec: Spec, runner_image: str) -> dict[str, Any] | None:
+    """`lockstep claim` for a tool in the user's image: one DatabaseMigration per version table.
+
+    Runs after the lock sidecar holds the lock and before the tool starts; a table another
+    DatabaseMigration claimed fails the pod here, with VersionTableInUse in the termination
+    message (docs/adr/0010-one-history-per-resource.md). The built-in runner claims by itself.
+    """
+    if spec.uses_built_in_runner or not spec.owner:
+        return None
+    table = version_table.resolve(spec.tool, spec.version_table, spec.owner)
+    claim = helper_args.ClaimArgs(
+        tool=spec.tool,
+        version_table=table.name,
+        owner=spec.owner,
+        version_table_schema=table.schema,
+    )
+    return {
+        "name": CLAIM_CONTAINER,
+        "image": runner_image,
+        "command": list(claim.to_argv()),
+        "env": [database_url_env(spec)],
+        "securityContext": {**container_security_context(), "runAsUser": RUNNER_USER_ID},
+        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 

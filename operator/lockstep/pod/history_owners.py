@@ -21,9 +21,9 @@ from typing import Final, NoReturn
 
 import sqlalchemy as sa
 
-from lockstep import errors, version_tables
+from lockstep import database, errors, version_tables
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import sql_bookkeeping
+from lockstep.pod import run_session, sql_bookkeeping
 from lockstep.sqlfiles import MigrationSet
 from lockstep.tools import sql as sql_tool
 
@@ -96,6 +96,24 @@ def refuse(
         f"exists, release the table: DELETE FROM {schema}.{OWNERS_TABLE} WHERE table_name = "
         f"'{table}'"
     )
+
+
+def claim_url(url: str, wanted: Claim, table: str) -> str:
+    """Claim ``table`` (in ``wanted.schema``, or the current schema) on the database at ``url``.
+
+    For tools in an image, in an init container that runs once the lock sidecar holds the
+    migration lock. Returns the table as claimed (``schema.table``).
+    """
+    identity = database.identity_from_url(url)
+    engine = database.make_engine(url)
+    try:
+        with run_session.database_errors(identity, url), database.connect(engine, url) as conn:
+            schema = wanted.schema or sql_bookkeeping.current_schema(conn, identity, url)
+            claimed = Claim(wanted.owner, wanted.tool, schema, table)
+            claim(conn, identity, url, claimed)
+    finally:
+        engine.dispose()
+    return f"{schema}.{table}"
 
 
 def shared_history_to_adopt(
