@@ -287,9 +287,10 @@ def _claim(namespace: argparse.Namespace) -> int:
     if url is None:
         return report.EXIT_USAGE
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    claim = history_owners.Claim(args.owner, args.tool, args.version_table_schema or "", "")
     try:
-        shown = history_owners.claim_url(url, claim, args.version_table)
+        shown = history_owners.claim_url(
+            url, args.owner, args.tool, args.version_table, args.version_table_schema
+        )
     except errors.LockstepError as error:
         return _failed(args.result_file, error)
     print(f"{args.owner} records its {args.tool} migrations in {shown}")

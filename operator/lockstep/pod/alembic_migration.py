@@ -271,11 +271,10 @@ def _claim(
 ) -> None:
     """One DatabaseMigration per Alembic version table (see :mod:`lockstep.pod.history_owners`)."""
     url = request.database_url
-    schema = options.get("version_table_schema") or sql_bookkeeping.current_schema(
-        connection, identity, url
-    )
+    current = sql_bookkeeping.current_schema(connection, identity, url)
+    schema = options.get("version_table_schema") or current
     table = options.get("version_table", "alembic_version")
-    claim = history_owners.Claim(str(request.owner), request.tool, schema, table)
+    claim = history_owners.Claim(str(request.owner), request.tool, schema, table, current)
     history_owners.claim(connection, identity, url, claim)
 
 

@@ -4,10 +4,11 @@ of an older Lockstep handed to the resource it belongs to.
 Two DatabaseMigrations on one database used to share ``lockstep_schema_history``, so the second
 read the first one's rows and failed with a checksum error about a file it never applied. Now
 each keeps its own table (:func:`lockstep.tools.version_table.sql_history_name`), and a table
-is *claimed*: :data:`OWNERS_TABLE`, beside the version table in the same schema, names the
-resource that records there. A second resource pointed at the same table (the same
-``spec.versionTable``, or one tool's default table) is refused before anything runs, naming the
-first. docs/adr/0010-one-history-per-resource.md records the decision.
+is *claimed*: :data:`OWNERS_TABLE`, in the connection's current schema (the *registry*, which
+exists before a tool such as Flyway creates the schema of its own table), names the resource that
+records there. A second resource pointed at the same table (the same ``spec.versionTable``, or
+one tool's default table) is refused before anything runs, naming the first.
+docs/adr/0010-one-history-per-resource.md records the decision.
 
 Everything here runs under the database's migration lock, so two runs never claim or adopt at
 the same time.
@@ -33,6 +34,7 @@ OWNERS_TABLE: Final = "lockstep_version_table_owners"
 _owners = sa.Table(
     OWNERS_TABLE,
     sa.MetaData(),
+    sa.Column("table_schema", sa.String(64), primary_key=True),
     sa.Column("table_name", sa.String(64), primary_key=True),
     sa.Column("owner", sa.String(320), nullable=False),
     sa.Column("tool", sa.String(16), nullable=False),
@@ -42,38 +44,43 @@ _owners = sa.Table(
 
 @dataclass(frozen=True)
 class Claim:
-    """The resource ``owner`` ("namespace/name") records with ``tool`` in ``schema.table``."""
+    """The resource ``owner`` ("namespace/name") records with ``tool`` in ``schema.table``;
+    ``registry`` is the schema of the owners table (the connection's current schema)."""
 
     owner: str
     tool: str
     schema: str
     table: str
+    registry: str
 
 
 def _owners_in(schema: str) -> sa.Table:
     return _owners.to_metadata(sa.MetaData(), schema=schema)
 
 
-def owner_of(connection: sa.Connection, schema: str, table: str) -> str | None:
+def owner_of(connection: sa.Connection, registry: str, schema: str, table: str) -> str | None:
     """The resource that claimed ``schema.table``; None when nobody has (read-only)."""
-    owners = _owners_in(schema)
-    if not version_tables.has_table(connection, OWNERS_TABLE, schema):
+    owners = _owners_in(registry)
+    if not version_tables.has_table(connection, OWNERS_TABLE, registry):
         return None
-    query = sa.select(owners.c.owner).where(owners.c.table_name == table)
+    query = sa.select(owners.c.owner).where(
+        owners.c.table_schema == schema, owners.c.table_name == table
+    )
     found = connection.execute(query).scalar()
     return str(found) if found is not None else None
 
 
 def claim(connection: sa.Connection, identity: DatabaseIdentity, url: str, wanted: Claim) -> None:
     """Record ``wanted``, or refuse when another resource records in that table already."""
-    owners = _owners_in(wanted.schema)
+    owners = _owners_in(wanted.registry)
     shown = f"{wanted.schema}.{wanted.table}"
-    what = f"claim {shown} in {OWNERS_TABLE}"
+    what = f"claim {shown} in {wanted.registry}.{OWNERS_TABLE}"
     with sql_bookkeeping.own_query(what, identity, url), connection.begin():
         owners.metadata.create_all(connection, checkfirst=True)
-        first = owner_of(connection, wanted.schema, wanted.table)
+        first = owner_of(connection, wanted.registry, wanted.schema, wanted.table)
         if first is None:
             row = {
+                "table_schema": wanted.schema,
                 "table_name": wanted.table,
                 "owner": wanted.owner,
                 "tool": wanted.tool,
@@ -81,25 +88,24 @@ def claim(connection: sa.Connection, identity: DatabaseIdentity, url: str, wante
             }
             connection.execute(owners.insert().values(**row))
     if first is not None and first != wanted.owner:
-        refuse(first, wanted.owner, wanted.tool, wanted.schema, wanted.table, identity)
+        refuse(first, wanted, identity)
 
 
-def refuse(
-    first: str, owner: str, tool: str, schema: str, table: str, identity: DatabaseIdentity
-) -> NoReturn:
+def refuse(first: str, wanted: Claim, identity: DatabaseIdentity) -> NoReturn:
     """Raise :class:`~lockstep.errors.VersionTableInUse`: ``first`` records in that table."""
+    schema, table = wanted.schema, wanted.table
     raise errors.VersionTableInUse(
         f"DatabaseMigration {first} already records its migrations in {schema}.{table} on "
         f"{identity}: two resources in one version table would read each other's history. "
-        f"Give {owner} a table of its own with spec.versionTable.name (for tool {tool} also "
-        f"the tool's own setting, see docs/existing-databases.md), or, if {first} no longer "
-        f"exists, release the table: DELETE FROM {schema}.{OWNERS_TABLE} WHERE table_name = "
-        f"'{table}'"
+        f"Give {wanted.owner} a table of its own with spec.versionTable.name (for tool "
+        f"{wanted.tool} also the tool's own setting, see docs/existing-databases.md), or, if "
+        f"{first} no longer exists, release the table: DELETE FROM {wanted.registry}."
+        f"{OWNERS_TABLE} WHERE table_schema = '{schema}' AND table_name = '{table}'"
     )
 
 
-def claim_url(url: str, wanted: Claim, table: str) -> str:
-    """Claim ``table`` (in ``wanted.schema``, or the current schema) on the database at ``url``.
+def claim_url(url: str, owner: str, tool: str, table: str, schema: str | None) -> str:
+    """Claim ``table`` (in ``schema``, or the current one) on the database at ``url``.
 
     For tools in an image, in an init container that runs once the lock sidecar holds the
     migration lock. Returns the table as claimed (``schema.table``).
@@ -108,16 +114,16 @@ def claim_url(url: str, wanted: Claim, table: str) -> str:
     engine = database.make_engine(url)
     try:
         with run_session.database_errors(identity, url), database.connect(engine, url) as conn:
-            schema = wanted.schema or sql_bookkeeping.current_schema(conn, identity, url)
-            claimed = Claim(wanted.owner, wanted.tool, schema, table)
-            claim(conn, identity, url, claimed)
+            registry = sql_bookkeeping.current_schema(conn, identity, url)
+            wanted = Claim(owner, tool, schema or registry, table, registry)
+            claim(conn, identity, url, wanted)
     finally:
         engine.dispose()
-    return f"{schema}.{table}"
+    return f"{wanted.schema}.{table}"
 
 
 def shared_history_to_adopt(
-    connection: sa.Connection, schema: str, table: str, migration_set: MigrationSet
+    connection: sa.Connection, registry: str, schema: str, table: str, migration_set: MigrationSet
 ) -> sa.Table | None:
     """The shared ``lockstep_schema_history`` of an older Lockstep, when it is this source's.
 
@@ -130,7 +136,7 @@ def shared_history_to_adopt(
         return None
     if not version_tables.has_table(connection, shared, schema):
         return None
-    if owner_of(connection, schema, shared) is not None:
+    if owner_of(connection, registry, schema, shared) is not None:
         return None
     legacy = version_tables.sql_history_in(schema, shared)
     rows = sql_bookkeeping.read(connection, legacy)
@@ -145,13 +151,15 @@ def adopt_shared_history(
     connection: sa.Connection,
     identity: DatabaseIdentity,
     url: str,
-    table: sa.Table,
+    claimed: Claim,
     migration_set: MigrationSet,
 ) -> None:
-    """Rename the shared history to ``table`` when it is this source's (see above)."""
-    schema = str(table.schema)
+    """Rename the shared history to the claimed table when it is this source's (see above)."""
+    table = version_tables.sql_history_in(claimed.schema, claimed.table)
     with connection.begin():
-        legacy = shared_history_to_adopt(connection, schema, table.name, migration_set)
+        legacy = shared_history_to_adopt(
+            connection, claimed.registry, claimed.schema, claimed.table, migration_set
+        )
     if legacy is None:
         return
     preparer = connection.dialect.identifier_preparer

@@ -46,13 +46,13 @@ def shown_name(connection: sa.Connection, table: sa.Table, request: run_request.
 
 def history_table(
     connection: sa.Connection, identity: DatabaseIdentity, request: run_request.RunRequest
-) -> sa.Table:
-    """The resource's history table, qualified with its schema (the current one by default)."""
-    url = request.database_url
-    schema = request.version_table_schema or sql_bookkeeping.current_schema(
-        connection, identity, url
-    )
-    return version_tables.sql_history_in(schema, request.version_table or sql_tool.HISTORY_TABLE)
+) -> tuple[sa.Table, str]:
+    """The resource's history table, qualified with its schema (the current one by default),
+    and the current schema (where the owners registry lives)."""
+    current = sql_bookkeeping.current_schema(connection, identity, request.database_url)
+    schema = request.version_table_schema or current
+    name = request.version_table or sql_tool.HISTORY_TABLE
+    return version_tables.sql_history_in(schema, name), current
 
 
 def open_history(
@@ -64,11 +64,13 @@ def open_history(
 ) -> History:
     """Claim, take over, create, read and baseline the history (writes; under the lock)."""
     url = request.database_url
-    table = history_table(connection, identity, request)
+    table, current = history_table(connection, identity, request)
     if request.owner:
-        claim = history_owners.Claim(request.owner, request.tool, str(table.schema), table.name)
+        claim = history_owners.Claim(
+            request.owner, request.tool, str(table.schema), table.name, current
+        )
         history_owners.claim(connection, identity, url, claim)
-        history_owners.adopt_shared_history(connection, identity, url, table, migration_set)
+        history_owners.adopt_shared_history(connection, identity, url, claim, migration_set)
     sql_bookkeeping.ensure_table(connection, table, identity, url)
     shown = shown_name(connection, table, request)
     with sql_bookkeeping.own_query(f"read {shown}", identity, url), connection.begin():
@@ -94,14 +96,15 @@ def preview_history(
     target: str | None,
 ) -> History:
     """What :func:`open_history` would find, without writing anything; refuses as it would."""
-    table = history_table(connection, identity, request)
+    table, current = history_table(connection, identity, request)
     schema = str(table.schema)
     with connection.begin():
-        first = history_owners.owner_of(connection, schema, table.name)
+        first = history_owners.owner_of(connection, current, schema, table.name)
         if request.owner and first not in (None, request.owner):
-            history_owners.refuse(first, request.owner, request.tool, schema, table.name, identity)
+            claim = history_owners.Claim(request.owner, request.tool, schema, table.name, current)
+            history_owners.refuse(first, claim, identity)
         shared = history_owners.shared_history_to_adopt(
-            connection, schema, table.name, migration_set
+            connection, current, schema, table.name, migration_set
         )
         read_from = shared if shared is not None and request.owner else table
         exists = version_tables.has_table(connection, read_from.name, schema)
