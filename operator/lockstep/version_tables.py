@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -53,6 +55,87 @@ def sql_history_in(schema: str, name: str = sql.HISTORY_TABLE) -> sa.Table:
     """The history table ``name`` qualified with ``schema``, so a migration's ``SET search_path``
     or ``USE`` cannot send Lockstep's own queries to another schema's table."""
     return sql_history.to_metadata(sa.MetaData(), schema=schema, name=name)
+
+
+# Who records in which version table (docs/adr/0010-one-history-per-resource.md): one row per
+# table, in the connection's current schema (the registry).
+OWNERS_TABLE: Final = "lockstep_version_table_owners"
+_owners = sa.Table(
+    OWNERS_TABLE,
+    sa.MetaData(),
+    sa.Column("table_schema", sa.String(64), primary_key=True),
+    sa.Column("table_name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(320), nullable=False),
+    sa.Column("tool", sa.String(16), nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The resource ``owner`` ("namespace/name") records with ``tool`` in ``schema.table``;
+    ``registry`` is the schema of the owners table (the connection's current schema)."""
+
+    owner: str
+    tool: str
+    schema: str
+    table: str
+    registry: str
+
+
+def _owners_in(registry: str) -> sa.Table:
+    return _owners.to_metadata(sa.MetaData(), schema=registry)
+
+
+def owner_of(connection: sa.Connection, registry: str, schema: str, table: str) -> str | None:
+    """The resource that claimed ``schema.table``; None when nobody has (read-only)."""
+    if not has_table(connection, OWNERS_TABLE, registry):
+        return None
+    owners = _owners_in(registry)
+    query = sa.select(owners.c.owner).where(
+        owners.c.table_schema == schema, owners.c.table_name == table
+    )
+    found = connection.execute(query).scalar()
+    return str(found) if found is not None else None
+
+
+def record_claim(connection: sa.Connection, wanted: Claim) -> str | None:
+    """Claim ``wanted`` unless claimed; the owner that claimed it before, or None (in the
+    caller's transaction, under the migration lock or after the run)."""
+    owners = _owners_in(wanted.registry)
+    owners.metadata.create_all(connection, checkfirst=True)
+    first = owner_of(connection, wanted.registry, wanted.schema, wanted.table)
+    if first is None:
+        row = {
+            "table_schema": wanted.schema,
+            "table_name": wanted.table,
+            "owner": wanted.owner,
+            "tool": wanted.tool,
+            "claimed_at": datetime.now(UTC),
+        }
+        connection.execute(owners.insert().values(**row))
+    return first
+
+
+def claim_after_run(url: str, owner: str, tool: str, table: VersionTableRef) -> str | None:
+    """The operator's claim after a tool in an image ran for the first time (see
+    :func:`lockstep.pod.history_owners.claim_url`); the earlier owner, or None."""
+    engine = database.make_engine(url, query_timeout_seconds=READ_TIMEOUT_SECONDS)
+    try:
+        with engine.connect() as connection, connection.begin():
+            registry = _current_schema(connection)
+            wanted = Claim(owner, tool, table.schema or registry, table.name, registry)
+            return record_claim(connection, wanted)
+    finally:
+        engine.dispose()
+
+
+def _current_schema(connection: sa.Connection) -> str:
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        return "main"
+    query = "SELECT current_schema()" if dialect == "postgresql" else "SELECT DATABASE()"
+    return str(connection.exec_driver_sql(query).scalar())
 
 
 # Each tool's table by its columns; named (and qualified) per resource by _table().

@@ -296,7 +296,16 @@ class TestClaimCommand:
     def test_the_second_owner_of_a_tool_table_is_refused(self, db_url: str, tmp_path: Path) -> None:
         if family(db_url) == "sqlite":
             pytest.skip("tools in an image run against a server, not a SQLite file")
-        assert self.claim(db_url, ORDERS, tmp_path)[0] == 0
+        # A fresh database: nothing is created before the tool's first run (Flyway and Prisma
+        # refuse a first run on a non-empty schema).
+        code, said = self.claim(db_url, ORDERS, tmp_path)
+        assert code == 0, said
+        assert "lockstep_version_table_owners" not in tables(db_url)
+        # The tool ran (its table exists); the operator claims it after that run.
+        execute(db_url, "CREATE TABLE flyway_schema_history (installed_rank INTEGER)")
+        history = VersionTableRef("flyway_schema_history")
+        assert version_tables.claim_after_run(db_url, ORDERS, "flyway", history) is None
+        assert version_tables.claim_after_run(db_url, ORDERS, "flyway", history) == ORDERS
         assert self.claim(db_url, ORDERS, tmp_path)[0] == 0  # the owner again: fine
         code, said = self.claim(db_url, BILLING, tmp_path)
         assert code != 0

@@ -64,6 +64,8 @@ async def read_outcome(
         log_tail = await _log_tail(api, namespace, pod, container)
     migrated = succeeded and not planning_only
     applied = await read_revision(spec, url) if migrated else None
+    if migrated:
+        await claim_after_run(spec, url)
     reason, message = _outcome_summary(report, job)
     rehearsal = None if succeeded else cluster_facts.failed_rehearsal_step(pod)
     if rehearsal is not None and pod is not None:
@@ -108,6 +110,24 @@ async def read_revision(spec: Spec, url: str) -> str | None:
     except Exception as error:  # noqa: BLE001 - any failure falls back to the Job's report
         log.warning("could not read the version table: %s", type(error).__name__)
         return None
+
+
+async def claim_after_run(spec: Spec, url: str) -> None:
+    """Claim the version table of a tool in an image after its run (its first run could not:
+    see :func:`lockstep.pod.history_owners.claim_url`). Best effort: the next run claims too."""
+    if spec.uses_built_in_runner or not spec.owner or spec.engine == "sqlite":
+        return
+    table, _ = version_table.reader_table(spec)
+    try:
+        first = await asyncio.wait_for(
+            asyncio.to_thread(version_tables.claim_after_run, url, spec.owner, spec.tool, table),
+            REVISION_READ_TIMEOUT_SECONDS,
+        )
+    except Exception as error:  # noqa: BLE001 - the claim container of the next run claims too
+        log.warning("could not claim the version table: %s", type(error).__name__)
+        return
+    if first not in (None, spec.owner):
+        log.warning("%s: %s was claimed by %s already", spec.owner, table.shown(), first)
 
 
 def _outcome_summary(report: Mapping[str, Any], job: JobView) -> tuple[str, str]:

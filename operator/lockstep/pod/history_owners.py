@@ -17,7 +17,6 @@ the same time.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Final, NoReturn
 
 import sqlalchemy as sa
@@ -30,63 +29,16 @@ from lockstep.tools import sql as sql_tool
 
 log = logging.getLogger("lockstep.runner")
 
-OWNERS_TABLE: Final = "lockstep_version_table_owners"
-_owners = sa.Table(
-    OWNERS_TABLE,
-    sa.MetaData(),
-    sa.Column("table_schema", sa.String(64), primary_key=True),
-    sa.Column("table_name", sa.String(64), primary_key=True),
-    sa.Column("owner", sa.String(320), nullable=False),
-    sa.Column("tool", sa.String(16), nullable=False),
-    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The resource ``owner`` ("namespace/name") records with ``tool`` in ``schema.table``;
-    ``registry`` is the schema of the owners table (the connection's current schema)."""
-
-    owner: str
-    tool: str
-    schema: str
-    table: str
-    registry: str
-
-
-def _owners_in(schema: str) -> sa.Table:
-    return _owners.to_metadata(sa.MetaData(), schema=schema)
-
-
-def owner_of(connection: sa.Connection, registry: str, schema: str, table: str) -> str | None:
-    """The resource that claimed ``schema.table``; None when nobody has (read-only)."""
-    owners = _owners_in(registry)
-    if not version_tables.has_table(connection, OWNERS_TABLE, registry):
-        return None
-    query = sa.select(owners.c.owner).where(
-        owners.c.table_schema == schema, owners.c.table_name == table
-    )
-    found = connection.execute(query).scalar()
-    return str(found) if found is not None else None
+OWNERS_TABLE: Final = version_tables.OWNERS_TABLE
+Claim = version_tables.Claim
+owner_of = version_tables.owner_of
 
 
 def claim(connection: sa.Connection, identity: DatabaseIdentity, url: str, wanted: Claim) -> None:
     """Record ``wanted``, or refuse when another resource records in that table already."""
-    owners = _owners_in(wanted.registry)
-    shown = f"{wanted.schema}.{wanted.table}"
-    what = f"claim {shown} in {wanted.registry}.{OWNERS_TABLE}"
+    what = f"claim {wanted.schema}.{wanted.table} in {wanted.registry}.{OWNERS_TABLE}"
     with sql_bookkeeping.own_query(what, identity, url), connection.begin():
-        owners.metadata.create_all(connection, checkfirst=True)
-        first = owner_of(connection, wanted.registry, wanted.schema, wanted.table)
-        if first is None:
-            row = {
-                "table_schema": wanted.schema,
-                "table_name": wanted.table,
-                "owner": wanted.owner,
-                "tool": wanted.tool,
-                "claimed_at": sql_bookkeeping.now(),
-            }
-            connection.execute(owners.insert().values(**row))
+        first = version_tables.record_claim(connection, wanted)
     if first is not None and first != wanted.owner:
         refuse(first, wanted, identity)
 
@@ -105,10 +57,14 @@ def refuse(first: str, wanted: Claim, identity: DatabaseIdentity) -> NoReturn:
 
 
 def claim_url(url: str, owner: str, tool: str, table: str, schema: str | None) -> str:
-    """Claim ``table`` (in ``schema``, or the current one) on the database at ``url``.
+    """Claim ``table`` (in ``schema``, or the current one) for a tool in an image.
 
-    For tools in an image, in an init container that runs once the lock sidecar holds the
-    migration lock. Returns the table as claimed (``schema.table``).
+    In the `lockstep-claim` init container, once the lock sidecar holds the migration lock.
+    A table that does not exist yet, on a database where nobody has claimed anything, is not
+    claimed here: creating the registry would make the schema non-empty, and Flyway and Prisma
+    refuse a first run on a non-empty schema without their history. The operator records the
+    claim once that first run succeeded (:func:`lockstep.version_tables.claim_after_run`).
+    Returns what happened, for the log.
     """
     identity = database.identity_from_url(url)
     engine = database.make_engine(url)
@@ -116,10 +72,15 @@ def claim_url(url: str, owner: str, tool: str, table: str, schema: str | None) -
         with run_session.database_errors(identity, url), database.connect(engine, url) as conn:
             registry = sql_bookkeeping.current_schema(conn, identity, url)
             wanted = Claim(owner, tool, schema or registry, table, registry)
+            with conn.begin():
+                known = version_tables.has_table(conn, OWNERS_TABLE, registry)
+                exists = version_tables.has_table(conn, table, wanted.schema)
+            if not known and not exists:
+                return f"{wanted.schema}.{table} does not exist yet: claimed after the first run"
             claim(conn, identity, url, wanted)
     finally:
         engine.dispose()
-    return f"{wanted.schema}.{table}"
+    return f"claimed {wanted.schema}.{table}"
 
 
 def shared_history_to_adopt(
