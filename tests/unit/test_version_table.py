@@ -172,3 +172,10 @@ def test_a_refused_claim_becomes_the_runs_reason() -> None:
     }
     assert cluster_facts.failed_claim(pod) == ("VersionTableInUse", "shop/a already records")
     assert cluster_facts.failed_claim({"status": {}}) is None
+
+
+@pytest.mark.parametrize("tool", ["prisma", "django"])
+def test_a_fixed_table_name_cannot_be_moved(tool: str) -> None:
+    with pytest.raises(SpecError, match="fixed table name"):
+        parse_spec(raw(tool, versionTable={"name": "mine"}))
+    assert parse_spec(raw(tool, versionTable={"schema": "app"})).version_table.schema == "app"
