@@ -124,6 +124,16 @@ class TestSharedHistoryOfAnOlderLockstep:
         # The second service, which used to fail with ChecksumMismatch on V1, now runs.
         assert run(db_url, other_source, **as_owner(BILLING)).applied == ["1", "2"]
 
+    def test_the_shared_name_is_free_again_after_the_take_over(
+        self, db_url: str, source: Path, other_source: Path
+    ) -> None:
+        run(db_url, source)
+        run(db_url, source, **as_owner(ORDERS))
+        # A hand-run `lockstep run` (no owner) creates a new shared table, constraints and all.
+        assert run(db_url, other_source).applied == ["1", "2"]
+        assert versions(db_url, SHARED) == ["1", "2"]
+        assert versions(db_url, sql_history_name(ORDERS)) == ["1", "2", "3"]
+
     def test_not_taken_over_by_another_resource(
         self, db_url: str, source: Path, other_source: Path
     ) -> None:
