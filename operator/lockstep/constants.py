@@ -41,6 +41,8 @@ MIGRATE_CONTAINER: Final = "migrate"
 PLAN_CONTAINER: Final = "plan"
 SHADOW_DATABASE_URL_ENV: Final = "SHADOW_DATABASE_URL"
 LOCK_CONTAINER: Final = "lockstep-lock"
+# The init container that claims an external tool's version table (after the lock is held).
+CLAIM_CONTAINER: Final = "lockstep-claim"
 # `lockstep lock` exits with this when it gave up waiting for the lock (the operator reads it).
 EXIT_LOCK_TIMEOUT: Final = 3
 SOURCE_MOUNT_PATH: Final = "/migrations"
@@ -109,6 +111,8 @@ class Reason:
 PERMANENT_FAILURE_REASONS: Final = frozenset(
     {
         "ChecksumMismatch",
+        "VersionTableInUse",
+        "BaselineRefused",
         "DowngradeForbidden",
         "PartiallyApplied",
         "InvalidSource",

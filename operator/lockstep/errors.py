@@ -77,6 +77,18 @@ class ChecksumMismatch(LockstepError):  # noqa: N818
     reason = "ChecksumMismatch"
 
 
+class VersionTableInUse(LockstepError):  # noqa: N818
+    """Another DatabaseMigration records in this version table: sharing it mixes histories."""
+
+    reason = "VersionTableInUse"
+
+
+class BaselineRefused(LockstepError):  # noqa: N818
+    """spec.baseline cannot adopt this database: it has a history, or another baseline."""
+
+    reason = "BaselineRefused"
+
+
 class DowngradeForbidden(LockstepError):  # noqa: N818
     reason = "DowngradeForbidden"
 

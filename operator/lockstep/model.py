@@ -13,8 +13,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
-from lockstep import db_connection, pod_template
+from lockstep import db_connection, pod_template, spec_history
 from lockstep.pod_template import PodTemplate
+from lockstep.spec_history import (
+    BASELINE_VERSION_PATTERN as BASELINE_VERSION_PATTERN,
+)
+from lockstep.spec_history import (
+    IDENTIFIER_PATTERN as IDENTIFIER_PATTERN,
+)
+from lockstep.spec_history import (
+    VersionTable as VersionTable,
+)
 
 Tool = Literal["alembic", "flyway", "prisma", "knex", "django", "sequelize", "sql"]
 Engine = Literal["postgresql", "mysql", "mariadb", "sqlite"]
@@ -49,6 +58,8 @@ RUN_FIELDS: tuple[str, ...] = (
     "podTemplate",
     "volumeMounts",
     "securityContext",
+    "versionTable",
+    "baseline",
 )
 
 
@@ -126,6 +137,10 @@ class Spec:
     pod_template: PodTemplate = field(default_factory=PodTemplate)
     volume_mounts: tuple[Mapping[str, Any], ...] = ()
     security_context: Mapping[str, Any] = field(default_factory=dict)
+    version_table: VersionTable = field(default_factory=VersionTable)
+    baseline_version: str | None = None  # spec.baseline.version (tool sql)
+    # "namespace/name" of the DatabaseMigration: whose history tool sql keeps (never in the hash)
+    owner: str = ""
 
     @property
     def uses_built_in_runner(self) -> bool:
@@ -133,8 +148,11 @@ class Spec:
         return self.source_config_map is not None and self.tool in BUILT_IN_SOURCE_TOOLS
 
 
-def parse_spec(raw: Mapping[str, Any]) -> Spec:
-    """Parse `spec` of a DatabaseMigration; raise SpecError naming the field that is wrong."""
+def parse_spec(raw: Mapping[str, Any], owner: str = "") -> Spec:
+    """Parse `spec` of a DatabaseMigration; raise SpecError naming the field that is wrong.
+
+    ``owner`` ("namespace/name") names the resource, whose own history tool sql keeps.
+    """
     tool = _choice(raw, "tool", TOOLS, default=None)
     database = _mapping(raw, "database")
     engine = _choice(database, "engine", ENGINES, default=None, path="database.engine")
@@ -166,6 +184,7 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         raise SpecError("rollout.workloads", "when: AfterRollout needs at least one workload")
     url_secret, connection, tls = _credentials(database)
     template, mounts = _pod_template(raw)
+    version_table, baseline_version = _history(raw, str(tool))
     return Spec(
         tool=cast(Tool, tool),
         engine=cast(Engine, engine),
@@ -201,6 +220,9 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         ),
         drift_interval_seconds=_optional_int(drift, "intervalSeconds"),
         suspend=bool(raw.get("suspend", False)),
+        version_table=version_table,
+        baseline_version=baseline_version,
+        owner=owner,
     )
 
 
@@ -293,6 +315,16 @@ def _pod_template(
         template = pod_template.parse_pod_template(_mapping(raw, "podTemplate", required=False))
         return template, pod_template.parse_volume_mounts(_list(raw, "volumeMounts"), template)
     except pod_template.TemplateError as error:
+        raise SpecError(error.field, str(error)) from None
+
+
+def _history(raw: Mapping[str, Any], tool: str) -> tuple[VersionTable, str | None]:
+    try:
+        return (
+            spec_history.parse_version_table(_mapping(raw, "versionTable", required=False), tool),
+            spec_history.parse_baseline(_mapping(raw, "baseline", required=False), tool),
+        )
+    except spec_history.HistorySpecError as error:
         raise SpecError(error.field, str(error)) from None
 
 

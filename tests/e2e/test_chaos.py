@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 
 from lockstep import constants
 from lockstep.controller import cluster_facts
+from lockstep.tools.version_table import sql_history_name
 from testbed import kubetest
 from testbed.kubetest import sql_migration, wait_for
 from testbed.operatorprocess import OperatorProcess
@@ -161,8 +162,11 @@ def advisory_waiters(url: str) -> int:
     )
 
 
-def history_rows(url: str) -> list[tuple[Any, ...]]:
-    return query(url, "SELECT version, success FROM lockstep_schema_history ORDER BY version")
+def history_rows(url: str, namespace: str, name: str | None) -> list[tuple[Any, ...]]:
+    """The history rows of the DatabaseMigration ``namespace/name`` (its own table); name None:
+    a hand-run `lockstep run` (no --owner), which records in lockstep_schema_history."""
+    table = sql_history_name(f"{namespace}/{name}" if name else "")
+    return query(url, f"SELECT version, success FROM {table} ORDER BY version")
 
 
 # --------------------------------------------------------------------------- Kubernetes
@@ -406,7 +410,7 @@ def test_killed_leader_is_replaced_and_the_running_job_adopted_and_applied_once(
     assert body["status"]["appliedRevision"] == "2"
     assert assert_ready_once(k8s, namespace, "slow", body) == name_of(job)
     assert scalar(pg_url, "SELECT count(*) FROM runs") == 1
-    assert history_rows(pg_url) == [("1", True), ("2", True)]
+    assert history_rows(pg_url, namespace, "slow") == [("1", True), ("2", True)]
     assert [i.migration for i in intervals(pg_url)] == ["v1"]
     assert replicas.most_leaders_at_once == 1
 
@@ -465,7 +469,7 @@ def test_twenty_migrations_on_three_databases_never_overlap_and_apply_once(
             assert sorted(i.migration for i in found) == expected
             assert not overlaps(found), overlaps(found)
             for name in expected:
-                assert history_rows(with_search_path(url, name)) == [("1", True)]
+                assert history_rows(with_search_path(url, name), namespace, name) == [("1", True)]
         assert len(jobs.created) == len(set(jobs.created)) == len(names)
         assert replicas.most_leaders_at_once == 1
         assert all(code == 3 for _, code in replicas.exits), replicas.exits
@@ -564,7 +568,7 @@ def test_hand_made_job_with_the_same_lock_waits_for_lockstep_job(
     lockstep, by_hand = intervals(pg_url)
     assert (lockstep.migration, by_hand.migration) == ("lockstep", "by-hand")
     assert lockstep.start < created_at < lockstep.end <= by_hand.start
-    assert history_rows(with_search_path(pg_url, "by_hand")) == [("1", True)]
+    assert history_rows(with_search_path(pg_url, "by_hand"), namespace, None) == [("1", True)]
 
 
 def test_kube_apiserver_restart_mid_migration_ends_ready_with_one_job(
@@ -600,7 +604,7 @@ def test_kube_apiserver_restart_mid_migration_ends_ready_with_one_job(
     assert body["status"]["lastRun"]["result"] == "Succeeded"
     assert assert_ready_once(k8s, namespace, "slow", body)
     assert [i.migration for i in intervals(pg_url)] == ["v1"]
-    assert history_rows(pg_url) == [("1", True)]
+    assert history_rows(pg_url, namespace, "slow") == [("1", True)]
     # The leader may exit (code 3: it could not renew in time) and come back; nothing else.
     assert all(code == 3 for _, code in replicas.exits), replicas.exits
     assert not replicas.standby_exits(), (replicas.standby_exits(), replicas.exits)
@@ -687,8 +691,9 @@ def test_database_stopped_mid_migration_fails_the_job_then_retries_with_backoff_
     # had created half_a and logged its start, and none of it is there.
     assert scalar(url, "SELECT to_regclass('public.half_a')") is None
     assert scalar(url, f"SELECT count(*) FROM {LOG_TABLE}") == 0
-    assert scalar(url, "SELECT to_regclass('public.lockstep_schema_history')") is None or (
-        history_rows(url) == []
+    table = sql_history_name(f"{namespace}/flaky")
+    assert scalar(url, f"SELECT to_regclass('public.{table}')") is None or (
+        history_rows(url, namespace, "flaky") == []
     )
 
     body_ready = kubetest.wait_for_condition(
@@ -707,7 +712,7 @@ def test_database_stopped_mid_migration_fails_the_job_then_retries_with_backoff_
     )
     # Applied once, whole: one start and one end logged, both tables, one history row.
     assert [i.migration for i in intervals(url)] == ["v1"]
-    assert history_rows(url) == [("1", True)]
+    assert history_rows(url, namespace, "flaky") == [("1", True)]
     assert scalar(url, "SELECT count(*) FROM half_a") == 0
     assert scalar(url, "SELECT count(*) FROM half_b") == 0
 
@@ -804,6 +809,6 @@ def test_deleted_migration_pod_never_overlaps_its_retry_and_converges(
         assert "applied" not in message.lower() or "rolled" in message, run
     # Applied once, whole: one start and one end logged, both tables, one history row.
     assert [i.migration for i in intervals(pg_url)] == ["v1"]
-    assert history_rows(pg_url) == [("1", True)]
+    assert history_rows(pg_url, namespace, "evicted") == [("1", True)]
     assert scalar(pg_url, "SELECT count(*) FROM half_a") == 0
     assert scalar(pg_url, "SELECT count(*) FROM half_b") == 0

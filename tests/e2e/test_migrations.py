@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import crd_eval
+from lockstep.tools.version_table import sql_history_name
 from testbed import kubetest
 from testbed.kubetest import quickstart_documents, sql_migration, wait_for
 from testbed.operatorprocess import OperatorProcess
@@ -42,7 +43,8 @@ def test_quickstart_goes_ready_through_a_real_job(
     body = kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
 
     status = body["status"]
-    last_version = scalar(pg_url, "SELECT max(version::int) FROM lockstep_schema_history")
+    table = sql_history_name(f"{namespace}/shop")  # the resource's own history
+    last_version = scalar(pg_url, f"SELECT max(version::int) FROM {table}")
     assert status["appliedRevision"] == str(last_version)
     assert status["observedGeneration"] == body["metadata"]["generation"]
     assert status["lastRun"]["result"] == "Succeeded"
@@ -135,7 +137,8 @@ def test_failing_migration_retries_with_backoff_then_stalls_and_retry_annotation
     assert {"Failed", "RetryScheduled", "Stalled"} <= set(reasons)
     failed = [e for e in kubetest.events_for(k8s, namespace, "broken") if e.reason == "Failed"]
     assert any("legacy_items" in (e.message or "") for e in failed)
-    assert scalar(pg_url, "SELECT count(*) FROM lockstep_schema_history") == 1  # V1 only
+    history = sql_history_name(f"{namespace}/broken")
+    assert scalar(pg_url, f"SELECT count(*) FROM {history}") == 1  # V1 only
 
     # The cause is fixed outside the spec; the annotation asks for another try.
     engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -242,8 +245,9 @@ def test_drift_check_reports_a_change_made_by_hand(
     with engine.begin() as connection:  # someone applies a migration by hand
         connection.execute(
             sa.text(
-                "INSERT INTO lockstep_schema_history (version, description, checksum, "
-                "applied_at, execution_ms, success) VALUES ('2', 'by hand', 'x', now(), 1, true)"
+                f"INSERT INTO {sql_history_name(f'{namespace}/watched')} (version, description, "
+                "checksum, applied_at, execution_ms, success) "
+                "VALUES ('2', 'by hand', 'x', now(), 1, true)"
             )
         )
     engine.dispose()

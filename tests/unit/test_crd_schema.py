@@ -241,7 +241,7 @@ def test_duplicate_conditions_are_rejected() -> None:
 
 
 def test_rule_count() -> None:
-    assert len(RULES) == 35
+    assert len(RULES) == 37
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: f"{r.node or 'root'}:{r.field_path or ''}")

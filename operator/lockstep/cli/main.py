@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     pod_commands.add_classify(commands)
     _add_apply(commands)
     pod_commands.add_lock(commands)
+    pod_commands.add_claim(commands)
     pod_commands.add_shadow_reset(commands)
     pod_commands.add_dburl(commands)
     pod_commands.add_wait(commands)

@@ -48,6 +48,10 @@ def add_lock(commands: argv.Subparsers) -> None:
     argv.add_command(commands, helper_args.LockArgs).set_defaults(handler=_lock)
 
 
+def add_claim(commands: argv.Subparsers) -> None:
+    argv.add_command(commands, helper_args.ClaimArgs).set_defaults(handler=_claim)
+
+
 def add_dburl(commands: argv.Subparsers) -> None:
     argv.add_command(commands, helper_args.DburlArgs).set_defaults(handler=_dburl)
 
@@ -105,6 +109,10 @@ def _run_request(
         database_url=url,
         target=args.target,
         allow_downgrade=args.allow_downgrade,
+        version_table=args.version_table,
+        version_table_schema=args.version_table_schema,
+        owner=args.owner,
+        baseline=args.baseline,
         **options,
     )
 
@@ -314,6 +322,24 @@ def _helper_url() -> str | None:
     if not url:
         print(f"error: ${constants.DATABASE_URL_ENV} is not set", file=sys.stderr)
     return url or None
+
+
+def _claim(namespace: argparse.Namespace) -> int:
+    from lockstep.pod import history_owners
+
+    args = argv.from_namespace(helper_args.ClaimArgs, namespace)
+    url = _database_url(args.result_file)
+    if url is None:
+        return report.EXIT_USAGE
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        shown = history_owners.claim_url(
+            url, args.owner, args.tool, args.version_table, args.version_table_schema
+        )
+    except errors.LockstepError as error:
+        return _failed(args.result_file, error)
+    print(f"{args.owner} records its {args.tool} migrations in {shown}")
+    return 0
 
 
 def _dburl(namespace: argparse.Namespace) -> int:

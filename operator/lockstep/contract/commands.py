@@ -19,6 +19,7 @@ PodCommandArgs = (
     | migration_args.ClassifyArgs
     | migration_args.ShadowResetArgs
     | helper_args.LockArgs
+    | helper_args.ClaimArgs
     | helper_args.DburlArgs
     | helper_args.WaitArgs
 )
@@ -28,6 +29,7 @@ ARGS_TYPES: Final[tuple[type[cli.PodArgs], ...]] = (
     migration_args.ClassifyArgs,
     migration_args.ShadowResetArgs,
     helper_args.LockArgs,
+    helper_args.ClaimArgs,
     helper_args.DburlArgs,
     helper_args.WaitArgs,
 )

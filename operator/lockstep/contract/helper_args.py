@@ -1,6 +1,7 @@
-"""The arguments of the helper commands around a migration: `lock`, `dburl` and `wait`.
+"""The arguments of the helper commands around a migration: `lock`, `claim`, `dburl`, `wait`.
 
-`lock` is the Job's lock sidecar (and its startup probe), `dburl` the init container that
+`lock` is the Job's lock sidecar (and its startup probe), `claim` the init container that claims
+an external tool's version table for its DatabaseMigration, `dburl` the init container that
 converts $DATABASE_URL for tools that cannot take a URL, `wait` the app's init container that
 waits for a migration where there is no admission webhook.
 """
@@ -50,6 +51,48 @@ class LockArgs:
         cli.option(argv, "--wait-seconds", self.wait_seconds)
         cli.switch(argv, "--probe", self.probe)
         cli.option(argv, "--ready-file", self.ready_file)
+        return tuple(argv)
+
+
+@dataclass(frozen=True)
+class ClaimArgs:
+    """`lockstep claim`: record that a DatabaseMigration's tool records in a version table."""
+
+    COMMAND: ClassVar[str] = "claim"
+    HELP: ClassVar[str] = (
+        "claim a version table of $DATABASE_URL for one DatabaseMigration (refuse another's)"
+    )
+    DESCRIPTION: ClassVar[str | None] = (
+        "Runs in migration Jobs of tools in an image, once the lock sidecar holds the lock: "
+        "a second DatabaseMigration on the same version table fails here (VersionTableInUse), "
+        "before the tool starts."
+    )
+
+    tool: str
+    version_table: str
+    owner: str
+    version_table_schema: str | None = None
+    result_file: str = cli.DEFAULT_RESULT_FILE
+
+    @staticmethod
+    def define(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--tool", required=True)
+        command.add_argument("--version-table", required=True, metavar="NAME")
+        command.add_argument("--owner", required=True, metavar="NAMESPACE/NAME")
+        command.add_argument(
+            "--version-table-schema", metavar="SCHEMA", help="default: the current schema"
+        )
+        command.add_argument("--result-file", default=cli.DEFAULT_RESULT_FILE)
+
+    def to_argv(self) -> tuple[str, ...]:
+        argv = cli.command(self.COMMAND)
+        cli.option(argv, "--tool", self.tool)
+        cli.option(argv, "--version-table", self.version_table)
+        cli.option(argv, "--owner", self.owner)
+        cli.option(argv, "--version-table-schema", self.version_table_schema)
+        cli.option(
+            argv, "--result-file", cli.unless_default(self.result_file, cli.DEFAULT_RESULT_FILE)
+        )
         return tuple(argv)
 
 

@@ -28,10 +28,35 @@ _PLAN_RESULT_HELP: Final = (
 
 
 def _source(command: argparse.ArgumentParser) -> None:
-    """What `run` and `plan` share: the tool, its source and the target."""
+    """What `run` and `plan` share: the tool, its source, the target and the version table."""
     command.add_argument("--tool", choices=list(TOOLS), required=True)
     command.add_argument("--source", type=Path, required=True, help="directory with the migrations")
     command.add_argument("--target", default="head", help="revision to reach (default: head)")
+    history = command.add_argument_group("the version table (docs/existing-databases.md)")
+    history.add_argument(
+        "--version-table", metavar="NAME", help="the tool's table (default: the tool's own)"
+    )
+    history.add_argument(
+        "--version-table-schema", metavar="SCHEMA", help="its schema (default: the current one)"
+    )
+    history.add_argument(
+        "--owner",
+        metavar="NAMESPACE/NAME",
+        help="the DatabaseMigration: claims the version table, refusing another owner",
+    )
+    history.add_argument(
+        "--baseline",
+        metavar="VERSION",
+        help="tool sql: record the files up to VERSION as applied, not run, on a database "
+        "without this history",
+    )
+
+
+def _version_table_argv(argv: list[str], args: RunArgs | PlanArgs) -> None:
+    cli.option(argv, "--version-table", args.version_table)
+    cli.option(argv, "--version-table-schema", args.version_table_schema)
+    cli.option(argv, "--owner", args.owner)
+    cli.option(argv, "--baseline", args.baseline)
 
 
 def _result_file(command: argparse.ArgumentParser, help_text: str = _RESULT_HELP) -> None:
@@ -62,6 +87,10 @@ class RunArgs:
     expect_plan: str | None = None
     shadow_url_env: str | None = None
     result_file: str = cli.DEFAULT_RESULT_FILE
+    version_table: str | None = None
+    version_table_schema: str | None = None
+    owner: str | None = None
+    baseline: str | None = None
 
     @staticmethod
     def define(command: argparse.ArgumentParser) -> None:
@@ -110,6 +139,7 @@ class RunArgs:
         cli.option(argv, "--plan-salt", self.plan_salt)
         cli.option(argv, "--expect-plan", self.expect_plan)
         cli.option(argv, "--shadow-url-env", self.shadow_url_env)
+        _version_table_argv(argv, self)
         cli.option(
             argv, "--result-file", cli.unless_default(self.result_file, cli.DEFAULT_RESULT_FILE)
         )
@@ -136,6 +166,10 @@ class PlanArgs:
     target: str = "head"
     allow_downgrade: bool = False
     result_file: str = cli.DEFAULT_RESULT_FILE
+    version_table: str | None = None
+    version_table_schema: str | None = None
+    owner: str | None = None
+    baseline: str | None = None
 
     @staticmethod
     def define(command: argparse.ArgumentParser) -> None:
@@ -155,6 +189,7 @@ class PlanArgs:
         cli.option(argv, "--target", self.target)
         cli.option(argv, "--salt", self.salt)
         cli.switch(argv, "--allow-downgrade", self.allow_downgrade)
+        _version_table_argv(argv, self)
         cli.option(
             argv, "--result-file", cli.unless_default(self.result_file, cli.DEFAULT_RESULT_FILE)
         )

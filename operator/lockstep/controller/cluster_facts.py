@@ -170,6 +170,19 @@ def failed_rehearsal_step(pod: Mapping[str, Any] | None) -> RehearsalStepFailure
     return None
 
 
+def failed_claim(pod: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """Reason and message of a `lockstep-claim` init container that refused, if it did."""
+    for status in ((pod or {}).get("status") or {}).get("initContainerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if status.get("name") == constants.CLAIM_CONTAINER and terminated.get("exitCode", 0):
+            said = runner_report(str(terminated.get("message") or ""))
+            return (
+                str(said.get("reason") or "VersionTableInUse"),
+                str(said.get("message") or terminated.get("message") or ""),
+            )
+    return None
+
+
 def _said(message: str) -> str:
     """A step's own words: the "message" of a Lockstep JSON result, or the log text as it is."""
     return str(runner_report(message).get("message") or message)

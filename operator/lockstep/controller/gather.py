@@ -24,6 +24,7 @@ from lockstep.model import Spec, SpecError, content_digest, parse_spec, spec_has
 from lockstep.planning import history
 from lockstep.planning.facts import ConfigError, DriftReading, JobView, LockWait, Observed, Rollout
 from lockstep.status import migration_status
+from lockstep.tools import version_table
 
 log = logging.getLogger("lockstep.reconcile")
 
@@ -76,7 +77,7 @@ class Gatherer:
         ):
             return None
         try:
-            spec = parse_spec(body.get("spec") or {})
+            spec = parse_spec(body.get("spec") or {}, _owner(metadata))
         except SpecError:
             return None
         if spec.when == "AfterRollout":
@@ -92,7 +93,7 @@ class Gatherer:
         namespace, name = metadata["namespace"], metadata["name"]
         base = self._observed(body, None, str(status.get("specHash", "")))
         try:
-            spec = parse_spec(body.get("spec") or {})
+            spec = parse_spec(body.get("spec") or {}, f"{namespace}/{name}")
         except SpecError as invalid:
             return Gathered(replace(base, config_error=ConfigError("InvalidSpec", str(invalid))))
         inputs = await self._inputs(namespace, spec)
@@ -176,7 +177,9 @@ class Gatherer:
         self._drift_due[key] = now + interval
         try:
             revision = await asyncio.wait_for(
-                asyncio.to_thread(version_tables.read_revision, spec.tool, url),
+                asyncio.to_thread(
+                    version_tables.read_revision, spec.tool, url, *version_table.reader_table(spec)
+                ),
                 outcome.REVISION_READ_TIMEOUT_SECONDS,
             )
         except Exception as error:  # noqa: BLE001 - an unreadable database is not drift
@@ -272,3 +275,8 @@ def _approved_plan(body: Mapping[str, Any]) -> str | None:
 
 async def _nothing() -> None:
     return None
+
+
+def _owner(metadata: Mapping[str, Any]) -> str:
+    """ "namespace/name": the resource whose own history tool sql keeps."""
+    return f"{metadata['namespace']}/{metadata['name']}"

@@ -18,6 +18,7 @@ from lockstep.controller.cache import Cache
 from lockstep.controller.cluster import KubeApi
 from lockstep.model import Spec
 from lockstep.planning.facts import JobView, Observed, Outcome
+from lockstep.tools import version_table
 
 log = logging.getLogger("lockstep.reconcile")
 
@@ -63,11 +64,17 @@ async def read_outcome(
         log_tail = await _log_tail(api, namespace, pod, container)
     migrated = succeeded and not planning_only
     applied = await read_revision(spec, url) if migrated else None
+    if migrated:
+        await claim_after_run(spec, url)
     reason, message = _outcome_summary(report, job)
     rehearsal = None if succeeded else cluster_facts.failed_rehearsal_step(pod)
     if rehearsal is not None and pod is not None:
         reason, message = constants.Reason.REHEARSAL_FAILED, rehearsal.describe()
         log_tail = await _log_tail(api, namespace, pod, rehearsal.container)
+    claim = None if succeeded else cluster_facts.failed_claim(pod)
+    if claim is not None and pod is not None:  # refused before the tool started
+        reason, message = claim
+        log_tail = await _log_tail(api, namespace, pod, constants.CLAIM_CONTAINER)
     # The tool's own output (Flyway, Prisma, ...) may echo the URL: scrub before status/Events.
     return Outcome(
         job=job.name,
@@ -95,7 +102,9 @@ async def read_revision(spec: Spec, url: str) -> str | None:
         return None  # the file lives in the Job's pod, not here
     try:
         return await asyncio.wait_for(
-            asyncio.to_thread(version_tables.read_revision, spec.tool, url),
+            asyncio.to_thread(
+                version_tables.read_revision, spec.tool, url, *version_table.reader_table(spec)
+            ),
             REVISION_READ_TIMEOUT_SECONDS,
         )
     except Exception as error:  # noqa: BLE001 - any failure falls back to the Job's report
@@ -103,20 +112,51 @@ async def read_revision(spec: Spec, url: str) -> str | None:
         return None
 
 
+async def claim_after_run(spec: Spec, url: str) -> None:
+    """Claim the version table of a tool in an image after its run (its first run could not:
+    see :func:`lockstep.pod.history_owners.claim_url`). Best effort: the next run claims too."""
+    if spec.uses_built_in_runner or not spec.owner or spec.engine == "sqlite":
+        return
+    table, _ = version_table.reader_table(spec)
+    try:
+        first = await asyncio.wait_for(
+            asyncio.to_thread(version_tables.claim_after_run, url, spec.owner, spec.tool, table),
+            REVISION_READ_TIMEOUT_SECONDS,
+        )
+    except Exception as error:  # noqa: BLE001 - the claim container of the next run claims too
+        log.warning("could not claim the version table: %s", type(error).__name__)
+        return
+    if first not in (None, spec.owner):
+        log.warning("%s: %s was claimed by %s already", spec.owner, table.shown(), first)
+
+
 def _outcome_summary(report: Mapping[str, Any], job: JobView) -> tuple[str, str]:
     """Reason and message of a finished run: the runner's own words when it left a report."""
     if job.state == "Failed":
         return str(report.get("reason") or job.reason), str(report.get("message") or job.message)
     applied = [str(v) for v in report.get("applied") or []]
+    baselined = _baselined(report)
     if report and not applied:
-        return constants.Reason.SUCCEEDED, "nothing to apply: the database was up to date"
+        return (
+            constants.Reason.SUCCEEDED,
+            f"{baselined}nothing to apply: the database was up to date",
+        )
     if applied:
         more = int(report.get("appliedCount") or len(applied)) - len(applied)
         listed = ", ".join(applied) + (f" and {more} more" if more > 0 else "")
         verb = "reverted" if report.get("direction") == "down" else "applied"
-        return constants.Reason.SUCCEEDED, f"{verb} {listed}"
+        return constants.Reason.SUCCEEDED, f"{baselined}{verb} {listed}"
     return constants.Reason.SUCCEEDED, "the migration command succeeded"
 
 
 def _optional(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
+
+
+def _baselined(report: Mapping[str, Any]) -> str:
+    """What spec.baseline recorded (not ran), so the status never says those files ran."""
+    ends = [str(v) for v in report.get("baselined") or []]
+    if not ends:
+        return ""
+    count = int(report.get("baselinedCount") or len(ends))
+    return f"baselined {count} existing migration(s) up to {ends[-1]} (recorded, not run); "

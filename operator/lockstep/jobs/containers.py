@@ -17,6 +17,7 @@ from lockstep.contract import helper_args, migration_args
 from lockstep.errors import LockstepError
 from lockstep.jobs.naming import JobRequest
 from lockstep.model import Spec
+from lockstep.tools import version_table
 
 SOURCE_VOLUME = "migrations"
 TMP_VOLUME = "tmp"
@@ -24,6 +25,7 @@ ENV_VOLUME = "lockstep-env"
 ENV_DIR = tools.base.ENV_DIR
 ENV_FILE = tools.base.ENV_FILE
 ENV_CONTAINER = "lockstep-env"
+CLAIM_CONTAINER = constants.CLAIM_CONTAINER
 LOCK_CONTAINER = constants.LOCK_CONTAINER
 LOCK_VOLUME = "lockstep-run"
 LOCK_DIR = "/run/lockstep"
@@ -64,6 +66,7 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
             *shadow_url_env(spec),
             *(dict(e) for e in spec.env if e.get("name") not in _TAG_ENV_NAMES),
             *migration_tag_env(spec),
+            *version_table.tool_env(spec.tool, spec.version_table),
         ],
         "securityContext": {**container_security_context(), **spec.security_context},
         "volumeMounts": [*volume_mounts(spec), *(dict(m) for m in spec.volume_mounts)],
@@ -130,6 +133,7 @@ def runner_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
         plan_salt=request.plan_salt or None,
         expect_plan=request.expect_plan or None,
         shadow_url_env=constants.SHADOW_DATABASE_URL_ENV if shadow else None,
+        **version_table.run_options(spec),
     ).to_argv()
 
 
@@ -192,6 +196,38 @@ def lock_sidecar(spec: Spec, runner_image: str) -> dict[str, Any]:
         },
         "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
         "volumeMounts": [{"name": LOCK_VOLUME, "mountPath": LOCK_DIR}, *tls_mounts(spec)],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def claim_container(spec: Spec, runner_image: str) -> dict[str, Any] | None:
+    """`lockstep claim` for a tool in the user's image: one DatabaseMigration per version table.
+
+    Runs after the lock sidecar holds the lock and before the tool starts; a table another
+    DatabaseMigration claimed fails the pod here, with VersionTableInUse in the termination
+    message (docs/adr/0010-one-history-per-resource.md). The built-in runner claims by itself.
+    """
+    if spec.uses_built_in_runner or not spec.owner:
+        return None
+    table = version_table.resolve(spec.tool, spec.version_table, spec.owner)
+    claim = helper_args.ClaimArgs(
+        tool=spec.tool,
+        version_table=table.name,
+        owner=spec.owner,
+        version_table_schema=table.schema,
+    )
+    return {
+        "name": CLAIM_CONTAINER,
+        "image": runner_image,
+        "command": list(claim.to_argv()),
+        "env": database_env(spec),
+        "volumeMounts": tls_mounts(spec),
+        "securityContext": {
+            **container_security_context(),
+            "runAsUser": RUNNER_USER_ID,
+            "runAsGroup": RUNNER_USER_ID,
+        },
+        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 

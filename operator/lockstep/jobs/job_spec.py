@@ -79,8 +79,11 @@ def build_pod_spec(spec: Spec, request: JobRequest, runner_image: str) -> dict[s
         pod["containers"][0]["volumeMounts"].append(
             {"name": containers.ENV_VOLUME, "mountPath": containers.ENV_DIR, "readOnly": True}
         )
-    # Last init container: the migration starts only once the lock sidecar holds the lock.
+    # The migration starts only once the lock sidecar holds the lock.
     init_containers.append(containers.lock_sidecar(spec, runner_image))
+    claim = containers.claim_container(spec, runner_image)
+    if claim is not None:  # after the lock sidecar: it runs once the lock is held
+        init_containers.append(claim)
     pod["volumes"].append(
         {"name": containers.LOCK_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
     )

@@ -17,6 +17,7 @@ from lockstep.contract import migration_args
 from lockstep.jobs import containers
 from lockstep.jobs.naming import JobRequest
 from lockstep.model import Spec
+from lockstep.tools import version_table
 
 PLAN_VOLUME = "lockstep-plan"
 PLAN_DIR = "/lockstep-plan"
@@ -147,4 +148,5 @@ def plan_command(spec: Spec, request: JobRequest) -> tuple[str, ...]:
         target=request.target,
         salt=request.plan_salt,
         allow_downgrade=spec.downgrade_allowed,
+        **version_table.run_options(spec),
     ).to_argv()

@@ -21,6 +21,7 @@ from typing import Any, Final
 from lockstep import constants, errors, k8s_names, url_secrets
 from lockstep.model import Spec, SpecError, parse_spec
 from lockstep.pod import run_plan, run_request, runner
+from lockstep.tools import version_table
 
 NOT_SUPPORTED_LOCALLY: Final = "NotSupportedLocally"
 INTERNAL_ERROR: Final = "InternalError"
@@ -100,7 +101,7 @@ def run_migration(
 
     spec_source = "the ConfigMap"
     try:
-        spec = parse_spec(body.get("spec") or {})
+        spec = parse_spec(body.get("spec") or {}, f"{namespace}/{name}")
     except SpecError as error:
         return failed(constants.Reason.INVALID_SPEC, str(error))
     if not spec.uses_built_in_runner or spec.source_config_map is None:
@@ -164,6 +165,7 @@ def _request(spec: Spec, source: Path, url: str) -> run_request.RunRequest:
         allow_downgrade=spec.downgrade_allowed,
         lock_wait_seconds=float(spec.timeouts.lock_wait_seconds),
         statement_lock_timeout=spec.timeouts.statement_lock_timeout,
+        **version_table.run_options(spec),
     )
 
 

@@ -25,7 +25,14 @@ from sqlalchemy import exc
 
 from lockstep import constants, database, errors, url_secrets
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import fence, run_request, run_session, sql_errors
+from lockstep.pod import (
+    fence,
+    history_owners,
+    run_request,
+    run_session,
+    sql_bookkeeping,
+    sql_errors,
+)
 from lockstep.tools import base as tool_base
 
 log = logging.getLogger("lockstep.runner")
@@ -118,9 +125,26 @@ def load_script(source_dir: Path) -> ScriptDirectory:
     return script
 
 
-def current_revision(connection: sa.Connection, identity: DatabaseIdentity) -> str | None:
+def version_table_options(request: run_request.RunRequest) -> dict[str, str]:
+    """``context.configure`` options for spec.versionTable (empty: Alembic's alembic_version).
+
+    Lockstep reads the table with them, and hands them to the user's env.py in
+    ``config.attributes`` (and ``$LOCKSTEP_VERSION_TABLE``), which env.py passes on.
+    """
+    options = {}
+    if request.version_table:
+        options["version_table"] = request.version_table
+    if request.version_table_schema:
+        options["version_table_schema"] = request.version_table_schema
+    return options
+
+
+def current_revision(
+    connection: sa.Connection, identity: DatabaseIdentity, options: dict[str, str] | None = None
+) -> str | None:
     with connection.begin():
-        heads = MigrationContext.configure(connection=connection).get_current_heads()
+        context = MigrationContext.configure(connection=connection, opts=dict(options or {}))
+        heads = context.get_current_heads()
     if len(heads) > 1:
         raise errors.InvalidSource(
             f"{identity} has several Alembic heads applied ({', '.join(heads)}); Lockstep "
@@ -196,7 +220,10 @@ def migrate(
     request: run_request.RunRequest,
     script: ScriptDirectory,
 ) -> run_request.Outcome:
-    current = current_revision(connection, identity)
+    options = version_table_options(request)
+    if request.owner:
+        _claim(connection, identity, request, options)
+    current = current_revision(connection, identity, options)
     target = resolve_target(script, request.target)
     direction, steps = plan_alembic(script, current, target, identity)
     if direction == "none":
@@ -205,6 +232,7 @@ def migrate(
     if direction == "down":
         refuse_downgrade(request, identity, current, target, steps)
     config = alembic_config(request.source_dir, connection, request.database_url)
+    config.attributes.update(options)
     log.info("migrating %s %s from %s to %s", identity, direction, current, target)
     try:
         with fence.mark_follows_new_connections(connection, identity):
@@ -221,10 +249,39 @@ def migrate(
             raise _connection_lost(error, identity, request.database_url) from None
         if connection.in_transaction():
             connection.rollback()
-        reached = current_revision(connection, identity)
+        reached = current_revision(connection, identity, options)
         raise _alembic_failed(error, identity, request.database_url, current, reached) from None
-    reached = current_revision(connection, identity)
+    reached = current_revision(connection, identity, options)
+    if reached != target and options:
+        raise errors.InvalidSource(
+            f"Alembic ran, but {_shown(options)} on {identity} is at {reached or 'base'}, not "
+            f"{target or 'base'}: the env.py does not use spec.versionTable. Pass "
+            f"version_table=config.attributes.get('version_table', 'alembic_version') and "
+            f"version_table_schema=config.attributes.get('version_table_schema') to "
+            f"context.configure (docs/existing-databases.md)"
+        )
     return run_request.Outcome(direction, current, reached, steps)
+
+
+def _claim(
+    connection: sa.Connection,
+    identity: DatabaseIdentity,
+    request: run_request.RunRequest,
+    options: dict[str, str],
+) -> None:
+    """One DatabaseMigration per Alembic version table (see :mod:`lockstep.pod.history_owners`)."""
+    url = request.database_url
+    current = sql_bookkeeping.current_schema(connection, identity, url)
+    schema = options.get("version_table_schema") or current
+    table = options.get("version_table", "alembic_version")
+    claim = history_owners.Claim(str(request.owner), request.tool, schema, table, current)
+    history_owners.claim(connection, identity, url, claim)
+
+
+def _shown(options: dict[str, str]) -> str:
+    table = options.get("version_table", "alembic_version")
+    schema = options.get("version_table_schema")
+    return f"{schema}.{table}" if schema else table
 
 
 def refuse_downgrade(

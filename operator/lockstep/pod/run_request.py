@@ -34,6 +34,14 @@ class RunRequest:
     # False when a lock sidecar in the same pod already holds the lock: waiting
     # for it here would wait for ourselves.
     take_lock: bool = True
+    # Where the tool records what it applied (None: the tool's default; tool sql's is
+    # lockstep_schema_history) and the schema that holds it (None: the connection's current one).
+    version_table: str | None = None
+    version_table_schema: str | None = None
+    # "namespace/name" of the DatabaseMigration: claims the version table, so that a second
+    # resource sharing it is refused by name (None: a hand-run `lockstep run`, no claim).
+    owner: str | None = None
+    baseline: str | None = None  # tool sql: adopt an existing schema at this version
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class Outcome:
     from_revision: str | None
     to_revision: str | None
     applied: list[str]
+    baselined: list[str] = field(default_factory=list)  # recorded as applied, not run
 
 
 @dataclass(frozen=True)
@@ -57,16 +66,23 @@ class RunResult:
     lock_wait_seconds: float
     # What the checks before migrating reported (the plan, the rehearsal), by result key.
     extras: Mapping[str, Any] = field(default_factory=dict)
+    baselined: list[str] = field(default_factory=list)  # spec.baseline: recorded, not run
 
     def summary(self) -> str:
         """One line a person reads: what moved where, in the same words in a Job and locally."""
+        adopted = (
+            f"baselined {len(self.baselined)} existing migration(s) up to {self.baselined[-1]} "
+            f"(recorded, not run); "
+            if self.baselined
+            else ""
+        )
         if not self.applied:
-            return f"up to date at revision {self.to_revision or 'none'}: nothing to apply"
+            return f"{adopted}up to date at revision {self.to_revision or 'none'}: nothing to apply"
         moved = f"{self.from_revision or 'empty'} → {self.to_revision or 'empty'}"
         verb = "rolled back" if self.direction == "down" else "applied"
         return (
-            f"{verb} {len(self.applied)} migration(s) ({', '.join(self.applied)}): {moved} "
-            f"in {self.duration_seconds:.2f}s"
+            f"{adopted}{verb} {len(self.applied)} migration(s) ({', '.join(self.applied)}): "
+            f"{moved} in {self.duration_seconds:.2f}s"
         )
 
     def to_json(self) -> str:
@@ -91,6 +107,10 @@ class RunResult:
             "durationSeconds": round(self.duration_seconds, 3),
             "lockWaitSeconds": round(self.lock_wait_seconds, 3),
         }
+        if self.baselined:
+            # The first and last version: a baseline may cover hundreds of files.
+            payload["baselined"] = [self.baselined[0], self.baselined[-1]]
+            payload["baselinedCount"] = len(self.baselined)
         if report.fits(payload, report.HALF_BUDGET):
             return payload
         payload["appliedTruncated"] = True

@@ -44,7 +44,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from lockstep import database, errors, sqlfiles, version_tables
+from lockstep import database, errors, sqlfiles
 from lockstep.database import DatabaseIdentity
 from lockstep.pod import (
     alembic_migration,
@@ -52,11 +52,11 @@ from lockstep.pod import (
     run_request,
     run_session,
     sql_execution,
+    sql_history,
     sql_planning,
 )
 from lockstep.pod.plan_model import PendingWork
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
-from lockstep.tools import sql as sql_tool
 
 log = logging.getLogger("lockstep.runner")
 
@@ -164,6 +164,7 @@ def _run(
         duration_seconds=time.monotonic() - started,
         lock_wait_seconds=lock_wait,
         extras=extras,
+        baselined=outcome.baselined,
     )
 
 
@@ -208,7 +209,8 @@ def pending_work(
     """What a run of ``request`` would do now, read-only; refuses as the run would refuse."""
     if isinstance(source, SqlSource):
         return _pending_sql(connection, source, request, identity)
-    current = alembic_migration.current_revision(connection, identity)
+    options = alembic_migration.version_table_options(request)
+    current = alembic_migration.current_revision(connection, identity, options)
     target = alembic_migration.resolve_target(source.script, request.target)
     direction, steps = alembic_migration.plan_alembic(source.script, current, target, identity)
     if direction == "down":
@@ -223,15 +225,16 @@ def _pending_sql(
     request: run_request.RunRequest,
     identity: DatabaseIdentity,
 ) -> PendingWork:
-    with connection.begin():
-        exists = version_tables.has_table(connection, sql_tool.HISTORY_TABLE)
-        history = sql_planning.read_history(connection) if exists else []
+    history = sql_history.preview_history(
+        connection, identity, request, source.migration_set, source.target
+    )
     plan = sql_planning.plan_sql(
         source.migration_set,
-        history,
+        history.rows,
         source.target,
         allow_downgrade=request.allow_downgrade,
         identity=identity,
+        table=history.shown,
     )
     files = tuple(_file_that_runs(migration, plan.direction) for migration in plan.steps)
     versions = tuple(migration.version for migration in plan.steps)

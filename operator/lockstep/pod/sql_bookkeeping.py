@@ -31,6 +31,7 @@ class HistoryRow:
     applied_at: datetime | None = None
     running_file: str | None = None  # set while (or after) a file ran statement by statement
     statements_done: int | None = None
+    baselined: bool = False  # recorded by spec.baseline: adopted as applied, never run here
 
 
 def current_schema(connection: sa.Connection, identity: DatabaseIdentity, url: str) -> str:
@@ -69,14 +70,14 @@ def own_query(what: str, identity: DatabaseIdentity, url: str) -> Iterator[None]
 def ensure_table(
     connection: sa.Connection, table: sa.Table, identity: DatabaseIdentity, url: str
 ) -> None:
-    """Create the history table, or add the progress columns an older Lockstep did not have."""
+    """Create the history table, or add the columns an older Lockstep did not have."""
     what = f"create {table.fullname} if it is missing"
     with own_query(what, identity, url), connection.begin():
         table.metadata.create_all(connection, checkfirst=True)
         inspector = sa.inspect(connection)
         present = {c["name"] for c in inspector.get_columns(table.name, table.schema)}
         quoted = connection.dialect.identifier_preparer.format_table(table)
-        for name in version_tables.PROGRESS_COLUMNS:
+        for name in version_tables.ADDED_COLUMNS:
             if name not in present:
                 kind = table.c[name].type.compile(dialect=connection.dialect)
                 connection.exec_driver_sql(f"ALTER TABLE {quoted} ADD COLUMN {name} {kind}")
@@ -85,7 +86,7 @@ def ensure_table(
 def read(connection: sa.Connection, table: sa.Table) -> list[HistoryRow]:
     """Every row; the progress columns read as None on a table that lacks them (read-only)."""
     present = {c["name"] for c in sa.inspect(connection).get_columns(table.name, table.schema)}
-    progress = [table.c[name] for name in version_tables.PROGRESS_COLUMNS if name in present]
+    progress = [table.c[name] for name in version_tables.ADDED_COLUMNS if name in present]
     query = sa.select(
         table.c.version,
         table.c.description,
@@ -106,6 +107,7 @@ def read(connection: sa.Connection, table: sa.Table) -> list[HistoryRow]:
                 row["applied_at"],
                 row.get("running_file"),
                 int(done) if done is not None else None,
+                bool(row.get("baselined")),
             )
         )
     return rows

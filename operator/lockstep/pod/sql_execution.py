@@ -21,18 +21,18 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import database, errors, sql_file_modes, sqlfiles, version_tables
+from lockstep import database, errors, sql_file_modes, sqlfiles
 from lockstep.database import DatabaseIdentity
 from lockstep.pod import (
     run_request,
     run_session,
     sql_bookkeeping,
     sql_errors,
+    sql_history,
     sql_planning,
     sql_session,
 )
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
-from lockstep.tools import sql as sql_tool
 
 log = logging.getLogger("lockstep.runner")
 
@@ -47,28 +47,31 @@ def migrate_sql(
     target: str | None,
 ) -> run_request.Outcome:
     url = request.database_url
-    table = version_tables.sql_history_in(sql_bookkeeping.current_schema(connection, identity, url))
-    sql_bookkeeping.ensure_table(connection, table, identity, url)
-    with sql_bookkeeping.own_query(f"read {table.fullname}", identity, url), connection.begin():
-        history = sql_planning.read_history(connection, table)
+    history = sql_history.open_history(connection, identity, request, migration_set, target)
+    table, baselined = history.table, list(history.baselined)
     plan = sql_planning.plan_sql(
-        migration_set, history, target, allow_downgrade=request.allow_downgrade, identity=identity
+        migration_set,
+        history.rows,
+        target,
+        allow_downgrade=request.allow_downgrade,
+        identity=identity,
+        table=history.shown,
     )
     if plan.direction == "none":
         log.info("%s is at version %s already: nothing to do", identity, plan.current or "0")
-        return run_request.Outcome("none", plan.current, plan.current, [])
+        return run_request.Outcome("none", plan.current, plan.current, [], baselined)
     major = _server_major(connection, identity)
     files = [
         sql_file_modes.plan_file(_file_of(m, plan.direction), identity.family, major)
         for m in plan.steps
     ]  # every refusal before the first file runs
     baseline = sql_session.capture(connection, identity)
-    runner = _SqlFileRunner(connection, identity, url, table)
+    runner = _SqlFileRunner(connection, identity, url, table, history.shown)
     for migration, file_plan in zip(plan.steps, files, strict=True):
         runner.run(migration, file_plan, plan.direction)
         sql_session.restore(connection, baseline)
     return run_request.Outcome(
-        plan.direction, plan.current, plan.target, [m.version for m in plan.steps]
+        plan.direction, plan.current, plan.target, [m.version for m in plan.steps], baselined
     )
 
 
@@ -99,6 +102,7 @@ class _SqlFileRunner:
     identity: DatabaseIdentity
     url: str
     table: sa.Table
+    shown: str  # the table as a repair statement names it
 
     def run(
         self, migration: Migration, plan: sql_file_modes.FilePlan, direction: run_request.Direction
@@ -127,9 +131,7 @@ class _SqlFileRunner:
         try:
             with self.connection.begin():
                 self._execute(statements, None)
-                what = (
-                    f"record {sql_file.name} in {self.table.fullname} (in the file's transaction)"
-                )
+                what = f"record {sql_file.name} in {self.shown} (in the file's transaction)"
                 with sql_bookkeeping.own_query(what, self.identity, self.url):
                     self._record_done(migration, direction, started)
         except _StatementError as failure:
@@ -179,7 +181,7 @@ class _SqlFileRunner:
             self._stopped(migration, sql_file, statements, failure, direction)
         with (
             sql_bookkeeping.own_query(
-                f"record {sql_file.name} as done in {self.table.fullname}", self.identity, self.url
+                f"record {sql_file.name} as done in {self.shown}", self.identity, self.url
             ),
             self.connection.begin(),
         ):
@@ -208,7 +210,7 @@ class _SqlFileRunner:
         if index == 0:
             with (
                 sql_bookkeeping.own_query(
-                    f"clear the start of {sql_file.name} in {self.table.fullname}",
+                    f"clear the start of {sql_file.name} in {self.shown}",
                     self.identity,
                     self.url,
                 ),
@@ -243,7 +245,7 @@ class _SqlFileRunner:
             f"{self._text(failure.error)} (statement: {failed.shortened(_STATEMENT_CHARS)})"
             f"{skipped}. Lockstep recorded version {migration.version} as failed and will "
             f"refuse to run until a person finishes or undoes that file's statements by hand, "
-            f"then deletes its row: DELETE FROM {sql_tool.HISTORY_TABLE} WHERE version = "
+            f"then deletes its row: DELETE FROM {self.shown} WHERE version = "
             f"'{migration.version}'.{run_session.lock_hint(failure.error)}",
             version=migration.version,
             ran_lines=ran,
@@ -277,7 +279,7 @@ class _SqlFileRunner:
         self, migration: Migration, sql_file: SqlFile, direction: run_request.Direction
     ) -> None:
         progress = {"success": False, "running_file": sql_file.name, "statements_done": 0}
-        what = f"record {sql_file.name} as started in {self.table.fullname}"
+        what = f"record {sql_file.name} as started in {self.shown}"
         with sql_bookkeeping.own_query(what, self.identity, self.url), self.connection.begin():
             if direction == "up":
                 self.connection.execute(
@@ -289,7 +291,7 @@ class _SqlFileRunner:
                 )
 
     def _record_progress(self, sql_file: SqlFile, done: int) -> None:
-        what = f"record the progress of {sql_file.name} in {self.table.fullname}"
+        what = f"record the progress of {sql_file.name} in {self.shown}"
         with sql_bookkeeping.own_query(what, self.identity, self.url), self.connection.begin():
             self.connection.execute(
                 sa.update(self.table)

@@ -58,12 +58,16 @@ def plan_sql(
     *,
     allow_downgrade: bool,
     identity: DatabaseIdentity,
+    table: str = sql_tool.HISTORY_TABLE,
 ) -> SqlPlan:
-    """Decide what to run (pure).  Every refusal happens here, before anything runs."""
-    _refuse_failed(history, identity, migration_set)
+    """Decide what to run (pure).  Every refusal happens here, before anything runs.
+
+    ``table`` is the history table's name, for the repairs the refusals spell out.
+    """
+    _refuse_failed(history, identity, migration_set, table)
     applied = {row.version: row for row in history}
-    _refuse_unknown_applied(migration_set, applied, identity)
-    _refuse_changed(migration_set, applied, identity)
+    _refuse_unknown_applied(migration_set, applied, identity, table)
+    _refuse_changed(migration_set, applied, identity, table)
     current = sql_tool.newest_version(list(applied))
     current_key = sqlfiles.version_key(current) if current else ()
     target_key = sqlfiles.version_key(target) if target else ()
@@ -84,6 +88,13 @@ def plan_sql(
             f"forbidden: set spec.downgrade to Allow to permit it, or set the target to "
             f"{current} or head."
         )
+    below = [m.version for m in steps if applied[m.version].baselined]
+    if below:
+        raise errors.InvalidTarget(
+            f"the target {target or '0'} lies below the baseline of {identity}: version(s) "
+            f"{run_session.short_list(below)} were adopted by spec.baseline, never run, so "
+            f"Lockstep does not undo them; set the target to {below[-1]} or above"
+        )
     missing = [f"U{m.version}__*.sql (undoes {m.up.name})" for m in steps if m.down is None]
     if missing:
         raise errors.InvalidSource(
@@ -94,13 +105,16 @@ def plan_sql(
 
 
 def _refuse_failed(
-    history: Sequence[HistoryRow], identity: DatabaseIdentity, migration_set: MigrationSet
+    history: Sequence[HistoryRow],
+    identity: DatabaseIdentity,
+    migration_set: MigrationSet,
+    table: str,
 ) -> None:
     failed = [row for row in history if not row.success]
     if not failed:
         return
     row = failed[0]
-    delete = f"DELETE FROM {sql_tool.HISTORY_TABLE} WHERE version = '{row.version}'"
+    delete = f"DELETE FROM {table} WHERE version = '{row.version}'"
     progress = _progress(row, migration_set, identity)
     if progress is None:
         as_it_ran = (
@@ -144,7 +158,7 @@ def _refuse_failed(
     repair = (
         f"finish the undo by hand and then delete its history row ({delete}), or redo what "
         f"the undo removed and then mark the version applied again (UPDATE "
-        f"{sql_tool.HISTORY_TABLE} SET success = true, running_file = NULL, statements_done = "
+        f"{table} SET success = true, running_file = NULL, statements_done = "
         f"NULL WHERE version = '{row.version}')"
         if going_down
         else f"finish the file's remaining statements or undo the completed ones by hand, "
@@ -179,7 +193,10 @@ def _progress(
 
 
 def _refuse_unknown_applied(
-    migration_set: MigrationSet, applied: dict[str, HistoryRow], identity: DatabaseIdentity
+    migration_set: MigrationSet,
+    applied: dict[str, HistoryRow],
+    identity: DatabaseIdentity,
+    table: str,
 ) -> None:
     unknown = [version for version in applied if migration_set.find(version) is None]
     if unknown:
@@ -189,12 +206,15 @@ def _refuse_unknown_applied(
             f"applied, but {migration_set.directory} has no V file for them: the source is "
             f"older than the database, or a file was renamed. Restore the files (never delete "
             f"an applied migration); to forget a version, delete its row from "
-            f"{sql_tool.HISTORY_TABLE}."
+            f"{table}."
         )
 
 
 def _refuse_changed(
-    migration_set: MigrationSet, applied: dict[str, HistoryRow], identity: DatabaseIdentity
+    migration_set: MigrationSet,
+    applied: dict[str, HistoryRow],
+    identity: DatabaseIdentity,
+    table: str,
 ) -> None:
     for version, row in applied.items():
         migration = migration_set.find(version)
@@ -204,7 +224,7 @@ def _refuse_changed(
                 f"checksum {row.checksum[:12]}..., file now {migration.up.checksum[:12]}...). "
                 f"Applied migrations are never re-run: restore the file as it was and put the "
                 f"change in a new V file; if the edit is harmless (a comment), update the "
-                f"checksum of version {version} in {sql_tool.HISTORY_TABLE} by hand."
+                f"checksum of version {version} in {table} by hand."
             )
 
 

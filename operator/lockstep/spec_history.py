@@ -1,0 +1,73 @@
+"""spec.versionTable and spec.baseline: where a tool keeps its history, and where it starts (pure).
+
+Parsed apart from the rest of the spec (lockstep.model) because the names end up in SQL: only
+plain identifiers pass, the CRD's patterns word for word (a unit test compares them), and every
+place that writes one quotes it all the same.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+# A plain SQL identifier (quoted all the same wherever Lockstep writes it), at most 63 characters
+# (PostgreSQL's limit), so no value can change the statement it is spliced into.
+IDENTIFIER_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+BASELINE_VERSION_PATTERN: Final = r"^[0-9]+(\.[0-9]+)*$"
+
+
+class HistorySpecError(ValueError):
+    """A wrong spec.versionTable or spec.baseline; `field` is its path under spec."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class VersionTable:
+    """spec.versionTable: where the tool records what it applied (None: the tool's default)."""
+
+    name: str | None = None
+    schema: str | None = None
+
+
+def parse_version_table(raw: Mapping[str, Any], tool: str) -> VersionTable:
+    if raw.get("name") is not None and tool in ("prisma", "django"):
+        raise HistorySpecError(
+            "versionTable.name",
+            f"tool {tool} has a fixed table name; set only versionTable.schema, to where "
+            f"the tool keeps it",
+        )
+    names = {}
+    for key in ("name", "schema"):
+        value = raw.get(key)
+        if value is not None and not (
+            isinstance(value, str) and re.match(IDENTIFIER_PATTERN, value)
+        ):
+            raise HistorySpecError(
+                f"versionTable.{key}",
+                f"{value!r} is not a plain SQL name: letters, digits and _, not starting with a "
+                f"digit, at most 63 characters",
+            )
+        names[key] = value
+    return VersionTable(name=names["name"], schema=names["schema"])
+
+
+def parse_baseline(baseline: Mapping[str, Any], tool: str) -> str | None:
+    if not baseline:
+        return None
+    if tool != "sql":
+        raise HistorySpecError(
+            "baseline",
+            f"is for tool sql; tool {tool} baselines through its own configuration "
+            f"(see docs/existing-databases.md)",
+        )
+    version = baseline.get("version")
+    if not isinstance(version, str) or not re.match(BASELINE_VERSION_PATTERN, version):
+        raise HistorySpecError(
+            "baseline.version", f"{version!r} is not a version such as 3 or 1.2 (as in V3__x.sql)"
+        )
+    return version
