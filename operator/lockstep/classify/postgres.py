@@ -231,10 +231,12 @@ def _alter_column_type(
     change = compare(old, new)
     if definition.raw_default is not None and change != "narrowing":
         change = "conversion"  # USING rewrites every value
+    checks = state.checks_on(table, name)
     if change == "same" or (change == "widening" and postgres_columns.is_text(new)):
-        return []  # longer varchar or text: no rewrite, no data at risk
+        # longer varchar or text: no rewrite, no data at risk; CHECKs on it are re-read
+        return [rules_locks.type_change_rechecks(table, name, checks)] if checks else []
     if definition.raw_default is None and postgres_columns.is_decimal_widening(old, new):
-        return []  # more digits at the same scale: no rewrite
+        return [rules_locks.type_change_rechecks(table, name, checks)] if checks else []
     return [rules.alter_column_type(table, name, old, new, change)]
 
 
@@ -259,7 +261,8 @@ def _validate(table: str, constraint: str, state: PlanState) -> list[Issue]:
 def _add_constraint(table: str, constraint: ast.Constraint, state: PlanState) -> list[Issue]:
     kind = constraint.contype
     if kind in _UNIQUE_CONSTRAINTS and not constraint.indexname:
-        return [rules.add_unique_constraint(table, _UNIQUE_CONSTRAINTS[kind])]
+        columns = postgres_columns.key_columns(constraint)
+        return [rules.add_unique_constraint(table, _UNIQUE_CONSTRAINTS[kind], columns)]
     name = (constraint.conname or "").lower()
     column = postgres_columns.not_null_check_column(constraint.raw_expr)
     if kind == ConstrType.CONSTR_CHECK and column and name:
@@ -288,7 +291,8 @@ def _create_index(node: ast.IndexStmt, state: PlanState) -> list[Issue]:
     if not node.concurrent:
         issues.append(rules.create_index_locks_writes(table, "postgresql"))
     if node.unique and not node.concurrent:  # built CONCURRENTLY, a duplicate only fails it
-        issues.append(rules.add_unique_constraint(table, "a unique index"))
+        columns = postgres_columns.index_columns(node)
+        issues.append(rules.add_unique_constraint(table, "a unique index", columns))
     return issues
 
 
