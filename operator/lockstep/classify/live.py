@@ -119,6 +119,7 @@ def _unique(issue: Issue, facts: LiveFacts, size: TableSize | None) -> Issue:
     if found:
         return dataclasses.replace(
             issue,
+            severity="breaking",
             message=f"Will fail: duplicates exist in {issue.table} ({columns}){measured}. "
             f"{issue.message}",
         )
