@@ -204,3 +204,16 @@ def test_a_concurrent_unique_index_without_facts_is_only_shown() -> None:
     report = classify([SqlFile("V1__u.sql", sql)], "postgresql")
     assert [finding.severity for finding in report.findings] == ["info"]
     assert not report.destructive
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "ALTER TABLE orders ALTER COLUMN nick TYPE text",
+        "ALTER TABLE orders ALTER COLUMN id SET NOT NULL",
+    ],
+)
+def test_statements_that_a_check_changes_ask_about_their_table(sql: str) -> None:
+    declared = f"CREATE TABLE IF NOT EXISTS orders (id int, nick varchar(20)); {sql}"
+    questions = classify([SqlFile("V1__q.sql", declared)], "postgresql").questions
+    assert questions.tables == {"orders"}

@@ -62,7 +62,9 @@ def classify(
             issues.extend(statement.issues)
             findings.extend(_findings(file, statement, lines, facts))
         findings.extend(_transaction_findings(file, dialect))
-    return Report(sum(kinds.values()), dict(kinds), tuple(findings), live.questions(issues))
+    return Report(
+        sum(kinds.values()), dict(kinds), tuple(findings), live.questions(issues, state.asked)
+    )
 
 
 def _read(sql: str, state: PlanState, dialect: Dialect, own_file: bool) -> Iterator[Classified]:

@@ -80,9 +80,10 @@ def unique_key(table: str, columns: Iterable[str]) -> UniqueKey:
     return table_key(table), tuple(column.lower() for column in columns)
 
 
-def questions(issues: Iterable[Issue]) -> Questions:
-    """The tables and unique keys the live schema could say something about."""
-    tables: set[str] = set()
+def questions(issues: Iterable[Issue], asked: Iterable[str] = ()) -> Questions:
+    """The tables and unique keys the live schema could say something about; ``asked``:
+    tables whose CHECK constraints a statement consulted."""
+    tables: set[str] = set(asked)
     keys: set[UniqueKey] = set()
     for issue in issues:
         if issue.table:

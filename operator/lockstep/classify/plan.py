@@ -84,6 +84,7 @@ class PlanState:
     not_null_checks: dict[str, tuple[str, str]] = field(default_factory=dict)
     not_null_proven: set[tuple[str, str]] = field(default_factory=set)
     checks: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    asked: set[str] = field(default_factory=set)  # tables whose CHECKs a quiet verdict used
 
     @classmethod
     def ignoring(
@@ -109,7 +110,10 @@ class PlanState:
         )
 
     def checks_on(self, table: str, column: str) -> tuple[str, ...]:
-        """The validated CHECK constraints the database holds on ``table.column``."""
+        """The validated CHECK constraints the database holds on ``table.column`` (and the
+        table is one to ask the database about, even when the verdict stays quiet)."""
+        if not self.exempt(table):
+            self.asked.add(table_key(table))
         return self.checks.get((table_key(table), column.lower()), ())
 
     def begin_file(self) -> None:

@@ -245,6 +245,7 @@ def _set_not_null(table: str, name: str, state: PlanState) -> list[Issue]:
     known = state.column(table, name)
     if known is not None:
         state.set_column(table, name, Column(known.type, nullable=False))
+    state.checks_on(table, name)  # asks the database for the table's CHECKs
     if (table_key(table), name.lower()) in state.not_null_proven:
         return []  # a validated CHECK (name IS NOT NULL) lets PostgreSQL 12+ skip the scan
     return [rules.set_not_null(table, name, "postgresql")]

@@ -134,7 +134,9 @@ def _size(
         return live.TableSize(estimate, total)
     quoted = _quote(connection, str(row[0]))  # the catalog's spelling of the name
     bounded = f"SELECT count(*) FROM (SELECT 1 FROM {quoted} LIMIT {thresholds.rows + 1}) AS t"
-    return live.TableSize(int(connection.execute(sa.text(bounded)).scalar_one()), total)
+    counted = int(connection.execute(sa.text(bounded)).scalar_one())
+    # Past the bound the count stopped early: the catalog's estimate says more, when larger.
+    return live.TableSize(counted if counted <= thresholds.rows else max(counted, estimate), total)
 
 
 def _duplicates(
