@@ -207,3 +207,15 @@ class TestMariadb:
 
     def test_a_drop_of_the_small_table_stays_destructive(self, maria: str) -> None:
         assert classify_live(maria, "ALTER TABLE orders DROP COLUMN code", "mysql").destructive
+
+
+def test_a_partitioned_table_has_no_size_so_its_verdict_stays_static(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE events (id int, day date) PARTITION BY RANGE (day);"
+            " CREATE TABLE events_1 PARTITION OF events FOR VALUES FROM ('2024-01-01')"
+            " TO ('2025-01-01'); INSERT INTO events VALUES (1, '2024-02-02')"
+        )
+    sql = "ALTER TABLE events ALTER COLUMN id TYPE bigint"
+    finding = only(classify_live(pg_url, sql, "postgresql"))
+    assert finding.severity == "breaking" and "measured" not in finding.message

@@ -40,7 +40,8 @@ STATEMENT_TIMEOUT_MS: Final = 5_000  # per query: a busy catalog must not stall 
 _NOT_NULL_CHECK: Final = re.compile(r'^CHECK \(\(?"?(\w+)"? IS NOT NULL\)?\)$', re.IGNORECASE)
 _PG_SIZES: Final = sa.text(
     "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c"
-    " WHERE c.relkind IN ('r', 'p', 'm') AND c.oid = to_regclass(:name)"
+    # Not 'p': a partitioned parent's own size is 0 bytes, which would pass any threshold.
+    " WHERE c.relkind IN ('r', 'm') AND c.oid = to_regclass(:name)"
 )
 _PG_CHECKS: Final = sa.text(
     "SELECT con.conname, pg_get_constraintdef(con.oid), a.attname FROM pg_constraint con"
