@@ -147,3 +147,41 @@ def label_problems(cases: Sequence[Case], engine: Engine) -> list[str]:
         if case.label == "safe" and risky and not case.basis_safe:
             problems.append(f"{case.id}: safe, but effects {sorted(risky)} and no basis_safe")
     return problems
+
+
+LIVE_FILE: Final = CORPUS_DIR / "live.yaml"
+
+
+@dataclass(frozen=True)
+class LiveCase:
+    """A case whose verdict needs the live database: its engine, that engine's setup and
+    the small-table row threshold to classify it with."""
+
+    engine: Engine
+    setup: str
+    case: Case
+    small_table_rows: int = 10_000
+
+
+def load_live() -> list[LiveCase]:
+    """The cases of tests/data/classify_corpus/live.yaml."""
+    document = yaml.safe_load(LIVE_FILE.read_text())
+    return [
+        LiveCase(
+            engine=raw["engine"],
+            setup=document["setup"][raw["engine"]],
+            case=Case(
+                id=raw["id"],
+                files=tuple(raw["files"]),
+                label=raw["label"],
+                source=raw["source"],
+                why=raw["why"],
+                effects=frozenset(raw.get("effects") or ()),
+                autocommit=bool(raw.get("autocommit", False)),
+                basis=raw.get("basis", ""),
+                basis_safe=raw.get("basis_safe", ""),
+            ),
+            small_table_rows=int(raw.get("small_table_rows", 10_000)),
+        )
+        for raw in document["cases"]
+    ]

@@ -12,7 +12,9 @@ Tables created earlier in the plan hold no data, so changes to them (including d
 them again) are not findings.  Pure: no I/O.
 
 Modules: ``classifier`` walks the plan; ``findings`` and ``plan`` hold the shapes and what
-earlier statements taught; ``rules`` words each finding; ``coltypes`` compares column types.
+earlier statements taught; ``rules`` words each finding; ``coltypes`` compares column types;
+``live`` refines findings with what the database says about the touched tables (sizes, CHECK
+constraints, duplicates), given as data by the caller.
 Per parser, ``<dialect>_statements`` splits a script and names each statement's kind,
 ``<dialect>_columns`` reads column definitions, and ``postgres`` / ``mysql`` (with
 ``mysql_alter`` for ``ALTER TABLE``) decide which rules a statement meets.

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from typing import Final
 
 from lockstep import sql_file_modes, sqlfiles
-from lockstep.classify import rules
+from lockstep.classify import live, rules
 from lockstep.classify.findings import Dialect, Finding, Report, SqlFile, clip_statement
-from lockstep.classify.plan import Classified, PlanState, Schema
+from lockstep.classify.plan import Classified, Issue, PlanState, Schema
 
 # Every statement sql_file_modes.outside_transaction_only names holds one of these words.
 _OUTSIDE_TRANSACTION_WORDS: Final = re.compile(
@@ -31,6 +31,7 @@ def classify(
     *,
     ignore_tables: frozenset[str] = frozenset(),
     schema: Schema | None = None,
+    facts: live.LiveFacts | None = None,
 ) -> Report:
     """Classify the statements of ``files`` (in plan order) written in ``dialect``.
 
@@ -39,19 +40,31 @@ def classify(
     produce no findings.  ``schema`` holds what the database says about the columns of
     existing tables (their types, from the live catalogs), so that a type change can be
     told to widen or narrow; without it such changes are judged from the plan alone.
+    ``facts`` holds what the database says about the touched tables (sizes, CHECK
+    constraints, duplicates; see :mod:`lockstep.classify.live`); the report's ``questions``
+    name what a caller could read to refine it.
     """
-    state = PlanState.ignoring(ignore_tables, schema)
+    state = PlanState.ignoring(
+        ignore_tables,
+        schema,
+        not_null_proven=facts.not_null_checks if facts else (),
+        checks=facts.checks if facts else None,
+    )
     kinds: Counter[str] = Counter()
     findings: list[Finding] = []
+    issues: list[Issue] = []
     for file in files:
         state.begin_file()
         lines = _LineIndex(file.sql)
         own_file = sqlfiles.parse_file_name(file.name) is not None
         for statement in _read(file.sql, state, dialect, own_file):
             kinds[statement.kind] += 1
-            findings.extend(_findings(file, statement, lines))
+            issues.extend(statement.issues)
+            findings.extend(_findings(file, statement, lines, facts))
         findings.extend(_transaction_findings(file, dialect))
-    return Report(sum(kinds.values()), dict(kinds), tuple(findings))
+    return Report(
+        sum(kinds.values()), dict(kinds), tuple(findings), live.questions(issues, state.asked)
+    )
 
 
 def _read(sql: str, state: PlanState, dialect: Dialect, own_file: bool) -> Iterator[Classified]:
@@ -65,13 +78,16 @@ def _read(sql: str, state: PlanState, dialect: Dialect, own_file: bool) -> Itera
     return mysql.read_script(sql, state, dialect)
 
 
-def _findings(file: SqlFile, statement: Classified, lines: _LineIndex) -> Iterator[Finding]:
+def _findings(
+    file: SqlFile, statement: Classified, lines: _LineIndex, facts: live.LiveFacts | None
+) -> Iterator[Finding]:
     if not statement.issues:
         return
     line = lines.line_of(statement.start)
     text = clip_statement(file.sql[statement.start : statement.end])
     for issue in statement.issues:
-        yield Finding(issue.rule, issue.severity, issue.message, file.name, line, text)
+        refined = live.refine(issue, facts)
+        yield Finding(refined.rule, refined.severity, refined.message, file.name, line, text)
 
 
 def _transaction_findings(file: SqlFile, dialect: Dialect) -> Iterator[Finding]:

@@ -59,13 +59,32 @@ class SqlFile:
     sql: str
 
 
+UniqueKey = tuple[str, tuple[str, ...]]  # (table key, lower-case columns in key order)
+
+
+@dataclass(frozen=True)
+class Questions:
+    """What the live schema could tell about a plan: the existing tables its findings are
+    about, and the unique keys it adds (to be checked for duplicates)."""
+
+    tables: frozenset[str] = frozenset()
+    unique_keys: frozenset[UniqueKey] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.tables or self.unique_keys)
+
+
 @dataclass(frozen=True)
 class Report:
-    """What the plan's statements do: counts per statement kind and the findings."""
+    """What the plan's statements do: counts per statement kind and the findings.
+
+    ``questions``: what the live schema could refine (see :mod:`lockstep.classify.live`).
+    """
 
     statements: int
     summary: Mapping[str, int]
     findings: tuple[Finding, ...]
+    questions: Questions = Questions()
 
     @property
     def destructive(self) -> bool:

@@ -169,7 +169,10 @@ def _create_index(
     if locking:
         issues.append(rules.create_index_locks_writes(name, dialect, locking))
     if expression.args.get("unique"):
-        issues.append(rules.add_unique_constraint(name, "a unique index"))
+        params = index.args.get("params") if isinstance(index, exp.Index) else None
+        keys = params.args.get("columns") or [] if params is not None else []
+        columns = mysql_columns.plain_columns(keys)
+        issues.append(rules.add_unique_constraint(name, "a unique index", columns))
     return issues
 
 

@@ -162,9 +162,13 @@ def _added_constraint(
 ) -> list[Issue]:
     match part:
         case exp.UniqueColumnConstraint():
-            return [rules.add_unique_constraint(table)]
+            schema = part.this
+            keys = schema.expressions if isinstance(schema, exp.Schema) else []
+            columns = mysql_columns.plain_columns(keys)
+            return [rules.add_unique_constraint(table, "a unique constraint", columns)]
         case exp.PrimaryKey() | exp.PrimaryKeyColumnConstraint():
-            return [rules.add_unique_constraint(table, "a primary key")]
+            columns = mysql_columns.plain_columns(part.expressions)
+            return [rules.add_unique_constraint(table, "a primary key", columns)]
         case exp.ForeignKey():
             return [rules.add_foreign_key_validates(table, dialect)]
         case exp.CheckColumnConstraint():

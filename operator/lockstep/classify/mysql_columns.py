@@ -6,6 +6,7 @@ way :mod:`lockstep.classify.coltypes` compares types, and whether it may hold NU
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from sqlglot import exp
@@ -124,3 +125,16 @@ def _type_params(data_type: exp.DataType) -> tuple[int, ...]:
         if isinstance(value, exp.Literal) and value.is_int:
             params.append(int(value.name))
     return tuple(params)
+
+
+def plain_columns(keys: Sequence[exp.Expr]) -> tuple[str, ...]:
+    """The column names of a key's parts, ``()`` when any part is an expression or a
+    prefix (``name(10)``): a GROUP BY over whole columns would not find their duplicates."""
+    names = []
+    for key in keys:
+        part = key.this if isinstance(key, exp.Ordered) else key
+        if isinstance(part, exp.Column | exp.Identifier) and part.name:
+            names.append(part.name)
+        else:
+            return ()
+    return tuple(names)

@@ -25,11 +25,20 @@ UNPARSED_KIND: Final = "UNPARSED"  # the summary kind of a statement the parser 
 
 @dataclass(frozen=True)
 class Issue:
-    """A finding before it knows its file and line."""
+    """A finding before it knows its file and line.
+
+    ``table`` names the existing table the finding is about, so the live schema's facts about
+    it (size, duplicates) can refine the verdict; ``lock_only`` marks a finding whose only risk
+    is the time the table stays locked (a rewrite, copy or scan that cannot fail or lose data);
+    ``unique_columns`` are the columns of a unique key the statement adds, when plain columns.
+    """
 
     rule: str
     severity: Severity
     message: str
+    table: str = ""
+    lock_only: bool = False
+    unique_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,12 +83,38 @@ class PlanState:
     not_valid_in_file: set[str] = field(default_factory=set)
     not_null_checks: dict[str, tuple[str, str]] = field(default_factory=dict)
     not_null_proven: set[tuple[str, str]] = field(default_factory=set)
+    checks: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    asked: set[str] = field(default_factory=set)  # tables whose CHECKs a quiet verdict used
 
     @classmethod
-    def ignoring(cls, tables: Iterable[str], schema: Schema | None = None) -> PlanState:
-        """A state for a plan; ``schema`` holds the columns existing tables have already."""
+    def ignoring(
+        cls,
+        tables: Iterable[str],
+        schema: Schema | None = None,
+        *,
+        not_null_proven: Iterable[tuple[str, str]] = (),
+        checks: Mapping[tuple[str, str], tuple[str, ...]] | None = None,
+    ) -> PlanState:
+        """A state for a plan; ``schema`` holds the columns existing tables have already.
+
+        ``not_null_proven``: (table, column) pairs the database already holds a validated
+        ``CHECK (column IS NOT NULL)`` for; ``checks``: the validated CHECK constraints on
+        each (table, column), which a type change re-checks.
+        """
         known = {table_key(table): dict(columns) for table, columns in (schema or {}).items()}
-        return cls(ignored=frozenset(table_key(table) for table in tables), columns=known)
+        return cls(
+            ignored=frozenset(table_key(table) for table in tables),
+            columns=known,
+            not_null_proven={(table_key(t), c.lower()) for t, c in not_null_proven},
+            checks={(table_key(t), c.lower()): names for (t, c), names in (checks or {}).items()},
+        )
+
+    def checks_on(self, table: str, column: str) -> tuple[str, ...]:
+        """The validated CHECK constraints the database holds on ``table.column`` (and the
+        table is one to ask the database about, even when the verdict stays quiet)."""
+        if not self.exempt(table):
+            self.asked.add(table_key(table))
+        return self.checks.get((table_key(table), column.lower()), ())
 
     def begin_file(self) -> None:
         """A new file runs in a new transaction: locks taken by the last one are gone."""

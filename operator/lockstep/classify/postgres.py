@@ -7,6 +7,7 @@ statement's findings come from here, reading columns and names through
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Final
@@ -231,10 +232,12 @@ def _alter_column_type(
     change = compare(old, new)
     if definition.raw_default is not None and change != "narrowing":
         change = "conversion"  # USING rewrites every value
+    checks = state.checks_on(table, name)
     if change == "same" or (change == "widening" and postgres_columns.is_text(new)):
-        return []  # longer varchar or text: no rewrite, no data at risk
+        # longer varchar or text: no rewrite, no data at risk; CHECKs on it are re-read
+        return [rules_locks.type_change_rechecks(table, name, checks)] if checks else []
     if definition.raw_default is None and postgres_columns.is_decimal_widening(old, new):
-        return []  # more digits at the same scale: no rewrite
+        return [rules_locks.type_change_rechecks(table, name, checks)] if checks else []
     return [rules.alter_column_type(table, name, old, new, change)]
 
 
@@ -242,6 +245,7 @@ def _set_not_null(table: str, name: str, state: PlanState) -> list[Issue]:
     known = state.column(table, name)
     if known is not None:
         state.set_column(table, name, Column(known.type, nullable=False))
+    state.checks_on(table, name)  # asks the database for the table's CHECKs
     if (table_key(table), name.lower()) in state.not_null_proven:
         return []  # a validated CHECK (name IS NOT NULL) lets PostgreSQL 12+ skip the scan
     return [rules.set_not_null(table, name, "postgresql")]
@@ -259,7 +263,8 @@ def _validate(table: str, constraint: str, state: PlanState) -> list[Issue]:
 def _add_constraint(table: str, constraint: ast.Constraint, state: PlanState) -> list[Issue]:
     kind = constraint.contype
     if kind in _UNIQUE_CONSTRAINTS and not constraint.indexname:
-        return [rules.add_unique_constraint(table, _UNIQUE_CONSTRAINTS[kind])]
+        columns = postgres_columns.key_columns(constraint)
+        return [rules.add_unique_constraint(table, _UNIQUE_CONSTRAINTS[kind], columns)]
     name = (constraint.conname or "").lower()
     column = postgres_columns.not_null_check_column(constraint.raw_expr)
     if kind == ConstrType.CONSTR_CHECK and column and name:
@@ -287,8 +292,12 @@ def _create_index(node: ast.IndexStmt, state: PlanState) -> list[Issue]:
     issues: list[Issue] = []
     if not node.concurrent:
         issues.append(rules.create_index_locks_writes(table, "postgresql"))
-    if node.unique and not node.concurrent:  # built CONCURRENTLY, a duplicate only fails it
-        issues.append(rules.add_unique_constraint(table, "a unique index"))
+    if node.unique:
+        columns = postgres_columns.index_columns(node)
+        unique = rules.add_unique_constraint(table, "a unique index", columns)
+        # Built CONCURRENTLY, a duplicate only fails it (leaving an invalid index): shown,
+        # and breaking once the live schema finds duplicates (lockstep.classify.live).
+        issues.append(dataclasses.replace(unique, severity="info") if node.concurrent else unique)
     return issues
 
 

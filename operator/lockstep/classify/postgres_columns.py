@@ -202,3 +202,22 @@ def is_decimal_widening(old: ColumnType | None, new: ColumnType) -> bool:
     old_scale = old.params[1] if len(old.params) > 1 else 0
     new_scale = new.params[1] if len(new.params) > 1 else 0
     return bool(old.params) and new_scale == old_scale and new.params[0] >= old.params[0]
+
+
+def key_columns(constraint: ast.Constraint) -> tuple[str, ...]:
+    """The columns of a UNIQUE / PRIMARY KEY constraint (``()`` for an exclusion constraint
+    or NULLS NOT DISTINCT, whose duplicates a plain GROUP BY would not find)."""
+    if constraint.contype == ConstrType.CONSTR_EXCLUSION or constraint.nulls_not_distinct:
+        return ()
+    return tuple(object_name(key) for key in constraint.keys or ())
+
+
+def index_columns(node: ast.IndexStmt) -> tuple[str, ...]:
+    """The plain columns of a unique index (``()`` for an expression or partial index)."""
+    if node.whereClause is not None or getattr(node, "nulls_not_distinct", False):
+        return ()
+    names = [
+        element.name if isinstance(element, ast.IndexElem) and element.expr is None else None
+        for element in node.indexParams or ()
+    ]
+    return () if None in names else tuple(name or "" for name in names)

@@ -171,6 +171,8 @@ def alter_column_type(
         "breaking",
         f"Changes the type of {table}.{column} {before}to {new}, {_TYPE_CHANGE[change]}. "
         "Add a column of the new type, backfill it and switch code over instead.",
+        table=table,
+        lock_only=change == "widening",  # a rewrite that keeps every value: only lock time
     )
 
 
@@ -235,16 +237,24 @@ def create_index_locks_writes(table: str, dialect: Dialect, lock: str = "") -> I
         "breaking",
         f"Builds an index on {table} {how}, blocking writes to the table until the index is "
         f"built. {advice}",
+        table=table,
+        lock_only=True,
     )
 
 
-def add_unique_constraint(table: str, what: str = "a unique constraint") -> Issue:
+def add_unique_constraint(
+    table: str, what: str = "a unique constraint", columns: Sequence[str] = ()
+) -> Issue:
+    """``columns``: the key's plain columns, when known, so the live schema can look for
+    duplicates (an expression or partial key has none)."""
     return Issue(
         ADD_UNIQUE_CONSTRAINT,
         "breaking",
         f"Adds {what} on {table}, which fails if existing rows hold duplicates and rejects "
         "writes old code may still make. Check for duplicates first and build the unique "
         "index concurrently before attaching it.",
+        table=table,
+        unique_columns=tuple(columns),
     )
 
 

@@ -31,6 +31,8 @@ def add_column_rewrites_table(table: str, column: str, why: str) -> Issue:
         f"Adds column {table}.{column} {why}, so every existing row is rewritten while reads "
         "and writes wait. Add the column without it (nullable, or with a constant DEFAULT), "
         "backfill in batches, then set the default for new rows.",
+        table=table,
+        lock_only=True,
     )
 
 
@@ -40,6 +42,8 @@ def table_rewrite(what: str, table: str) -> Issue:
         "breaking",
         f"{what} rewrites {table} completely while reads and writes wait. Run it at a quiet "
         "time on purpose, or use an online tool (pg_repack) instead.",
+        table=table,
+        lock_only=True,
     )
 
 
@@ -58,6 +62,22 @@ def scan_under_lock(what: str, table: str, advice: str) -> Issue:
         "breaking",
         f"{what} reads every row of {table} while writes to it wait, and fails on rows that "
         f"do not fit. {advice}",
+    )
+
+
+def type_change_rechecks(table: str, column: str, checks: tuple[str, ...]) -> Issue:
+    """PostgreSQL rebuilds the CHECK constraints on a column whose type changes, and
+    rebuilding one reads every row, even when the type itself needs no rewrite."""
+    names = ", ".join(checks)
+    return Issue(
+        SCAN_UNDER_LOCK,
+        "breaking",
+        f"Changing the type of {table}.{column} re-checks its CHECK constraint(s) {names} "
+        f"against every row of {table} while reads and writes wait (the database says they "
+        "exist). Run it at a quiet time, or drop the constraint and add it back NOT VALID, "
+        "then VALIDATE in a later file.",
+        table=table,
+        lock_only=True,
     )
 
 
@@ -86,6 +106,8 @@ def alter_copies_table(table: str, why: str) -> Issue:
         f"Changes {table} in a way that needs a full copy of the table ({why}); writes wait "
         "until the copy is done. Make the change online (a new column, backfilled), or run "
         "it with an online schema change tool (gh-ost, pt-online-schema-change).",
+        table=table,
+        lock_only=True,
     )
 
 
@@ -95,4 +117,6 @@ def alter_locks_writes(table: str, option: str) -> Issue:
         "breaking",
         f"Alters {table} with {option}, which blocks writes until the ALTER finishes. Leave "
         "the option out or ask for ALGORITHM=INPLACE, LOCK=NONE.",
+        table=table,
+        lock_only=True,
     )

@@ -23,7 +23,8 @@ from lockstep import constants, db_connection, errors, logs, url_secrets
 from lockstep.contract import argv, helper_args, migration_args, report
 
 if TYPE_CHECKING:
-    from lockstep.classify.plan import Schema
+    from lockstep.classify.findings import Questions
+    from lockstep.classify.live import LiveSchema
     from lockstep.pod import run_request, runner
 
 
@@ -181,14 +182,14 @@ def _classify(namespace: argparse.Namespace) -> int:
     return 0
 
 
-def _live_schema_reader(url: str) -> Callable[[], Schema]:
-    """Reads the live columns only when called: SQLAlchemy and the driver load then, not at
-    the start of every `lockstep classify`."""
+def _live_schema_reader(url: str) -> Callable[[Questions], LiveSchema]:
+    """Reads the live columns and facts only when called: SQLAlchemy and the driver load
+    then, not at the start of every `lockstep classify`."""
 
-    def read() -> Schema:
+    def read(questions: Questions) -> LiveSchema:
         from lockstep.pod import live_schema
 
-        return live_schema.read_url(url)
+        return live_schema.read_url(url, questions)
 
     return read
 

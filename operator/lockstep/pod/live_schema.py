@@ -20,8 +20,11 @@ from typing import Final
 import sqlalchemy as sa
 
 from lockstep import database, errors, url_secrets
+from lockstep.classify import live
 from lockstep.classify.coltypes import ColumnType
+from lockstep.classify.findings import Questions
 from lockstep.classify.plan import Column, Schema
+from lockstep.pod import live_facts
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +55,33 @@ _MYSQL_TEXT: Final = {"tinytext", "text", "mediumtext", "longtext"}
 _MEMBER: Final = re.compile(r"'((?:[^']|'')*)'")
 
 
-def read_url(url: str) -> Schema:
-    """:func:`read` on a connection of its own to ``url``; empty when it cannot connect
+def read_url(url: str, questions: Questions | None = None) -> live.LiveSchema:
+    """:func:`read_all` on a connection of its own to ``url``; empty when it cannot connect
     (the plan is then judged from its text, as without a database)."""
     try:
         identity = database.identity_from_url(url)
         engine = database.make_engine(url)
     except (errors.LockstepError, sa.exc.SQLAlchemyError, ValueError) as error:
         log.info("live schema not read (%s)", url_secrets.scrub(str(error), url))
-        return {}
+        return {}, None
     try:
         with engine.connect() as connection:
-            return read(connection, identity.engine)
+            return read_all(connection, identity.engine, questions or Questions())
     except (sa.exc.SQLAlchemyError, OSError) as error:
         log.info("live schema not read (%s)", url_secrets.scrub(str(error), url))
-        return {}
+        return {}, None
     finally:
         engine.dispose()
+
+
+def read_all(connection: sa.Connection, engine: str, questions: Questions) -> live.LiveSchema:
+    """The columns (:func:`read`) and the facts ``questions`` ask about the touched tables
+    (:mod:`lockstep.pod.live_facts`), the small-table threshold from the environment."""
+    columns = read(connection, engine)
+    if not questions:
+        return columns, None
+    thresholds = live_facts.thresholds_from_env()
+    return columns, live_facts.read(connection, engine, questions, columns, thresholds)
 
 
 def read(connection: sa.Connection, engine: str) -> Schema:

@@ -17,7 +17,8 @@ from typing import Any, Final, Literal
 
 from lockstep import classify, sqlfiles
 from lockstep.classify import Finding, Report, SqlFile, rules
-from lockstep.classify.plan import Schema
+from lockstep.classify.findings import Questions
+from lockstep.classify.live import LiveSchema
 from lockstep.contract import plan_budget
 from lockstep.pod.run_request import Direction
 from lockstep.tools import sql as sql_tool
@@ -151,24 +152,22 @@ def plan_from_offline_sql(
     engine: str,
     salt: str,
     pending: PendingWork,
-    live_schema: Callable[[], Schema] | None = None,
+    live_schema: Callable[[Questions], LiveSchema] | None = None,
 ) -> Plan:
     """The plan of SQL a tool printed in its own image (`alembic upgrade a:b --sql`).
 
     The revisions are not known here (the scripts live in that image): the files are named
     after Alembic's `-- Running upgrade a -> b` markers, with the revision ids.
 
-    ``live_schema`` reads the existing columns from the database; it is called only when the
-    plan changes a column type the plan does not declare (only the old type tells widening
-    from narrowing), so the common plan pays for no database driver at all.
+    ``live_schema`` reads the existing columns and the facts the first pass asks about (sizes,
+    CHECKs, duplicates of the touched tables); it is called only when the plan has a finding
+    the live schema can refine, so the common plan pays for no database driver at all.
     """
     files = _split_by_revision(text, {}) if text.strip() else ()
     dialect = classify.dialect_for_engine(engine)
     report = classify.classify(files, dialect, ignore_tables=IGNORED_TABLES)
-    if live_schema is not None and any(f.rule in _SCHEMA_RULES for f in report.findings):
-        schema = live_schema()
-        if schema:
-            report = classify.classify(files, dialect, ignore_tables=IGNORED_TABLES, schema=schema)
+    if live_schema is not None and (report.questions or _asks_schema(report)):
+        report = reclassify(files, dialect, report, live_schema)
     return Plan(
         hash=plan_hash(salt, pending, files),
         direction=pending.direction,
@@ -177,6 +176,26 @@ def plan_from_offline_sql(
         migrations=tuple(sql_file.name for sql_file in files),
         report=report,
     )
+
+
+def reclassify(
+    files: Sequence[SqlFile],
+    dialect: classify.Dialect,
+    report: classify.Report,
+    live_schema: Callable[[Questions], LiveSchema],
+) -> classify.Report:
+    """``report`` again, with what the database answers to its questions (itself when the
+    database says nothing).  The hash is not involved: it covers the SQL only."""
+    schema, facts = live_schema(report.questions)
+    if not schema and facts is None:
+        return report
+    return classify.classify(
+        files, dialect, ignore_tables=IGNORED_TABLES, schema=schema, facts=facts
+    )
+
+
+def _asks_schema(report: classify.Report) -> bool:
+    return any(finding.rule in _SCHEMA_RULES for finding in report.findings)
 
 
 def plan_hash(salt: str, pending: PendingWork, files: Sequence[SqlFile]) -> str:

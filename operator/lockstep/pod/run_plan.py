@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,11 +34,12 @@ from alembic import command as alembic_command
 
 from lockstep import classify, database, errors, url_secrets
 from lockstep.classify import SqlFile
-from lockstep.classify.plan import Schema
+from lockstep.classify.findings import Questions
+from lockstep.classify.live import LiveSchema
 from lockstep.contract import plan_budget
 from lockstep.contract import report as wire
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import alembic_migration, live_schema, run_session, runner
+from lockstep.pod import alembic_migration, live_schema, plan_model, run_session, runner
 from lockstep.pod.plan_model import (  # noqa: F401 - the plan's names, also used from here
     DESTRUCTIVE_STATEMENT_CHARS,
     HASH_CHARS,
@@ -95,16 +96,23 @@ def render_plan(request: RunRequest, *, salt: str) -> Plan:
     identity = database.identity_from_url(request.database_url)
     source = runner.load_source(request)
     engine = database.make_engine(request.database_url)
+
+    def read_live(questions: Questions) -> LiveSchema:
+        with (
+            run_session.database_errors(identity, request.database_url),
+            database.connect(engine, request.database_url) as connection,
+        ):
+            return live_schema.read_all(connection, identity.engine, questions)
+
     try:
         with (
             run_session.database_errors(identity, request.database_url),
             database.connect(engine, request.database_url) as connection,
         ):
             pending = runner.pending_work(connection, source, request, identity)
-            schema = live_schema.read(connection, identity.engine)
+        return plan_of(source, pending, identity, salt, request.database_url, read_live)
     finally:
         engine.dispose()
-    return plan_of(source, pending, identity, salt, request.database_url, schema)
 
 
 def plan_of(
@@ -113,20 +121,22 @@ def plan_of(
     identity: DatabaseIdentity,
     salt: str,
     url: str,
-    schema: Schema | None = None,
+    live: Callable[[Questions], LiveSchema] | None = None,
 ) -> Plan:
     """Render, classify and hash ``pending`` (``url`` only to scrub error text).
 
-    ``schema``: the live columns of existing tables, so type changes are judged by their old
-    type (the hash does not depend on it: the same SQL is the same plan).
+    ``live`` reads the live columns of existing tables and the facts the first pass asks
+    about (sizes, CHECKs, duplicates), so findings are judged by the database as it is; the
+    hash does not depend on them: the same SQL is the same plan, and an approval of it holds
+    whatever the tables' sizes (see lockstep.classify.live).
     """
     rendered = _render(source, pending, identity, url)
     report = None
     if rendered.unavailable_reason is None:
         dialect = classify.dialect_for_engine(identity.engine)
-        report = classify.classify(
-            rendered.files, dialect, ignore_tables=IGNORED_TABLES, schema=schema
-        )
+        report = classify.classify(rendered.files, dialect, ignore_tables=IGNORED_TABLES)
+        if live is not None:
+            report = plan_model.reclassify(rendered.files, dialect, report, live)
     return Plan(
         hash=plan_hash(salt, pending, rendered.files),
         direction=pending.direction,
