@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 from kubernetes import client
 from sqlalchemy.engine import make_url
 
-from lockstep import database, version_tables
+from dbtest import execute
+from dbtest import rows as query
+from lockstep import version_tables
 from lockstep.tools.version_table import VersionTableRef, sql_history_name
 from testbed import kubetest
 from testbed.kubetest import REPO, sql_migration
@@ -33,43 +34,8 @@ BILLING = {
 }
 
 
-def query(url: str, text: str) -> list[tuple[Any, ...]]:
-    engine = database.make_engine(url)
-    try:
-        with engine.begin() as connection:
-            return [tuple(row) for row in connection.execute(sa.text(text))]
-    finally:
-        engine.dispose()
-
-
-def execute(url: str, *statements: str) -> None:
-    engine = database.make_engine(url)
-    try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 def ready(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    """Ready=True (Succeeded); fails at once with the reason when the resource stalls."""
-
-    def probe() -> dict[str, Any] | None:
-        body = kubetest.get_migration(api, namespace, name)
-        stalled = kubetest.condition(body, "Stalled")
-        if stalled is not None and stalled.get("status") == "True":
-            last = (body.get("status") or {}).get("lastRun") or {}
-            raise AssertionError(
-                f"{name} stalled ({stalled.get('reason')}): {stalled.get('message')}\n"
-                f"log tail:\n{last.get('logTail', '')}"
-            )
-        condition = kubetest.condition(body, "Ready")
-        if condition and condition.get("status") == "True":
-            return body if condition.get("reason") == "Succeeded" else None
-        return None
-
-    return kubetest.wait_for(f"{namespace}/{name} Ready", probe, timeout=RUN_TIMEOUT)
+    return kubetest.wait_ready(api, namespace, name, timeout=RUN_TIMEOUT)
 
 
 def sql_resource(

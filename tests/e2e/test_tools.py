@@ -227,23 +227,7 @@ def wait_for_generation(
 
 
 def wait_ready(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    """Ready=True (Succeeded), or fail at once with the operator's reason when it stalls."""
-
-    def probe() -> dict[str, Any] | None:
-        body = kubetest.get_migration(api, namespace, name)
-        stalled = kubetest.condition(body, "Stalled")
-        if stalled is not None and stalled.get("status") == "True":
-            last = (body.get("status") or {}).get("lastRun") or {}
-            raise AssertionError(
-                f"{name} stalled ({stalled.get('reason')}): {stalled.get('message')}\n"
-                f"log tail:\n{last.get('logTail', '')}"
-            )
-        ready = kubetest.condition(body, "Ready")
-        if ready and ready.get("status") == "True" and ready.get("reason") == "Succeeded":
-            return body
-        return None
-
-    return wait_for(f"{namespace}/{name} Ready", probe, timeout=RUN_TIMEOUT, interval=0.5)
+    return kubetest.wait_ready(api, namespace, name, timeout=RUN_TIMEOUT)
 
 
 def kubectl_row(kubectl: Path, kubeconfig: Path, namespace: str, name: str) -> dict[str, str]:

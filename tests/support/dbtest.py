@@ -46,6 +46,16 @@ def scalar(url: str, query: str) -> Any:
         engine.dispose()
 
 
+def rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    """Every row of `query`, on a fresh connection."""
+    engine = database.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(sa.text(query))]
+    finally:
+        engine.dispose()
+
+
 def column_names(url: str, table: str) -> set[str]:
     engine = database.make_engine(url)
     try:

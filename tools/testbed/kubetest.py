@@ -180,6 +180,28 @@ def wait_for_condition(
     return wait_for(f"{namespace}/{name} {wanted}", probe, timeout=timeout, interval=0.3)
 
 
+def wait_ready(
+    api: client.ApiClient, namespace: str, name: str, timeout: float = 300.0
+) -> dict[str, Any]:
+    """Ready=True (Succeeded), or fail at once with the operator's reason when it stalls."""
+
+    def probe() -> dict[str, Any] | None:
+        body = get_migration(api, namespace, name)
+        stalled = condition(body, "Stalled")
+        if stalled is not None and stalled.get("status") == "True":
+            last = (body.get("status") or {}).get("lastRun") or {}
+            raise AssertionError(
+                f"{name} stalled ({stalled.get('reason')}): {stalled.get('message')}\n"
+                f"log tail:\n{last.get('logTail', '')}"
+            )
+        ready = condition(body, "Ready")
+        if ready and ready.get("status") == "True" and ready.get("reason") == "Succeeded":
+            return body
+        return None
+
+    return wait_for(f"{namespace}/{name} Ready", probe, timeout=timeout, interval=0.5)
+
+
 def jobs_of(api: client.ApiClient, namespace: str, migration: str) -> list[client.V1Job]:
     return list(
         client.BatchV1Api(api)
