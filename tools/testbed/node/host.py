@@ -47,6 +47,9 @@ PACKAGES = {
     "/usr/lib/cni/bridge": "containernetworking-plugins",
     "iptables": "iptables",
     "ctr": "containerd",
+    "debootstrap": "debootstrap",  # the smoke image's Debian root
+    "/bin/busybox": "busybox-static",  # the smoke image's httpd
+    "gcc": "gcc",  # the pause image
 }
 
 
