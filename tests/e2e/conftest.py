@@ -46,6 +46,8 @@ def kubeconfig(local_cluster: bool) -> Iterator[Path]:
 
     running = cluster.up()
     if running.node != "agent":  # a real kubelet runs the pods (LOCKSTEP_E2E_NODE=kubelet)
+        # Jobs run the Lockstep image built by `make image` (imported by `cluster up`).
+        os.environ.setdefault("LOCKSTEP_RUNNER_IMAGE", "localhost/lockstep:dev")
         yield running.kubeconfig
         return
     agent = background.start_background(running.kubeconfig, running.state_dir / "podagent")
