@@ -231,14 +231,22 @@ def unmount_all(roots: tuple[Path, ...]) -> int:
     return len(points)
 
 
+NETNS_DIR = Path("/run/netns")
+
+
 def remove_network_namespaces() -> int:
-    """Remove containerd's pod network namespaces (``/var/run/netns/cni-*``) left behind."""
+    """Remove containerd's pod network namespaces (``/run/netns/cni-*``) left behind, then the
+    directory's own shared bind mount (made with the first namespace) once it is empty."""
     removed = 0
-    for netns in Path("/var/run/netns").glob("cni-*"):
+    for netns in NETNS_DIR.glob("cni-*"):
         subprocess.run(["umount", "-l", str(netns)], capture_output=True, check=False)
         with contextlib.suppress(OSError):
             netns.unlink()
             removed += 1
+    if NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()):
+        subprocess.run(["umount", "-l", str(NETNS_DIR)], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            NETNS_DIR.rmdir()
     return removed
 
 
@@ -265,3 +273,32 @@ def kill_shims(socket: Path) -> int:
                 os.kill(int(proc.name), 9)
                 killed += 1
     return killed
+
+
+# Directories the kubelet, containerd and libcni create at fixed paths whatever their root
+# directories say; absent on this machine before the node (one node per machine), so what is
+# left of them once the node is down (empty directories, our CNI results) is ours to remove.
+FIXED_PATH_DIRS = (
+    Path("/run/containerd"),
+    Path("/var/log/containers"),
+    Path("/var/lib/cni"),
+    Path("/var/lib/kubelet"),
+)
+
+
+def _remove_empty_dirs(top: Path) -> None:
+    if not top.is_dir() or top.is_symlink():
+        return
+    for directory, _subdirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):
+            Path(directory).rmdir()  # only succeeds when empty
+
+
+def remove_fixed_path_leftovers(cni_network: str) -> None:
+    results = Path("/var/lib/cni/results")
+    for pattern in (f"{cni_network}-*", "cni-loopback-*"):
+        for result in results.glob(pattern):
+            result.unlink(missing_ok=True)
+    Path("/var/lib/kubelet/device-plugins/kubelet.sock").unlink(missing_ok=True)
+    for top in FIXED_PATH_DIRS:
+        _remove_empty_dirs(top)

@@ -113,13 +113,8 @@ def remove_containers(socket: Path) -> int:
     if not containerd_ready(socket):
         return 0
     tasks = images.ctr(socket, "tasks", "ls", "-q").stdout.split()
-    for task in tasks:
-        images.ctr(socket, "tasks", "kill", "--signal", "SIGKILL", task)
-    for task in tasks:
-        for _ in range(50):
-            if images.ctr(socket, "tasks", "delete", "--force", task).returncode == 0:
-                break
-            time.sleep(0.1)
+    if tasks:  # --force: SIGKILL, wait for the exit, delete (and unmount the rootfs)
+        images.ctr(socket, "tasks", "delete", "--force", *tasks)
     containers = images.ctr(socket, "containers", "ls", "-q").stdout.split()
     if containers:
         images.ctr(socket, "containers", "rm", *containers)
@@ -129,11 +124,14 @@ def remove_containers(socket: Path) -> int:
 def stop(cluster: Cluster) -> None:
     """Stop the node's processes, remove its containers, undo its host changes."""
     layout = NodeLayout.of(cluster.state_dir)
+    started = time.monotonic()
     for name in (config.SCHEDULER, config.KUBE_PROXY, config.KUBELET):
         pid = cluster.pids.get(name)
         if pid is not None:
             components.stop_process(pid, name)
+    stopped = time.monotonic()
     removed = remove_containers(layout.containerd_socket)
+    cleared = time.monotonic()
     pid = cluster.pids.get(config.CONTAINERD)
     if pid is not None:
         components.stop_process(pid, config.CONTAINERD)
@@ -149,9 +147,12 @@ def stop(cluster: Cluster) -> None:
         for binary in ("iptables", "ip6tables")
     )
     host.delete_bridge()
+    host.remove_fixed_path_leftovers(config.CNI_NETWORK)
     restored = host.restore_sysctls(layout.sysctls)
     log(
-        f"node down: {removed} containers, {shims} shims killed, {mounts} mounts, "
+        f"node down in {time.monotonic() - started:.1f} s (processes {stopped - started:.1f} s, "
+        f"containers {cleared - stopped:.1f} s): "
+        f"{removed} containers, {shims} shims killed, {mounts} mounts, "
         f"{netns} netns, {chains} iptables chains removed; sysctls restored: "
         f"{', '.join(restored) or 'none changed'}"
     )
