@@ -120,7 +120,11 @@ def pytest_terminal_summary(
     left: list[str] = []
     running = cluster.current()
     if running is not None and cluster.is_running():
-        left.append(f"control plane {running.server} (state {running.state_dir})")
+        node = {
+            "kubelet": "real kubelet + containerd (pods are real containers)",
+            "agent": "pod agent (pods are host processes)",
+        }.get(running.node, running.node)
+        left.append(f"control plane {running.server} (state {running.state_dir}), node: {node}")
     database_dir = host.base_dir()
     servers = [s for s in host.SERVERS if (database_dir / s / "data").exists()]
     if servers:
