@@ -82,6 +82,20 @@ def real_node(local_cluster: bool, kubeconfig: Path) -> bool:
 
 
 @pytest.fixture(scope="session")
+def node_images(real_node: bool, local_cluster: bool) -> set[str] | None:
+    """The images containerd holds on the local real node (it has no registry: a pod of any
+    other image cannot start); None elsewhere (the pod agent maps images, kind pulls them)."""
+    if not (real_node and local_cluster):
+        return None
+    from testbed import cluster
+    from testbed.node import images, paths
+
+    running = cluster.current()
+    assert running is not None
+    return images.image_names(paths.NodeLayout.of(running.state_dir).containerd_socket)
+
+
+@pytest.fixture(scope="session")
 def pod_db_host(real_node: bool, local_cluster: bool) -> str:
     """The host name pods use for the test databases: 127.0.0.1 for the pod agent's host
     processes, the node's bridge address for real containers on the local test bed."""
