@@ -19,7 +19,7 @@ from pathlib import Path
 from testbed.controlplane import components, credentials, health
 from testbed.controlplane.state import Cluster, ClusterError, log
 
-from . import config, host, images
+from . import config, derived, host, images
 from .paths import NodeLayout
 
 Launch = Callable[[Cluster, str, list[str]], Cluster]
@@ -88,6 +88,12 @@ def start(cluster: Cluster, tokens: dict[str, str], launch: Launch) -> Cluster:
     socket = layout.containerd_socket
     health.wait_until(cluster, "containerd", functools.partial(containerd_ready, socket))
     imported = images.import_all(socket)
+    lockstep = images.lockstep_archive()
+    if lockstep is not None:
+        try:
+            imported += derived.import_examples(socket, lockstep)
+        except (OSError, KeyError, ValueError, ClusterError) as error:
+            log(f"warning: example app images not imported: {error}")
     log(f"images: {', '.join(imported) or 'all already in containerd'}")
     kubelet_started = time.monotonic()
     cluster = launch(cluster, config.KUBELET, config.kubelet_argv(bin_dir, layout))
