@@ -61,7 +61,7 @@ def _ensure_postgres(base: Path, wanted_port: int | None = None) -> str:
         postgres.allow_pods(datadir)
         if port is not None:  # alive but unreachable (or on another port): restart it cleanly
             postgres.stop(datadir)
-        port = wanted_port or port or localhost.free_port()
+        port = wanted_port or localhost.free_port()
         log = base / "postgresql" / "server.log"
         log.touch()
         host.chown(log, user)
