@@ -36,26 +36,16 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
-def reachable_from_pods(url: str) -> str:
-    """``url`` on the address where the real node's pods reach this machine (it is local, so
-    the tests reach it too); unchanged with the pod agent, whose pods use 127.0.0.1."""
-    address = dbhost.pod_address()
-    parsed = make_url(url)
-    if address is None or parsed.host != "127.0.0.1":
-        return url
-    return parsed.set(host=address).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> str:
     """A superuser URL of the private PostgreSQL server."""
-    return reachable_from_pods(databases.ensure_postgres())
+    return dbhost.url_for_pods(databases.ensure_postgres())
 
 
 @pytest.fixture(scope="session")
 def mariadb_admin_url() -> str:
     """A URL (no database) of a user with all privileges on the private MariaDB server."""
-    return reachable_from_pods(databases.ensure_mariadb())
+    return dbhost.url_for_pods(databases.ensure_mariadb())
 
 
 @pytest.fixture

@@ -58,6 +58,18 @@ def listen_addresses() -> list[str]:
     return ["127.0.0.1", *([extra] if extra else [])]
 
 
+def url_for_pods(url: str) -> str:
+    """``url`` on the address where the real node's pods reach this machine (it is local, so
+    the tests reach it too); unchanged with the pod agent, whose pods use 127.0.0.1."""
+    from sqlalchemy.engine import make_url
+
+    address = pod_address()
+    parsed = make_url(url)
+    if address is None or parsed.host != "127.0.0.1":
+        return url
+    return parsed.set(host=address).render_as_string(hide_password=False)
+
+
 def reachable(address: str, port: int) -> bool:
     """Whether something accepts TCP connections at ``address:port``."""
     try:
