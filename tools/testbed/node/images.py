@@ -218,16 +218,15 @@ def import_archive(socket: Path, archive: Path, name: str) -> bool:
     key = f"{archive}:{archive.stat().st_size}:{archive.stat().st_mtime_ns}"
     if name in image_names(socket) and stamp.exists() and stamp.read_text() == key:
         return False
+    # No --digests: a digest-named copy of every imported version would keep each old build's
+    # layers in the cache forever. The name comes from the index (ours: io.containerd.image.name;
+    # podman's oci-archive: the ref.name under the base name).
     base = name.rsplit(":", 1)[0]
-    result = ctr(socket, "images", "import", "--base-name", base, "--digests", str(archive))
+    result = ctr(socket, "images", "import", "--base-name", base, str(archive))
     if result.returncode != 0:
         raise ClusterError(f"ctr images import {archive} failed: {result.stderr.strip()}")
     if name not in image_names(socket):
-        # An archive whose index names no image (or another one): name what it holds.
-        imported = [n for n in image_names(socket) if n.startswith("import-")]
-        if not imported:
-            raise ClusterError(f"{archive} held no image to name {name}")
-        ctr(socket, "images", "tag", "--force", sorted(imported)[-1], name)
+        raise ClusterError(f"{archive} names no image {name} (its index.json annotations)")
     stamp.write_text(key)
     return True
 
