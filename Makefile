@@ -66,6 +66,11 @@ image: ## Build the image localhost/lockstep:dev with podman (no registry needed
 image-smoke: install image k8s-bin ## Run the image as a cluster would (read-only, user 65532, only the DB and API reachable)
 	$(BIN)/pytest tests/image -q -m image
 
+.PHONY: test-e2e-node
+test-e2e-node: install system-deps k8s-bin ## E2E on the real node (kubelet, containerd, kube-proxy; root): the smoke tests and the operator's Jobs
+	bash scripts/install-system-deps.sh --node
+	LOCKSTEP_E2E_NODE=kubelet $(BIN)/pytest tests/e2e/test_real_node.py tests/e2e/test_migrations.py -q -m e2e
+
 .PHONY: test
 test: lint typecheck system-deps k8s-bin image ## Everything: lint, types, unit, integration, e2e, image smoke tests
 	$(BIN)/pytest tests -q
@@ -85,7 +90,7 @@ demo-local: install ## The quickstart without a cluster (SQLite), twice: the sec
 	$(BIN)/lockstep apply -f examples/quickstart/migration.yaml
 
 .PHONY: k8s-bin
-k8s-bin: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl, helm, promtool, kstatus (cached)
+k8s-bin: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl, kubelet, kube-proxy, kube-scheduler, helm, promtool, kstatus (cached)
 	bash tools/k8s/build.sh kubernetes etcd helm promtool kstatus
 
 .PHONY: cluster-up

@@ -5,13 +5,23 @@
 #   bash scripts/install-system-deps.sh          everything `make test` needs
 #   bash scripts/install-system-deps.sh --demo   only what `make demo` needs (no MariaDB, no toolchains)
 #   bash scripts/install-system-deps.sh --image  only what `make image` needs (podman, runc, debootstrap)
+#   bash scripts/install-system-deps.sh --node   also the real node (LOCKSTEP_E2E_NODE=kubelet):
+#                                                containerd, runc, CNI plugins, iptables, debootstrap,
+#                                                busybox-static (smoke image), gcc (pause image)
 #
 # Another apt (unattended-upgrades, a second checkout's install) may hold the dpkg lock: this
 # script waits for it (up to LOCKSTEP_APT_LOCK_WAIT seconds, default 600) instead of failing.
 set -euo pipefail
 
-mode="${1:-all}"
-case "$mode" in all | --demo | --image) ;; *) echo "usage: $0 [--demo|--image]" >&2; exit 2 ;; esac
+mode=all
+real_node=false
+for arg in "$@"; do
+  case "$arg" in
+    --demo | --image) mode="$arg" ;;
+    --node) real_node=true ;;
+    *) echo "usage: $0 [--demo|--image] [--node]" >&2; exit 2 ;;
+  esac
+done
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
@@ -38,6 +48,15 @@ if [ "$mode" = all ]; then
   have mvn /usr/bin/mvn || need+=(maven)
   have node /usr/bin/node || need+=(nodejs)
   have npm /usr/bin/npm || need+=(npm)
+fi
+if $real_node; then
+  have containerd /usr/bin/containerd || need+=(containerd)
+  have runc /usr/sbin/runc || need+=(runc)
+  [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)  # `bridge` alone is iproute2
+  have iptables /usr/sbin/iptables || need+=(iptables)
+  have debootstrap /usr/sbin/debootstrap || need+=(debootstrap)
+  have busybox /bin/busybox || need+=(busybox-static)
+  have gcc /usr/bin/gcc || need+=(gcc libc6-dev)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from testbed import databases
+from testbed.dbservers import host as dbhost
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENGINES = ("postgresql", "mariadb", "sqlite")
@@ -38,13 +39,13 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> str:
     """A superuser URL of the private PostgreSQL server."""
-    return databases.ensure_postgres()
+    return dbhost.url_for_pods(databases.ensure_postgres())
 
 
 @pytest.fixture(scope="session")
 def mariadb_admin_url() -> str:
     """A URL (no database) of a user with all privileges on the private MariaDB server."""
-    return databases.ensure_mariadb()
+    return dbhost.url_for_pods(databases.ensure_mariadb())
 
 
 @pytest.fixture
@@ -109,7 +110,11 @@ def pytest_terminal_summary(
     left: list[str] = []
     running = cluster.current()
     if running is not None and cluster.is_running():
-        left.append(f"control plane {running.server} (state {running.state_dir})")
+        node = {
+            "kubelet": "real kubelet + containerd (pods are real containers)",
+            "agent": "pod agent (pods are host processes)",
+        }.get(running.node, running.node)
+        left.append(f"control plane {running.server} (state {running.state_dir}), node: {node}")
     database_dir = host.base_dir()
     servers = [s for s in host.SERVERS if (database_dir / s / "data").exists()]
     if servers:

@@ -2,7 +2,8 @@
 
 Without ``KUBECONFIG`` the session starts (or reuses) the local control plane
 of ``testbed.cluster`` and runs the pod agent (``testbed.podagent``) as its
-node; the control plane stays up after the session for the next run
+node, or with ``LOCKSTEP_E2E_NODE=kubelet`` a real kubelet with containerd
+(``testbed.node``); the control plane stays up after the session for the next run
 (``PYTHONPATH=tools python -m testbed.cluster down`` stops it). With
 ``KUBECONFIG`` set (kind in CI, say) the tests use that cluster as it is.
 """
@@ -44,6 +45,11 @@ def kubeconfig(local_cluster: bool) -> Iterator[Path]:
     from testbed.podagent import background
 
     running = cluster.up()
+    if running.node != "agent":  # a real kubelet runs the pods (LOCKSTEP_E2E_NODE=kubelet)
+        # Jobs run the Lockstep image built by `make image` (imported by `cluster up`).
+        os.environ.setdefault("LOCKSTEP_RUNNER_IMAGE", "localhost/lockstep:dev")
+        yield running.kubeconfig
+        return
     agent = background.start_background(running.kubeconfig, running.state_dir / "podagent")
     try:
         yield running.kubeconfig
@@ -60,6 +66,46 @@ def _wait_for_test_namespaces(path: Path) -> None:
         if not core.list_namespace(label_selector=E2E_LABEL).items:
             return
         time.sleep(1)
+
+
+@pytest.fixture(scope="session")
+def real_node(local_cluster: bool, kubeconfig: Path) -> bool:
+    """True when pods run as real containers under a kubelet: the local test bed's real node
+    mode (``LOCKSTEP_E2E_NODE=kubelet``) or a ``KUBECONFIG`` cluster (kind); False on the pod
+    agent, whose pods are host processes."""
+    if not local_cluster:
+        return True
+    from testbed import cluster
+
+    running = cluster.current()
+    return running is not None and running.node == "kubelet"
+
+
+@pytest.fixture(scope="session")
+def node_images(real_node: bool, local_cluster: bool) -> set[str] | None:
+    """The images containerd holds on the local real node (it has no registry: a pod of any
+    other image cannot start); None elsewhere (the pod agent maps images, kind pulls them)."""
+    if not (real_node and local_cluster):
+        return None
+    from testbed import cluster
+    from testbed.node import images, paths
+
+    running = cluster.current()
+    assert running is not None
+    return images.image_names(paths.NodeLayout.of(running.state_dir).containerd_socket)
+
+
+@pytest.fixture(scope="session")
+def pod_db_host(real_node: bool, local_cluster: bool) -> str:
+    """The host name pods use for the test databases: 127.0.0.1 for the pod agent's host
+    processes, the node's bridge address for real containers on the local test bed."""
+    if not (real_node and local_cluster):
+        return "127.0.0.1"
+    from testbed.dbservers import host
+
+    address = host.pod_address()
+    assert address is not None, "the real node runs, but LOCKSTEP_E2E_NODE is not kubelet"
+    return address
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,12 @@ from testbed.operatorprocess import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
-RUNNER_IMAGE = constants.DEFAULT_RUNNER_IMAGE
+
+def runner_image() -> str:
+    """The image the operator's Jobs run (set by the session on the registry-less real node)."""
+    return os.environ.get("LOCKSTEP_RUNNER_IMAGE") or constants.DEFAULT_RUNNER_IMAGE
+
+
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 6.0, 4.0, 1.0
 SHORT_LEASE = (
     "--lease-duration",
@@ -499,7 +504,7 @@ def hand_made_job(name: str, secret: str, config_map: str) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": "migrate",
-                            "image": RUNNER_IMAGE,
+                            "image": runner_image(),
                             "command": [
                                 "lockstep",
                                 "run",
@@ -632,11 +637,12 @@ def dedicated_postgres(local_cluster: bool) -> Iterator[DedicatedPostgres]:
             f"pods of KUBECONFIG={os.environ.get('KUBECONFIG')} cannot reach"
         )
     from testbed import databases
+    from testbed.dbservers import host as dbhost
 
     # Under /tmp itself: the server's own user must reach the directory.
     base = Path("/tmp") / f"lockstep-chaos-pg-{uuid.uuid4().hex[:8]}"
     try:
-        admin_url = databases.start_dedicated_postgres(base)
+        admin_url = dbhost.url_for_pods(databases.start_dedicated_postgres(base))
         yield DedicatedPostgres(base, admin_url, int(make_url(admin_url).port or 0))
     finally:
         databases.remove_dedicated_postgres(base)

@@ -19,6 +19,7 @@ pods share the host's network here. On a `KUBECONFIG` cluster the Service is use
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shlex
 import subprocess
@@ -253,13 +254,16 @@ def _quickstart(api: client.ApiClient, namespace: str, url: str) -> dict[str, An
     return kubetest.wait_for_condition(api, namespace, "shop", "Ready", reason="Succeeded")
 
 
-def _values(local: bool) -> dict[str, Any]:
+def _values(local: bool, real_node_image: str | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {
         # Quick failover in the test: a standby takes over 6 s after the leader's last renewal.
         "leaderElection": {"leaseDuration": 6, "renewDeadline": 4, "retryPeriod": 1},
         "http": {"port": 8080},
         "webhook": {"port": 9443},
     }
+    if real_node_image:  # the test bed's real node: the image `make image` built, no registry
+        repository, tag = real_node_image.rsplit(":", 1)
+        values["image"] = {"repository": repository, "tag": tag, "pullPolicy": "Never"}
     if local:
         # Every pod shares the host's network: bind the pod IP, on ports nobody else uses.
         values.update(listenOnPodIP=True, http={"port": free_port()}, webhook={"port": free_port()})
@@ -273,10 +277,15 @@ def chart_release(
     operator: OperatorProcess,
     crds: None,
     local_cluster: bool,
+    real_node: bool,
     postgres_admin_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ChartInstall]:
     """The chart installed at its first committed version, with a migration, then upgraded."""
+    # Pods as host processes (the pod agent) need the test bed's workarounds; real containers
+    # (the local real node, or a KUBECONFIG cluster) use the chart's Services as they are.
+    local = local_cluster and not real_node
+    image = os.environ.get("LOCKSTEP_RUNNER_IMAGE") if local_cluster and real_node else None
     operator.stop()  # one leader only: the chart's
     admission = client.AdmissionregistrationV1Api(k8s)
     with contextlib.suppress(ApiException):  # its URL points at the stopped process
@@ -284,9 +293,7 @@ def chart_release(
     restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
     release_namespace = _create_namespace(k8s, "lockstep-chart", restricted)
     keep_namespace = _create_namespace(k8s, "lockstep-chart-keep", {})
-    install = ChartInstall(
-        kubeconfig, k8s, release_namespace, _values(local_cluster), local_cluster
-    )
+    install = ChartInstall(kubeconfig, k8s, release_namespace, _values(local, image), local)
     try:
         _adopt_crd_into_release(k8s, release_namespace)
         previous, origin = charttest.previous_chart(tmp_path_factory.mktemp("previous-chart"))
@@ -460,8 +467,17 @@ def test_quickstart_goes_ready_under_the_chart(
 
 
 def test_gated_rollout_under_the_chart(
-    chart: ChartInstall, k8s: client.ApiClient, namespace: str, pg_url: str
+    chart: ChartInstall,
+    k8s: client.ApiClient,
+    namespace: str,
+    pg_url: str,
+    node_images: set[str] | None,
 ) -> None:
+    if node_images is not None and f"docker.io/{APP}:1" not in node_images:
+        pytest.skip(
+            f"the real node has no registry and {APP}:1/:2 (examples/expand-contract/Dockerfile)"
+            " is not built and imported by the test bed yet"
+        )
     kubetest.create_secret(k8s, namespace, "shop-db", {"url": pg_url})
     kubetest.create_config_map(k8s, namespace, "shop-migrations", migration_files(1))
     kubetest.create_migration(k8s, namespace, expand("1", 1))

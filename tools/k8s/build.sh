@@ -5,8 +5,10 @@
 #   ${LOCKSTEP_CACHE:-$HOME/.cache/lockstep}/k8s/<kubernetes version>/bin/
 #
 # Usage: tools/k8s/build.sh [--bin-dir] [MODULE...]
-#   MODULE      kubernetes (kube-apiserver, kube-controller-manager, kubectl),
-#               etcd, helm, promtool, krew (validate-krew-manifest), kstatus (Lockstep's kstatus checker, whose
+#   MODULE      kubernetes (kube-apiserver, kube-controller-manager, kubectl, and
+#               for the real node mode kube-scheduler, kube-proxy, kubelet),
+#               etcd, helm, promtool, krew (krew, validate-krew-manifest),
+#               kstatus (Lockstep's kstatus checker, whose
 #               module is tools/kstatus). Default: all of them.
 #   --bin-dir   print the binary directory and exit (builds nothing).
 #
@@ -55,7 +57,10 @@ module_targets() {
     case "$1" in
         kubernetes) echo "kube-apiserver=./cmd/kube-apiserver" \
                          "kube-controller-manager=./cmd/kube-controller-manager" \
-                         "kubectl=./cmd/kubectl" ;;
+                         "kubectl=./cmd/kubectl" \
+                         "kube-scheduler=./cmd/kube-scheduler" \
+                         "kube-proxy=./cmd/kube-proxy" \
+                         "kubelet=./cmd/kubelet" ;;
         etcd) echo "etcd=." ;;
         helm) echo "helm=helm.sh/helm/v3/cmd/helm" ;;
         promtool) echo "promtool=github.com/prometheus/prometheus/cmd/promtool" ;;
@@ -162,7 +167,7 @@ main() {
     for arg in "$@"; do
         case "$arg" in
             --bin-dir) bin_dir; return ;;
-            -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
+            -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
             -*) die "unknown option: $arg" ;;
             *) [[ " ${ALL_MODULES[*]} " == *" $arg "* ]] || die "unknown module: $arg (known: ${ALL_MODULES[*]})"
                modules+=("$arg") ;;

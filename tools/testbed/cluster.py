@@ -1,9 +1,13 @@
 """A local Kubernetes control plane for Lockstep's e2e tests.
 
 etcd, kube-apiserver and kube-controller-manager, built from the Go modules in
-tools/k8s/ (see tools/k8s/build.sh), run as detached local processes. There is
-no node, kubelet, scheduler or kube-proxy: the pod agent (testbed.podagent)
-plays the node.
+tools/k8s/ (see tools/k8s/build.sh), run as detached local processes. Which node runs the
+pods is chosen by ``LOCKSTEP_E2E_NODE``:
+
+- ``agent`` (default, the fast mode): no kubelet, scheduler or kube-proxy; the pod agent
+  (testbed.podagent) plays the node and runs containers as host processes.
+- ``kubelet`` (the real mode): a real kubelet with containerd, runc and a CNI bridge, plus
+  kube-proxy, kube-scheduler and the node-lifecycle controller (testbed.node); needs root.
 
     PYTHONPATH=tools python -m testbed.cluster up|down|kubeconfig|env|status
 
@@ -33,6 +37,8 @@ from pathlib import Path
 
 from . import localhost
 from .controlplane import components, credentials, health, state
+from .node import config as node_config
+from .node import lifecycle as node_lifecycle
 
 # --- lifecycle -------------------------------------------------------------
 
@@ -71,12 +77,14 @@ def prepare_state_dir(layout: state.Layout) -> None:
     layout.marker.touch()
 
 
-def generate_credentials(layout: state.Layout, server: str) -> str:
-    """Write certificates, keys, tokens and kubeconfigs; return the admin token."""
+def generate_credentials(
+    layout: state.Layout, server: str, extra_users: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Write certificates, keys, tokens and kubeconfigs; return user -> token."""
     credentials.generate_ca(layout)
     credentials.generate_serving_cert(layout)
     credentials.generate_service_account_key(layout)
-    tokens = credentials.write_token_file(layout)
+    tokens = credentials.write_token_file(layout, extra_users)
     credentials.write_kubeconfig(
         layout.kubeconfig, server, layout.ca_cert, state.ADMIN_USER, tokens[state.ADMIN_USER]
     )
@@ -87,7 +95,7 @@ def generate_credentials(layout: state.Layout, server: str) -> str:
         state.CONTROLLER_MANAGER_USER,
         tokens[state.CONTROLLER_MANAGER_USER],
     )
-    return tokens[state.ADMIN_USER]
+    return tokens
 
 
 def save(cluster: state.Cluster) -> None:
@@ -104,24 +112,33 @@ def launch(cluster: state.Cluster, name: str, argv: list[str]) -> state.Cluster:
     return started
 
 
-def start_components(cluster: state.Cluster) -> state.Cluster:
-    """Start etcd, the API server and the controller manager, waiting for each."""
-    layout, bin_dir, ports = cluster.layout, cluster.bin_dir, cluster.ports
+def start_components(cluster: state.Cluster, tokens: dict[str, str]) -> state.Cluster:
+    """Start etcd, the API server and the controller manager, waiting for each; then the real
+    node if the cluster has one."""
+    layout, bin_dir, ports, node = cluster.layout, cluster.bin_dir, cluster.ports, cluster.node
+    if node == state.KUBELET:
+        node_lifecycle.prepare(cluster)
     cluster = launch(cluster, state.ETCD, components.etcd_argv(bin_dir, layout, ports))
     health.wait_until(cluster, "etcd", functools.partial(health.etcd_healthy, ports["etcd"]))
-    cluster = launch(cluster, state.APISERVER, components.apiserver_argv(bin_dir, layout, ports))
+    cluster = launch(
+        cluster, state.APISERVER, components.apiserver_argv(bin_dir, layout, ports, node)
+    )
     health.wait_until(
         cluster, "the API server /readyz", functools.partial(health.is_ready, cluster)
     )
     cluster = launch(
-        cluster, state.CONTROLLER_MANAGER, components.controller_manager_argv(bin_dir, layout)
+        cluster, state.CONTROLLER_MANAGER, components.controller_manager_argv(bin_dir, layout, node)
     )
     for what, path in state.READY_OBJECTS:
         health.wait_until(cluster, what, functools.partial(health.api_object_exists, cluster, path))
+    if node == state.KUBELET:
+        cluster = node_lifecycle.start(cluster, tokens, launch)
     return cluster
 
 
 def stop_components(cluster: state.Cluster) -> None:
+    if cluster.node == state.KUBELET:
+        node_lifecycle.stop(cluster)
     for name in reversed(state.COMPONENTS):
         pid = cluster.pids.get(name)
         if pid is not None:
@@ -148,26 +165,31 @@ def _down(root: Path) -> None:
 
 def _up(root: Path) -> state.Cluster:
     existing = current(root)
+    node = state.node_mode()
     if existing is not None and health.is_ready(existing):
-        state.log(f"already running at {existing.server}")
-        return existing
+        if existing.node == node:
+            state.log(f"already running at {existing.server} (node: {node})")
+            return existing
+        state.log(f"running with node {existing.node!r}, {node!r} wanted: restarting")
     if existing is not None or root.exists():
         state.log(f"cleaning up a stale cluster in {root}")
         _down(root)
+    extra_users: dict[str, str] = {}
+    port_names = ["etcd", "etcd-peer", "apiserver"]
+    if node == state.KUBELET:
+        node_lifecycle.check_mode_supported()
+        extra_users = dict(node_config.IDENTITIES.values())
+        port_names += node_lifecycle.NODE_PORTS
     bin_dir = components.ensure_built()
     layout = state.Layout(root)
     prepare_state_dir(layout)
-    ports = {
-        "etcd": localhost.free_port(),
-        "etcd-peer": localhost.free_port(),
-        "apiserver": localhost.free_port(),
-    }
+    ports = {name: localhost.free_port() for name in port_names}
     server = f"https://127.0.0.1:{ports['apiserver']}"
-    token = generate_credentials(layout, server)
-    cluster = state.Cluster(root, bin_dir, server, token, ports, {})
+    tokens = generate_credentials(layout, server, extra_users)
+    cluster = state.Cluster(root, bin_dir, server, tokens[state.ADMIN_USER], ports, {}, node)
     save(cluster)
     try:
-        return start_components(cluster)
+        return start_components(cluster, tokens)
     except BaseException:
         started = current(root) or cluster
         stop_components(started)
@@ -240,7 +262,9 @@ def restart_apiserver(
             components.stop_process(pid, state.APISERVER)
         if downtime > 0:
             time.sleep(downtime)
-        argv = components.apiserver_argv(cluster.bin_dir, cluster.layout, cluster.ports)
+        argv = components.apiserver_argv(
+            cluster.bin_dir, cluster.layout, cluster.ports, cluster.node
+        )
         cluster = launch(cluster, state.APISERVER, argv)
         health.wait_until(
             cluster, "the restarted API server /readyz", functools.partial(health.is_ready, cluster)

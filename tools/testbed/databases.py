@@ -44,10 +44,12 @@ def _ensure_postgres(base: Path, wanted_port: int | None = None) -> str:
     datadir = base / "postgresql" / "data"
     with host.exclusive(base):
         port = postgres.running_port(datadir)
+        addresses = host.listen_addresses()
         if (
             port is not None
             and wanted_port in (None, port)
             and postgres.healthy(postgres.url(port))
+            and all(host.reachable(address, port) for address in addresses)
         ):
             return host.remember(base, "postgresql", postgres.url(port))
         bindir = postgres.bin_dir()
@@ -56,6 +58,7 @@ def _ensure_postgres(base: Path, wanted_port: int | None = None) -> str:
         host.chown(base / "postgresql", user)
         if not (datadir / "PG_VERSION").exists():
             postgres.initdb(bindir, datadir, user)
+        postgres.allow_pods(datadir)
         if port is not None:  # alive but unreachable (or on another port): restart it cleanly
             postgres.stop(datadir)
         port = wanted_port or localhost.free_port()
@@ -72,7 +75,7 @@ def _ensure_postgres(base: Path, wanted_port: int | None = None) -> str:
                     "-l",
                     str(log),
                     "-o",
-                    f"-p {port}",
+                    f"-p {port} -c listen_addresses={','.join(addresses)}",
                     "-w",
                     "-t",
                     str(int(host.START_TIMEOUT_SECONDS)),
@@ -129,7 +132,12 @@ def ensure_mariadb(base: Path | None = None) -> str:
     datadir, sock, log = home / "data", home / "mysqld.sock", home / "server.log"
     with host.exclusive(base):
         port = mariadb.listening_port(sock)
-        if port is not None and mariadb.healthy(port):
+        addresses = host.listen_addresses()
+        if (
+            port is not None
+            and mariadb.healthy(port)
+            and all(host.reachable(address, port) for address in addresses)
+        ):
             return host.remember(base, "mariadb", mariadb.url(port))
         server, installer = mariadb.binaries()
         user = host.service_user("mysql")

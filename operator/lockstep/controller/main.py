@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import kopf
 from aiohttp import web
+from kopf._core.engines import peering  # Identity: a NewType of str that kopf does not export
 
 from lockstep import kube
 from lockstep.controller import endpoints, leader_election, lease_rules, metrics, scope, webhook
@@ -127,6 +128,11 @@ async def _lead(options: OperatorOptions, stop: asyncio.Event) -> int:
         os._exit(EXIT_LOST_LEADERSHIP)
     keeper.cancel()
     await elector.release()
+    error = operator.exception()
+    if error is not None:
+        # Kopf itself failed: exit non-zero (a crash the kubelet restarts and reports), never
+        # 0, which reads as a clean shutdown and showed the pod "Completed".
+        raise error
     return 0
 
 
@@ -136,6 +142,9 @@ async def _run_kopf(options: OperatorOptions, stop: asyncio.Event) -> None:
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),
         stop_flag=stop,
+        # Without one Kopf derives it from getpass.getuser(), which raises KeyError in the
+        # image: the chart's runAsUser (65532) has no passwd entry (found on the real kubelet).
+        identity=peering.Identity(identity()),
     )
 
 

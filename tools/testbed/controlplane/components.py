@@ -12,12 +12,16 @@ from pathlib import Path
 
 from .state import (
     ADMISSION_PLUGINS,
+    AGENT,
     APISERVER,
     BUILD_MODULES,
     BUILD_SCRIPT,
     CONTROLLER_MANAGER,
     CONTROLLERS,
     ETCD,
+    KUBELET,
+    KUBELET_CONTROLLERS,
+    NODE_IP,
     SERVICE_ACCOUNT_ISSUER,
     SERVICE_CIDR,
     STOP_TIMEOUT,
@@ -132,42 +136,68 @@ def etcd_argv(bin_dir: Path, layout: Layout, ports: dict[str, int]) -> list[str]
     ]
 
 
-def apiserver_argv(bin_dir: Path, layout: Layout, ports: dict[str, int]) -> list[str]:
+def apiserver_argv(
+    bin_dir: Path, layout: Layout, ports: dict[str, int], node: str = AGENT
+) -> list[str]:
+    """The API server on loopback; with a real node (``node == KUBELET``) it must also be
+    reachable from pods, so it listens on every address (the node's iptables fence drops all
+    but loopback and the pod bridge), advertises the bridge address as the endpoint of the
+    `kubernetes` Service, and authorizes the kubelet as a node."""
+    if node == KUBELET:
+        return [*_apiserver_common(bin_dir, layout, ports), *_apiserver_real_node()]
     return [
-        str(bin_dir / APISERVER),
-        f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+        *_apiserver_common(bin_dir, layout, ports),
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
-        f"--secure-port={ports['apiserver']}",
-        f"--cert-dir={layout.pki}",
-        f"--tls-cert-file={layout.serving_cert}",
-        f"--tls-private-key-file={layout.serving_key}",
-        f"--client-ca-file={layout.ca_cert}",
-        f"--token-auth-file={layout.token_file}",
         "--authorization-mode=RBAC",
         f"--enable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
-        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-        f"--service-account-key-file={layout.service_account_pub}",
-        f"--service-account-signing-key-file={layout.service_account_key}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--allow-privileged=true",
         # No kube-proxy here: reach webhooks (and aggregated APIs) behind a
         # Service through its endpoints instead of its cluster IP.
         "--enable-aggregator-routing=true",
         # The `kubernetes` Service cannot point at a loopback address; do not
         # try (and log an error every 10 s).
         "--endpoint-reconciler-type=none",
+    ]
+
+
+def _apiserver_real_node() -> list[str]:
+    return [
+        "--bind-address=0.0.0.0",
+        f"--advertise-address={NODE_IP}",
+        "--authorization-mode=Node,RBAC",
+        f"--enable-admission-plugins={','.join((*ADMISSION_PLUGINS, 'NodeRestriction'))}",
+        # The node's Hostname address does not resolve; its InternalIP is the bridge.
+        "--kubelet-preferred-address-types=InternalIP",
+    ]
+
+
+def _apiserver_common(bin_dir: Path, layout: Layout, ports: dict[str, int]) -> list[str]:
+    return [
+        str(bin_dir / APISERVER),
+        f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+        f"--secure-port={ports['apiserver']}",
+        f"--cert-dir={layout.pki}",
+        f"--tls-cert-file={layout.serving_cert}",
+        f"--tls-private-key-file={layout.serving_key}",
+        f"--client-ca-file={layout.ca_cert}",
+        f"--token-auth-file={layout.token_file}",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={layout.service_account_pub}",
+        f"--service-account-signing-key-file={layout.service_account_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--allow-privileged=true",
         "--profiling=false",
     ]
 
 
-def controller_manager_argv(bin_dir: Path, layout: Layout) -> list[str]:
+def controller_manager_argv(bin_dir: Path, layout: Layout, node: str = AGENT) -> list[str]:
+    controllers = KUBELET_CONTROLLERS if node == KUBELET else CONTROLLERS
     return [
         str(bin_dir / CONTROLLER_MANAGER),
         f"--kubeconfig={layout.controller_manager_kubeconfig}",
         "--leader-elect=false",
         "--secure-port=0",
-        f"--controllers={','.join(CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={layout.service_account_key}",
         f"--root-ca-file={layout.ca_cert}",

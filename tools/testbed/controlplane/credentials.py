@@ -24,6 +24,7 @@ def serving_cert_extensions() -> str:
     names = [
         "IP:127.0.0.1",
         "IP:10.0.0.1",  # the first service IP: the `kubernetes` Service
+        "IP:10.244.0.1",  # the real node's bridge, where pods reach the API server
         "DNS:localhost",
         "DNS:kubernetes",
         "DNS:kubernetes.default",
@@ -76,9 +77,9 @@ def generate_service_account_key(layout: Layout) -> None:
     openssl("pkey", "-in", str(key), "-pubout", "-out", str(pub))
 
 
-def write_token_file(layout: Layout) -> dict[str, str]:
-    """Write the static token file; return user -> token."""
-    users = {ADMIN_USER: "system:masters", CONTROLLER_MANAGER_USER: ""}
+def write_token_file(layout: Layout, extra_users: dict[str, str] | None = None) -> dict[str, str]:
+    """Write the static token file (users -> groups, plus ``extra_users``); return user -> token."""
+    users = {ADMIN_USER: "system:masters", CONTROLLER_MANAGER_USER: "", **(extra_users or {})}
     tokens = {user: secrets.token_hex(24) for user in users}
     lines = [f'{tokens[user]},{user},{user},"{groups}"' for user, groups in users.items()]
     layout.token_file.write_text("\n".join(lines) + "\n")

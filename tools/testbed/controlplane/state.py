@@ -17,6 +17,7 @@ BUILD_MODULES = ("kubernetes", "etcd")
 DEFAULT_STATE_DIR = localhost.checkout_state_dir("cluster")
 
 SERVICE_CIDR = "10.0.0.0/24"
+NODE_IP = "10.244.0.1"  # the real node's bridge address (testbed.node.host.GATEWAY)
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ADMIN_USER = "lockstep-admin"
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
@@ -47,6 +48,15 @@ CONTROLLERS = (
     "statefulset-controller",
     "ttl-after-finished-controller",
 )
+# The real node mode adds what keeps a kubelet's node schedulable: the node-lifecycle
+# controller lifts the not-ready taint the kubelet registers with.
+KUBELET_CONTROLLERS = (*CONTROLLERS, "node-lifecycle-controller")
+
+# Which node runs the pods: the Python pod agent (fast, host processes) or a real kubelet with
+# containerd (testbed.node). LOCKSTEP_E2E_NODE picks one; the agent is the default.
+AGENT, KUBELET = "agent", "kubelet"
+NODE_MODES = (AGENT, KUBELET)
+
 ADMISSION_PLUGINS = (
     "NamespaceLifecycle",
     "LimitRanger",
@@ -78,6 +88,13 @@ def log(message: str) -> None:
 
 
 # --- paths -----------------------------------------------------------------
+
+
+def node_mode() -> str:
+    mode = os.environ.get("LOCKSTEP_E2E_NODE") or AGENT
+    if mode not in NODE_MODES:
+        raise ClusterError(f"LOCKSTEP_E2E_NODE={mode!r}: expected one of {', '.join(NODE_MODES)}")
+    return mode
 
 
 def state_dir() -> Path:
@@ -160,6 +177,7 @@ class Cluster:
     admin_token: str
     ports: dict[str, int]
     pids: dict[str, int]
+    node: str = AGENT  # what runs the pods: AGENT (testbed.podagent) or KUBELET (testbed.node)
 
     @property
     def layout(self) -> Layout:
@@ -185,6 +203,7 @@ class Cluster:
             "admin_token": self.admin_token,
             "ports": self.ports,
             "pids": self.pids,
+            "node": self.node,
         }
         return json.dumps(data, indent=2) + "\n"
 
@@ -198,4 +217,5 @@ class Cluster:
             admin_token=data["admin_token"],
             ports={k: int(v) for k, v in data["ports"].items()},
             pids={k: int(v) for k, v in data["pids"].items()},
+            node=data.get("node", AGENT),
         )

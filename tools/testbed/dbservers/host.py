@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import pwd
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,49 @@ def base_dir() -> Path:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def pod_address() -> str | None:
+    """The address where pods of the real node (``LOCKSTEP_E2E_NODE=kubelet``) reach this
+    machine, or None with the pod agent (its pods are host processes and use 127.0.0.1).
+
+    The servers listen there as well as on 127.0.0.1; the node's bridge that carries the
+    address is created here if the cluster has not made it yet, so the start order of the
+    databases and the cluster does not matter (a socket bound to it survives the bridge being
+    deleted and made again by the next ``cluster up``).
+    """
+    if os.environ.get("LOCKSTEP_E2E_NODE") != "kubelet":
+        return None
+    from testbed.node import host as node_host  # root-only machinery, loaded only when needed
+
+    node_host.create_bridge()
+    return node_host.GATEWAY
+
+
+def listen_addresses() -> list[str]:
+    extra = pod_address()
+    return ["127.0.0.1", *([extra] if extra else [])]
+
+
+def url_for_pods(url: str) -> str:
+    """``url`` on the address where the real node's pods reach this machine (it is local, so
+    the tests reach it too); unchanged with the pod agent, whose pods use 127.0.0.1."""
+    from sqlalchemy.engine import make_url
+
+    address = pod_address()
+    parsed = make_url(url)
+    if address is None or parsed.host != "127.0.0.1":
+        return url
+    return parsed.set(host=address).render_as_string(hide_password=False)
+
+
+def reachable(address: str, port: int) -> bool:
+    """Whether something accepts TCP connections at ``address:port``."""
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def service_user(name: str) -> str | None:

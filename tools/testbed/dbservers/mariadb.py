@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pymysql
 
-from .host import START_TIMEOUT_SECONDS, TEST_PASSWORD, TEST_USER, ServerUnavailable
+from .host import (
+    START_TIMEOUT_SECONDS,
+    TEST_PASSWORD,
+    TEST_USER,
+    ServerUnavailable,
+    listen_addresses,
+)
 
 
 def binaries() -> tuple[str, str]:
@@ -71,7 +77,7 @@ def start(server: str, home: Path, port: int, user: str | None) -> None:
         "--no-defaults",  # must come first
         f"--datadir={home / 'data'}",
         f"--port={port}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={','.join(listen_addresses())}",  # the real node's pods: the bridge
         f"--socket={home / 'mysqld.sock'}",
         f"--pid-file={home / 'mysqld.pid'}",
         f"--log-error={home / 'server.log'}",

@@ -3,6 +3,7 @@ URL and health check, and ``pg_ctl stop``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -97,6 +98,19 @@ def initdb(bindir: Path, datadir: Path, user: str | None) -> None:
     with (datadir / "postgresql.conf").open("a") as conf:
         conf.write("\n# lockstep testbed: throwaway data, speed over durability\n")
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
+
+POD_HBA_LINE = "host all all 10.244.0.0/24 scram-sha-256  # the real node's pods (testbed.node)"
+
+
+def allow_pods(datadir: Path) -> None:
+    """Let the real node's pods (the bridge network) log in with the password, as on
+    127.0.0.1; harmless while the server listens on loopback only."""
+    hba = datadir / "pg_hba.conf"
+    with contextlib.suppress(OSError):
+        if POD_HBA_LINE not in hba.read_text():
+            with hba.open("a") as handle:
+                handle.write(POD_HBA_LINE + "\n")
 
 
 def stop(datadir: Path, mode: str = "fast") -> None:
