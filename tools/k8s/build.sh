@@ -7,7 +7,8 @@
 # Usage: tools/k8s/build.sh [--bin-dir] [MODULE...]
 #   MODULE      kubernetes (kube-apiserver, kube-controller-manager, kubectl),
 #               etcd, helm, promtool, kstatus (Lockstep's kstatus checker, whose
-#               module is tools/kstatus). Default: all of them.
+#               module is tools/kstatus), source-controller and kustomize-controller
+#               (Flux, for the GitOps e2e tests). Default: all of them.
 #   --bin-dir   print the binary directory and exit (builds nothing).
 #
 # A module is rebuilt only when its stamp (a hash of its go.mod, go.sum, Go
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL_MODULES=(kubernetes etcd helm promtool kstatus)
+ALL_MODULES=(kubernetes etcd helm promtool kstatus source-controller kustomize-controller)
 
 log() { printf '[k8s-build] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -60,6 +61,8 @@ module_targets() {
         helm) echo "helm=helm.sh/helm/v3/cmd/helm" ;;
         promtool) echo "promtool=github.com/prometheus/prometheus/cmd/promtool" ;;
         kstatus) echo "kstatus=." ;;
+        source-controller) echo "source-controller=github.com/fluxcd/source-controller" ;;
+        kustomize-controller) echo "kustomize-controller=github.com/fluxcd/kustomize-controller" ;;
     esac
 }
 
@@ -160,7 +163,7 @@ main() {
     for arg in "$@"; do
         case "$arg" in
             --bin-dir) bin_dir; return ;;
-            -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
+            -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
             -*) die "unknown option: $arg" ;;
             *) [[ " ${ALL_MODULES[*]} " == *" $arg "* ]] || die "unknown module: $arg (known: ${ALL_MODULES[*]})"
                modules+=("$arg") ;;

@@ -1,0 +1,275 @@
+"""A git push reaches the database through the real Flux controllers.
+
+source-controller and kustomize-controller (built from their Go modules by tools/k8s/build.sh)
+run against the test cluster and pull a repository served over smart HTTP on loopback
+(testbed.gitserver); the tests push commits to it as a user would and check what Flux and
+Lockstep do: the migration runs before the app rolls out, a failing migration fails the
+Kustomization with Lockstep's message, a forbidden downgrade is refused and visible in Flux.
+The repository is examples/gitops (tests/support/fluxtest.py says what is added to it).
+
+Marker `flux`: part of the default run (`pytest tests`); `-m "not flux"` leaves it out. The
+first run builds both controllers (minutes, see docs/gitops.md); later runs reuse the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from kubernetes import client
+
+import fluxtest
+from dbtest import lock_held
+from testbed import flux as testbed_flux
+from testbed import kubetest
+from testbed.gitserver import GitServer, Workspace
+from testbed.operatorprocess import OperatorProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.flux]
+
+GATE = "lockstep.dev/migration"
+FLUX_TIMEOUT = 120.0
+
+
+@pytest.fixture(scope="session")
+def flux(
+    kubeconfig: Path, kubectl: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[testbed_flux.Flux]:
+    bin_dir = testbed_flux.build()
+    testbed_flux.install_crds(kubectl, kubeconfig)
+    with testbed_flux.Flux(bin_dir, kubeconfig, tmp_path_factory.mktemp("flux")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    with GitServer(tmp_path_factory.mktemp("git")) as server:
+        yield server
+
+
+class Fleet:
+    """One test's repository, its Flux objects and what the user would look at."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        work: Workspace,
+        running: testbed_flux.Flux,
+        kubectl: Path,
+        kubeconfig: Path,
+    ) -> None:
+        self.api, self.namespace, self.work, self.flux = api, namespace, work, running
+        self.kubectl, self.kubeconfig = kubectl, kubeconfig
+
+    def start(self) -> None:
+        """What `flux create source git` + two `flux create kustomization` would create."""
+        ns = self.namespace
+        fluxtest.create(self.api, fluxtest.git_repository(ns, self.work.url))
+        fluxtest.create(self.api, fluxtest.kustomization(ns, "shop", "./release"))
+        fluxtest.create(self.api, fluxtest.kustomization(ns, "shop-after", "./after", "shop"))
+
+    def kustomization(self, name: str) -> dict[str, Any]:
+        return fluxtest.get(self.api, self.namespace, "Kustomization", name)
+
+    def ready(self, name: str) -> dict[str, Any]:
+        return fluxtest.ready(self.kustomization(name))
+
+    def wait(self, what: str, probe: Any, timeout: float = FLUX_TIMEOUT) -> Any:
+        return fluxtest.wait(what, probe, timeout, self.flux.logs)
+
+    def wait_applied(self, name: str, commit: str) -> dict[str, Any]:
+        """Until Kustomization `name` is Ready=True at `commit`."""
+
+        def done() -> dict[str, Any] | None:
+            body = self.kustomization(name)
+            ok = fluxtest.ready(body).get("status") == "True"
+            return body if ok and fluxtest.applied_revision(body).endswith(commit) else None
+
+        result: dict[str, Any] = self.wait(f"Kustomization {name} Ready at {commit[:8]}", done)
+        return result
+
+    def show(self, title: str) -> None:
+        """Print what `kubectl get` shows now (pytest -s); docs/gitops.md quotes it."""
+        table = fluxtest.kubectl_get(
+            self.kubectl, self.kubeconfig, self.namespace, "gitrepositories,kustomizations,dbm"
+        )
+        pods = fluxtest.kubectl_get(self.kubectl, self.kubeconfig, self.namespace, "pods")
+        print(f"\n### {title}\n{table}{pods}")
+
+
+@pytest.fixture
+def fleet(
+    k8s: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    pg_url: str,
+    flux: testbed_flux.Flux,
+    git_server: GitServer,
+    kubectl: Path,
+    kubeconfig: Path,
+) -> Fleet:
+    """A repository seeded with the example, the database Secret (not in git), no Flux yet."""
+    kubetest.create_secret(k8s, namespace, "shop-db", {"url": pg_url})
+    work = git_server.create(namespace)
+    fluxtest.seed(work)
+    return Fleet(k8s, namespace, work, flux, kubectl, kubeconfig)
+
+
+def app_pods(api: client.ApiClient, namespace: str) -> list[client.V1Pod]:
+    pods = client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector="lockstep.dev/wait-for=shop"
+    )
+    return [p for p in pods.items if p.metadata.deletion_timestamp is None]
+
+
+def gated(pod: client.V1Pod) -> bool:
+    return any(g.name == GATE for g in pod.spec.scheduling_gates or [])
+
+
+def tables(url: str) -> set[str]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def smoke_test_exists(api: client.ApiClient, namespace: str) -> bool:
+    names = client.CoreV1Api(api).list_namespaced_config_map(namespace).items
+    return any(c.metadata.name == "shop-smoke-test" for c in names)
+
+
+def test_a_push_migrates_first_then_rolls_out_then_the_dependent_follows(
+    fleet: Fleet, k8s: client.ApiClient, namespace: str, pg_url: str
+) -> None:
+    with lock_held(pg_url):  # keeps the migration waiting, so every waiting step can be seen
+        commit = fleet.work.commit_and_push("shop: schema v2 and the app that needs it")
+        fleet.start()
+        pods = fleet.wait(
+            "the app's pods, all held at the rollout gate",
+            lambda: (ps := app_pods(k8s, namespace)) and all(gated(p) for p in ps) and ps,
+        )
+        assert len(pods) == 2
+        dbm = kubetest.get_migration(k8s, namespace, "shop")
+        assert (kubetest.condition(dbm, "Ready") or {}).get("status") != "True"
+        shop = fleet.wait(
+            "shop health-checking (Ready=Unknown)",
+            lambda: fleet.ready("shop").get("status") == "Unknown" and fleet.ready("shop"),
+        )
+        assert shop["reason"] == "Progressing", shop
+        after = fleet.wait(
+            "shop-after waiting for its dependency",
+            lambda: (
+                fleet.ready("shop-after").get("reason") == "DependencyNotReady"
+                and fleet.ready("shop-after")
+            ),
+        )
+        assert after["status"] == "False", after
+        assert not smoke_test_exists(k8s, namespace)
+        fleet.show("the lock is held: the migration waits, so do the pods and both Kustomizations")
+
+    shop_body = fleet.wait_applied("shop", commit)
+    dbm = kubetest.get_migration(k8s, namespace, "shop")
+    dbm_ready = kubetest.condition(dbm, "Ready") or {}
+    assert dbm_ready.get("status") == "True", dbm_ready
+    shop_ready = fluxtest.ready(shop_body)
+    assert dbm_ready["lastTransitionTime"] <= shop_ready["lastTransitionTime"], (dbm, shop_body)
+    assert {"customers", "orders"} <= tables(pg_url)
+    released = app_pods(k8s, namespace)
+    assert released and not any(gated(p) for p in released)
+
+    after_body = fleet.wait_applied("shop-after", commit)
+    after_ready = fluxtest.ready(after_body)
+    assert shop_ready["lastTransitionTime"] <= after_ready["lastTransitionTime"]
+    assert smoke_test_exists(k8s, namespace)
+    fleet.show("the migration succeeded: the app rolled out, then shop-after was applied")
+
+
+BROKEN_SQL = "ALTER TABLE orders ADD COLUMN note TEXT;\nALTER TABLE no_such_table ADD x INT;\n"
+FIXED_SQL = "ALTER TABLE orders ADD COLUMN note TEXT;\n"
+
+
+def test_a_failing_migration_fails_the_kustomization_with_lockstep_message_and_a_fix_recovers(
+    fleet: Fleet, k8s: client.ApiClient, namespace: str, pg_url: str
+) -> None:
+    first = fleet.work.commit_and_push("shop: first release")
+    fleet.start()
+    fleet.wait_applied("shop-after", first)
+    old_pods = {p.metadata.name for p in app_pods(k8s, namespace)}
+    assert len(old_pods) == 2
+
+    fluxtest.add_sql(fleet.work, "V3__order_notes.sql", BROKEN_SQL)
+    fluxtest.set_app_tag(fleet.work, "1.5.0")
+    broken = fleet.work.commit_and_push("shop: order notes (broken V3)")
+
+    def failed() -> dict[str, Any] | None:
+        condition = fleet.ready("shop")
+        return condition if condition.get("status") == "False" else None
+
+    shop = fleet.wait("shop failed", failed)
+    dbm = kubetest.get_migration(k8s, namespace, "shop")
+    stalled = kubetest.condition(dbm, "Stalled") or {}
+    assert stalled.get("status") == "True", dbm.get("status")
+    # Flux names the DatabaseMigration as failed and quotes Lockstep's own message, long before
+    # the Kustomization's 3 minute timeout.
+    assert shop["reason"] == "HealthCheckFailed", shop
+    assert "DatabaseMigration/" in shop["message"] and "no_such_table" in shop["message"], shop
+    assert "timeout" not in shop["message"].lower(), shop
+    fleet.show("a broken V3: the Kustomization fails with Lockstep's message")
+
+    # Nothing of the app rolled out: the old pods serve, the new ones wait at the gate, and
+    # shop-after stays at the last good commit.
+    pods = app_pods(k8s, namespace)
+    new = [p for p in pods if p.metadata.name not in old_pods]
+    assert new and all(gated(p) and not p.spec.node_name for p in new)
+    assert old_pods <= {p.metadata.name for p in pods}
+    assert fluxtest.applied_revision(fleet.kustomization("shop-after")).endswith(first)
+    assert "note" not in column_names(pg_url, "orders")
+
+    fluxtest.add_sql(fleet.work, "V3__order_notes.sql", FIXED_SQL)
+    fixed = fleet.work.commit_and_push("shop: fix V3")
+    fleet.wait_applied("shop", fixed)
+    fleet.wait_applied("shop-after", fixed)
+    assert "note" in column_names(pg_url, "orders")
+    images = {p.spec.containers[0].image for p in app_pods(k8s, namespace)}
+    assert images == {f"{fluxtest.PAUSE}:1.5.0"}, images
+    fleet.show("the fix commit: migrated, rolled out, shop-after at the new commit")
+    assert broken != fixed
+
+
+def test_lowering_the_target_without_downgrade_allow_is_refused_and_visible_in_flux(
+    fleet: Fleet, k8s: client.ApiClient, namespace: str, pg_url: str
+) -> None:
+    first = fleet.work.commit_and_push("shop: first release")
+    fleet.start()
+    fleet.wait_applied("shop", first)
+    dbm = kubetest.get_migration(k8s, namespace, "shop")
+    assert dbm["status"]["appliedRevision"] == "2"
+
+    fluxtest.set_target(fleet.work, "1")
+    fleet.work.commit_and_push("shop: back to schema 1")
+
+    def refused() -> dict[str, Any] | None:
+        condition = fleet.ready("shop")
+        return condition if condition.get("status") == "False" else None
+
+    shop = fleet.wait("shop refused", refused)
+    assert shop["reason"] == "HealthCheckFailed", shop
+    assert "DowngradeForbidden" in shop["message"] or "downgrade: Allow" in shop["message"], shop
+    dbm = kubetest.get_migration(k8s, namespace, "shop")
+    assert (kubetest.condition(dbm, "Stalled") or {}).get("reason") == "DowngradeForbidden"
+    assert dbm["status"]["appliedRevision"] == "2"
+    assert "orders" in tables(pg_url)
+    fleet.show("target lowered without downgrade: Allow: refused")
+
+
+def column_names(url: str, table: str) -> set[str]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        return {c["name"] for c in sa.inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
