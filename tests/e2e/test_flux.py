@@ -65,12 +65,21 @@ class Fleet:
         self.api, self.namespace, self.work, self.flux = api, namespace, work, running
         self.kubectl, self.kubeconfig = kubectl, kubeconfig
 
-    def start(self) -> None:
-        """What `flux create source git` + two `flux create kustomization` would create."""
+    def start_together(self) -> None:
+        """`shop` (migration and app, wait) and `shop-after` (dependsOn shop)."""
         ns = self.namespace
         fluxtest.create(self.api, fluxtest.git_repository(ns, self.work.url))
-        fluxtest.create(self.api, fluxtest.kustomization(ns, "shop", "./release"))
+        fluxtest.create(self.api, fluxtest.kustomization(ns, "shop", "./deploy/together"))
         fluxtest.create(self.api, fluxtest.kustomization(ns, "shop-after", "./after", "shop"))
+
+    def start_apart(self) -> None:
+        """As examples/gitops/flux: `shop-migration` (wait), `shop-app` (dependsOn it)."""
+        ns = self.namespace
+        fluxtest.create(self.api, fluxtest.git_repository(ns, self.work.url))
+        migration = fluxtest.kustomization(ns, "shop-migration", "./deploy/migration")
+        fluxtest.create(self.api, migration)
+        app = fluxtest.kustomization(ns, "shop-app", "./deploy/app", "shop-migration")
+        fluxtest.create(self.api, app)
 
     def kustomization(self, name: str) -> dict[str, Any]:
         return fluxtest.get(self.api, self.namespace, "Kustomization", name)
@@ -148,7 +157,7 @@ def test_a_push_migrates_first_then_rolls_out_then_the_dependent_follows(
 ) -> None:
     with lock_held(pg_url):  # keeps the migration waiting, so every waiting step can be seen
         commit = fleet.work.commit_and_push("shop: schema v2 and the app that needs it")
-        fleet.start()
+        fleet.start_together()
         pods = fleet.wait(
             "the app's pods, all held at the rollout gate",
             lambda: (ps := app_pods(k8s, namespace)) and all(gated(p) for p in ps) and ps,
@@ -197,8 +206,8 @@ def test_a_failing_migration_fails_the_kustomization_with_lockstep_message_and_a
     fleet: Fleet, k8s: client.ApiClient, namespace: str, pg_url: str
 ) -> None:
     first = fleet.work.commit_and_push("shop: first release")
-    fleet.start()
-    fleet.wait_applied("shop-after", first)
+    fleet.start_apart()
+    fleet.wait_applied("shop-app", first)
     old_pods = {p.metadata.name for p in app_pods(k8s, namespace)}
     assert len(old_pods) == 2
 
@@ -207,37 +216,36 @@ def test_a_failing_migration_fails_the_kustomization_with_lockstep_message_and_a
     broken = fleet.work.commit_and_push("shop: order notes (broken V3)")
 
     def failed() -> dict[str, Any] | None:
-        condition = fleet.ready("shop")
+        condition = fleet.ready("shop-migration")
         return condition if condition.get("status") == "False" else None
 
     shop = fleet.wait("shop failed", failed)
+    assert_failed_early(shop, namespace)
+    # Flux names the resource; Lockstep's message is on it (Stalled, and Ready=False).
     dbm = kubetest.get_migration(k8s, namespace, "shop")
     stalled = kubetest.condition(dbm, "Stalled") or {}
     assert stalled.get("status") == "True", dbm.get("status")
-    # Flux names the DatabaseMigration as failed and quotes Lockstep's own message, long before
-    # the Kustomization's 3 minute timeout.
-    assert shop["reason"] == "HealthCheckFailed", shop
-    assert "DatabaseMigration/" in shop["message"] and "no_such_table" in shop["message"], shop
-    assert "timeout" not in shop["message"].lower(), shop
-    fleet.show("a broken V3: the Kustomization fails with Lockstep's message")
+    assert "no_such_table" in stalled["message"], stalled
+    fleet.show("a broken V3: shop-migration fails early, shop-app waits at the old commit")
 
-    # Nothing of the app rolled out: the old pods serve, the new ones wait at the gate, and
-    # shop-after stays at the last good commit.
-    pods = app_pods(k8s, namespace)
-    new = [p for p in pods if p.metadata.name not in old_pods]
-    assert new and all(gated(p) and not p.spec.node_name for p in new)
-    assert old_pods <= {p.metadata.name for p in pods}
-    assert fluxtest.applied_revision(fleet.kustomization("shop-after")).endswith(first)
+    # Nothing of the app rolled out: shop-app waits for its dependency at the last good commit,
+    # the Deployment still names the old image and the old pods serve.
+    app = fleet.kustomization("shop-app")
+    assert fluxtest.applied_revision(app).endswith(first)
+    assert fluxtest.ready(app)["reason"] == "DependencyNotReady", fluxtest.ready(app)
+    deployment = client.AppsV1Api(k8s).read_namespaced_deployment("shop", namespace)
+    assert deployment.spec.template.spec.containers[0].image == f"{fluxtest.PAUSE}:1.4.2"
+    assert {p.metadata.name for p in app_pods(k8s, namespace)} == old_pods
     assert "note" not in column_names(pg_url, "orders")
 
     fluxtest.add_sql(fleet.work, "V3__order_notes.sql", FIXED_SQL)
     fixed = fleet.work.commit_and_push("shop: fix V3")
-    fleet.wait_applied("shop", fixed)
-    fleet.wait_applied("shop-after", fixed)
+    fleet.wait_applied("shop-migration", fixed)
+    fleet.wait_applied("shop-app", fixed)
     assert "note" in column_names(pg_url, "orders")
     images = {p.spec.containers[0].image for p in app_pods(k8s, namespace)}
     assert images == {f"{fluxtest.PAUSE}:1.5.0"}, images
-    fleet.show("the fix commit: migrated, rolled out, shop-after at the new commit")
+    fleet.show("the fix commit: migrated, then shop-app rolled out the new image")
     assert broken != fixed
 
 
@@ -245,8 +253,8 @@ def test_lowering_the_target_without_downgrade_allow_is_refused_and_visible_in_f
     fleet: Fleet, k8s: client.ApiClient, namespace: str, pg_url: str
 ) -> None:
     first = fleet.work.commit_and_push("shop: first release")
-    fleet.start()
-    fleet.wait_applied("shop", first)
+    fleet.start_apart()
+    fleet.wait_applied("shop-migration", first)
     dbm = kubetest.get_migration(k8s, namespace, "shop")
     assert dbm["status"]["appliedRevision"] == "2"
 
@@ -254,17 +262,29 @@ def test_lowering_the_target_without_downgrade_allow_is_refused_and_visible_in_f
     fleet.work.commit_and_push("shop: back to schema 1")
 
     def refused() -> dict[str, Any] | None:
-        condition = fleet.ready("shop")
+        condition = fleet.ready("shop-migration")
         return condition if condition.get("status") == "False" else None
 
     shop = fleet.wait("shop refused", refused)
-    assert shop["reason"] == "HealthCheckFailed", shop
-    assert "DowngradeForbidden" in shop["message"] or "downgrade: Allow" in shop["message"], shop
+    assert_failed_early(shop, namespace)
     dbm = kubetest.get_migration(k8s, namespace, "shop")
-    assert (kubetest.condition(dbm, "Stalled") or {}).get("reason") == "DowngradeForbidden"
+    stalled = kubetest.condition(dbm, "Stalled") or {}
+    assert stalled.get("reason") == "DowngradeForbidden", stalled
+    assert "spec.downgrade: Allow" in stalled["message"], stalled
     assert dbm["status"]["appliedRevision"] == "2"
     assert "orders" in tables(pg_url)
     fleet.show("target lowered without downgrade: Allow: refused")
+
+
+def assert_failed_early(ready: dict[str, Any], namespace: str) -> None:
+    """kustomize-controller stops its health check as soon as kstatus says Failed (Lockstep's
+    Stalled=True): the Kustomization names the DatabaseMigration, well before its 3 minute
+    timeout. Flux v1.9 prints only the object and its kstatus verdict, not the object's message
+    (fluxcd/pkg/ssa WaitForSet); Lockstep's message is on the DatabaseMigration."""
+    assert ready["reason"] == "HealthCheckFailed", ready
+    expected = f"failed early due to stalled resources: [DatabaseMigration/{namespace}/shop"
+    assert expected in ready["message"], ready
+    assert "status: 'Failed'" in ready["message"], ready
 
 
 def column_names(url: str, table: str) -> set[str]:

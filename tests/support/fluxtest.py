@@ -3,12 +3,14 @@
 The repository carries examples/gitops as a user would commit it (the same `migration/` and
 `app/` folders, read from the examples at test time), plus:
 
-- `release/`: migration and app in one Kustomization, so the app's new pods exist while the
-  migration runs and wait at Lockstep's rollout gate. It maps the example's image to the pause
-  image (the pod agent runs pods as host processes; tools/testbed/images.yaml) and lowers the
-  retry budget so a failing migration stalls in seconds, not after 3 x 30 s.
-- `after/`: what must wait for the release (a smoke-test ConfigMap), in a second Kustomization
-  that `dependsOn` the first.
+- `deploy/migration`, `deploy/app`: the example's folders with two test-bed changes: the app's
+  image becomes the pause image (the pod agent runs pods as host processes;
+  tools/testbed/images.yaml) and the retry budget drops to 0, so a failing migration stalls in
+  seconds, not after 3 x 30 s. Synced by two Kustomizations as in examples/gitops/flux:
+  `shop-migration` (`wait: true`) and `shop-app` (`dependsOn: shop-migration`).
+- `deploy/together`: both in one Kustomization, so the app's pods exist while the first
+  migration runs and wait at Lockstep's rollout gate; `after/` (a smoke-test ConfigMap) is what
+  `dependsOn` it.
 
 The Flux objects themselves (GitRepository, two Kustomizations) are created by the test in its
 own namespace, the way `flux create source git` / `flux create kustomization` would.
@@ -35,11 +37,11 @@ KUSTOMIZATION = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
 APP_IMAGE = "ghcr.io/acme/shop"
 PAUSE = "registry.k8s.io/pause"
 
-RELEASE = {
+# deploy/migration and deploy/app: the example's two folders as the test bed runs them.
+MIGRATION_OVERLAY = {
     "apiVersion": "kustomize.config.k8s.io/v1beta1",
     "kind": "Kustomization",
-    "resources": ["../migration", "../app"],
-    "images": [{"name": APP_IMAGE, "newName": PAUSE}],
+    "resources": ["../../migration"],
     "patches": [
         {
             "target": {"kind": "DatabaseMigration", "name": "shop"},
@@ -48,6 +50,18 @@ RELEASE = {
             ),
         }
     ],
+}
+APP_OVERLAY = {
+    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+    "kind": "Kustomization",
+    "resources": ["../../app"],
+    "images": [{"name": APP_IMAGE, "newName": PAUSE}],
+}
+# deploy/together: migration and app in one Kustomization (new pods wait at the gate).
+TOGETHER = {
+    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+    "kind": "Kustomization",
+    "resources": ["../migration", "../app"],
 }
 SMOKE = {
     "apiVersion": "v1",
@@ -58,12 +72,17 @@ SMOKE = {
 
 
 def seed(work: Workspace) -> None:
-    """The first commit's tree: the example's folders, `release/` and `after/`."""
+    """The first commit's tree: the example's folders, `deploy/` and `after/`."""
     for folder in ("migration", "app"):
         for path in sorted((EXAMPLE / folder).rglob("*")):
             if path.is_file():
                 work.write(str(path.relative_to(EXAMPLE)), path.read_text())
-    work.write("release/kustomization.yaml", yaml.safe_dump(RELEASE, sort_keys=False))
+    for folder, body in (
+        ("migration", MIGRATION_OVERLAY),
+        ("app", APP_OVERLAY),
+        ("together", TOGETHER),
+    ):
+        work.write(f"deploy/{folder}/kustomization.yaml", yaml.safe_dump(body, sort_keys=False))
     work.write("after/kustomization.yaml", yaml.safe_dump({"resources": ["smoke.yaml"]}))
     work.write("after/smoke.yaml", yaml.safe_dump(SMOKE, sort_keys=False))
 
@@ -71,11 +90,11 @@ def seed(work: Workspace) -> None:
 def add_sql(work: Workspace, name: str, sql: str) -> None:
     """A new migration file, listed in the ConfigMap generator as the example's README says."""
     work.write(f"migration/sql/{name}", sql)
-    kustomization = yaml.safe_load((work.path / "migration" / "kustomization.yaml").read_text())
-    files = kustomization["configMapGenerator"][0]["files"]
-    if f"sql/{name}" not in files:
-        files.append(f"sql/{name}")
-    work.write("migration/kustomization.yaml", yaml.safe_dump(kustomization, sort_keys=False))
+    path = work.path / "migration" / "kustomization.yaml"
+    text = path.read_text()
+    last = "      - sql/V2__create_orders.sql\n"
+    if f"sql/{name}" not in text:
+        path.write_text(text.replace(last, f"{last}      - sql/{name}\n"))
 
 
 def set_app_tag(work: Workspace, tag: str) -> None:
