@@ -7,12 +7,15 @@ Lockstep do: the migration runs before the app rolls out, a failing migration fa
 Kustomization with Lockstep's message, a forbidden downgrade is refused and visible in Flux.
 The repository is examples/gitops (tests/support/fluxtest.py says what is added to it).
 
-Marker `flux`: part of the default run (`pytest tests`); `-m "not flux"` leaves it out. The
-first run builds both controllers (minutes, see docs/gitops.md); later runs reuse the cache.
+Opt-in (marker `flux`; `make test-flux` or LOCKSTEP_E2E_FLUX=1): the first run builds both
+controllers from Go modules, about 16 min on two busy cores (tools/k8s/build.sh; then cached,
+0.1 s), which would push CI's cold run past its 60 min budget; the three tests take about
+2.5 min on a warm cache.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,15 @@ from testbed import kubetest
 from testbed.gitserver import GitServer, Workspace
 from testbed.operatorprocess import OperatorProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.flux]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.flux,
+    pytest.mark.skipif(
+        not os.environ.get("LOCKSTEP_E2E_FLUX"),
+        reason="opt-in (make test-flux, or LOCKSTEP_E2E_FLUX=1): the first run builds Flux's "
+        "controllers from Go modules (about 16 min cold on 2 cores), too long for CI's budget",
+    ),
+]
 
 GATE = "lockstep.dev/migration"
 FLUX_TIMEOUT = 120.0
