@@ -260,6 +260,32 @@ def test_a_failing_migration_fails_the_kustomization_with_lockstep_message_and_a
     assert broken != fixed
 
 
+def test_in_one_kustomization_a_failing_update_leaves_every_new_pod_at_the_gate(
+    fleet: Fleet, k8s: client.ApiClient, namespace: str, pg_url: str
+) -> None:
+    """Migration and app in one Kustomization: kustomize-controller applies the
+    DatabaseMigration first (--custom-apply-stage-kinds, testbed.flux), so the new pods find it
+    at a new generation and wait; with a broken V3 they never start."""
+    first = fleet.work.commit_and_push("shop: first release")
+    fleet.start_together()
+    fleet.wait_applied("shop-after", first)
+    old_pods = {p.metadata.name for p in app_pods(k8s, namespace)}
+
+    fluxtest.add_sql(fleet.work, "V3__order_notes.sql", BROKEN_SQL)
+    fluxtest.set_app_tag(fleet.work, "1.5.0")
+    fleet.work.commit_and_push("shop: order notes (broken V3)")
+    shop = fleet.wait(
+        "shop failed",
+        lambda: fleet.ready("shop").get("status") == "False" and fleet.ready("shop"),
+    )
+    assert_failed_early(shop, namespace)
+    pods = app_pods(k8s, namespace)
+    new = [p for p in pods if p.spec.containers[0].image.endswith(":1.5.0")]
+    assert new and all(gated(p) and not p.spec.node_name for p in new), new
+    assert old_pods <= {p.metadata.name for p in pods}
+    fleet.show("one Kustomization, broken V3: the new pod waits at the gate, the old ones serve")
+
+
 def test_lowering_the_target_without_downgrade_allow_is_refused_and_visible_in_flux(
     fleet: Fleet, k8s: client.ApiClient, namespace: str, pg_url: str
 ) -> None:

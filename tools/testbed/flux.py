@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tools" / "k8s" / "build.sh"
 CONTROLLERS = ("source-controller", "kustomize-controller")
 NAMESPACE = "flux-system"
+APPLY_FIRST = "lockstep.dev/DatabaseMigration"
 
 
 def build() -> Path:
@@ -157,8 +158,13 @@ class Flux:
         )
         # --requeue-dependency: how often a Kustomization re-checks a dependency that is not
         # Ready yet (default 30 s); shorter keeps the tests' waits short, the behaviour the same.
+        # --custom-apply-stage-kinds: apply DatabaseMigrations before Deployments (Flux applies
+        # built-in kinds first), so a Kustomization holding both never lets a new pod reach the
+        # rollout gate while the migration still looks done (docs/gitops.md).
         self.kustomize = Controller(
-            bin_dir / "kustomize-controller", state_dir, ["--requeue-dependency=2s"]
+            bin_dir / "kustomize-controller",
+            state_dir,
+            ["--requeue-dependency=2s", f"--custom-apply-stage-kinds={APPLY_FIRST}"],
         )
 
     def __enter__(self) -> Flux:
