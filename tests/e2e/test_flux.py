@@ -10,7 +10,7 @@ The repository is examples/gitops (tests/support/fluxtest.py says what is added 
 Opt-in (marker `flux`; `make test-flux` or LOCKSTEP_E2E_FLUX=1): the first run builds both
 controllers from Go modules, about 16 min on two busy cores (tools/k8s/build.sh; then cached,
 0.1 s), which would push CI's cold run past its 60 min budget; the four tests take about
-5 min on a warm cache.
+3 min on a warm cache.
 """
 
 from __future__ import annotations
