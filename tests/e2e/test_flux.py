@@ -4,7 +4,8 @@ source-controller and kustomize-controller (built from their Go modules by tools
 run against the test cluster and pull a repository served over smart HTTP on loopback
 (testbed.gitserver); the tests push commits to it as a user would and check what Flux and
 Lockstep do: the migration runs before the app rolls out, a failing migration fails the
-Kustomization with Lockstep's message, a forbidden downgrade is refused and visible in Flux.
+Kustomization early (Flux names the DatabaseMigration; Lockstep's message is on it) and nothing
+of the app rolls out, a forbidden downgrade is refused and visible in Flux.
 The repository is examples/gitops (tests/support/fluxtest.py says what is added to it).
 
 Opt-in (marker `flux`; `make test-flux` or LOCKSTEP_E2E_FLUX=1): the first run builds both
@@ -213,7 +214,7 @@ BROKEN_SQL = "ALTER TABLE orders ADD COLUMN note TEXT;\nALTER TABLE no_such_tabl
 FIXED_SQL = "ALTER TABLE orders ADD COLUMN note TEXT;\n"
 
 
-def test_a_failing_migration_fails_the_kustomization_with_lockstep_message_and_a_fix_recovers(
+def test_a_failing_migration_fails_the_kustomization_early_and_a_fix_recovers(
     fleet: Fleet, k8s: client.ApiClient, namespace: str, pg_url: str
 ) -> None:
     first = fleet.work.commit_and_push("shop: first release")
