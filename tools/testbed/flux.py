@@ -87,38 +87,61 @@ def _crd_name(path: Path) -> str:
     return f"{plural}.{group}"
 
 
+class PortTakenError(RuntimeError):
+    """Another process bound a port between `free_port()` and the controller's own bind."""
+
+
 class Controller:
-    """One controller process: its flags, log file and health endpoint."""
+    """One controller process: its flags, log file and health endpoint.
+
+    Ports are chosen at each start; `extra_args` may use {storage_port} for a third one."""
 
     def __init__(self, binary: Path, log_dir: Path, extra_args: list[str]) -> None:
         self.name = binary.name
         self.binary = binary
-        self.health_port = localhost.free_port()
-        self.metrics_port = localhost.free_port()
+        self.health_port = 0
         self.extra_args = extra_args
         self.log_file = log_dir / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, kubeconfig: Path) -> None:
+        self.health_port = localhost.free_port()
+        storage_port = localhost.free_port()
         argv = [
             str(self.binary),
             f"--health-addr=127.0.0.1:{self.health_port}",
-            f"--metrics-addr=127.0.0.1:{self.metrics_port}",
+            f"--metrics-addr=127.0.0.1:{localhost.free_port()}",
             "--enable-leader-election=false",
             "--watch-all-namespaces=true",
             "--log-level=debug",
             "--log-encoding=json",
-            *self.extra_args,
+            *(arg.format(storage_port=storage_port) for arg in self.extra_args),
         ]
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE}
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
+    def start_ready(self, kubeconfig: Path, attempts: int = 3) -> None:
+        """Start and wait until ready; new ports when one was taken meanwhile (other test
+        sessions on this machine pick free ports too)."""
+        for attempt in range(1, attempts + 1):
+            self.start(kubeconfig)
+            try:
+                self.wait_ready()
+                return
+            except PortTakenError:
+                self.stop()
+                if attempt == attempts:
+                    raise
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.log()}")
+                log = self.log()
+                if "address already in use" in log[-2000:]:
+                    raise PortTakenError(f"{self.name}: {log[-600:]}")
+                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{log}")
             try:
                 url = f"http://127.0.0.1:{self.health_port}/readyz"
                 with urllib.request.urlopen(url, timeout=1):
@@ -146,14 +169,13 @@ class Flux:
         self.kubeconfig = kubeconfig
         storage = state_dir / "artifacts"
         storage.mkdir(parents=True, exist_ok=True)
-        storage_port = localhost.free_port()
         self.source = Controller(
             bin_dir / "source-controller",
             state_dir,
             [
                 f"--storage-path={storage}",
-                f"--storage-addr=127.0.0.1:{storage_port}",
-                f"--storage-adv-addr=127.0.0.1:{storage_port}",
+                "--storage-addr=127.0.0.1:{storage_port}",
+                "--storage-adv-addr=127.0.0.1:{storage_port}",
             ],
         )
         # --requeue-dependency: how often a Kustomization re-checks a dependency that is not
@@ -170,9 +192,7 @@ class Flux:
     def __enter__(self) -> Flux:
         try:
             for controller in (self.source, self.kustomize):
-                controller.start(self.kubeconfig)
-            for controller in (self.source, self.kustomize):
-                controller.wait_ready()
+                controller.start_ready(self.kubeconfig)
         except BaseException:
             self.stop()
             raise
