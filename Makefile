@@ -105,6 +105,11 @@ cluster-down: install ## Stop the local control plane and delete its state
 kubeconfig: install ## Print the local control plane's kubeconfig path
 	@$(PY) -m testbed.cluster kubeconfig
 
+.PHONY: test-flux
+test-flux: install system-deps k8s-bin ## Flux e2e (opt-in): real source-/kustomize-controller sync a git repo; first run builds them (~16 min)
+	bash tools/k8s/build.sh source-controller kustomize-controller
+	LOCKSTEP_E2E_FLUX=1 $(BIN)/pytest tests/e2e/test_flux.py -q -m flux
+
 .PHONY: bench
 bench: install system-deps k8s-bin ## Benchmarks, quick (< 5 min): latency, API cost, scale, runner, gate vs their floors; bench/results/bench.json
 	$(PY) bench/run.py --quick

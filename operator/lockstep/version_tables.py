@@ -57,7 +57,7 @@ def sql_history_in(schema: str, name: str = sql.HISTORY_TABLE) -> sa.Table:
     return sql_history.to_metadata(sa.MetaData(), schema=schema, name=name)
 
 
-# Who records in which version table (docs/adr/0010-one-history-per-resource.md): one row per
+# Who records in which version table (docs/adr/0012-one-history-per-resource.md): one row per
 # table, in the connection's current schema (the registry).
 OWNERS_TABLE: Final = "lockstep_version_table_owners"
 _owners = sa.Table(
@@ -168,7 +168,7 @@ def read_revision(
 
     ``table`` is where the resource's tool records (None: the tool's default table);
     ``fallback`` a table read instead while that one does not exist yet (tool sql's shared
-    history from before one history per resource: docs/adr/0010-one-history-per-resource.md).
+    history from before one history per resource: docs/adr/0012-one-history-per-resource.md).
     """
     engine = database.make_engine(url, query_timeout_seconds=READ_TIMEOUT_SECONDS)
     try:

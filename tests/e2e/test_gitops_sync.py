@@ -113,8 +113,10 @@ def test_argocd_waves_migrate_first_then_roll_out(
     assert {"customers", "orders"} <= tables(pg_url)
 
     # The rest of the wave is done too (what Flux's `wait` checks on every object it applied).
+    name = dbm["spec"]["source"]["configMapRef"]["name"]  # shop-migrations-<hash of the SQL>
+    assert name.startswith("shop-migrations-"), name
     config_map = k8s.sanitize_for_serialization(
-        client.CoreV1Api(k8s).read_namespaced_config_map("shop-migrations", namespace)
+        client.CoreV1Api(k8s).read_namespaced_config_map(name, namespace)
     )
     (verdict,) = alerting.kstatus_verdicts(checker, [{"kind": "ConfigMap", **config_map}])
     assert verdict["status"] == "Current"

@@ -8,8 +8,9 @@
 #   MODULE      kubernetes (kube-apiserver, kube-controller-manager, kubectl, and
 #               for the real node mode kube-scheduler, kube-proxy, kubelet),
 #               etcd, helm, promtool, krew (krew, validate-krew-manifest),
-#               kstatus (Lockstep's kstatus checker, whose
-#               module is tools/kstatus). Default: all of them.
+#               kstatus (Lockstep's kstatus checker, whose module is tools/kstatus).
+#               Default: all of these. Built only when named (the opt-in Flux e2e tests):
+#               source-controller and kustomize-controller (Flux; ~16 min cold on 2 cores).
 #   --bin-dir   print the binary directory and exit (builds nothing).
 #
 # A module is rebuilt only when its stamp (a hash of its go.mod, go.sum, Go
@@ -20,6 +21,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ALL_MODULES=(kubernetes etcd helm promtool kstatus krew)
+OPTIONAL_MODULES=(source-controller kustomize-controller)
 
 log() { printf '[k8s-build] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -67,6 +69,8 @@ module_targets() {
         kstatus) echo "kstatus=." ;;
         krew) echo "validate-krew-manifest=sigs.k8s.io/krew/cmd/validate-krew-manifest" \
                    "kubectl-krew=sigs.k8s.io/krew/cmd/krew" ;;
+        source-controller) echo "source-controller=github.com/fluxcd/source-controller" ;;
+        kustomize-controller) echo "kustomize-controller=github.com/fluxcd/kustomize-controller" ;;
     esac
 }
 
@@ -169,7 +173,8 @@ main() {
             --bin-dir) bin_dir; return ;;
             -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
             -*) die "unknown option: $arg" ;;
-            *) [[ " ${ALL_MODULES[*]} " == *" $arg "* ]] || die "unknown module: $arg (known: ${ALL_MODULES[*]})"
+            *) [[ " ${ALL_MODULES[*]} ${OPTIONAL_MODULES[*]} " == *" $arg "* ]] \
+                   || die "unknown module: $arg (known: ${ALL_MODULES[*]} ${OPTIONAL_MODULES[*]})"
                modules+=("$arg") ;;
         esac
     done

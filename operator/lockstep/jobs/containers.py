@@ -205,7 +205,7 @@ def claim_container(spec: Spec, runner_image: str) -> dict[str, Any] | None:
 
     Runs after the lock sidecar holds the lock and before the tool starts; a table another
     DatabaseMigration claimed fails the pod here, with VersionTableInUse in the termination
-    message (docs/adr/0010-one-history-per-resource.md). The built-in runner claims by itself.
+    message (docs/adr/0012-one-history-per-resource.md). The built-in runner claims by itself.
     """
     if spec.uses_built_in_runner or not spec.owner:
         return None

@@ -8,7 +8,7 @@ is *claimed*: :data:`OWNERS_TABLE`, in the connection's current schema (the *reg
 exists before a tool such as Flyway creates the schema of its own table), names the resource that
 records there. A second resource pointed at the same table (the same ``spec.versionTable``, or
 one tool's default table) is refused before anything runs, naming the first.
-docs/adr/0010-one-history-per-resource.md records the decision.
+docs/adr/0012-one-history-per-resource.md records the decision.
 
 Everything here runs under the database's migration lock, so two runs never claim or adopt at
 the same time.

@@ -5,7 +5,7 @@ Pure. One answer, used by the runner, the drift check and the revision readers a
 * ``spec.versionTable`` set: that name and schema (a missing name keeps the tool's own).
 * tool ``sql`` without a name: a history table of the resource's own, named from its namespace
   and name (:func:`sql_history_name`), so two DatabaseMigrations on one database never read
-  each other's history (docs/adr/0010-one-history-per-resource.md).
+  each other's history (docs/adr/0012-one-history-per-resource.md).
 * any other tool: the tool's default table (``flyway_schema_history``, ``alembic_version``...).
 
 A tool in the user's image is told through its environment: Flyway reads ``FLYWAY_TABLE`` and
