@@ -71,3 +71,20 @@ def parse_baseline(baseline: Mapping[str, Any], tool: str) -> str | None:
             "baseline.version", f"{version!r} is not a version such as 3 or 1.2 (as in V3__x.sql)"
         )
     return version
+
+
+def history_owner(namespace: str, name: str, raw_spec: Mapping[str, Any]) -> str:
+    """Whose history a run keeps: the migration set, not the resource that applies it.
+
+    Two DatabaseMigrations that apply one ConfigMap of migrations (expand and contract: one runs
+    to an earlier target before the rollout, the other to head after it) are one history: the
+    second must see what the first applied. Two services with migration sets of their own keep
+    two. So for a built-in source the owner is its ConfigMap; for a tool in an image, which
+    Lockstep cannot look into, it is the DatabaseMigration. The text is shown in messages and
+    recorded in the claims registry; its hash names tool sql's table (tools.version_table).
+    """
+    source = raw_spec.get("source")
+    config_map = source.get("configMapRef") if isinstance(source, Mapping) else None
+    if isinstance(config_map, Mapping) and isinstance(config_map.get("name"), str):
+        return f"ConfigMap {namespace}/{config_map['name']}"
+    return f"DatabaseMigration {namespace}/{name}"

@@ -192,7 +192,13 @@ def operator(
 
         # A `make demo` operator would reconcile the tests' resources too: one operator only.
         demo.stop("operator")
-    process = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator"), lease_namespace)
+    process = OperatorProcess(
+        kubeconfig,
+        tmp_path_factory.mktemp("operator"),
+        lease_namespace,
+        # Tests that start an operator of their own label their resources for it.
+        extra_args=("--selector", f"!{kubetest.OWN_OPERATOR_LABEL}"),
+    )
     process.start()
     process.wait_leader()
     yield process

@@ -135,7 +135,7 @@ def test_rules_and_dashboard_select_series_the_exporter_produces(
 
     def edit_once_migrated(samples: Samples) -> None:
         if not edited and drift_ready(samples) == 1.0:
-            rolled_back_by_hand(drift_pg_url)
+            rolled_back_by_hand(drift_pg_url, kubetest.history_table(namespace, "drifted"))
             edited.append(True)
 
     captures = capture_stages(

@@ -16,7 +16,6 @@ from kubernetes import client
 
 import alerting
 from dbtest import column_names, scalar
-from lockstep.tools.version_table import sql_history_name
 from testbed import kubetest
 from testbed.kubetest import REPO, sql_migration, wait_for
 from testbed.operatorprocess import OperatorProcess
@@ -63,7 +62,7 @@ def test_destructive_change_waits_for_the_approval_of_its_exact_plan(
     assert first["status"]["plan"]["classification"] == "Additive"
     assert "legacy_code" in column_names(pg_url, "customers")
     # The rehearsal ran on the shadow database first, and left it at the target.
-    table = sql_history_name(f"{namespace}/shop")
+    table = kubetest.history_table(namespace, "shop-migrations")
     assert scalar(other_pg_url, f"SELECT max(version::int) FROM {table}") == 2
 
     kubetest.patch_migration(k8s, namespace, "shop", {"spec": {"target": "head"}})
@@ -132,7 +131,7 @@ def test_broken_downgrade_fails_the_rehearsal_and_spares_the_real_database(
     assert stalled["status"]["lastRun"]["reason"] == "RehearsalFailed"
     # The real database was never touched: no table, no history.
     assert scalar(pg_url, "SELECT to_regclass('public.carts') IS NULL") is True
-    history = sql_history_name(f"{namespace}/carts")
+    history = kubetest.history_table(namespace, "broken-undo")
     assert scalar(pg_url, f"SELECT to_regclass('public.{history}') IS NULL") is True
     assert "other_pg" not in message and other_pg_url not in message
     # A broken downgrade cannot fix itself: one Job, no retry.

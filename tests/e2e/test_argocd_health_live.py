@@ -107,7 +107,8 @@ def drive(
         )
         kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
         kubetest.wait_for_condition(k8s, namespace, "drifted", "Ready", reason="Succeeded")
-        rolled_back_by_hand(drift_url)  # the next drift check (every 30 s) sees revision 1
+        # the next drift check (every 30 s) sees revision 1
+        rolled_back_by_hand(drift_url, kubetest.history_table(namespace, "two"))
         kubetest.wait_for_condition(k8s, namespace, "orphan", "Stalled", reason="SecretNotFound")
         kubetest.wait_for_condition(
             k8s, namespace, "awaited", "Reconciling", reason="SecretNotFound"

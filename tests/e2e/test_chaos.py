@@ -167,10 +167,10 @@ def advisory_waiters(url: str) -> int:
     )
 
 
-def history_rows(url: str, namespace: str, name: str | None) -> list[tuple[Any, ...]]:
-    """The history rows of the DatabaseMigration ``namespace/name`` (its own table); name None:
-    a hand-run `lockstep run` (no --owner), which records in lockstep_schema_history."""
-    table = sql_history_name(f"{namespace}/{name}" if name else "")
+def history_rows(url: str, namespace: str, config_map: str | None) -> list[tuple[Any, ...]]:
+    """The history rows of the migrations in ``config_map`` (their own table); None: a hand-run
+    `lockstep run` (no --owner), which records in lockstep_schema_history."""
+    table = kubetest.history_table(namespace, config_map) if config_map else sql_history_name("")
     return query(url, f"SELECT version, success FROM {table} ORDER BY version")
 
 
@@ -609,7 +609,7 @@ def test_kube_apiserver_restart_mid_migration_ends_ready_with_one_job(
     assert body["status"]["lastRun"]["result"] == "Succeeded"
     assert assert_ready_once(k8s, namespace, "slow", body)
     assert [i.migration for i in intervals(pg_url)] == ["v1"]
-    assert history_rows(pg_url, namespace, "slow") == [("1", True)]
+    assert history_rows(pg_url, namespace, "m") == [("1", True)]
     # The leader may exit (code 3: it could not renew in time) and come back; nothing else.
     assert all(code == 3 for _, code in replicas.exits), replicas.exits
     assert not replicas.standby_exits(), (replicas.standby_exits(), replicas.exits)
@@ -697,9 +697,9 @@ def test_database_stopped_mid_migration_fails_the_job_then_retries_with_backoff_
     # had created half_a and logged its start, and none of it is there.
     assert scalar(url, "SELECT to_regclass('public.half_a')") is None
     assert scalar(url, f"SELECT count(*) FROM {LOG_TABLE}") == 0
-    table = sql_history_name(f"{namespace}/flaky")
+    table = kubetest.history_table(namespace, "m")
     assert scalar(url, f"SELECT to_regclass('public.{table}')") is None or (
-        history_rows(url, namespace, "flaky") == []
+        history_rows(url, namespace, "m") == []
     )
 
     body_ready = kubetest.wait_for_condition(
@@ -718,7 +718,7 @@ def test_database_stopped_mid_migration_fails_the_job_then_retries_with_backoff_
     )
     # Applied once, whole: one start and one end logged, both tables, one history row.
     assert [i.migration for i in intervals(url)] == ["v1"]
-    assert history_rows(url, namespace, "flaky") == [("1", True)]
+    assert history_rows(url, namespace, "m") == [("1", True)]
     assert scalar(url, "SELECT count(*) FROM half_a") == 0
     assert scalar(url, "SELECT count(*) FROM half_b") == 0
 
@@ -815,6 +815,6 @@ def test_deleted_migration_pod_never_overlaps_its_retry_and_converges(
         assert "applied" not in message.lower() or "rolled" in message, run
     # Applied once, whole: one start and one end logged, both tables, one history row.
     assert [i.migration for i in intervals(pg_url)] == ["v1"]
-    assert history_rows(pg_url, namespace, "evicted") == [("1", True)]
+    assert history_rows(pg_url, namespace, "m") == [("1", True)]
     assert scalar(pg_url, "SELECT count(*) FROM half_a") == 0
     assert scalar(pg_url, "SELECT count(*) FROM half_b") == 0

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from dbtest import execute
 from dbtest import rows as query
 from lockstep import version_tables
-from lockstep.tools.version_table import VersionTableRef, sql_history_name
+from lockstep.tools.version_table import VersionTableRef
 from testbed import kubetest
 from testbed.kubetest import REPO, sql_migration
 from testbed.operatorprocess import OperatorProcess
@@ -54,13 +54,13 @@ def test_two_migrations_on_one_database_both_reach_ready_with_their_own_historie
     orders, billing = ready(k8s, namespace, "orders"), ready(k8s, namespace, "billing")
     assert (orders["status"]["appliedRevision"], billing["status"]["appliedRevision"]) == ("3", "2")
     for name, expected in (("orders", ["1", "2", "3"]), ("billing", ["1", "2"])):
-        table = sql_history_name(f"{namespace}/{name}")
+        table = kubetest.history_table(namespace, name)
         found = sorted(str(v) for (v,) in query(pg_url, f"SELECT version FROM {table}"))
         assert found == expected, name
     owners = dict(query(pg_url, "SELECT owner, table_name FROM lockstep_version_table_owners"))
     assert owners == {
-        f"{namespace}/orders": sql_history_name(f"{namespace}/orders"),
-        f"{namespace}/billing": sql_history_name(f"{namespace}/billing"),
+        f"ConfigMap {namespace}/orders": kubetest.history_table(namespace, "orders"),
+        f"ConfigMap {namespace}/billing": kubetest.history_table(namespace, "billing"),
     }
     for body in (orders, billing):
         reasons = [c.get("reason") for c in body["status"].get("conditions") or []]
@@ -100,7 +100,7 @@ def test_a_baseline_adopts_a_populated_database(
     )
     runs = sorted(str(v) for (v,) in query(pg_url, "SELECT version FROM migration_log"))
     assert runs == ["1", "2", "3"]  # each file's statements ran once: V1, V2 by hand, V3 here
-    table = sql_history_name(f"{namespace}/shop")
+    table = kubetest.history_table(namespace, "shop")
     flags = dict(query(pg_url, f"SELECT version, baselined FROM {table}"))
     assert {str(k): bool(v) for k, v in flags.items()} == {"1": True, "2": True, "3": False}
 

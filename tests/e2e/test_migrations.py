@@ -14,7 +14,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import crd_eval
-from lockstep.tools.version_table import sql_history_name
 from testbed import kubetest
 from testbed.kubetest import quickstart_documents, sql_migration, wait_for
 from testbed.operatorprocess import OperatorProcess
@@ -43,7 +42,7 @@ def test_quickstart_goes_ready_through_a_real_job(
     body = kubetest.wait_for_condition(k8s, namespace, "shop", "Ready", reason="Succeeded")
 
     status = body["status"]
-    table = sql_history_name(f"{namespace}/shop")  # the resource's own history
+    table = kubetest.history_table(namespace, "shop-migrations")  # its own history
     last_version = scalar(pg_url, f"SELECT max(version::int) FROM {table}")
     assert status["appliedRevision"] == str(last_version)
     assert status["observedGeneration"] == body["metadata"]["generation"]
@@ -137,7 +136,7 @@ def test_failing_migration_retries_with_backoff_then_stalls_and_retry_annotation
     assert {"Failed", "RetryScheduled", "Stalled"} <= set(reasons)
     failed = [e for e in kubetest.events_for(k8s, namespace, "broken") if e.reason == "Failed"]
     assert any("legacy_items" in (e.message or "") for e in failed)
-    history = sql_history_name(f"{namespace}/broken")
+    history = kubetest.history_table(namespace, "broken")
     assert scalar(pg_url, f"SELECT count(*) FROM {history}") == 1  # V1 only
 
     # The cause is fixed outside the spec; the annotation asks for another try.
@@ -245,7 +244,7 @@ def test_drift_check_reports_a_change_made_by_hand(
     with engine.begin() as connection:  # someone applies a migration by hand
         connection.execute(
             sa.text(
-                f"INSERT INTO {sql_history_name(f'{namespace}/watched')} (version, description, "
+                f"INSERT INTO {kubetest.history_table(namespace, 'm')} (version, description, "
                 "checksum, applied_at, execution_ms, success) "
                 "VALUES ('2', 'by hand', 'x', now(), 1, true)"
             )

@@ -92,7 +92,7 @@ class TestTwoResourcesOnOneDatabase:
         with pytest.raises(errors.VersionTableInUse) as refused:
             run(db_url, other_source, owner=BILLING, version_table="shop_history")
         message = str(refused.value)
-        assert f"DatabaseMigration {ORDERS} already records" in message
+        assert f"the migrations of {ORDERS} are recorded in" in message
         assert "spec.versionTable.name" in message
         assert "invoices" not in tables(db_url)  # nothing of the second ran
         assert versions(db_url, "shop_history") == ["1", "2", "3"]
@@ -277,7 +277,9 @@ class TestAlembicVersionTable:
         self, db_url: str, scripts: Path
     ) -> None:
         self.alembic(db_url, scripts, owner=ORDERS)
-        with pytest.raises(errors.VersionTableInUse, match=f"{ORDERS} already records"):
+        with pytest.raises(
+            errors.VersionTableInUse, match=f"the migrations of {ORDERS} are recorded"
+        ):
             self.alembic(db_url, scripts, owner=BILLING)
 
 
@@ -319,7 +321,7 @@ class TestClaimCommand:
         assert self.claim(db_url, ORDERS, tmp_path)[0] == 0  # the owner again: fine
         code, said = self.claim(db_url, BILLING, tmp_path)
         assert code != 0
-        assert "VersionTableInUse" in said and f"DatabaseMigration {ORDERS}" in said
+        assert "VersionTableInUse" in said and f"the migrations of {ORDERS}" in said
         assert "spec.versionTable.name" in said
         password = make_url(db_url).password
         assert password and password not in said
@@ -329,7 +331,7 @@ class TestClaimCommand:
         assert code == 0, said
         # The same table named with its schema spelled out is still the same table.
         code, said = self.claim(db_url, BILLING, tmp_path, version_table_schema=_schema(db_url))
-        assert code != 0 and f"DatabaseMigration {ORDERS}" in said
+        assert code != 0 and f"the migrations of {ORDERS}" in said
 
 
 def _schema(url: str) -> str:

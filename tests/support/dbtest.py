@@ -26,12 +26,12 @@ def lock_held(url: str) -> Iterator[None]:
         engine.dispose()
 
 
-def rolled_back_by_hand(url: str) -> None:
+def rolled_back_by_hand(url: str, history_table: str) -> None:
     """What a person with a SQL prompt does: forget that V2 was applied (drift for Lockstep)."""
     engine = database.make_engine(url)
     try:
         with engine.begin() as connection:
-            connection.execute(sa.text("DELETE FROM lockstep_schema_history WHERE version = '2'"))
+            connection.exec_driver_sql(f"DELETE FROM {history_table} WHERE version = '2'")
     finally:
         engine.dispose()
 

@@ -12,6 +12,9 @@ import yaml
 from kubernetes import client, utils
 from kubernetes.client.exceptions import ApiException
 
+from lockstep import spec_history
+from lockstep.tools import version_table
+
 GROUP, VERSION, PLURAL = "lockstep.dev", "v1alpha1", "databasemigrations"
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "databasemigrations.yaml"
@@ -248,3 +251,15 @@ def quickstart_documents(database_url: str) -> list[dict[str, Any]]:
             document.pop("data", None)
             document["stringData"] = {"url": database_url}
     return documents
+
+
+# DatabaseMigrations with this label belong to an operator a test starts itself (in a container,
+# say): the e2e session operator selects everything else (--selector), so it leaves them alone.
+OWN_OPERATOR_LABEL = "testbed.lockstep.dev/own-operator"
+
+
+def history_table(namespace: str, config_map: str) -> str:
+    """Tool sql's history table of the migrations in ``config_map`` (one per migration set)."""
+    source = {"source": {"configMapRef": {"name": config_map}}}
+    owner = spec_history.history_owner(namespace, "", source)
+    return version_table.sql_history_name(owner)

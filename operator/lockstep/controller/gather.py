@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from lockstep import conditions, constants, database, errors, kube, version_tables
+from lockstep import conditions, constants, database, errors, kube, spec_history, version_tables
 from lockstep.controller import cluster_facts, credentials, outcome
 from lockstep.controller.cache import Cache, Key
 from lockstep.controller.cluster import KubeApi
@@ -77,7 +77,7 @@ class Gatherer:
         ):
             return None
         try:
-            spec = parse_spec(body.get("spec") or {}, _owner(metadata))
+            spec = parse_spec(body.get("spec") or {}, _owner(body))
         except SpecError:
             return None
         if spec.when == "AfterRollout":
@@ -93,7 +93,7 @@ class Gatherer:
         namespace, name = metadata["namespace"], metadata["name"]
         base = self._observed(body, None, str(status.get("specHash", "")))
         try:
-            spec = parse_spec(body.get("spec") or {}, f"{namespace}/{name}")
+            spec = parse_spec(body.get("spec") or {}, _owner(body))
         except SpecError as invalid:
             return Gathered(replace(base, config_error=ConfigError("InvalidSpec", str(invalid))))
         inputs = await self._inputs(namespace, spec)
@@ -277,6 +277,8 @@ async def _nothing() -> None:
     return None
 
 
-def _owner(metadata: Mapping[str, Any]) -> str:
-    """ "namespace/name": the resource whose own history tool sql keeps."""
-    return f"{metadata['namespace']}/{metadata['name']}"
+def _owner(body: Mapping[str, Any]) -> str:
+    """Whose history the runs of this resource keep (spec_history.history_owner)."""
+    metadata = body["metadata"]
+    raw_spec = body.get("spec") or {}
+    return spec_history.history_owner(metadata["namespace"], metadata["name"], raw_spec)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from lockstep import constants, errors, k8s_names, url_secrets
+from lockstep import constants, errors, k8s_names, spec_history, url_secrets
 from lockstep.model import Spec, SpecError, parse_spec
 from lockstep.pod import run_plan, run_request, runner
 from lockstep.tools import version_table
@@ -101,7 +101,8 @@ def run_migration(
 
     spec_source = "the ConfigMap"
     try:
-        spec = parse_spec(body.get("spec") or {}, f"{namespace}/{name}")
+        raw_spec = body.get("spec") or {}
+        spec = parse_spec(raw_spec, spec_history.history_owner(namespace, name, raw_spec))
     except SpecError as error:
         return failed(constants.Reason.INVALID_SPEC, str(error))
     if not spec.uses_built_in_runner or spec.source_config_map is None:

@@ -47,11 +47,11 @@ def refuse(first: str, wanted: Claim, identity: DatabaseIdentity) -> NoReturn:
     """Raise :class:`~lockstep.errors.VersionTableInUse`: ``first`` records in that table."""
     schema, table = wanted.schema, wanted.table
     raise errors.VersionTableInUse(
-        f"DatabaseMigration {first} already records its migrations in {schema}.{table} on "
-        f"{identity}: two resources in one version table would read each other's history. "
-        f"Give {wanted.owner} a table of its own with spec.versionTable.name (for tool "
-        f"{wanted.tool} also the tool's own setting, see docs/existing-databases.md), or, if "
-        f"{first} no longer exists, release the table: DELETE FROM {wanted.registry}."
+        f"the migrations of {first} are recorded in {schema}.{table} on {identity} already: "
+        f"two migration sets in one version table would read each other's history. Give the "
+        f"migrations of {wanted.owner} a table of their own with spec.versionTable.name (for "
+        f"tool {wanted.tool} also the tool's own setting, see docs/existing-databases.md), "
+        f"or, if {first} no longer exists, release the table: DELETE FROM {wanted.registry}."
         f"{OWNERS_TABLE} WHERE table_schema = '{schema}' AND table_name = '{table}'"
     )
 
