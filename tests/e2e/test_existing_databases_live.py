@@ -78,7 +78,7 @@ def test_two_migrations_naming_one_table_refuse_the_second_by_name(
         k8s, namespace, "billing", "Stalled", reason="VersionTableInUse", timeout=RUN_TIMEOUT
     )
     message = str(kubetest.condition(body, "Stalled")["message"])  # type: ignore[index]
-    assert f"DatabaseMigration {namespace}/orders already records" in message
+    assert f"the migrations of ConfigMap {namespace}/orders are recorded in" in message
     assert "spec.versionTable.name" in message
     assert not query(
         pg_url, "SELECT 1 FROM information_schema.tables WHERE table_name = 'invoices'"
@@ -183,7 +183,7 @@ def test_a_second_flyway_on_the_same_table_is_refused_before_flyway_runs(
         k8s, namespace, "billing", "Stalled", reason="VersionTableInUse", timeout=RUN_TIMEOUT
     )
     message = str(kubetest.condition(body, "Stalled")["message"])  # type: ignore[index]
-    assert f"DatabaseMigration {namespace}/orders already records" in message
+    assert f"the migrations of DatabaseMigration {namespace}/orders are recorded in" in message
     assert "public.flyway_schema_history" in message and "spec.versionTable.name" in message
     installed = query(pg_url, "SELECT count(*) FROM flyway_schema_history")
     assert installed == [(2,)]  # billing's Flyway never ran

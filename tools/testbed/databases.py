@@ -75,7 +75,10 @@ def _ensure_postgres(base: Path, wanted_port: int | None = None) -> str:
                     "-l",
                     str(log),
                     "-o",
-                    f"-p {port} -c listen_addresses={','.join(addresses)}",
+                    # Only the real node needs more than postgresql.conf's loopback: a command-line
+                    # setting would override what ALTER SYSTEM sets (the image tests' network).
+                    f"-p {port}"
+                    + (f" -c listen_addresses={','.join(addresses)}" if len(addresses) > 1 else ""),
                     "-w",
                     "-t",
                     str(int(host.START_TIMEOUT_SECONDS)),
