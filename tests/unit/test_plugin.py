@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from lockstep.plugin import client, commands, errors, render, state
+from lockstep.plugin import client, commands, describe, errors, render, state
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 PLAN_HASH = "p1a2b3c4"
@@ -315,7 +315,7 @@ def test_ages_read_like_kubectl(seconds: int, text: str) -> None:
 
 def test_describe_shows_spec_conditions_plan_findings_history_and_log_tail() -> None:
     item = awaiting(appliedRevision="2", lastRun=RUN, history=[RUN, OLDER_RUN])
-    text = render.describe(item, NOW, color=False)
+    text = describe.describe(item, NOW, color=False)
     assert "State:      AwaitingApproval" in text
     assert "Source:      ConfigMap shop-migrations" in text
     assert "Approval:    Always" in text
@@ -337,7 +337,7 @@ def test_describe_shows_spec_conditions_plan_findings_history_and_log_tail() -> 
 
 
 def test_describe_of_a_fresh_resource_says_none() -> None:
-    text = render.describe(migration(conditions=[]), NOW, color=False)
+    text = describe.describe(migration(conditions=[]), NOW, color=False)
     assert "State:      Pending" in text
     assert "Plan:        <none>" in text and "History:     <none>" in text
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from lockstep import __version__, constants
-from lockstep.plugin import errors, render, state
+from lockstep.plugin import describe, errors, render, state
 
 
 class Cluster(Protocol):
@@ -205,7 +205,7 @@ def describe_command(args: argparse.Namespace, cluster: Cluster, terminal: Termi
     if args.output != "table":
         terminal.out(render.dump(state.clean(migration), args.output))
     else:
-        terminal.out(render.describe(migration, terminal.now, terminal.color))
+        terminal.out(describe.describe(migration, terminal.now, terminal.color))
     return 0
 
 
