@@ -38,7 +38,7 @@ RUNNER_USER_ID = 65532
 # composes the URL (split keys, TLS parameters; ADR 0010).
 URL_FORMAT = "url"
 # Set by Lockstep for the fence: a user's own value is replaced (migration_tag_env).
-_TAG_ENV_NAMES = frozenset({constants.PGAPPNAME_ENV, constants.RUN_MARK_SQL_ENV})
+TAG_ENV_NAMES = frozenset({constants.PGAPPNAME_ENV, constants.RUN_MARK_SQL_ENV})
 
 
 # Sources the env file `lockstep dburl --format url` wrote, then runs the tool's command (the
@@ -64,7 +64,7 @@ def migrate_container(spec: Spec, request: JobRequest, runner_image: str) -> dic
         "env": [
             *([] if composed and spec.url_secret is None else database_env(spec)),
             *shadow_url_env(spec),
-            *(dict(e) for e in spec.env if e.get("name") not in _TAG_ENV_NAMES),
+            *(dict(e) for e in spec.env if e.get("name") not in TAG_ENV_NAMES),
             *migration_tag_env(spec),
             *version_table.tool_env(spec.tool, spec.version_table),
         ],

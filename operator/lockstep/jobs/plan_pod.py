@@ -95,8 +95,7 @@ def _render_offline_sql_first(
     # Not a migration: should the user's code connect while it renders (an env.py that connects
     # in offline mode too), it must not carry the migration tag, or a run's fence would end it
     # and a run would refuse to migrate beside it.
-    tags = {constants.PGAPPNAME_ENV, constants.RUN_MARK_SQL_ENV}
-    render["env"] = [e for e in render["env"] if e.get("name") not in tags]
+    render["env"] = [e for e in render["env"] if e.get("name") not in containers.TAG_ENV_NAMES]
     render["volumeMounts"] = [*render["volumeMounts"], mount]
     if init_containers:
         env_mount = {"name": containers.ENV_VOLUME, "mountPath": containers.ENV_DIR}
