@@ -87,8 +87,13 @@ def test_quickstart_goes_ready_through_a_real_job(
     assert "postgresql://" not in exported and "lockstep-test" not in exported
 
 
-def test_invalid_specs_are_rejected_at_apply_time(k8s: client.ApiClient, namespace: str) -> None:
-    """The same cases the unit tests check offline, now against the real kube-apiserver."""
+def test_invalid_specs_are_rejected_at_apply_time(
+    k8s: client.ApiClient, namespace: str, crds: None
+) -> None:
+    """The same cases the unit tests check offline, now against the real kube-apiserver.
+
+    Needs no operator, only the CRD (as the first test of a session it would otherwise meet 404).
+    """
     cases = crd_eval.load_invalid_cases()
     assert len(cases) >= 15
     failures = []

@@ -22,12 +22,11 @@ import yaml
 from kubernetes import client, config, utils
 from kubernetes.client.exceptions import ApiException
 
-from testbed import cluster, databases, localhost
+from testbed import cluster, databases, kubetest, localhost
 from testbed.controlplane import state
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart" / "migration.yaml"
-CRD = REPO / "crds" / "databasemigrations.yaml"
 NAMESPACE = "shop"
 SYSTEM_NAMESPACE = "lockstep-system"
 DEMO_DATABASE = "lockstep_demo_shop"
@@ -76,25 +75,6 @@ def ensure_namespace(core: client.CoreV1Api, name: str) -> None:
     except ApiException as error:
         if error.status != 409:
             raise
-
-
-def apply_crd(api: client.ApiClient) -> None:
-    extensions = client.ApiextensionsV1Api(api)
-    crd = yaml.safe_load(CRD.read_text())
-    try:
-        extensions.create_custom_resource_definition(crd)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-        current = extensions.read_custom_resource_definition(crd["metadata"]["name"])
-        crd["metadata"]["resourceVersion"] = current.metadata.resource_version
-        extensions.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    for _ in range(100):
-        status = extensions.read_custom_resource_definition(crd["metadata"]["name"]).status
-        if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the DatabaseMigration CRD did not become Established")
 
 
 def demo_database(admin_url: str) -> str:
@@ -174,7 +154,7 @@ def up() -> int:
     url_file.write_text(database_url)
     api = config.new_client_from_config(config_file=str(running.kubeconfig))
     core = client.CoreV1Api(api)
-    apply_crd(api)
+    kubetest.apply_crds(api)
     for namespace in (SYSTEM_NAMESPACE, NAMESPACE):
         ensure_namespace(core, namespace)
     http_port, webhook_port = operator_ports()

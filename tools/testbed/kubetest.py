@@ -56,6 +56,23 @@ def apply_crds(api: client.ApiClient) -> None:
         return any(c.type == "Established" and c.status == "True" for c in conditions)
 
     wait_for(f"CRD {name} Established", established, timeout=30)
+    # Established is read from storage; the API server's own CRD handler learns of it through an
+    # informer a moment later and answers 404 "page not found" until then. Wait until it serves.
+    group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+    versions = [v["name"] for v in crd["spec"]["versions"] if v.get("served", True)]
+
+    def served() -> bool:
+        objects = client.CustomObjectsApi(api)
+        try:
+            for version in versions:
+                objects.list_cluster_custom_object(group, version, plural, limit=1)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    wait_for(f"CRD {name} served", served, timeout=30)
 
 
 def create_secret(
