@@ -29,6 +29,9 @@ CONFIG_ERROR_RECHECK_SECONDS = 60.0
 MISSING_INPUT_FIRST_RECHECK_SECONDS = 3.0
 BLOCKED_RECHECK_SECONDS = 15.0
 ROLLOUT_RECHECK_SECONDS = 5.0
+# WaitingForLock shows once the lock sidecar has waited this long (two startup-probe periods,
+# jobs.containers.LOCK_PROBE_PERIOD_SECONDS, and slack): a free lock is taken well before.
+LOCK_WAIT_SHOWN_AFTER_SECONDS = 2.0 * containers.LOCK_PROBE_PERIOD_SECONDS + 1.0
 
 
 def plan(observed: Observed) -> Decision:
@@ -129,11 +132,23 @@ def _rearm_on_new_spec_or_retry_request(draft: Draft) -> None:
 
 def _job_running(draft: Draft, job: JobView) -> Decision:
     status, observed = draft.status, draft.observed
+    carried = status.get("activeJob") or {}
     status["activeJob"] = {"name": job.name, "attempt": job.attempt}
-    if job.started_at is not None:
+    # The creation time written with the Job is kept: its startTime, 20 ms later, is not worth
+    # a status write of its own. A Job adopted without one (another instance made it) gets it.
+    if carried.get("name") == job.name and carried.get("startedAt"):
+        status["activeJob"]["startedAt"] = carried["startedAt"]
+    elif job.started_at is not None:
         status["activeJob"]["startedAt"] = timestamps.isoformat(job.started_at)
     wait = observed.lock_wait
     if wait is not None and wait.job == job.name and not wait.timed_out:
+        # The sidecar's startup probe passes only after its first period, so every run "waits"
+        # for a second even when the lock is free: say so only once the wait outlasts that.
+        waited = (observed.now - wait.since).total_seconds() if wait.since else None
+        if waited is not None and waited < LOCK_WAIT_SHOWN_AFTER_SECONDS:
+            message = f"job {job.name} is migrating to {wording.target(observed)}"
+            state = conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True)
+            return finish(draft, state, requeue=LOCK_WAIT_SHOWN_AFTER_SECONDS - max(waited, 0.0))
         since = f" since {timestamps.isoformat(wait.since)}" if wait.since else ""
         message = f"job {job.name} is waiting for the database's migration lock{since}"
         state = conditions.State(False, Reason.WAITING_FOR_LOCK, message, reconciling=True)
@@ -155,7 +170,12 @@ def _create_job(draft: Draft, spec: Spec, request: JobRequest) -> Decision:
     observed, status = draft.observed, draft.status
     name = job_name(observed.name, observed.spec_hash, request.attempt)
     status.pop("nextRetryAt", None)
-    status["activeJob"] = {"name": name, "attempt": request.attempt}
+    # The CRD's activeJob.startedAt is "when the Job was created": now, in the same write.
+    status["activeJob"] = {
+        "name": name,
+        "attempt": request.attempt,
+        "startedAt": timestamps.isoformat(observed.now),
+    }
     verb = "roll back" if request.downgrade else "migrate"
     approved = f" (plan {request.expect_plan})" if request.expect_plan else ""
     draft.note(
