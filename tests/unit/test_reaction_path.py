@@ -238,7 +238,7 @@ def reconciling(decision: Any) -> str:
 def test_a_sidecar_in_its_first_probe_periods_is_not_shown_waiting() -> None:
     decision = running(waited=0.8)
     assert reconciling(decision) == "JobRunning"
-    # Looked at again when it would count as waiting: 3 s after the sidecar started.
+    # Looked at again when it would count as waiting: 10 s after the sidecar started.
     assert decision.requeue_after == pytest.approx(chain.LOCK_WAIT_SHOWN_AFTER_SECONDS - 0.8)
 
 
