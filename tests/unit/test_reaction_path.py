@@ -204,9 +204,15 @@ def test_the_cut_length_is_the_runners() -> None:
     assert outcome.REPORTED_CHARS == run_request._REVISION_CHARS
 
 
-def running(waited: float | None, status: dict[str, Any] | None = None) -> Any:
+def running(
+    waited: float | None,
+    status: dict[str, Any] | None = None,
+    phase: str = constants.PHASE_MIGRATE,
+) -> Any:
     spec = parse_spec(BUILT_IN_SPEC)
-    job = facts.JobView(name="shop-a1b2c3d4", spec_hash="a1b2c3d4", attempt=1, state="Active")
+    job = facts.JobView(
+        name="shop-a1b2c3d4", spec_hash="a1b2c3d4", attempt=1, state="Active", phase=phase
+    )
     wait = None
     if waited is not None:
         wait = facts.LockWait(job=job.name, since=NOW - timedelta(seconds=waited), timed_out=False)
@@ -240,6 +246,13 @@ def test_a_sidecar_in_its_first_probe_periods_is_not_shown_waiting() -> None:
     assert reconciling(decision) == "JobRunning"
     # Looked at again when it would count as waiting: 10 s after the sidecar started.
     assert decision.requeue_after == pytest.approx(chain.LOCK_WAIT_SHOWN_AFTER_SECONDS - 0.8)
+
+
+def test_a_short_wait_keeps_what_the_job_does_in_the_status() -> None:
+    """Within the grace the status says what the Job does, for every phase (here: planning)."""
+    decision = running(waited=0.8, phase=constants.PHASE_PLAN)
+    assert reconciling(decision) == "Planning"
+    assert decision.requeue_after is not None
 
 
 def test_a_sidecar_that_outwaits_its_probe_shows_waiting_for_lock() -> None:

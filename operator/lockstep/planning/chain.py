@@ -143,29 +143,30 @@ def _job_running(draft: Draft, job: JobView) -> Decision:
     elif job.started_at is not None:
         status["activeJob"]["startedAt"] = timestamps.isoformat(job.started_at)
     wait = observed.lock_wait
+    look_again = None
     if wait is not None and wait.job == job.name and not wait.timed_out:
-        # The sidecar's startup probe passes only after its first period, so every run "waits"
-        # for a second even when the lock is free: say so only once the wait outlasts that.
+        # Even with the lock free the sidecar "waits" until its startup probe passes: a wait
+        # shorter than LOCK_WAIT_SHOWN_AFTER_SECONDS is reported as what runs, and looked at
+        # again when it would count.
         waited = (observed.now - wait.since).total_seconds() if wait.since else None
         if waited is not None and waited < LOCK_WAIT_SHOWN_AFTER_SECONDS:
-            message = f"job {job.name} is migrating to {wording.target(observed)}"
-            state = conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True)
-            return finish(draft, state, requeue=LOCK_WAIT_SHOWN_AFTER_SECONDS - max(waited, 0.0))
-        since = f" since {timestamps.isoformat(wait.since)}" if wait.since else ""
-        message = f"job {job.name} is waiting for the database's migration lock{since}"
-        state = conditions.State(False, Reason.WAITING_FOR_LOCK, message, reconciling=True)
-        return finish(draft, state)
+            look_again = LOCK_WAIT_SHOWN_AFTER_SECONDS - max(waited, 0.0)
+        else:
+            since = f" since {timestamps.isoformat(wait.since)}" if wait.since else ""
+            message = f"job {job.name} is waiting for the database's migration lock{since}"
+            state = conditions.State(False, Reason.WAITING_FOR_LOCK, message, reconciling=True)
+            return finish(draft, state)
     if observed.spec_hash.startswith(job.spec_hash) and job.phase == constants.PHASE_PLAN:
         message = f"job {job.name} is rendering and classifying the SQL of the migration"
-        return finish(draft, conditions.State(False, Reason.PLANNING, message, reconciling=True))
-    if observed.spec_hash.startswith(job.spec_hash):
+        state = conditions.State(False, Reason.PLANNING, message, reconciling=True)
+    elif observed.spec_hash.startswith(job.spec_hash):
         message = f"job {job.name} is migrating to {wording.target(observed)}"
-        return finish(draft, conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True))
-    # Never start a run while another one of ours is still going: let it finish first.
-    message = f"waiting for job {job.name} of the previous spec to finish"
-    return finish(
-        draft, conditions.State(False, Reason.WAITING_FOR_PREVIOUS_JOB, message, reconciling=True)
-    )
+        state = conditions.State(False, Reason.JOB_RUNNING, message, reconciling=True)
+    else:
+        # Never start a run while another one of ours is still going: let it finish first.
+        message = f"waiting for job {job.name} of the previous spec to finish"
+        state = conditions.State(False, Reason.WAITING_FOR_PREVIOUS_JOB, message, reconciling=True)
+    return finish(draft, state, requeue=look_again)
 
 
 def _create_job(draft: Draft, spec: Spec, request: JobRequest) -> Decision:
