@@ -151,30 +151,18 @@ def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
 
 
 def _json(response: Any) -> dict[str, Any]:
-    """The body of a response asked for with `_preload_content=False`: plain JSON, no models
-    (building the client's model classes is most of a small request's CPU)."""
-    try:
-        return cast(dict[str, Any], json.loads(response.data))
-    finally:
-        response.release_conn()
-
-
-def _discard(response: Any) -> None:
-    """Read and drop an answer asked for with `_preload_content=False`, freeing its connection."""
-    response.drain_conn()
-    response.release_conn()
+    """A `_preload_content=False` body as plain JSON: no model classes, most of a small
+    request's CPU. Reading it to the end returns the connection to the pool (urllib3)."""
+    return cast(dict[str, Any], json.loads(response.data))
 
 
 def create_job(namespace: str, body: Mapping[str, Any]) -> None:
     """Create a Job; ConflictError when a Job of that name exists (the run is already there)."""
     try:
         # The client serialises plain dicts as they are; its stubs only name the model class.
-        response = _batch().create_namespaced_job(
-            namespace,
-            dict(body),  # type: ignore[arg-type]
-            _preload_content=False,
-        )
-        _discard(response)  # the answer is not read: no model to build
+        job = dict(body)
+        response = _batch().create_namespaced_job(namespace, job, _preload_content=False)  # type: ignore[arg-type]
+        cast(Any, response).drain_conn()  # unread answer, no model; frees the connection
     except ApiException as error:
         raise _translate(error, f"Job {namespace}/{body['metadata']['name']}") from None
 
@@ -210,7 +198,7 @@ def patch_migration_status(namespace: str, name: str, status: Mapping[str, Any])
             {"status": dict(status)},
             _preload_content=False,
         )
-        _discard(response)  # the watch brings the new body
+        cast(Any, response).drain_conn()  # the watch brings the new body
     except ApiException as error:
         raise _translate(error, f"DatabaseMigration {namespace}/{name} status") from None
 
