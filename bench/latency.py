@@ -8,6 +8,9 @@ are in flight. The observer (benchlib.Observer) notes when each DatabaseMigratio
 Job appeared, the Job completed and the DatabaseMigration turned Ready; for the gate samples,
 also when the app pod that waits for the migration lost its scheduling gate.
 
+Last, the operator is restarted with a resync every 20 s (LOCKSTEP_RESYNC_SECONDS) and the
+requests and CPU of one full pass per settled migration are counted (`measure_resync`).
+
 The migrations are the quickstart's (two SQL files). The operator watches only its namespace
 (`--namespace`); the floor client only objects labelled for it.
 """
