@@ -8,12 +8,16 @@ are in flight. The observer (benchlib.Observer) notes when each DatabaseMigratio
 Job appeared, the Job completed and the DatabaseMigration turned Ready; for the gate samples,
 also when the app pod that waits for the migration lost its scheduling gate.
 
+Last, the operator is restarted with a resync every 20 s (LOCKSTEP_RESYNC_SECONDS) and the
+requests and CPU of one full pass per settled migration are counted (`measure_resync`).
+
 The migrations are the quickstart's (two SQL files). The operator watches only its namespace
 (`--namespace`); the floor client only objects labelled for it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -176,6 +180,46 @@ def termination_message(bed: Bed, namespace: str) -> str:
     raise RuntimeError(f"no finished migration pod with a termination message in {namespace}")
 
 
+RESYNC_ENV = "LOCKSTEP_RESYNC_SECONDS"  # lockstep.controller.main.RESYNC_ENV
+
+
+def measure_resync(
+    bed: Bed, operator: OperatorProcess, migrations: int, seconds: float
+) -> dict[str, Any]:
+    """Restart the operator with a full pass of every settled migration every `seconds`.
+
+    Its first passes (first sight of each migration) fall in the first half period; each
+    migration's next full pass (its resync timer) `seconds` later, so the window from half a
+    period to one and a half holds exactly one resync per migration: measured, not computed.
+    """
+    operator.stop()
+    before = bed.meter.snapshot()
+    os.environ[RESYNC_ENV] = f"{seconds:g}"
+    try:
+        operator.start()
+    finally:
+        del os.environ[RESYNC_ENV]
+    assert operator.process is not None
+    pid = operator.process.pid
+    started = time.monotonic()
+    operator.wait_leader()
+    time.sleep(max(seconds / 2 - (time.monotonic() - started), 0.0))
+    middle, cpu_middle = bed.meter.snapshot(), sample_process(pid).cpu_seconds
+    time.sleep(seconds)
+    after, cpu_after = bed.meter.snapshot(), sample_process(pid).cpu_seconds
+    restart = ApiMeter.delta(before, middle).get("operator", {})
+    resync = ApiMeter.delta(middle, after).get("operator", {})
+    return {
+        "migrations": migrations,
+        "period_seconds": seconds,
+        "restart_requests": restart,
+        "restart_per_migration": round(work_requests(restart) / migrations, 2),
+        "resync_requests": resync,
+        "resync_per_migration": round(work_requests(resync) / migrations, 2),
+        "resync_cpu_ms_per_migration": round(1000 * (cpu_after - cpu_middle) / migrations, 2),
+    }
+
+
 def run(
     bed: Bed,
     samples: int,
@@ -184,6 +228,7 @@ def run(
     idle_seconds: float,
     log_dir: Path,
     on_operator: Callable[[int], Callable[[], None]] | None = None,
+    resync_seconds: float = 20.0,
 ) -> dict[str, Any]:
     """Run the stage; `on_operator(pid)` may start a profiler and return its stop function."""
     warm = ["warm-0", "warm-1"]
@@ -243,6 +288,8 @@ def run(
         idle_cpu = {
             side: sample_process(pid).cpu_seconds - idle_cpu[side] for side, pid in pids.items()
         }
+        log(f"latency: operator restarted with a resync every {resync_seconds:g}s")
+        resync = measure_resync(bed, operator, len(warm + measured + gated), resync_seconds)
     except BaseException:
         log(f"operator log tail:\n{operator.log()[-3000:]}\nfloor log:\n{floor.log()}")
         raise
@@ -267,6 +314,7 @@ def run(
         "watch_events_per_migration": {},
         "idle": {"seconds": idle_seconds, "requests": idle, "cpu_seconds": {}},
         "runner_report": message,
+        "resync": resync,
     }
     for side in SIDES:
         times = latencies(observer, sides, side, measured)

@@ -41,15 +41,40 @@ def latency_rows(result: dict[str, Any]) -> list[Row]:
                 )
             )
     api = result["api"]
+    samples = result["samples"]
+    kinds = {
+        k: v for k, v in api["operator"]["requests"].items() if k not in apimeter.OVERHEAD_KINDS
+    }
     rows.append(
         Row(
             "2 API requests per migration",
             api["operator"]["per_migration"],
             api["floor"]["per_migration"],
             "req",
-            "writes+reads, not watches/leases",
+            "; ".join(f"{k} {v / samples:.2g}" for k, v in sorted(kinds.items())),
         )
     )
+    resync = result.get("resync")
+    if resync:
+        m = resync["migrations"]
+        rows.append(
+            Row(
+                f"2 requests per migration per resync ({m} settled)",
+                resync["resync_per_migration"],
+                None,
+                "req",
+                f"{resync['resync_cpu_ms_per_migration']} ms CPU each; floor: none",
+            )
+        )
+        rows.append(
+            Row(
+                f"2 requests per migration at operator restart ({m})",
+                resync["restart_per_migration"],
+                None,
+                "req",
+                "first sight of each migration",
+            )
+        )
     idle = result["idle"]
     per_minute = 60.0 / idle["seconds"]
     operator_idle = idle["requests"]["operator"]

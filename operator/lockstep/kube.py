@@ -133,10 +133,10 @@ def _translate(error: ApiException, what: str) -> Exception:
 def read_secret_value(namespace: str, name: str, key: str) -> str:
     """The decoded value of one key of a Secret. The value is never logged by this module."""
     try:
-        secret = _core().read_namespaced_secret(name, namespace)
+        response = _core().read_namespaced_secret(name, namespace, _preload_content=False)
     except ApiException as error:
         raise _translate(error, f"Secret {namespace}/{name}") from None
-    data = secret.data or {}
+    data = _json(response).get("data") or {}
     if key not in data:
         raise NotFoundError(f"key {key!r} in Secret {namespace}/{name}")
     return base64.b64decode(data[key]).decode()
@@ -144,17 +144,25 @@ def read_secret_value(namespace: str, name: str, key: str) -> str:
 
 def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
     try:
-        config_map = _core().read_namespaced_config_map(name, namespace)
+        response = _core().read_namespaced_config_map(name, namespace, _preload_content=False)
     except ApiException as error:
         raise _translate(error, f"ConfigMap {namespace}/{name}") from None
-    return dict(config_map.data or {})
+    return dict(_json(response).get("data") or {})
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """A `_preload_content=False` body as plain JSON: no model classes, most of a small
+    request's CPU. Reading it to the end returns the connection to the pool (urllib3)."""
+    return cast(dict[str, Any], json.loads(response.data))
 
 
 def create_job(namespace: str, body: Mapping[str, Any]) -> None:
     """Create a Job; ConflictError when a Job of that name exists (the run is already there)."""
     try:
         # The client serialises plain dicts as they are; its stubs only name the model class.
-        _batch().create_namespaced_job(namespace, dict(body))  # type: ignore[arg-type]
+        job = dict(body)
+        response = _batch().create_namespaced_job(namespace, job, _preload_content=False)  # type: ignore[arg-type]
+        cast(Any, response).drain_conn()  # unread answer, no model; frees the connection
     except ApiException as error:
         raise _translate(error, f"Job {namespace}/{body['metadata']['name']}") from None
 
@@ -181,14 +189,16 @@ def get_migration(namespace: str, name: str) -> dict[str, Any]:
 def patch_migration_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
     try:
-        _custom().patch_namespaced_custom_object_status(
+        response = _custom().patch_namespaced_custom_object_status(
             constants.GROUP,
             constants.VERSION,
             namespace,
             constants.PLURAL,
             name,
             {"status": dict(status)},
+            _preload_content=False,
         )
+        cast(Any, response).drain_conn()  # the watch brings the new body
     except ApiException as error:
         raise _translate(error, f"DatabaseMigration {namespace}/{name} status") from None
 

@@ -59,6 +59,11 @@ class Actor:
                 events = [e for e in events if e.reason != constants.Reason.JOB_CREATED]
         patch = status_patch(body.get("status") or {}, decision.status)
         if patch:
+            log.debug(
+                "writing status: %s",
+                ", ".join(sorted(patch)),
+                extra={"namespace": namespace, "migration": name},
+            )
             await asyncio.to_thread(self.api.patch_migration_status, namespace, name, patch)
             self.cache.update_status((namespace, name), decision.status)
         self._record_events(body, decision, events)
@@ -69,9 +74,11 @@ class Actor:
     ) -> None:
         """Each Event on the resource, and the same words in the log."""
         metadata = body["metadata"]
+        active = decision.status.get("activeJob")
+        # activeJob names its Job "name", lastRun "job" (the log said job=None for a new Job).
         current_job = (
-            decision.status.get("activeJob") or decision.status.get("lastRun") or {}
-        ).get("job")
+            active["name"] if active else (decision.status.get("lastRun") or {}).get("job")
+        )
         for event in events:
             self.emit(body, event)
             log.log(

@@ -55,9 +55,15 @@ class Gatherer:
     api: KubeApi
     clock: Clock
     _drift_due: dict[Key, float] = field(default_factory=dict)
+    # The last inputs a full read found, per migration, with the (generation, retry token) they
+    # were read for: `gather(reuse_inputs=True)` records a run with the inputs it ran with.
+    _inputs_read: dict[Key, tuple[tuple[int, str | None], tuple[str | None, str]]] = field(
+        default_factory=dict
+    )
 
     def forget(self, key: Key) -> None:
         self._drift_due.pop(key, None)
+        self._inputs_read.pop(key, None)
 
     def from_watches(self, body: Mapping[str, Any]) -> Gathered | None:
         """What planning needs when only Jobs or pods moved: no Secret or ConfigMap reads.
@@ -87,8 +93,13 @@ class Gatherer:
             return None
         return Gathered(replace(observed, lock_wait=self._lock_wait(body, observed.jobs)))
 
-    async def gather(self, body: Mapping[str, Any]) -> Gathered:
-        """Everything: the Secret, the ConfigMap, a finished Job's outcome, rollouts, drift."""
+    async def gather(self, body: Mapping[str, Any], reuse_inputs: bool = False) -> Gathered:
+        """Everything: the Secret, the ConfigMap, a finished Job's outcome, rollouts, drift.
+
+        `reuse_inputs`: take the ConfigMap digest and URL of this process's last full read of
+        the same generation and retry token, if there is one, instead of reading them again
+        (the caller re-gathers without it before acting on them: creating a Job).
+        """
         metadata, status = body["metadata"], body.get("status") or {}
         namespace, name = metadata["namespace"], metadata["name"]
         base = self._observed(body, None, str(status.get("specHash", "")))
@@ -96,9 +107,16 @@ class Gatherer:
             spec = parse_spec(body.get("spec") or {}, _owner(body))
         except SpecError as invalid:
             return Gathered(replace(base, config_error=ConfigError("InvalidSpec", str(invalid))))
-        inputs = await self._inputs(namespace, spec)
+        marker = (base.generation, base.retry_token)
+        seen = self._inputs_read.get((namespace, name))
+        if reuse_inputs and seen is not None and seen[0] == marker:
+            inputs: tuple[str | None, str] | ConfigError = seen[1]
+        else:
+            self._inputs_read.pop((namespace, name), None)
+            inputs = await self._inputs(namespace, spec)
         if isinstance(inputs, ConfigError):
             return Gathered(replace(base, spec=spec, config_error=inputs))
+        self._inputs_read[(namespace, name)] = (marker, inputs)
         digest, url = inputs
         full_hash = spec_hash(body.get("spec") or {}, {"source": digest} if digest else None)
         observed = replace(base, spec=spec, spec_hash=full_hash)

@@ -23,6 +23,9 @@ from lockstep.controller import endpoints, leader_election, lease_rules, metrics
 log = logging.getLogger("lockstep.operator")
 
 EXIT_LOST_LEADERSHIP = 3
+# Seconds between full passes of a settled migration (reconcile.DEFAULT_RESYNC_SECONDS, 600): set
+# lower by bench/latency.py to measure what a resync costs within a short window.
+RESYNC_ENV = "LOCKSTEP_RESYNC_SECONDS"
 # No API server to talk to: a configuration problem, like a bad option (argparse's 2).
 EXIT_NO_CLUSTER = 2
 
@@ -61,6 +64,9 @@ async def _main(options: OperatorOptions) -> int:
 
     if options.runner_image:
         handlers.reconciler.actor.runner_image = options.runner_image
+    resync = os.environ.get(RESYNC_ENV)
+    if resync:
+        handlers.reconciler.resync_seconds = float(resync)
     handlers.reconciler.scope = options.selector
     log.info("acting on DatabaseMigrations matching: %s", options.selector.describe())
     readiness = endpoints.Readiness()

@@ -63,7 +63,7 @@ class Reconciler:
             self.scheduler.forget(key)
             return
         previous_run = dict((body.get("status") or {}).get("lastRun") or {})
-        gathered, decision = await self._gather_and_plan(body, full)
+        gathered, decision, read = await self._gather_and_plan(body, full)
         if not await self.actor.act(body, gathered, decision):
             # Another migration took the database since we looked: plan again shortly.
             self.scheduler.requeue(key, BLOCKED_RETRY_SECONDS)
@@ -77,23 +77,36 @@ class Reconciler:
             lock_wait_seconds=observed.outcome.lock_wait_seconds if observed.outcome else None,
         )
         if decision.requeue_after is not None:
-            self.scheduler.requeue(key, decision.requeue_after)
+            # A look again asked by a pass that needed no reads needs none either (the quick
+            # path falls back to them by itself): a lock-wait check costs no GETs.
+            self.scheduler.requeue(key, decision.requeue_after, full=read)
         else:
             drift = observed.spec.drift_interval_seconds if observed.spec else None
             self.scheduler.resync(key, min(self.resync_seconds, drift or math.inf))
 
     async def _gather_and_plan(
         self, body: Mapping[str, Any], full: bool
-    ) -> tuple[Gathered, Decision]:
-        """Plan from what the watches saw when that is enough; from a full read when it is not."""
+    ) -> tuple[Gathered, Decision, bool]:
+        """Plan from what the watches saw when that is enough; from a full read when it is not
+        (the third value: whether this pass needed a full read).
+
+        A pass that a watch event started (not `full`) and that must record a finished Job
+        takes the ConfigMap digest and URL its run was created with (`reuse_inputs`): two GETs
+        fewer between the Job's end and Ready. Creating a Job always reads them afresh.
+        """
         if not full:
             quick = self.gatherer.from_watches(body)
             if quick is not None:
                 decision = chain.plan(quick.observed)
                 if decision.create_job is None:  # creating a Job needs the database URL
-                    return quick, decision
+                    return quick, decision, False
+            else:
+                gathered = await self.gatherer.gather(body, reuse_inputs=True)
+                decision = chain.plan(gathered.observed)
+                if decision.create_job is None:
+                    return gathered, decision, True
         gathered = await self.gatherer.gather(body)
-        return gathered, chain.plan(gathered.observed)
+        return gathered, chain.plan(gathered.observed), True
 
     # What the watch handlers call (through `watches`).
     def trigger(self, key: Key, full: bool = False) -> None:
