@@ -29,6 +29,7 @@ from lockstep.pod import (
     sql_bookkeeping,
     sql_errors,
     sql_history,
+    sql_pipeline,
     sql_planning,
     sql_session,
 )
@@ -87,11 +88,7 @@ def _server_major(connection: sa.Connection, identity: DatabaseIdentity) -> int 
     return int(version[0]) if identity.family == "postgresql" and version else None
 
 
-class _StatementError(Exception):
-    def __init__(self, index: int, error: exc.DBAPIError):
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
+_StatementError = sql_pipeline.StatementError
 
 
 @dataclass
@@ -255,6 +252,9 @@ class _SqlFileRunner:
     # ------------------------------------------------------------------ shared
 
     def _execute(self, statements: list[sqlfiles.Statement], progress_of: SqlFile | None) -> None:
+        if progress_of is None and sql_pipeline.can_pipeline(self.connection):
+            sql_pipeline.execute(self.connection, statements)  # in the file's transaction
+            return
         for index, statement in enumerate(statements):
             try:
                 # Statement by statement, each in a "transaction" that is autocommit on the
