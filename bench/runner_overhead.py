@@ -13,16 +13,29 @@ row) is applied to a fresh PostgreSQL database, wall time measured around the wh
 The same statements as `files` Alembic revisions (`op.execute`), applied by
 `lockstep run --tool alembic` and by `alembic upgrade head` directly.
 
+One big file (`big_statements` INSERTs, about 100 bytes each: 50,000 make 5 MB), as one
+migration: `lockstep run --tool sql` against `psql -1 -f FILE` (one process, one transaction: the
+floor). `lockstep apply` reads its files from a ConfigMap in a local-mode YAML, and a ConfigMap
+holds at most 1 MiB (local mode refuses more, as the API server would): it gets the largest such
+file that fits (about 10,000 INSERTs), against `psql -1 -f` on that same file.
+
 Each command runs `repeats` times, each time on a database of its own; the median counts.
+Run on its own (starts, or reuses, the test bed's PostgreSQL under $LOCKSTEP_DB_DIR) it prints
+each case beside its floor::
+
+    LOCKSTEP_DB_DIR=/tmp/me-db PYTHONPATH=tools:bench .venv/bin/python bench/runner_overhead.py
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -93,6 +106,48 @@ def write_alembic_set(directory: Path, revisions: int) -> Path:
     return directory
 
 
+def write_big_file(directory: Path, inserts: int) -> Path:
+    """One migration file: a table and ``inserts`` INSERTs of about 100 bytes each."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = "".join(
+        f"INSERT INTO step_big (id, name, payload) VALUES ({i}, 'name {i}', "
+        f"'{'payload ' * 6}{i:08d}');\n"
+        for i in range(1, inserts + 1)
+    )
+    path = directory / "V1__big.sql"
+    path.write_text(
+        "CREATE TABLE step_big (id integer PRIMARY KEY, name text NOT NULL, payload text);\n" + rows
+    )
+    return path
+
+
+CONFIG_MAP_LIMIT = 1_048_576  # bytes of data in one ConfigMap (Kubernetes, and local mode)
+
+
+def write_apply_file(directory: Path) -> Path:
+    """The biggest file of the same INSERTs that fits in one ConfigMap, with room to spare."""
+    inserts = 10_000
+    while (path := write_big_file(directory, inserts)).stat().st_size > CONFIG_MAP_LIMIT - 50_000:
+        inserts -= 500
+    return path
+
+
+def write_apply_yaml(path: Path, sql_file: Path) -> Path:
+    """A local-mode file: the SQL file in a ConfigMap and a DatabaseMigration that runs it."""
+    body = sql_file.read_text()
+    indented = "".join(f"    {line}\n" for line in body.splitlines())
+    path.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-migrations\ndata:\n"
+        f"  {sql_file.name}: |\n{indented}"
+        "---\napiVersion: lockstep.dev/v1alpha1\nkind: DatabaseMigration\n"
+        "metadata:\n  name: big\nspec:\n  tool: sql\n"
+        "  source:\n    configMapRef:\n      name: big-migrations\n  target: head\n"
+        "  database:\n    engine: postgresql\n"
+        "    urlSecretRef:\n      name: big-db\n      key: url\n"
+    )
+    return path
+
+
 def session(paths: Sequence[Path]) -> str:
     """A psql script that runs each file in a transaction of its own."""
     return "\\set ON_ERROR_STOP 1\n" + "".join(f"BEGIN;\n\\i {path}\nCOMMIT;\n" for path in paths)
@@ -156,7 +211,14 @@ def measure(
     return {"median_seconds": round(median, 3), "runs": [round(t, 3) for t in times]}
 
 
-def run(admin_url: str, work: Path, files: int, repeats: int) -> dict[str, Any]:
+def run(
+    admin_url: str,
+    work: Path,
+    files: int,
+    repeats: int,
+    big_statements: int = 50_000,
+    per_file: bool = True,
+) -> dict[str, Any]:
     psql = find_psql()
     base = work / "runner"
     shutil.rmtree(base, ignore_errors=True)
@@ -170,6 +232,10 @@ def run(admin_url: str, work: Path, files: int, repeats: int) -> dict[str, Any]:
     one_script = base / "one-in-a-session.sql"
     one_script.write_text(session(write_sql_set(one_dir, 1)))
     alembic_dir = write_alembic_set(base / "alembic", files)
+    big_dir = base / "sql-big"
+    big_file = write_big_file(big_dir, big_statements)
+    apply_file = write_apply_file(base / "sql-apply")
+    apply_yaml = write_apply_yaml(base / "apply.yaml", apply_file)
     lockstep = str(VENV_BIN / "lockstep")
     alembic = str(VENV_BIN / "alembic")
     result_file = base / "result.json"
@@ -203,6 +269,23 @@ def run(admin_url: str, work: Path, files: int, repeats: int) -> dict[str, Any]:
     def alembic_direct(url: str) -> None:
         run_checked([alembic, "-c", "alembic.ini", "upgrade", "head"], env(url), alembic_dir)
 
+    def lockstep_big(url: str) -> None:
+        lockstep_sql(url, big_dir)
+
+    def psql_big(url: str) -> None:
+        run_checked([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(big_file), url])
+
+    def psql_apply_file(url: str) -> None:
+        argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(apply_file), url]
+        run_checked(argv)
+
+    def lockstep_apply(url: str) -> None:
+        run_checked(
+            [lockstep, "apply", "-f", str(apply_yaml), "--database-url", url, "-o", "json"],
+            env(url),
+            base,
+        )
+
     def imports(_: str) -> None:
         run_checked(
             [
@@ -221,8 +304,14 @@ def run(admin_url: str, work: Path, files: int, repeats: int) -> dict[str, Any]:
                 "lockstep run --tool sql", databases, repeats, lockstep_sql, files
             ),
             # 200 processes: slow, and steady; fewer repeats.
-            "psql_per_file": measure(
-                "psql -1 per file", databases, max(1, repeats // 2), psql_per_file, files
+            **(
+                {
+                    "psql_per_file": measure(
+                        "psql -1 per file", databases, max(1, repeats // 2), psql_per_file, files
+                    )
+                }
+                if per_file
+                else {}
             ),
             "psql_session": measure("psql, one session", databases, repeats, psql_session, files),
             "lockstep_sql_one_file": measure(
@@ -238,7 +327,92 @@ def run(admin_url: str, work: Path, files: int, repeats: int) -> dict[str, Any]:
                 "alembic upgrade head", databases, repeats, alembic_direct, files
             ),
             "lockstep_imports": measure("lockstep imports only", databases, repeats, imports, 0),
+            "big_statements": big_statements,
+            "big_file_bytes": big_file.stat().st_size,
+            "psql_big": measure("psql -1 -f, big file", databases, repeats, psql_big, 1),
+            "lockstep_big": measure(
+                "lockstep run --tool sql, big file", databases, repeats, lockstep_big, 1
+            ),
+            "apply_file_bytes": apply_file.stat().st_size,
+            "psql_apply_file": measure(
+                "psql -1 -f, ConfigMap-sized file", databases, repeats, psql_apply_file, 1
+            ),
+            "lockstep_apply": measure(
+                "lockstep apply, ConfigMap-sized file", databases, repeats, lockstep_apply, 1
+            ),
         }
     finally:
         databases.drop_all()
     return result
+
+
+# --------------------------------------------------------------------------- on its own
+
+CASES = (  # (what, Lockstep's key, floor's key, the floor's name)
+    ("200 files: lockstep run --tool sql", "lockstep_sql", "psql_session", "one psql session"),
+    (
+        "1 file: lockstep run --tool sql",
+        "lockstep_sql_one_file",
+        "psql_session_one_file",
+        "one psql session",
+    ),
+    ("big file: lockstep run --tool sql", "lockstep_big", "psql_big", "psql -1 -f"),
+    ("1 MB file: lockstep apply", "lockstep_apply", "psql_apply_file", "psql -1 -f"),
+    (
+        "revisions: lockstep run --tool alembic",
+        "lockstep_alembic",
+        "alembic_direct",
+        "alembic upgrade head",
+    ),
+)
+
+
+def table(result: dict[str, Any]) -> str:
+    """Each case beside its floor, both measured in this run (medians)."""
+    lines = [
+        f"runner overhead, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"median of n={result['repeats']}; {result['files']} files, big file "
+        f"{result['big_statements']} statements ({result['big_file_bytes'] / 1e6:.1f} MB), "
+        f"ConfigMap-sized file {result['apply_file_bytes'] / 1e6:.2f} MB",
+        f"{'case':42} {'lockstep':>9} {'floor':>9} {'ratio':>6}  floor",
+    ]
+    for what, mine, floor, floor_name in CASES:
+        ours, theirs = result[mine]["median_seconds"], result[floor]["median_seconds"]
+        lines.append(f"{what:42} {ours:8.3f}s {theirs:8.3f}s {ours / theirs:5.2f}x  {floor_name}")
+    lines.append(
+        f"{'imports only (python -c import ...)':42} "
+        f"{result['lockstep_imports']['median_seconds']:8.3f}s"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--big-statements", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--work", type=Path, help="scratch directory (default: a new temporary one)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument(
+        "--per-file", action="store_true", help="also psql -1 -f once per file (200 processes)"
+    )
+    args = parser.parse_args(argv)
+    from testbed import databases
+
+    admin_url = databases.ensure_postgres()
+    work = args.work or Path(tempfile.mkdtemp(prefix="lockstep-bench-runner-"))
+    try:
+        result = run(admin_url, work, args.files, args.repeats, args.big_statements, args.per_file)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
