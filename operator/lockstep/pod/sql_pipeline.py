@@ -26,13 +26,15 @@ would not leave room for (:mod:`lockstep.pod.sql_execution`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy import exc
 
 from lockstep.sqlfiles import Statement
+
+if TYPE_CHECKING:
+    import psycopg
 
 # Statements per pipeline: cursors and results of one batch are held until its end (about 2 KiB
 # each); the sync at its end costs one round trip per batch.
@@ -53,6 +55,8 @@ def can_pipeline(connection: sa.Connection) -> bool:
     libpq 14 or later, which psycopg says."""
     if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
         return False
+    import psycopg  # here: SQLite and MySQL runs never load it
+
     return bool(psycopg.Pipeline.is_supported())
 
 
@@ -64,6 +68,8 @@ def execute(connection: sa.Connection, statements: Sequence[Statement]) -> None:
 
 
 def _execute_batch(connection: sa.Connection, batch: Sequence[Statement], first: int) -> None:
+    import psycopg
+
     dbapi: Any = connection.connection.dbapi_connection
     shown = f"{batch[0].text} (and {len(batch) - 1} more in a pipeline)"
     cursors: list[psycopg.Cursor[Any]] = []
@@ -93,6 +99,8 @@ def _wrapped(
 ) -> exc.DBAPIError:
     """The error as SQLAlchemy would have raised it, with the connection invalidated when the
     server is gone (as SQLAlchemy does), so that the caller's rollback does not fail on it."""
+    import psycopg
+
     dbapi = connection.connection.dbapi_connection
     driver_error: Any = error  # SQLAlchemy types it as its DB-API protocol's Error
     lost = connection.dialect.is_disconnect(driver_error, dbapi, None)
