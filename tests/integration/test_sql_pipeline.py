@@ -8,8 +8,10 @@ history row, exactly as one statement per round trip did.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -17,6 +19,8 @@ from dbtest import run_sql as run
 from dbtest import tables
 from lockstep import database, errors
 from lockstep.pod import sql_pipeline
+from lockstep.sqlfiles import Statement
+from migration_backends import migration_backends, sleeping, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +50,16 @@ def count(url: str) -> int:
         engine.dispose()
 
 
-def test_postgresql_migration_connections_use_pipelines(pg_url: str) -> None:
+def test_postgresql_migration_connections_use_pipelines_unless_a_file_copies(pg_url: str) -> None:
     engine = database.make_engine(pg_url)
+    insert = Statement("INSERT INTO t VALUES (1)", 1)
     try:
         with engine.connect() as connection:
-            assert sql_pipeline.can_pipeline(connection)
+            assert sql_pipeline.can_pipeline(connection, [insert])
+            # COPY cannot run in a pipeline: such a file goes statement by statement.
+            assert not sql_pipeline.can_pipeline(
+                connection, [insert, Statement("copy t TO STDOUT", 2)]
+            )
     finally:
         engine.dispose()
 
@@ -103,3 +112,33 @@ def _history(url: str) -> list[str]:
             return [str(v) for (v,) in connection.execute(query)]
     finally:
         engine.dispose()
+
+
+def test_a_connection_lost_mid_pipeline_is_told_as_lost_and_nothing_stays(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The backend is terminated while the file's second batch runs (a statement sleeps)."""
+    directory = tmp_path / "sql"
+    directory.mkdir()
+    sleeper = sql_pipeline.BATCH + 10  # in the second pipeline
+    statements = ["CREATE TABLE cut (id int);"]
+    statements += [f"INSERT INTO cut VALUES ({i});" for i in range(1, sleeper)]
+    statements += ["SELECT pg_sleep(30);", "INSERT INTO cut VALUES (0);"]
+    (directory / "V1__cut.sql").write_text("\n".join(statements) + "\n")
+
+    def terminate() -> None:
+        wait_for(lambda: sleeping(pg_url), 30, "the sleeping statement")
+        for pid, _query in migration_backends(pg_url):
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    killer = threading.Thread(target=terminate)
+    killer.start()
+    try:
+        with pytest.raises(errors.DatabaseUnavailable) as caught:
+            run(pg_url, directory)
+    finally:
+        killer.join()
+    assert f"V1__cut.sql line {sleeper + 1} ran" in str(caught.value)
+    assert "nothing of V1__cut.sql stays applied" in str(caught.value)
+    assert "cut" not in tables(pg_url)

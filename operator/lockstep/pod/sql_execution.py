@@ -252,7 +252,7 @@ class _SqlFileRunner:
     # ------------------------------------------------------------------ shared
 
     def _execute(self, statements: list[sqlfiles.Statement], progress_of: SqlFile | None) -> None:
-        if progress_of is None and sql_pipeline.can_pipeline(self.connection):
+        if progress_of is None and sql_pipeline.can_pipeline(self.connection, statements):
             sql_pipeline.execute(self.connection, statements)  # in the file's transaction
             return
         for index, statement in enumerate(statements):
