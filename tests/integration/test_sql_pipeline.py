@@ -142,3 +142,41 @@ def test_a_connection_lost_mid_pipeline_is_told_as_lost_and_nothing_stays(
     assert f"V1__cut.sql line {sleeper + 1} ran" in str(caught.value)
     assert "nothing of V1__cut.sql stays applied" in str(caught.value)
     assert "cut" not in tables(pg_url)
+
+
+def test_what_a_file_sets_in_its_session_does_not_reach_the_next_file(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The session is put back inside each file's transaction (one round trip): custom
+    settings, the role and the search path a file set are gone in the next file."""
+    engine = database.make_engine(pg_url)
+    try:
+        with engine.connect() as connection, connection.begin():
+            connection.exec_driver_sql(
+                "DO $$BEGIN CREATE ROLE lockstep_pipeline_role; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END$$"
+            )
+            connection.exec_driver_sql("GRANT lockstep_pipeline_role TO CURRENT_USER")
+    finally:
+        engine.dispose()
+    directory = tmp_path / "sql"
+    directory.mkdir()
+    (directory / "V1__sets.sql").write_text(
+        "SET lockstep_test.custom = 'leaked';\nSET search_path = pg_catalog;\n"
+        "SET lock_timeout = 0;\nSET ROLE lockstep_pipeline_role;\nSELECT 1;\n"
+    )
+    (directory / "V2__probe.sql").write_text(
+        "CREATE TABLE public.probe AS SELECT "
+        "coalesce(current_setting('lockstep_test.custom', true), '') AS custom, "
+        "current_user = session_user AS own_role, "
+        "current_setting('search_path') AS search_path, "
+        "current_setting('lock_timeout') AS lock_timeout;\n"
+    )
+    assert run(pg_url, directory, statement_lock_timeout="5s").applied == ["1", "2"]
+    engine = database.make_engine(pg_url)
+    try:
+        with engine.connect() as connection:
+            probe = connection.exec_driver_sql("SELECT * FROM public.probe").one()
+    finally:
+        engine.dispose()
+    assert tuple(probe) == ("", True, '"$user", public', "5s")

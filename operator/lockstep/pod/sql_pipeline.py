@@ -13,8 +13,9 @@ What stays exact:
 * **which statement failed**: results come back in statement order; the first error result is
   the failed statement's, and the server skips the rest of the batch ("pipeline aborted");
 * **nothing is kept**: the caller runs this inside the file's transaction, which an error leaves
-  failed and the caller rolls back, as before. The file's first statement goes through psycopg
-  as before, which opens that transaction the way psycopg always does;
+  failed and the caller rolls back, as before. The pipeline opens that transaction with the
+  ``BEGIN`` psycopg itself would send (a connection with an isolation level or read-only set has
+  its first statement sent through psycopg, which opens it with those);
 * **SIGTERM** (:mod:`lockstep.pod.graceful_stop`): each batch fires SQLAlchemy's
   ``before_cursor_execute`` and ``after_cursor_execute`` events, so a stop that came between
   statements refuses the next batch, and one that comes while a batch runs finds the connection
@@ -77,9 +78,11 @@ def execute(connection: sa.Connection, statements: Sequence[Statement]) -> None:
     import psycopg
 
     dbapi: psycopg.Connection[Any] = connection.connection.dbapi_connection  # type: ignore[assignment]
+    idle = dbapi.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    plain = dbapi.isolation_level is None and dbapi.read_only is None and dbapi.deferrable is None
     first = 0
-    if statements and dbapi.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-        # psycopg opens the transaction (BEGIN, with the connection's settings) before it.
+    if statements and idle and not plain:
+        # psycopg opens the transaction with the connection's settings before this statement.
         _fire(connection, "before_cursor_execute", statements[0].text)
         try:
             dbapi.cursor().execute(statements[0].text, prepare=False)
@@ -88,7 +91,10 @@ def execute(connection: sa.Connection, statements: Sequence[Statement]) -> None:
         _fire(connection, "after_cursor_execute", statements[0].text)
         first = 1
     for start in range(first, len(statements), BATCH):
-        _execute_batch(connection, dbapi, statements[start : start + BATCH], start)
+        # The plain BEGIN psycopg would send first (no isolation level, no read-only) goes at
+        # the head of the first pipeline instead of a round trip of its own.
+        begin = idle and plain and start == 0
+        _execute_batch(connection, dbapi, statements[start : start + BATCH], start, begin)
 
 
 def _execute_batch(
@@ -96,6 +102,7 @@ def _execute_batch(
     dbapi: psycopg.Connection[Any],
     batch: Sequence[Statement],
     first: int,
+    begin: bool,
 ) -> None:
     import psycopg
 
@@ -103,18 +110,20 @@ def _execute_batch(
     run = _Pipeline(dbapi.pgconn, dbapi.info.encoding)
     try:
         _fire(connection, "before_cursor_execute", shown)
-        failure = run.send_and_collect([statement.text for statement in batch])
+        failure = run.send_and_collect([statement.text for statement in batch], begin)
     except psycopg.Error as error:  # refused by the stop handler, or the connection broke
-        failed = _wrapped(connection, batch[run.done], error)
+        index = max(run.done, 0)
+        failed = _wrapped(connection, batch[index], error)
         if dbapi.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF:
             connection.invalidate(error)  # stuck mid-pipeline: closing it rolls the file back
-        raise StatementError(first + run.done, failed) from error
+        raise StatementError(first + index, failed) from error
     except BaseException:
         connection.invalidate()  # left mid-pipeline (a bug, an interrupt): never reuse it
         raise
     if failure is not None:
         refused = psycopg.errors.error_from_result(failure, encoding=dbapi.info.encoding)
-        raise StatementError(first + run.done, _wrapped(connection, batch[run.done], refused))
+        index = max(run.done, 0)
+        raise StatementError(first + index, _wrapped(connection, batch[index], refused))
     _fire(connection, "after_cursor_execute", shown)
 
 
@@ -126,11 +135,14 @@ class _Pipeline:
         self.encoding = encoding
         self.done = 0  # statements that succeeded, in order
 
-    def send_and_collect(self, texts: Sequence[str]) -> pq.abc.PGresult | None:
-        """Send every statement and a sync, then read the results: the first error's result,
-        or None when all succeeded."""
+    def send_and_collect(self, texts: Sequence[str], begin: bool) -> pq.abc.PGresult | None:
+        """Send every statement (after a BEGIN if asked) and a sync, then read the results:
+        the first error's result, or None when all succeeded."""
         pgconn = self.pgconn
         pgconn.enter_pipeline_mode()
+        if begin:
+            pgconn.send_query_params(b"BEGIN", None)
+            self.done = -1  # the BEGIN's result does not count as a statement's
         for text in texts:  # no parameters: the text goes as written
             pgconn.send_query_params(text.encode(self.encoding), None)
         pgconn.pipeline_sync()
