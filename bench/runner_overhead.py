@@ -111,7 +111,7 @@ def write_big_file(directory: Path, inserts: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     rows = "".join(
         f"INSERT INTO step_big (id, name, payload) VALUES ({i}, 'name {i}', "
-        f"'{'payload ' * 6}{i:08d}');\n"
+        f"'{'payload ' * 3}{i:08d}');\n"
         for i in range(1, inserts + 1)
     )
     path = directory / "V1__big.sql"
@@ -190,25 +190,46 @@ def count_tables(url: str) -> int:
     return int(row[0]) if row else 0
 
 
+Command = Callable[[str, dict[str, str]], None]  # (database URL, environment)
+
+
 def measure(
-    what: str,
     databases: Databases,
     repeats: int,
-    command: Callable[[str], None],
+    cases: dict[str, tuple[str, Command]],
     expected_tables: int,
-) -> dict[str, Any]:
-    times = []
-    for _ in range(repeats):
-        url = databases.fresh()
-        started = time.monotonic()
-        command(url)
-        times.append(time.monotonic() - started)
-        tables = count_tables(url)
-        if tables != expected_tables:
-            raise RuntimeError(f"{what}: {tables} tables after the run, expected {expected_tables}")
-    median = statistics.median(times)
-    log(f"runner: {what}: median {median:.2f}s over {repeats} run(s)")
-    return {"median_seconds": round(median, 3), "runs": [round(t, 3) for t in times]}
+    baseline_env: dict[str, str] | None = None,
+    lockstep_keys: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Each case ``repeats`` times, interleaved (a load that comes and goes hits them all
+    alike), each run on a database of its own; with ``baseline_env``, the Lockstep cases run a
+    second time in it too (key ``<key>_baseline``): the code before a change, say."""
+    runs: list[tuple[str, str, Command, dict[str, str]]] = []
+    for key, (what, command) in cases.items():
+        runs.append((key, what, command, dict(os.environ)))
+        if baseline_env is not None and key in lockstep_keys:
+            runs.append((f"{key}_baseline", f"{what} (baseline)", command, baseline_env))
+    times: dict[str, list[float]] = {key: [] for key, *_ in runs}
+    for repeat in range(repeats):
+        for key, what, command, env in runs[repeat % len(runs) :] + runs[: repeat % len(runs)]:
+            url = databases.fresh()
+            started = time.monotonic()
+            command(url, env)
+            times[key].append(time.monotonic() - started)
+            tables = count_tables(url)
+            if tables != expected_tables:
+                raise RuntimeError(
+                    f"{what}: {tables} tables after the run, expected {expected_tables}"
+                )
+    result = {}
+    for key, what, *_ in runs:
+        median = statistics.median(times[key])
+        log(f"runner: {what}: median {median:.2f}s over {repeats} run(s)")
+        result[key] = {
+            "median_seconds": round(median, 3),
+            "runs": [round(t, 3) for t in times[key]],
+        }
+    return result
 
 
 def run(
@@ -218,7 +239,10 @@ def run(
     repeats: int,
     big_statements: int = 50_000,
     per_file: bool = True,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
+    """All cases; ``baseline``: a source tree (its ``operator/`` holds a ``lockstep`` package)
+    whose Lockstep runs beside this one, interleaved, as ``<key>_baseline``."""
     psql = find_psql()
     base = work / "runner"
     shutil.rmtree(base, ignore_errors=True)
@@ -240,107 +264,139 @@ def run(
     alembic = str(VENV_BIN / "alembic")
     result_file = base / "result.json"
     databases = Databases(admin_url)
+    baseline_env = None
+    if baseline is not None:
+        paths_now = os.environ.get("PYTHONPATH", "")
+        baseline_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(baseline / "operator"), paths_now])),
+        }
 
-    def env(url: str) -> dict[str, str]:
-        return {**os.environ, "DATABASE_URL": url}
+    def with_url(env: dict[str, str], url: str) -> dict[str, str]:
+        return {**env, "DATABASE_URL": url}
 
-    def lockstep_sql(url: str, source: Path = sql_dir) -> None:
+    def lockstep_sql(url: str, env: dict[str, str], source: Path = sql_dir) -> None:
         argv = [lockstep, "run", "--tool", "sql", "--source", str(source)]
-        run_checked([*argv, "--result-file", str(result_file)], env(url))
+        run_checked([*argv, "--result-file", str(result_file)], with_url(env, url))
 
-    def lockstep_sql_one(url: str) -> None:
-        lockstep_sql(url, one_dir)
+    def lockstep_sql_one(url: str, env: dict[str, str]) -> None:
+        lockstep_sql(url, env, one_dir)
 
-    def psql_session_one(url: str) -> None:
+    def psql_session_one(url: str, _: dict[str, str]) -> None:
         run_checked([psql, "-X", "-q", "-f", str(one_script), url])
 
-    def psql_per_file(url: str) -> None:
+    def psql_per_file(url: str, _: dict[str, str]) -> None:
         for path in paths:
             run_checked([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(path), url])
 
-    def psql_session(url: str) -> None:
+    def psql_session(url: str, _: dict[str, str]) -> None:
         run_checked([psql, "-X", "-q", "-f", str(session_script), url])
 
-    def lockstep_alembic(url: str) -> None:
+    def lockstep_alembic(url: str, env: dict[str, str]) -> None:
         source = alembic_dir / "migrations"
         argv = [lockstep, "run", "--tool", "alembic", "--source", str(source)]
-        run_checked([*argv, "--result-file", str(result_file)], env(url))
+        run_checked([*argv, "--result-file", str(result_file)], with_url(env, url))
 
-    def alembic_direct(url: str) -> None:
-        run_checked([alembic, "-c", "alembic.ini", "upgrade", "head"], env(url), alembic_dir)
+    def alembic_direct(url: str, env: dict[str, str]) -> None:
+        run_checked(
+            [alembic, "-c", "alembic.ini", "upgrade", "head"], with_url(env, url), alembic_dir
+        )
 
-    def lockstep_big(url: str) -> None:
-        lockstep_sql(url, big_dir)
+    def lockstep_big(url: str, env: dict[str, str]) -> None:
+        lockstep_sql(url, env, big_dir)
 
-    def psql_big(url: str) -> None:
+    def psql_big(url: str, _: dict[str, str]) -> None:
         run_checked([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(big_file), url])
 
-    def psql_apply_file(url: str) -> None:
+    def psql_apply_file(url: str, _: dict[str, str]) -> None:
         argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(apply_file), url]
         run_checked(argv)
 
-    def lockstep_apply(url: str) -> None:
-        run_checked(
-            [lockstep, "apply", "-f", str(apply_yaml), "--database-url", url, "-o", "json"],
-            env(url),
-            base,
-        )
+    def lockstep_apply(url: str, env: dict[str, str]) -> None:
+        argv = [lockstep, "apply", "-f", str(apply_yaml), "--database-url", url, "-o", "json"]
+        run_checked(argv, with_url(env, url), base)
 
-    def imports(_: str) -> None:
-        run_checked(
-            [
-                sys.executable,
-                "-c",
-                "import lockstep.cli.main, lockstep.pod.runner, lockstep.cli.local",
-            ]
-        )
+    def imports(_: str, env: dict[str, str]) -> None:
+        modules = "lockstep.cli.main, lockstep.pod.runner, lockstep.cli.local"
+        run_checked([sys.executable, "-c", f"import {modules}"], env)
 
+    ours = (
+        "lockstep_sql",
+        "lockstep_sql_one_file",
+        "lockstep_alembic",
+        "lockstep_imports",
+        "lockstep_big",
+        "lockstep_apply",
+    )
+
+    def group(cases: dict[str, tuple[str, Command]], expected: int) -> dict[str, Any]:
+        return measure(databases, repeats, cases, expected, baseline_env, ours)
+
+    result: dict[str, Any] = {
+        "files": files,
+        "repeats": repeats,
+        "psql": psql,
+        "baseline": str(baseline) if baseline else None,
+        "big_statements": big_statements,
+        "big_file_bytes": big_file.stat().st_size,
+        "apply_file_bytes": apply_file.stat().st_size,
+    }
     try:
-        result = {
-            "files": files,
-            "repeats": repeats,
-            "psql": psql,
-            "lockstep_sql": measure(
-                "lockstep run --tool sql", databases, repeats, lockstep_sql, files
-            ),
-            # 200 processes: slow, and steady; fewer repeats.
-            **(
+        if per_file:  # 200 processes: slow, and steady; fewer repeats.
+            result.update(
+                measure(
+                    databases,
+                    max(1, repeats // 2),
+                    {"psql_per_file": ("psql -1 per file", psql_per_file)},
+                    files,
+                )
+            )
+        result.update(
+            group(
                 {
-                    "psql_per_file": measure(
-                        "psql -1 per file", databases, max(1, repeats // 2), psql_per_file, files
-                    )
-                }
-                if per_file
-                else {}
-            ),
-            "psql_session": measure("psql, one session", databases, repeats, psql_session, files),
-            "lockstep_sql_one_file": measure(
-                "lockstep run --tool sql, 1 file", databases, repeats, lockstep_sql_one, 1
-            ),
-            "psql_session_one_file": measure(
-                "psql, one session, 1 file", databases, repeats, psql_session_one, 1
-            ),
-            "lockstep_alembic": measure(
-                "lockstep run --tool alembic", databases, repeats, lockstep_alembic, files
-            ),
-            "alembic_direct": measure(
-                "alembic upgrade head", databases, repeats, alembic_direct, files
-            ),
-            "lockstep_imports": measure("lockstep imports only", databases, repeats, imports, 0),
-            "big_statements": big_statements,
-            "big_file_bytes": big_file.stat().st_size,
-            "psql_big": measure("psql -1 -f, big file", databases, repeats, psql_big, 1),
-            "lockstep_big": measure(
-                "lockstep run --tool sql, big file", databases, repeats, lockstep_big, 1
-            ),
-            "apply_file_bytes": apply_file.stat().st_size,
-            "psql_apply_file": measure(
-                "psql -1 -f, ConfigMap-sized file", databases, repeats, psql_apply_file, 1
-            ),
-            "lockstep_apply": measure(
-                "lockstep apply, ConfigMap-sized file", databases, repeats, lockstep_apply, 1
-            ),
-        }
+                    "lockstep_sql": ("lockstep run --tool sql", lockstep_sql),
+                    "psql_session": ("psql, one session", psql_session),
+                },
+                files,
+            )
+        )
+        result.update(
+            group(
+                {
+                    "lockstep_sql_one_file": ("lockstep run --tool sql, 1 file", lockstep_sql_one),
+                    "psql_session_one_file": ("psql, one session, 1 file", psql_session_one),
+                },
+                1,
+            )
+        )
+        result.update(
+            group(
+                {
+                    "lockstep_alembic": ("lockstep run --tool alembic", lockstep_alembic),
+                    "alembic_direct": ("alembic upgrade head", alembic_direct),
+                },
+                files,
+            )
+        )
+        result.update(group({"lockstep_imports": ("lockstep imports only", imports)}, 0))
+        result.update(
+            group(
+                {
+                    "lockstep_big": ("lockstep run --tool sql, big file", lockstep_big),
+                    "psql_big": ("psql -1 -f, big file", psql_big),
+                },
+                1,
+            )
+        )
+        result.update(
+            group(
+                {
+                    "lockstep_apply": ("lockstep apply, ConfigMap-sized file", lockstep_apply),
+                    "psql_apply_file": ("psql -1 -f, ConfigMap-sized file", psql_apply_file),
+                },
+                1,
+            )
+        )
     finally:
         databases.drop_all()
     return result
@@ -349,7 +405,7 @@ def run(
 # --------------------------------------------------------------------------- on its own
 
 CASES = (  # (what, Lockstep's key, floor's key, the floor's name)
-    ("200 files: lockstep run --tool sql", "lockstep_sql", "psql_session", "one psql session"),
+    ("N files: lockstep run --tool sql", "lockstep_sql", "psql_session", "one psql session"),
     (
         "1 file: lockstep run --tool sql",
         "lockstep_sql_one_file",
@@ -374,14 +430,21 @@ def table(result: dict[str, Any]) -> str:
         f"median of n={result['repeats']}; {result['files']} files, big file "
         f"{result['big_statements']} statements ({result['big_file_bytes'] / 1e6:.1f} MB), "
         f"ConfigMap-sized file {result['apply_file_bytes'] / 1e6:.2f} MB",
-        f"{'case':42} {'lockstep':>9} {'floor':>9} {'ratio':>6}  floor",
+        f"{'case':42} {'before':>9} {'ratio':>6} {'lockstep':>9} {'floor':>9} {'ratio':>6}  floor",
     ]
-    for what, mine, floor, floor_name in CASES:
+    for case, mine, floor, floor_name in CASES:
+        what = case.replace("N files", f"{result['files']} files")
         ours, theirs = result[mine]["median_seconds"], result[floor]["median_seconds"]
-        lines.append(f"{what:42} {ours:8.3f}s {theirs:8.3f}s {ours / theirs:5.2f}x  {floor_name}")
+        before = result.get(f"{mine}_baseline", {}).get("median_seconds")
+        shown = f"{before:8.3f}s {before / theirs:5.2f}x" if before else f"{'-':>16}"
+        lines.append(
+            f"{what:42} {shown} {ours:8.3f}s {theirs:8.3f}s {ours / theirs:5.2f}x  {floor_name}"
+        )
+    imports_before = result.get("lockstep_imports_baseline", {}).get("median_seconds")
     lines.append(
         f"{'imports only (python -c import ...)':42} "
-        f"{result['lockstep_imports']['median_seconds']:8.3f}s"
+        + (f"{imports_before:8.3f}s {'':6} " if imports_before else f"{'-':>16} ")
+        + f"{result['lockstep_imports']['median_seconds']:8.3f}s"
     )
     return "\n".join(lines)
 
@@ -398,13 +461,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--per-file", action="store_true", help="also psql -1 -f once per file (200 processes)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree (e.g. `git archive main operator | tar -x -C DIR`) whose Lockstep "
+        "runs beside this one, interleaved: the 'before' column",
+    )
     args = parser.parse_args(argv)
     from testbed import databases
 
     admin_url = databases.ensure_postgres()
     work = args.work or Path(tempfile.mkdtemp(prefix="lockstep-bench-runner-"))
     try:
-        result = run(admin_url, work, args.files, args.repeats, args.big_statements, args.per_file)
+        result = run(
+            admin_url,
+            work,
+            args.files,
+            args.repeats,
+            args.big_statements,
+            args.per_file,
+            args.baseline,
+        )
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
