@@ -333,6 +333,7 @@ def run(
         return measure(databases, repeats, cases, expected, baseline_env, ours)
 
     result: dict[str, Any] = {
+        "load_at_start": round(os.getloadavg()[0], 2),
         "files": files,
         "repeats": repeats,
         "psql": psql,
@@ -399,6 +400,7 @@ def run(
         )
     finally:
         databases.drop_all()
+    result["load_at_end"] = round(os.getloadavg()[0], 2)
     return result
 
 
@@ -429,7 +431,9 @@ def table(result: dict[str, Any]) -> str:
         f"runner overhead, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"median of n={result['repeats']}; {result['files']} files, big file "
         f"{result['big_statements']} statements ({result['big_file_bytes'] / 1e6:.1f} MB), "
-        f"ConfigMap-sized file {result['apply_file_bytes'] / 1e6:.2f} MB",
+        f"ConfigMap-sized file {result['apply_file_bytes'] / 1e6:.2f} MB; 1-minute load "
+        f"{result.get('load_at_start')} at the start, {result.get('load_at_end')} at the end "
+        f"({os.cpu_count()} cores)",
         f"{'case':42} {'before':>9} {'ratio':>6} {'lockstep':>9} {'floor':>9} {'ratio':>6}  floor",
     ]
     for case, mine, floor, floor_name in CASES:
