@@ -13,108 +13,48 @@ row) is applied to a fresh PostgreSQL database, wall time measured around the wh
 The same statements as `files` Alembic revisions (`op.execute`), applied by
 `lockstep run --tool alembic` and by `alembic upgrade head` directly.
 
+One big file (`big_statements` INSERTs, about 100 bytes each: 50,000 make 5 MB), as one
+migration: `lockstep run --tool sql` against `psql -1 -f FILE` (one process, one transaction: the
+floor). `lockstep apply` reads its files from a ConfigMap in a local-mode YAML, and a ConfigMap
+holds at most 1 MiB (local mode refuses more, as the API server would): it gets the largest such
+file that fits (about 10,000 INSERTs), against `psql -1 -f` on that same file.
+
 Each command runs `repeats` times, each time on a database of its own; the median counts.
+Run on its own (starts, or reuses, the test bed's PostgreSQL under $LOCKSTEP_DB_DIR) it prints
+each case beside its floor::
+
+    LOCKSTEP_DB_DIR=/tmp/me-db PYTHONPATH=tools:bench .venv/bin/python bench/runner_overhead.py
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from benchlib.common import REPO, log
-from sqlalchemy.engine import make_url
+from benchlib.common import log
+from benchlib.runner_sources import (
+    Databases,
+    count_tables,
+    find_psql,
+    session,
+    write_alembic_set,
+    write_apply_file,
+    write_apply_yaml,
+    write_big_file,
+    write_sql_set,
+)
 
 VENV_BIN = Path(sys.executable).parent
-EXAMPLE_ENV = REPO / "examples" / "alembic-postgresql" / "migrations" / "env.py"
-
-
-def find_psql() -> str:
-    found = shutil.which("psql")
-    if found:
-        return found
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))
-    if not candidates:
-        raise RuntimeError("psql not found (apt-get install postgresql-client)")
-    return str(candidates[-1])
-
-
-def statements(i: int) -> str:
-    return (
-        f"CREATE TABLE step_{i:03d} (id integer PRIMARY KEY, name text NOT NULL, "
-        f"created_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP);\n"
-        f"CREATE INDEX step_{i:03d}_name ON step_{i:03d} (name);\n"
-        f"INSERT INTO step_{i:03d} (id, name) VALUES (1, 'one');\n"
-    )
-
-
-def write_sql_set(directory: Path, files: int) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(1, files + 1):
-        path = directory / f"V{i}__step_{i:03d}.sql"
-        path.write_text(statements(i))
-        paths.append(path)
-    return paths
-
-
-def write_alembic_set(directory: Path, revisions: int) -> Path:
-    """An Alembic project (alembic.ini, migrations/env.py, migrations/versions/*.py)."""
-    versions = directory / "migrations" / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(EXAMPLE_ENV, directory / "migrations" / "env.py")
-    (directory / "alembic.ini").write_text(
-        "[alembic]\nscript_location = %(here)s/migrations\n"
-        "[loggers]\nkeys = root\n[handlers]\nkeys = console\n[formatters]\nkeys = generic\n"
-        "[logger_root]\nlevel = WARNING\nhandlers = console\n"
-        "[handler_console]\nclass = StreamHandler\nargs = (sys.stderr,)\nformatter = generic\n"
-        "[formatter_generic]\nformat = %(levelname)s %(message)s\n"
-    )
-    previous = "None"
-    for i in range(1, revisions + 1):
-        revision = f"r{i:04d}"
-        body = "\n".join(f"    op.execute({line!r})" for line in statements(i).strip().splitlines())
-        (versions / f"{revision}_step.py").write_text(
-            f'"""step {i}"""\nfrom alembic import op\n\n'
-            f'revision = "{revision}"\ndown_revision = {previous}\n'
-            "branch_labels = None\ndepends_on = None\n\n\n"
-            f"def upgrade() -> None:\n{body}\n\n\n"
-            f"def downgrade() -> None:\n    op.execute('DROP TABLE step_{i:03d}')\n"
-        )
-        previous = f'"{revision}"'
-    return directory
-
-
-def session(paths: Sequence[Path]) -> str:
-    """A psql script that runs each file in a transaction of its own."""
-    return "\\set ON_ERROR_STOP 1\n" + "".join(f"BEGIN;\n\\i {path}\nCOMMIT;\n" for path in paths)
-
-
-class Databases:
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = admin_url
-        self.created: list[str] = []
-
-    def fresh(self) -> str:
-        name = f"bench_runner_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
-
-    def drop_all(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as connection:
-            for name in self.created:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.created.clear()
 
 
 def run_checked(
@@ -127,36 +67,59 @@ def run_checked(
         raise RuntimeError(f"{argv[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
 
 
-def count_tables(url: str) -> int:
-    with psycopg.connect(url) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'step_%'"
-        ).fetchone()
-    return int(row[0]) if row else 0
+Command = Callable[[str, dict[str, str]], None]  # (database URL, environment)
 
 
 def measure(
-    what: str,
     databases: Databases,
     repeats: int,
-    command: Callable[[str], None],
+    cases: dict[str, tuple[str, Command]],
     expected_tables: int,
+    baseline_env: dict[str, str] | None = None,
+    lockstep_keys: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Each case ``repeats`` times, interleaved (a load that comes and goes hits them all
+    alike), each run on a database of its own; with ``baseline_env``, the Lockstep cases run a
+    second time in it too (key ``<key>_baseline``): the code before a change, say."""
+    runs: list[tuple[str, str, Command, dict[str, str]]] = []
+    for key, (what, command) in cases.items():
+        runs.append((key, what, command, dict(os.environ)))
+        if baseline_env is not None and key in lockstep_keys:
+            runs.append((f"{key}_baseline", f"{what} (baseline)", command, baseline_env))
+    times: dict[str, list[float]] = {key: [] for key, *_ in runs}
+    for repeat in range(repeats):
+        for key, what, command, env in runs[repeat % len(runs) :] + runs[: repeat % len(runs)]:
+            url = databases.fresh()
+            started = time.monotonic()
+            command(url, env)
+            times[key].append(time.monotonic() - started)
+            tables = count_tables(url)
+            if tables != expected_tables:
+                raise RuntimeError(
+                    f"{what}: {tables} tables after the run, expected {expected_tables}"
+                )
+    result = {}
+    for key, what, *_ in runs:
+        median = statistics.median(times[key])
+        log(f"runner: {what}: median {median:.2f}s over {repeats} run(s)")
+        result[key] = {
+            "median_seconds": round(median, 3),
+            "runs": [round(t, 3) for t in times[key]],
+        }
+    return result
+
+
+def run(
+    admin_url: str,
+    work: Path,
+    files: int,
+    repeats: int,
+    big_statements: int = 50_000,
+    per_file: bool = True,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
-    times = []
-    for _ in range(repeats):
-        url = databases.fresh()
-        started = time.monotonic()
-        command(url)
-        times.append(time.monotonic() - started)
-        tables = count_tables(url)
-        if tables != expected_tables:
-            raise RuntimeError(f"{what}: {tables} tables after the run, expected {expected_tables}")
-    median = statistics.median(times)
-    log(f"runner: {what}: median {median:.2f}s over {repeats} run(s)")
-    return {"median_seconds": round(median, 3), "runs": [round(t, 3) for t in times]}
-
-
-def run(admin_url: str, work: Path, files: int, repeats: int) -> dict[str, Any]:
+    """All cases; ``baseline``: a source tree (its ``operator/`` holds a ``lockstep`` package)
+    whose Lockstep runs beside this one, interleaved, as ``<key>_baseline``."""
     psql = find_psql()
     base = work / "runner"
     shutil.rmtree(base, ignore_errors=True)
@@ -170,75 +133,244 @@ def run(admin_url: str, work: Path, files: int, repeats: int) -> dict[str, Any]:
     one_script = base / "one-in-a-session.sql"
     one_script.write_text(session(write_sql_set(one_dir, 1)))
     alembic_dir = write_alembic_set(base / "alembic", files)
+    big_dir = base / "sql-big"
+    big_file = write_big_file(big_dir, big_statements)
+    apply_file = write_apply_file(base / "sql-apply")
+    apply_yaml = write_apply_yaml(base / "apply.yaml", apply_file)
     lockstep = str(VENV_BIN / "lockstep")
     alembic = str(VENV_BIN / "alembic")
     result_file = base / "result.json"
     databases = Databases(admin_url)
+    baseline_env = None
+    if baseline is not None:
+        paths_now = os.environ.get("PYTHONPATH", "")
+        baseline_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(baseline / "operator"), paths_now])),
+        }
 
-    def env(url: str) -> dict[str, str]:
-        return {**os.environ, "DATABASE_URL": url}
+    def with_url(env: dict[str, str], url: str) -> dict[str, str]:
+        return {**env, "DATABASE_URL": url}
 
-    def lockstep_sql(url: str, source: Path = sql_dir) -> None:
+    def lockstep_sql(url: str, env: dict[str, str], source: Path = sql_dir) -> None:
         argv = [lockstep, "run", "--tool", "sql", "--source", str(source)]
-        run_checked([*argv, "--result-file", str(result_file)], env(url))
+        run_checked([*argv, "--result-file", str(result_file)], with_url(env, url))
 
-    def lockstep_sql_one(url: str) -> None:
-        lockstep_sql(url, one_dir)
+    def lockstep_sql_one(url: str, env: dict[str, str]) -> None:
+        lockstep_sql(url, env, one_dir)
 
-    def psql_session_one(url: str) -> None:
+    def psql_session_one(url: str, _: dict[str, str]) -> None:
         run_checked([psql, "-X", "-q", "-f", str(one_script), url])
 
-    def psql_per_file(url: str) -> None:
+    def psql_per_file(url: str, _: dict[str, str]) -> None:
         for path in paths:
             run_checked([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(path), url])
 
-    def psql_session(url: str) -> None:
+    def psql_session(url: str, _: dict[str, str]) -> None:
         run_checked([psql, "-X", "-q", "-f", str(session_script), url])
 
-    def lockstep_alembic(url: str) -> None:
+    def lockstep_alembic(url: str, env: dict[str, str]) -> None:
         source = alembic_dir / "migrations"
         argv = [lockstep, "run", "--tool", "alembic", "--source", str(source)]
-        run_checked([*argv, "--result-file", str(result_file)], env(url))
+        run_checked([*argv, "--result-file", str(result_file)], with_url(env, url))
 
-    def alembic_direct(url: str) -> None:
-        run_checked([alembic, "-c", "alembic.ini", "upgrade", "head"], env(url), alembic_dir)
-
-    def imports(_: str) -> None:
+    def alembic_direct(url: str, env: dict[str, str]) -> None:
         run_checked(
-            [
-                sys.executable,
-                "-c",
-                "import lockstep.cli.main, lockstep.pod.runner, lockstep.cli.local",
-            ]
+            [alembic, "-c", "alembic.ini", "upgrade", "head"], with_url(env, url), alembic_dir
         )
 
+    def lockstep_big(url: str, env: dict[str, str]) -> None:
+        lockstep_sql(url, env, big_dir)
+
+    def psql_big(url: str, _: dict[str, str]) -> None:
+        run_checked([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(big_file), url])
+
+    def psql_apply_file(url: str, _: dict[str, str]) -> None:
+        argv = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-f", str(apply_file), url]
+        run_checked(argv)
+
+    def lockstep_apply(url: str, env: dict[str, str]) -> None:
+        argv = [lockstep, "apply", "-f", str(apply_yaml), "--database-url", url, "-o", "json"]
+        run_checked(argv, with_url(env, url), base)
+
+    def imports(_: str, env: dict[str, str]) -> None:
+        modules = "lockstep.cli.main, lockstep.pod.runner, lockstep.cli.local"
+        run_checked([sys.executable, "-c", f"import {modules}"], env)
+
+    ours = (
+        "lockstep_sql",
+        "lockstep_sql_one_file",
+        "lockstep_alembic",
+        "lockstep_imports",
+        "lockstep_big",
+        "lockstep_apply",
+    )
+
+    def group(cases: dict[str, tuple[str, Command]], expected: int) -> dict[str, Any]:
+        return measure(databases, repeats, cases, expected, baseline_env, ours)
+
+    result: dict[str, Any] = {
+        "load_at_start": round(os.getloadavg()[0], 2),
+        "files": files,
+        "repeats": repeats,
+        "psql": psql,
+        "baseline": str(baseline) if baseline else None,
+        "big_statements": big_statements,
+        "big_file_bytes": big_file.stat().st_size,
+        "apply_file_bytes": apply_file.stat().st_size,
+    }
     try:
-        result = {
-            "files": files,
-            "repeats": repeats,
-            "psql": psql,
-            "lockstep_sql": measure(
-                "lockstep run --tool sql", databases, repeats, lockstep_sql, files
-            ),
-            # 200 processes: slow, and steady; fewer repeats.
-            "psql_per_file": measure(
-                "psql -1 per file", databases, max(1, repeats // 2), psql_per_file, files
-            ),
-            "psql_session": measure("psql, one session", databases, repeats, psql_session, files),
-            "lockstep_sql_one_file": measure(
-                "lockstep run --tool sql, 1 file", databases, repeats, lockstep_sql_one, 1
-            ),
-            "psql_session_one_file": measure(
-                "psql, one session, 1 file", databases, repeats, psql_session_one, 1
-            ),
-            "lockstep_alembic": measure(
-                "lockstep run --tool alembic", databases, repeats, lockstep_alembic, files
-            ),
-            "alembic_direct": measure(
-                "alembic upgrade head", databases, repeats, alembic_direct, files
-            ),
-            "lockstep_imports": measure("lockstep imports only", databases, repeats, imports, 0),
-        }
+        if per_file:  # 200 processes: slow, and steady; fewer repeats.
+            result.update(
+                measure(
+                    databases,
+                    max(1, repeats // 2),
+                    {"psql_per_file": ("psql -1 per file", psql_per_file)},
+                    files,
+                )
+            )
+        result.update(
+            group(
+                {
+                    "lockstep_sql": ("lockstep run --tool sql", lockstep_sql),
+                    "psql_session": ("psql, one session", psql_session),
+                },
+                files,
+            )
+        )
+        result.update(
+            group(
+                {
+                    "lockstep_sql_one_file": ("lockstep run --tool sql, 1 file", lockstep_sql_one),
+                    "psql_session_one_file": ("psql, one session, 1 file", psql_session_one),
+                },
+                1,
+            )
+        )
+        result.update(
+            group(
+                {
+                    "lockstep_alembic": ("lockstep run --tool alembic", lockstep_alembic),
+                    "alembic_direct": ("alembic upgrade head", alembic_direct),
+                },
+                files,
+            )
+        )
+        result.update(group({"lockstep_imports": ("lockstep imports only", imports)}, 0))
+        result.update(
+            group(
+                {
+                    "lockstep_big": ("lockstep run --tool sql, big file", lockstep_big),
+                    "psql_big": ("psql -1 -f, big file", psql_big),
+                },
+                1,
+            )
+        )
+        result.update(
+            group(
+                {
+                    "lockstep_apply": ("lockstep apply, ConfigMap-sized file", lockstep_apply),
+                    "psql_apply_file": ("psql -1 -f, ConfigMap-sized file", psql_apply_file),
+                },
+                1,
+            )
+        )
     finally:
         databases.drop_all()
+    result["load_at_end"] = round(os.getloadavg()[0], 2)
     return result
+
+
+# --------------------------------------------------------------------------- on its own
+
+CASES = (  # (what, Lockstep's key, floor's key, the floor's name)
+    ("N files: lockstep run --tool sql", "lockstep_sql", "psql_session", "one psql session"),
+    (
+        "1 file: lockstep run --tool sql",
+        "lockstep_sql_one_file",
+        "psql_session_one_file",
+        "one psql session",
+    ),
+    ("big file: lockstep run --tool sql", "lockstep_big", "psql_big", "psql -1 -f"),
+    ("1 MB file: lockstep apply", "lockstep_apply", "psql_apply_file", "psql -1 -f"),
+    (
+        "revisions: lockstep run --tool alembic",
+        "lockstep_alembic",
+        "alembic_direct",
+        "alembic upgrade head",
+    ),
+)
+
+
+def table(result: dict[str, Any]) -> str:
+    """Each case beside its floor, both measured in this run (medians)."""
+    lines = [
+        f"runner overhead, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"median of n={result['repeats']}; {result['files']} files, big file "
+        f"{result['big_statements']} statements ({result['big_file_bytes'] / 1e6:.1f} MB), "
+        f"ConfigMap-sized file {result['apply_file_bytes'] / 1e6:.2f} MB; 1-minute load "
+        f"{result.get('load_at_start')} at the start, {result.get('load_at_end')} at the end "
+        f"({os.cpu_count()} cores)",
+        f"{'case':42} {'before':>9} {'ratio':>6} {'lockstep':>9} {'floor':>9} {'ratio':>6}  floor",
+    ]
+    for case, mine, floor, floor_name in CASES:
+        what = case.replace("N files", f"{result['files']} files")
+        ours, theirs = result[mine]["median_seconds"], result[floor]["median_seconds"]
+        before = result.get(f"{mine}_baseline", {}).get("median_seconds")
+        shown = f"{before:8.3f}s {before / theirs:5.2f}x" if before else f"{'-':>16}"
+        lines.append(
+            f"{what:42} {shown} {ours:8.3f}s {theirs:8.3f}s {ours / theirs:5.2f}x  {floor_name}"
+        )
+    imports_before = result.get("lockstep_imports_baseline", {}).get("median_seconds")
+    lines.append(
+        f"{'imports only (python -c import ...)':42} "
+        + (f"{imports_before:8.3f}s {'':6} " if imports_before else f"{'-':>16} ")
+        + f"{result['lockstep_imports']['median_seconds']:8.3f}s"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--big-statements", type=int, default=50_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--work", type=Path, help="scratch directory (default: a new temporary one)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument(
+        "--per-file", action="store_true", help="also psql -1 -f once per file (200 processes)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree (e.g. `git archive main operator | tar -x -C DIR`) whose Lockstep "
+        "runs beside this one, interleaved: the 'before' column",
+    )
+    args = parser.parse_args(argv)
+    from testbed import databases
+
+    admin_url = databases.ensure_postgres()
+    work = args.work or Path(tempfile.mkdtemp(prefix="lockstep-bench-runner-"))
+    try:
+        result = run(
+            admin_url,
+            work,
+            args.files,
+            args.repeats,
+            args.big_statements,
+            args.per_file,
+            args.baseline,
+        )
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

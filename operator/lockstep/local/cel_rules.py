@@ -18,6 +18,7 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
+from lockstep.local import cel_parser_cache
 from lockstep.local.field_errors import (
     DUPLICATE,
     FORBIDDEN,
@@ -94,6 +95,7 @@ def iter_rules(schema: Schema) -> Iterator[Rule]:
             yield _rule(path, entry)
 
 
+cel_parser_cache.install()
 _ENV = celpy.Environment()
 
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 import yaml
 
 from lockstep import constants, k8s_names
-from lockstep.local import create_path, openapi
+from lockstep.local import create_path, documents, openapi
 
 CRD_FILE: Final = "databasemigrations.yaml"
 CONFIG_MAP_MAX_BYTES: Final = 1024 * 1024
@@ -71,7 +71,7 @@ class Checked:
 def migration_schema() -> Mapping[str, Any]:
     """The served version's openAPIV3Schema, read once from the packaged CRD."""
     text = importlib.resources.files("lockstep.local").joinpath(CRD_FILE).read_text("utf-8")
-    crd = yaml.safe_load(text)
+    crd = yaml.load(text, Loader=documents.SafeLoader)  # noqa: S506 - a safe loader (libyaml's)
     for version in crd["spec"]["versions"]:
         if version["name"] == constants.VERSION and version.get("served"):
             schema: Mapping[str, Any] = version["schema"]["openAPIV3Schema"]

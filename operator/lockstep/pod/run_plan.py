@@ -30,8 +30,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from alembic import command as alembic_command
-
 from lockstep import classify, database, errors, url_secrets
 from lockstep.classify import SqlFile
 from lockstep.classify.findings import Questions
@@ -39,7 +37,7 @@ from lockstep.classify.live import LiveSchema
 from lockstep.contract import plan_budget
 from lockstep.contract import report as wire
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import alembic_migration, live_schema, plan_model, run_session, runner
+from lockstep.pod import live_schema, plan_model, run_session, runner
 from lockstep.pod.plan_model import (  # noqa: F401 - the plan's names, also used from here
     DESTRUCTIVE_STATEMENT_CHARS,
     HASH_CHARS,
@@ -177,6 +175,10 @@ def _render_alembic(
 
 def _alembic_offline_sql(directory: Path, pending: PendingWork, identity: DatabaseIdentity) -> str:
     """``alembic upgrade|downgrade <current>:<target> --sql``, captured."""
+    from alembic import command as alembic_command  # tool alembic only: SQL plans need none
+
+    from lockstep.pod import alembic_migration
+
     buffer = io.StringIO()
     config = alembic_migration.alembic_config(directory)
     config.output_buffer = buffer

@@ -39,15 +39,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from lockstep import database, errors, sqlfiles
 from lockstep.database import DatabaseIdentity
 from lockstep.pod import (
-    alembic_migration,
     graceful_stop,
     run_request,
     run_session,
@@ -57,6 +55,11 @@ from lockstep.pod import (
 )
 from lockstep.pod.plan_model import PendingWork
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
+
+if TYPE_CHECKING:
+    # Alembic is imported where it is used (by tool alembic only): importing it cost a SQL-only
+    # run a quarter of its start-up (issue 21).
+    from alembic.script import ScriptDirectory
 
 log = logging.getLogger("lockstep.runner")
 
@@ -180,6 +183,8 @@ def load_source(request: run_request.RunRequest) -> Source:
             migration_set, sql_planning.resolve_sql_target(migration_set, request.target)
         )
     if request.tool == "alembic":
+        from lockstep.pod import alembic_migration
+
         return AlembicSource(request.source_dir, alembic_migration.load_script(request.source_dir))
     raise errors.InvalidRequest(
         f"the built-in runner runs tools {', '.join(run_request.TOOLS)}, not {request.tool!r}; "
@@ -196,6 +201,8 @@ def _migrator(
         return lambda connection: sql_execution.migrate_sql(
             connection, identity, request, migration_set, target
         )
+    from lockstep.pod import alembic_migration
+
     script = source.script
     return lambda connection: alembic_migration.migrate(connection, identity, request, script)
 
@@ -209,6 +216,8 @@ def pending_work(
     """What a run of ``request`` would do now, read-only; refuses as the run would refuse."""
     if isinstance(source, SqlSource):
         return _pending_sql(connection, source, request, identity)
+    from lockstep.pod import alembic_migration
+
     options = alembic_migration.version_table_options(request)
     current = alembic_migration.current_revision(connection, identity, options)
     target = alembic_migration.resolve_target(source.script, request.target)

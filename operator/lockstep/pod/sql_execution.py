@@ -29,6 +29,7 @@ from lockstep.pod import (
     sql_bookkeeping,
     sql_errors,
     sql_history,
+    sql_pipeline,
     sql_planning,
     sql_session,
 )
@@ -66,10 +67,11 @@ def migrate_sql(
         for m in plan.steps
     ]  # every refusal before the first file runs
     baseline = sql_session.capture(connection, identity)
-    runner = _SqlFileRunner(connection, identity, url, table, history.shown)
+    runner = _SqlFileRunner(connection, identity, url, table, history.shown, baseline)
     for migration, file_plan in zip(plan.steps, files, strict=True):
         runner.run(migration, file_plan, plan.direction)
-        sql_session.restore(connection, baseline)
+        if not runner.session_reset:
+            sql_session.restore(connection, baseline)
     return run_request.Outcome(
         plan.direction, plan.current, plan.target, [m.version for m in plan.steps], baselined
     )
@@ -87,11 +89,7 @@ def _server_major(connection: sa.Connection, identity: DatabaseIdentity) -> int 
     return int(version[0]) if identity.family == "postgresql" and version else None
 
 
-class _StatementError(Exception):
-    def __init__(self, index: int, error: exc.DBAPIError):
-        super().__init__(str(error))
-        self.index = index
-        self.error = error
+_StatementError = sql_pipeline.StatementError
 
 
 @dataclass
@@ -103,6 +101,8 @@ class _SqlFileRunner:
     url: str
     table: sa.Table
     shown: str  # the table as a repair statement names it
+    baseline: sql_session.Baseline
+    session_reset: bool = False  # the last file's transaction put the session back already
 
     def run(
         self, migration: Migration, plan: sql_file_modes.FilePlan, direction: run_request.Direction
@@ -111,6 +111,7 @@ class _SqlFileRunner:
         verb = "applying" if direction == "up" else f"reverting version {migration.version} with"
         log.info("%s %s on %s (%s)", verb, sql_file.name, self.identity, plan.why)
         started = time.monotonic()
+        self.session_reset = False
         if plan.transactional:
             self._in_one_transaction(migration, sql_file, plan, direction, started)
         else:
@@ -133,7 +134,9 @@ class _SqlFileRunner:
                 self._execute(statements, None)
                 what = f"record {sql_file.name} in {self.shown} (in the file's transaction)"
                 with sql_bookkeeping.own_query(what, self.identity, self.url):
+                    reset = sql_session.reset_in_transaction(self.connection, self.baseline)
                     self._record_done(migration, direction, started)
+            self.session_reset = reset
         except _StatementError as failure:
             statement = statements[failure.index]
             if sql_errors.connection_lost(failure.error):
@@ -255,6 +258,9 @@ class _SqlFileRunner:
     # ------------------------------------------------------------------ shared
 
     def _execute(self, statements: list[sqlfiles.Statement], progress_of: SqlFile | None) -> None:
+        if progress_of is None and sql_pipeline.can_pipeline(self.connection, statements):
+            sql_pipeline.execute(self.connection, statements)  # in the file's transaction
+            return
         for index, statement in enumerate(statements):
             try:
                 # Statement by statement, each in a "transaction" that is autocommit on the

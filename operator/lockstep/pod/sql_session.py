@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -71,17 +71,42 @@ def capture(connection: sa.Connection, identity: DatabaseIdentity) -> Baseline:
         return Baseline("sqlite", _sqlite_pragmas(connection))
 
 
+def reset_in_transaction(connection: sa.Connection, baseline: Baseline) -> bool:
+    """Put a PostgreSQL session back inside the file's transaction, in one round trip; False
+    (nothing done) elsewhere.
+
+    ``RESET ALL``, ``RESET ROLE`` and ``set_config`` are transactional: run at the end of the
+    file's transaction they take effect with its commit, and vanish with its rollback, as the
+    file's own ``SET``s do. :func:`restore` after the commit cost a transaction and a round trip
+    per setting, most of a small file's cost (issue 21).
+    """
+    if baseline.family != "postgresql":
+        return False
+    connection.exec_driver_sql(_pg_reset_script(connection, baseline))
+    return True
+
+
+def _pg_reset_script(connection: sa.Connection, baseline: Baseline) -> str:
+    """One statement string (simple protocol: several statements, no parameters)."""
+    from psycopg import sql
+
+    dbapi: Any = connection.connection.dbapi_connection
+
+    def literal(text: str) -> str:
+        return str(sql.Literal(text).as_string(dbapi))
+
+    settings = ", ".join(
+        f"set_config({literal(name)}, {literal(value)}, false)"
+        for name, value in baseline.settings.items()
+    )
+    return "RESET ALL; RESET ROLE" + (f"; SELECT {settings}" if settings else "")
+
+
 def restore(connection: sa.Connection, baseline: Baseline) -> None:
     """Put the session back as :func:`capture` found it."""
     with connection.begin():
         if baseline.family == "postgresql":
-            connection.exec_driver_sql("RESET ALL")
-            connection.exec_driver_sql("RESET ROLE")
-            for name, value in baseline.settings.items():
-                connection.execute(
-                    sa.text("SELECT set_config(:name, :value, false)"),
-                    {"name": name, "value": value},
-                )
+            connection.exec_driver_sql(_pg_reset_script(connection, baseline))
         elif baseline.family == "mysql":
             _restore_mysql(connection, baseline)
         else:
