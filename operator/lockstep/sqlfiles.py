@@ -145,6 +145,13 @@ def read_sql_file(path: Path) -> SqlFile:
         raise errors.InvalidSource(
             f"{path.name}: not UTF-8 text (byte {error.start}); save the file as UTF-8"
         ) from None
+    if "\x00" in text:
+        # No database accepts NUL in SQL text, and SQLite's statement check raises on it.
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise errors.InvalidSource(
+            f"{path.name}: line {line} has a NUL character (\\0), which no database accepts "
+            "in SQL text; remove it (was the file saved as UTF-16?)"
+        )
     checksum = hashlib.sha256(data).hexdigest()
     return SqlFile(path, kind, version, description, checksum, text)
 

@@ -11,7 +11,6 @@ return the same statements with the same lines.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -109,20 +108,14 @@ def test_realistic_migration_files_split_alike(dialect: str) -> None:
         assert_same(realistic_script(rng, dialect), dialect)
 
 
-def test_a_50k_statement_file_splits_alike_and_much_faster() -> None:
-    """The case issue 21 measured: 50,000 INSERTs (5 MB) in one file."""
+def test_a_50k_statement_file_splits_alike() -> None:
+    """The case issue 21 measured: 50,000 INSERTs (5 MB) in one file. Its speed is measured by
+    bench/runner_overhead.py beside psql, not by a timed unit test."""
     sql = "CREATE TABLE big (id int, name text, payload text);\n" + "".join(
         f"INSERT INTO big VALUES ({i}, 'name {i}', '{'payload ' * 6}{i:08d}');\n"
         for i in range(50_000)
     )
-    started = time.perf_counter()
     new = sql_splitter.split_statements(sql, "postgresql")
-    fast = time.perf_counter() - started
-    started = time.perf_counter()
     old = reference_splitter.split_statements(sql, "postgresql")
-    slow = time.perf_counter() - started
     assert [(s.text, s.line) for s in new] == [(s.text, s.line) for s in old]
     assert len(new) == 50_001 and new[-1].line == 50_001
-    # Measured 0.13 s against 3.2 s on the project's machine; 4x leaves room for a busy CPU.
-    print(f"split 50k statements: {fast:.3f} s, the old lexer {slow:.3f} s")
-    assert fast * 4 < slow, (fast, slow)

@@ -116,6 +116,16 @@ class TestLoadDirectory:
         with pytest.raises(InvalidSource, match=r"V1__latin1\.sql: not UTF-8"):
             sqlfiles.load_directory(tmp_path)
 
+    def test_a_nul_character_is_refused_with_its_line(self, tmp_path: Path) -> None:
+        (tmp_path / "V1__nul.sql").write_bytes(b"SELECT 1;\nSELECT '\x00';")
+        with pytest.raises(InvalidSource, match=r"V1__nul\.sql: line 2 has a NUL character"):
+            sqlfiles.load_directory(tmp_path)
+
+    def test_utf16_text_is_refused_before_any_database_sees_it(self, tmp_path: Path) -> None:
+        (tmp_path / "V1__utf16.sql").write_bytes("SELECT 1;".encode("utf-16-le"))
+        with pytest.raises(InvalidSource, match=r"V1__utf16\.sql: line 1 has a NUL"):
+            sqlfiles.load_directory(tmp_path)
+
 
 def texts(statements: list[Statement]) -> list[str]:
     return [s.text for s in statements]
