@@ -122,7 +122,6 @@ def test_a_dropped_job_leaves_every_index() -> None:
     cache.drop_job(("ns", "j"))  # a second DELETED is harmless
     assert cache.jobs_of(("ns", "a")) == []
     assert cache.active_jobs_on_database("db1") == []
-    assert list(cache.migrations_on_database("db1")) == []
     assert len(cache._jobs_by_migration) == 0 and len(cache._jobs_by_database) == 0
     assert cache.sizes()["jobs"] == 0
 
@@ -147,19 +146,27 @@ def test_the_newest_pod_of_a_job_and_pods_that_go() -> None:
 
 def test_migrations_a_finished_job_may_unblock() -> None:
     cache = Cache()
-    for name in ("a", "b", "w"):
+    for name in ("a", "b", "w", "x"):
         cache.put_migration({"metadata": {"name": name, "namespace": "ns"}, "spec": {}})
-    cache.put_job(job("a-0", "a", "db1"))
-    cache.put_job(job("gone-0", "gone", "db1"))  # its migration is not cached: not yielded
+    cache.put_job(job("a-0", "a", "db1"))  # a runs: its own Job event wakes it, not this
     waiting = {"conditions": [{"type": "Ready", "status": "False", "reason": "WaitingForJob"}]}
     cache.update_status(("ns", "w"), waiting)
-    assert list(cache.migrations_on_database("db1")) == [("ns", "a"), ("ns", "w")]
+    cache.update_status(("ns", "x"), waiting)
+    cache.note_database(("ns", "x"), "db2")
+    # w's database is not known yet: woken by any database's Job; x only by db2's.
+    assert list(cache.migrations_on_database("db1")) == [("ns", "w")]
+    assert list(cache.migrations_on_database("db2")) == [("ns", "w"), ("ns", "x")]
+    cache.note_database(("ns", "w"), "db2")
+    assert list(cache.migrations_on_database("db1")) == []
     cache.update_status(("ns", "w"), {"conditions": []})  # no longer waiting
-    assert list(cache.migrations_on_database("db1")) == [("ns", "a")]
+    assert list(cache.migrations_on_database("db2")) == [("ns", "x")]
     cache.put_migration({"metadata": {"name": "b", "namespace": "ns"}, "status": waiting})
     assert list(cache.migrations_on_database("db9")) == [("ns", "b")]
     cache.drop_migration(("ns", "b"))
-    assert list(cache.migrations_on_database("db9")) == []
+    cache.drop_migration(("ns", "x"))
+    assert list(cache.migrations_on_database("db2")) == []
+    cache.note_database(("ns", "gone"), "db2")  # a migration not cached is not remembered
+    assert ("ns", "gone") not in cache._database_of
 
 
 def test_app_pods_waiting_for_a_migration() -> None:

@@ -88,9 +88,10 @@ class Cache:
         # (namespace, job name) -> its pods; (namespace, migration) -> app pods waiting for it
         self._pods_by_job = Index(_by_label("job-name"))
         self._app_pods_by_migration = Index(_by_label(gate.WAIT_FOR_LABEL))
-        # Migrations whose Ready reason is WaitingForJob (any database: a waiting migration's
-        # database is in its URL, not in its body)
+        # Migrations whose Ready reason is WaitingForJob, and the database each one's last full
+        # pass found in its URL (the body does not name it)
         self._waiting: set[Key] = set()
+        self._database_of: dict[Key, str] = {}
 
     # DatabaseMigrations
     def put_migration(self, body: Mapping[str, Any]) -> Key:
@@ -103,6 +104,12 @@ class Cache:
     def drop_migration(self, key: Key) -> None:
         self._migrations.pop(key, None)
         self._waiting.discard(key)
+        self._database_of.pop(key, None)
+
+    def note_database(self, key: Key, database_key: str) -> None:
+        """The database a full pass found in the migration's URL (see migrations_on_database)."""
+        if key in self._migrations:
+            self._database_of[key] = database_key
 
     def migration(self, key: Key) -> dict[str, Any] | None:
         return self._migrations.get(key)
@@ -197,16 +204,15 @@ class Cache:
         return [self._app_pods[k] for k in sorted(self._app_pods_by_migration.get(migration))]
 
     def migrations_on_database(self, database_key: str) -> Iterator[Key]:
-        """Migrations that have had a Job on this database, then those waiting for a Job:
-        the ones a finished Job may unblock."""
-        seen: set[Key] = set()
-        for job_key in sorted(self._jobs_by_database.get(database_key)):
-            key = (job_key[0], _label(self._jobs[job_key], constants.LABEL_MIGRATION))
-            if key not in seen and key in self._migrations:
-                seen.add(key)
+        """Migrations waiting for a Job on this database: the ones a finished Job may unblock.
+
+        A waiting migration whose database is not known yet (no full pass noted it) is woken
+        too. Work per Job event is the number of waiting migrations, not of all migrations that
+        ever had a Job on the database (at fleet scale, a shared database has thousands).
+        """
+        for key in sorted(self._waiting):
+            if self._database_of.get(key, database_key) == database_key:
                 yield key
-        for key in sorted(self._waiting - seen):
-            yield key
 
     def sizes(self) -> dict[str, int]:
         """How many objects of each kind are cached (metrics, the scale bench)."""

@@ -72,6 +72,8 @@ class Reconciler:
             return
         previous_run = dict((body.get("status") or {}).get("lastRun") or {})
         gathered, decision = await self._gather_and_plan(body, full)
+        if gathered.database_key is not None:
+            self.cache.note_database(key, gathered.database_key)
         if not await self.actor.act(body, gathered, decision):
             # Another migration took the database since we looked: plan again shortly.
             self.scheduler.requeue(key, BLOCKED_RETRY_SECONDS)
