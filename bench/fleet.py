@@ -184,12 +184,6 @@ def run_size(bed: Bed, size: int, args: argparse.Namespace, log_dir: Path) -> di
         finally:
             process.stop()
         result[side]["jobs_left"] = count_jobs(bed, size)
-    log(f"fleet {size}: deleting its namespaces")
-    delete_namespaces(
-        bed.api,
-        namespaces_of(size),
-        timeout=600,
-    )
     return result
 
 
@@ -244,10 +238,16 @@ def main(argv: list[str] | None = None) -> int:
     result["import_floor"] = import_floor()
     with test_bed(state_dir) as bed:
         bed.stop_agent()
-        for size in (int(s) for s in args.sizes.split(",")):
+        sizes = [int(s) for s in args.sizes.split(",")]
+        for size in sizes:
             result["sizes"].append(run_size(bed, size, args, state_dir / "logs"))
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(json.dumps(result, indent=2) + "\n")
+            # The next size's processes watch all namespaces: these must be gone first. After
+            # the last size the control plane goes down with them.
+            last = size == sizes[-1]
+            log(f"fleet {size}: deleting its namespaces" + ("" if last else " (waiting)"))
+            delete_namespaces(bed.api, namespaces_of(size), timeout=0 if last else 900)
     result["load_average_end"] = os.getloadavg()[0]
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))
