@@ -133,3 +133,7 @@ databases-down: install ## Stop the private test databases
 .PHONY: clean
 clean: ## Remove caches and local state (not the venv)
 	rm -rf .lockstep .pytest_cache .mypy_cache .ruff_cache build dist
+
+.PHONY: bench-scale
+bench-scale: install system-deps k8s-bin ## Fleet scale: N migrations x 5 past releases, operator vs Kopf floor (SIZES=100,1000 BEFORE=path/to/lockstep)
+	$(PY) bench/fleet.py --sizes $(or $(SIZES),100,1000,3000) $(if $(BEFORE),--before $(BEFORE))

@@ -26,11 +26,13 @@ class OperatorProcess:
         lease_namespace: str,
         name: str = "operator",
         extra_args: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_file = log_dir / f"{name}.log"
         self.lease_namespace = lease_namespace
         self.extra_args = extra_args
+        self.extra_env = extra_env or {}
         self.port = localhost.free_port()
         self.webhook_port = localhost.free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -53,7 +55,14 @@ class OperatorProcess:
             f"https://127.0.0.1:{self.webhook_port}",
             *self.extra_args,
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The e2e tests inspect the Jobs of every attempt: the test bed keeps them all unless a
+        # test asks for the operator's retention (LOCKSTEP_KEEP_FINISHED_JOBS in extra_env).
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "LOCKSTEP_KEEP_FINISHED_JOBS": "-1",
+            **self.extra_env,
+        }
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO

@@ -79,6 +79,20 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         default=os.environ.get("LOCKSTEP_RUNNER_IMAGE", constants.DEFAULT_RUNNER_IMAGE),
         help="image for built-in SQL/Alembic runs (default: %(default)s)",
     )
+    command.add_argument(
+        "--keep-finished-jobs",
+        type=int,
+        default=int(os.environ.get("LOCKSTEP_KEEP_FINISHED_JOBS", "1")),
+        help="finished Jobs kept per DatabaseMigration (status keeps the history); older ones "
+        "are deleted once status records them; -1 keeps all (default: %(default)s)",
+    )
+    command.add_argument(
+        "--initial-pass-rate",
+        type=float,
+        default=float(os.environ.get("LOCKSTEP_INITIAL_PASS_RATE", "50")),
+        help="full passes per second after a (re)start, jittered; 0: unpaced "
+        "(default: %(default)s)",
+    )
     command.add_argument("--http-port", type=int, default=8080, help="/healthz and /metrics port")
     command.add_argument(
         "--http-host",
@@ -202,6 +216,8 @@ def _operator(args: argparse.Namespace) -> int:
             selector=selector,
             kubeconfig=args.kubeconfig,
             runner_image=args.runner_image,
+            keep_finished_jobs=args.keep_finished_jobs,
+            initial_pass_rate=args.initial_pass_rate,
             http_port=args.http_port,
             http_host=args.http_host,
             leader_election=args.leader_election,

@@ -18,7 +18,16 @@ from aiohttp import web
 from kopf._core.engines import peering  # Identity: a NewType of str that kopf does not export
 
 from lockstep import kube
-from lockstep.controller import endpoints, leader_election, lease_rules, metrics, scope, webhook
+from lockstep.controller import (
+    endpoints,
+    leader_election,
+    lease_rules,
+    metrics,
+    pacing,
+    retention,
+    scope,
+    webhook,
+)
 
 log = logging.getLogger("lockstep.operator")
 
@@ -36,6 +45,8 @@ class OperatorOptions:
     selector: scope.Selector = scope.EVERYTHING
     kubeconfig: str | None = None
     runner_image: str = ""
+    keep_finished_jobs: int = retention.DEFAULT_KEEP_FINISHED_JOBS
+    initial_pass_rate: float = pacing.DEFAULT_INITIAL_PASS_RATE
     http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
     http_port: int = 8080
     leader_election: bool = True
@@ -68,6 +79,13 @@ async def _main(options: OperatorOptions) -> int:
     if resync:
         handlers.reconciler.resync_seconds = float(resync)
     handlers.reconciler.scope = options.selector
+    handlers.reconciler.retention.keep_finished = options.keep_finished_jobs
+    handlers.reconciler.pacer.rate = options.initial_pass_rate
+    log.info(
+        "keeping %d finished job(s) per migration; first passes paced at %.0f/s",
+        options.keep_finished_jobs,
+        options.initial_pass_rate,
+    )
     log.info("acting on DatabaseMigrations matching: %s", options.selector.describe())
     readiness = endpoints.Readiness()
     http = await endpoints.start(options.http_host, options.http_port, readiness)

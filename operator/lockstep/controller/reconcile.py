@@ -21,6 +21,8 @@ from lockstep.controller.act import Actor, Emit
 from lockstep.controller.cache import Cache, Key
 from lockstep.controller.cluster import KubeApi
 from lockstep.controller.gather import Clock, Gathered, Gatherer
+from lockstep.controller.pacing import Pacer
+from lockstep.controller.retention import DEFAULT_KEEP_FINISHED_JOBS, Retention
 from lockstep.controller.scheduler import Scheduler
 from lockstep.controller.scope import EVERYTHING, Selector
 from lockstep.planning import chain
@@ -47,14 +49,20 @@ class Reconciler:
     scope: Selector = EVERYTHING
     # Keys of DatabaseMigrations seen but out of scope: their gated pods are not ours to judge.
     out_of_scope: set[Key] = field(default_factory=set)
+    # Finished Jobs kept per migration (--keep-finished-jobs; -1 keeps all).
+    keep_finished_jobs: int = DEFAULT_KEEP_FINISHED_JOBS
+    # Paces the first full passes of a listing (restart): --initial-pass-rate.
+    pacer: Pacer = field(default_factory=Pacer)
     scheduler: Scheduler = field(init=False)
     gatherer: Gatherer = field(init=False)
     actor: Actor = field(init=False)
+    retention: Retention = field(init=False)
 
     def __post_init__(self) -> None:
         self.scheduler = Scheduler(self.reconcile_once)
         self.gatherer = Gatherer(self.cache, self.api, self.clock)
         self.actor = Actor(self.cache, self.api, self.emit)
+        self.retention = Retention(self.cache, self.api, self.keep_finished_jobs)
 
     async def reconcile_once(self, key: Key, full: bool = True) -> None:
         """One pass: gather, plan, act, record metrics, schedule the next look."""
@@ -64,10 +72,14 @@ class Reconciler:
             return
         previous_run = dict((body.get("status") or {}).get("lastRun") or {})
         gathered, decision, read = await self._gather_and_plan(body, full)
+        if gathered.database_key is not None:
+            self.cache.note_database(key, gathered.database_key)
         if not await self.actor.act(body, gathered, decision):
             # Another migration took the database since we looked: plan again shortly.
             self.scheduler.requeue(key, BLOCKED_RETRY_SECONDS)
             return
+        # Only after the status write: a Job goes once status records what it did.
+        await self.retention.prune(key)
         observed = gathered.observed
         metrics.record_decision(
             *key,
@@ -111,6 +123,14 @@ class Reconciler:
     # What the watch handlers call (through `watches`).
     def trigger(self, key: Key, full: bool = False) -> None:
         self.scheduler.trigger(key, full)
+
+    def trigger_listed(self, key: Key) -> None:
+        """A migration seen in a watch's listing (a restart): its full pass, paced."""
+        delay = self.pacer.delay()
+        if delay <= 0:
+            self.scheduler.trigger(key, full=True)
+        else:
+            self.scheduler.requeue(key, delay, full=True, at_least=0.0)
 
     def trigger_database(self, database_key: str) -> None:
         """Wake every migration waiting on a database, e.g. when a Job on it finishes."""

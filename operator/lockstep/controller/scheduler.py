@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ log = logging.getLogger("lockstep.reconcile")
 Pass = Callable[[Key, bool], Awaitable[None]]
 
 ERROR_RETRY_SECONDS = 10.0
+RESYNC_JITTER = 0.1
 
 
 @dataclass
@@ -54,16 +56,21 @@ class Scheduler:
         for key in list(self._timers):
             self.forget(key)
 
-    def requeue(self, key: Key, delay: float, full: bool = True) -> None:
-        """Look at `key` again after `delay` seconds (at least half a second)."""
+    def requeue(self, key: Key, delay: float, full: bool = True, at_least: float = 0.5) -> None:
+        """Look at `key` again after `delay` seconds (at least `at_least`)."""
         self.forget(key)
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(max(delay, 0.5), self._fire, key, full)
+        self._timers[key] = loop.call_later(max(delay, at_least), self._fire, key, full)
 
     def resync(self, key: Key, delay: float) -> None:
-        """A full pass after `delay`, unless an earlier look is already planned."""
+        """A full pass after `delay`, unless an earlier look is already planned.
+
+        Up to 10 % later, at random: passes that ran together (a burst of creations) do not
+        resync together forever after. Never earlier: a drift check is due at `delay`.
+        """
         if key not in self._timers:
-            self.requeue(key, delay, full=True)
+            jitter = random.uniform(1.0, 1.0 + RESYNC_JITTER)  # noqa: S311 - spreading timers
+            self.requeue(key, delay * jitter, full=True)
 
     async def _loop(self, key: Key) -> None:
         try:

@@ -30,7 +30,11 @@ def migration_event(reconciler: Reconciler, kind: str | None, body: Mapping[str,
     # The first sight of an object (operator start, or a new resource) gets a full pass.
     first_sight = reconciler.cache.migration(key) is None
     reconciler.cache.put_migration(body)
-    reconciler.trigger(key, full=first_sight)
+    if first_sight and kind is None:
+        # Kopf gives listed objects no event type: a (re)start lists them all at once.
+        reconciler.trigger_listed(key)
+    else:
+        reconciler.trigger(key, full=first_sight)
 
 
 def job_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:

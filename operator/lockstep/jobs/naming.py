@@ -64,6 +64,18 @@ def job_name(
     return base if attempt == 0 else f"{base}-r{attempt}"
 
 
+def attempt_of(name: str, migration: str, spec_hash: str, phase: str) -> int | None:
+    """The attempt number in a Job name `job_name` made for this spec and phase; else None."""
+    base = f"{migration}-{spec_hash[:HASH_LENGTH]}"
+    if phase != constants.PHASE_PLAN and name == base:
+        return 0
+    marker = f"{base}-p" if phase == constants.PHASE_PLAN else f"{base}-r"
+    suffix = name.removeprefix(marker)
+    if suffix == name or not suffix.isdigit():
+        return None
+    return int(suffix)
+
+
 def job_labels(owner: Owner, spec_hash: str, database_key: str) -> dict[str, str]:
     return {
         constants.LABEL_NAME: "lockstep",

@@ -73,10 +73,29 @@ def _revisions_in_order(history: list[Mapping[str, Any]]) -> list[str]:
 
 
 def next_attempt(observed: Observed, phase: str = constants.PHASE_MIGRATE) -> int:
-    """One past the newest Job of this spec: a re-armed retry never reuses a finished Job's name."""
+    """One past the newest run of this spec: a re-armed retry never reuses a finished Job's name.
+
+    The runs status records count as well as the Jobs that still exist: finished Jobs are
+    deleted (controller.retention), and a new Job under a recorded name would pass for a run
+    already recorded (`outcome.unrecorded_finished_job` skips recorded names).
+    """
     attempts = [
         j.attempt
         for j in observed.jobs
         if observed.spec_hash.startswith(j.spec_hash) and j.phase == phase
     ]
+    for name in _named_in_status(observed.status):
+        attempt = naming.attempt_of(name, observed.name, observed.spec_hash, phase)
+        if attempt is not None:
+            attempts.append(attempt)
     return max(attempts, default=-1) + 1
+
+
+def _named_in_status(status: Mapping[str, Any]) -> set[str]:
+    names = {str(run.get("job")) for run in status.get("history") or [] if run.get("job")}
+    for field in ("lastRun", "plan", "activeJob"):
+        record = status.get(field) or {}
+        name = record.get("job") or (record.get("name") if field == "activeJob" else None)
+        if name:
+            names.add(str(name))
+    return names

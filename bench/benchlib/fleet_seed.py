@@ -1,0 +1,244 @@
+"""Seeding the fleet bench: settled DatabaseMigrations with 5 finished releases each.
+
+Everything goes through the API: the migration, then per release a Job (finished in its status;
+`spec.managedBy` keeps the Job controller away) and its pod (the terminated container statuses a
+kubelet reports, the runner's JSON report as the migrate container's message), then a status
+that records the releases, the newest for the current spec hash (what a settled migration's
+status says). Nothing runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from latency import quickstart_files
+
+from benchlib.bed import Bed
+from benchlib.common import log, run_in_threads
+from benchlib.kube import create_migration, ensure_namespace, migration_body
+from lockstep import constants
+from lockstep.controller.gather import database_key
+from lockstep.jobs import naming
+from lockstep.model import content_digest, spec_hash
+from testbed import kubetest
+from testbed.kubeapi import now_rfc3339
+
+RELEASES = 5
+PER_NAMESPACE = 100
+MANAGED_BY = "bench.lockstep.dev/seeder"  # the Job controller leaves these Jobs alone
+CONFIG_MAP = "shop-migrations"
+
+
+def namespaces_of(size: int) -> list[str]:
+    return [f"fleet-{size}-{j:02d}" for j in range(max(1, size // PER_NAMESPACE))]
+
+
+def seed(bed: Bed, size: int) -> list[tuple[str, str, str]]:
+    """N settled migrations with 5 finished releases each; (namespace, name, newest Job)."""
+    files = quickstart_files()
+    digest = content_digest(files)
+    namespaces = namespaces_of(size)
+    count = len(namespaces)
+    names = {
+        ns: [f"m-{i:05d}" for i in range(size) if i % count == k] for k, ns in enumerate(namespaces)
+    }
+
+    def namespace_work(namespace: str) -> None:
+        ensure_namespace(bed.api, namespace, {"bench.lockstep.dev/stage": "fleet"})
+        _wait_for_service_account(bed, namespace)
+        urls = {n: f"sqlite:////var/lib/fleet/{namespace}/{n}.sqlite" for n in names[namespace]}
+        kubetest.create_secret(bed.api, namespace, "db", urls)
+        kubetest.create_config_map(bed.api, namespace, CONFIG_MAP, files)
+
+    run_in_threads([lambda ns=ns: namespace_work(ns) for ns in namespaces])
+    newest: list[tuple[str, str, str]] = []
+
+    def migration_work(namespace: str, name: str) -> None:
+        body = migration_body(name, CONFIG_MAP, "db", name, "sqlite", "operator")
+        create_migration(bed.kube, namespace, body)
+        created = bed.kube.get(_migration_path(namespace, name))
+        # The hash of the stored spec (API server defaults applied): what the operator computes.
+        current = spec_hash(created["spec"], {"source": digest})
+        earlier = [hashlib.sha256(f"{current}/{r}".encode()).hexdigest() for r in range(RELEASES)]
+        hashes = [*[h for h in earlier if h[:8] != current[:8]][: RELEASES - 1], current]
+        runs = [_release(bed, namespace, name, created, h, r) for r, h in enumerate(hashes)]
+        status = {
+            "observedGeneration": created["metadata"].get("generation", 1),
+            "specHash": current,
+            "targetRevision": "head",
+            "appliedRevision": "2",
+            "failures": 0,
+            "pendingCount": 0,
+            "lastRun": runs[-1],
+            "history": runs[::-1],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Succeeded",
+                    "message": "database is at revision 2",
+                    "lastTransitionTime": now_rfc3339(),
+                    "observedGeneration": created["metadata"].get("generation", 1),
+                },
+            ],
+        }
+        bed.kube.patch(
+            _migration_path(namespace, name, "status"), {"status": status}, patch_type="merge"
+        )
+        newest.append((namespace, name, str(runs[-1]["job"])))
+
+    started = time.monotonic()
+    run_in_threads(
+        [lambda ns=ns, n=n: migration_work(ns, n) for ns in namespaces for n in names[ns]],
+        threads=12,
+    )
+    log(
+        f"fleet {size}: seeded {size} migrations x {RELEASES} releases "
+        f"in {time.monotonic() - started:.0f}s"
+    )
+    return newest
+
+
+def _release(
+    bed: Bed, namespace: str, name: str, owner: dict[str, Any], hashed: str, attempt_at: int
+) -> dict[str, Any]:
+    """One past release: its finished Job and pod; returns the run status records for it."""
+    who = naming.Owner(name, namespace, owner["metadata"]["uid"])
+    job_name = naming.job_name(name, hashed, 0)
+    labels = {
+        **naming.job_labels(
+            who,
+            hashed,
+            database_key(f"sqlite:////var/lib/fleet/{namespace}/{name}.sqlite") or "unknown",
+        ),
+        constants.LABEL_ATTEMPT: "0",
+        constants.LABEL_DIRECTION: "up",
+        constants.LABEL_PHASE: constants.PHASE_MIGRATE,
+    }
+    pod_labels = {**naming.job_labels(who, hashed, "x"), "job-name": job_name}
+    pod_spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "initContainers": [
+            {
+                "name": constants.LOCK_CONTAINER,
+                "image": "lockstep:dev",
+                "command": ["lockstep", "lock"],
+            }
+        ],
+        "containers": [
+            {
+                "name": constants.MIGRATE_CONTAINER,
+                "image": "lockstep:dev",
+                "command": ["lockstep", "run"],
+            }
+        ],
+    }
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name,
+            "labels": labels,
+            "ownerReferences": [naming.owner_reference(who)],
+        },
+        "spec": {
+            "managedBy": MANAGED_BY,
+            "backoffLimit": 0,
+            "template": {"metadata": {"labels": dict(pod_labels)}, "spec": pod_spec},
+        },
+    }
+    made = bed.kube.post(f"/apis/batch/v1/namespaces/{namespace}/jobs", job)
+    day = f"2026-0{1 + attempt_at}-01T00:00"
+    start, end = f"{day}:00Z", f"{day}:09Z"
+    done = [
+        {"type": t, "status": "True", "lastTransitionTime": end}
+        for t in ("SuccessCriteriaMet", "Complete")
+    ]
+    job_status = {"startTime": start, "completionTime": end, "succeeded": 1, "conditions": done}
+    bed.kube.patch(
+        f"/apis/batch/v1/namespaces/{namespace}/jobs/{job_name}/status",
+        {"status": job_status},
+        patch_type="merge",
+    )
+    owner_ref = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "name": job_name,
+        "uid": made["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{job_name}-x", "labels": pod_labels, "ownerReferences": [owner_ref]},
+        "spec": {**pod_spec, "nodeName": "lockstep-fleet-nowhere"},
+    }
+    bed.kube.post(f"/api/v1/namespaces/{namespace}/pods", pod)
+
+    def terminated(container: str, message: str | None) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "exitCode": 0,
+            "reason": "Completed",
+            "startedAt": start,
+            "finishedAt": end,
+        }
+        if message:
+            state["message"] = message
+        return {
+            "name": container,
+            "state": {"terminated": state},
+            "lastState": {},
+            "ready": False,
+            "restartCount": 0,
+            "image": "lockstep:dev",
+            "imageID": "",
+            "started": False,
+        }
+
+    report = json.dumps({"applied": ["1", "2"], "from": None, "to": "2"})
+    pod_status = {
+        "phase": "Succeeded",
+        "startTime": start,
+        "initContainerStatuses": [terminated(constants.LOCK_CONTAINER, None)],
+        "containerStatuses": [terminated(constants.MIGRATE_CONTAINER, report)],
+    }
+    bed.kube.patch(
+        f"/api/v1/namespaces/{namespace}/pods/{job_name}-x/status",
+        {"status": pod_status},
+        patch_type="merge",
+    )
+    return {
+        "job": job_name,
+        "direction": "Upgrade",
+        "result": "Succeeded",
+        "reason": "Succeeded",
+        "message": "applied 1, 2",
+        "specHash": hashed[:8],
+        "finishedAt": end,
+        "startedAt": start,
+        "durationSeconds": 9.0,
+        "to": "2",
+    }
+
+
+def _migration_path(namespace: str, name: str, sub: str = "") -> str:
+    group = f"/apis/{constants.GROUP}/{constants.VERSION}"
+    path = f"{group}/namespaces/{namespace}/{constants.PLURAL}/{name}"
+    return f"{path}/{sub}" if sub else path
+
+
+def _wait_for_service_account(bed: Bed, namespace: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            bed.kube.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -1,0 +1,116 @@
+"""What the cache keeps of each object: only the fields Lockstep reads, as plain dicts.
+
+A watched body is mostly what Lockstep never reads: half of a pod is `managedFields`, and a Job's
+pod template (containers, env, volumes) is only written, never read back. Kept whole, 10,000
+migrations with their history cost hundreds of MiB. Each function here names what is kept and
+who reads it; a reader of a field not kept here gets None, so a new read needs a line here
+(tests/unit/test_cache.py checks that the readers still find what they need in a slim copy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Metadata every kind keeps: the key (namespace, name), the uid and kind that Events name
+# (kopf.event), labels (indices, scope, phase/attempt/spec hash of Jobs), annotations (retry and
+# approval tokens, the gate's container), resourceVersion (the gate's optimistic patch), and
+# creationTimestamp (the newest pod of a Job). Never managedFields or ownerReferences.
+_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "labels",
+    "annotations",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+# A container status: the lock sidecar waiting (running, not started), exit codes (lock timeout,
+# a failed rehearsal step or claim) and the termination message (the runner's JSON report).
+_CONTAINER_STATUS = ("name", "state", "lastState", "started")
+
+
+def migration(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A DatabaseMigration: spec and status are what planning reads; metadata without
+    managedFields."""
+    kept = {k: _copy(body[k]) for k in ("apiVersion", "kind", "spec", "status") if k in body}
+    return {**kept, "metadata": _metadata(body)}
+
+
+def job(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Job of Lockstep's: labels and status only (cluster_facts.job_view reads nothing else).
+
+    The spec is Lockstep's own build (job_spec.build_job), never read back.
+    """
+    status = body.get("status") or {}
+    return {
+        **_type(body),
+        "metadata": _metadata(body),
+        "status": {
+            k: _copy(status[k])
+            for k in ("conditions", "startTime", "completionTime")
+            if k in status
+        },
+    }
+
+
+def job_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A migration pod: its container statuses (lock wait, outcome, report) and, of its spec,
+    the init containers' names and commands (a failed rehearsal step is described by them)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    return {
+        **_type(body),
+        "metadata": _metadata(body),
+        "spec": {
+            "initContainers": [
+                {"name": c.get("name"), "command": list(c.get("command") or [])}
+                for c in spec.get("initContainers") or []
+            ]
+        },
+        "status": {
+            "phase": status.get("phase"),
+            "initContainerStatuses": _statuses(status.get("initContainerStatuses")),
+            "containerStatuses": _statuses(status.get("containerStatuses")),
+        },
+    }
+
+
+def app_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An application pod waiting for a migration: its scheduling gates and its containers'
+    images (gate.decide, gate.gates_without_ours); no status."""
+    spec = body.get("spec") or {}
+    return {
+        **_type(body),
+        "metadata": _metadata(body),
+        "spec": {
+            "schedulingGates": _copy(spec.get("schedulingGates") or []),
+            "containers": [
+                {"name": c.get("name"), "image": c.get("image")}
+                for c in spec.get("containers") or []
+            ],
+        },
+    }
+
+
+def _type(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: body[k] for k in ("apiVersion", "kind") if k in body}
+
+
+def _metadata(body: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata") or {}
+    return {k: _copy(metadata[k]) for k in _METADATA if k in metadata}
+
+
+def _statuses(statuses: Any) -> list[dict[str, Any]]:
+    return [{k: _copy(s[k]) for k in _CONTAINER_STATUS if k in s} for s in statuses or []]
+
+
+def _copy(value: Any) -> Any:
+    """A deep, plain-dict copy (Kopf bodies are live views)."""
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
