@@ -191,11 +191,25 @@ class ChartInstall:
 
     def ensure_installed(self) -> None:
         """The current chart installed with two Ready replicas, whatever ran before (tests run
-        in random order; one of them uninstalls the release, another kills its leader)."""
+        in random order; one of them uninstalls the release, another kills its leader).
+
+        Settled means no third pod and a live leader: under a real kubelet a replaced pod stays
+        while its containers stop (the upgrade's rollout, a killed leader), and the Lease of a
+        leader that is gone outlives it until it expires."""
         if not self.installed:
             self.install_or_upgrade("install", charttest.CHART)
             self.start_forwarder()
-        wait_for("two Ready replicas", lambda: len(self.ready_pod_ips()) == 2, timeout=90)
+
+        def settled() -> bool:
+            pods = self.pods()
+            live = {p.metadata.name for p in pods if p.metadata.deletion_timestamp is None}
+            try:
+                holder = self.holder()
+            except ApiException:  # no Lease yet
+                return False
+            return len(pods) == 2 == len(self.ready_pod_ips()) and holder in live
+
+        wait_for("two Ready replicas, no other pod, one of them leading", settled, timeout=90)
 
     def ensure_uninstalled(self) -> None:
         if self.installed:
