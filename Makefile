@@ -71,9 +71,38 @@ test-e2e-node: install system-deps k8s-bin ## E2E on the real node (kubelet, con
 	bash scripts/install-system-deps.sh --node
 	LOCKSTEP_E2E_NODE=kubelet $(BIN)/pytest tests/e2e/test_real_node.py tests/e2e/test_migrations.py -q -m e2e
 
+# The real-node phase of `make test`: the e2e tests that most depend on what only real
+# containers under a real kubelet do (restricted security contexts, native sidecars, signals,
+# kube-proxy, pod networking), in the image of `make image` and a Flyway image built here.
+REAL_NODE_TESTS := \
+	tests/e2e/test_real_node.py \
+	tests/e2e/test_migrations.py::test_quickstart_goes_ready_through_a_real_job \
+	'tests/e2e/test_tools.py::test_example_migrates_to_head_then_rolls_back_one_step[flyway-postgresql]' \
+	tests/e2e/test_gate.py::test_new_pods_wait_for_the_migration_and_are_released_when_it_succeeds \
+	tests/e2e/test_gate.py::test_contract_runs_only_after_the_rollout_completes \
+	tests/e2e/test_chart_install.py \
+	tests/e2e/test_chaos.py::test_killed_leader_is_replaced_and_the_running_job_adopted_and_applied_once \
+	tests/e2e/test_chaos.py::test_deleted_migration_pod_never_overlaps_its_retry_and_converges
+
 .PHONY: test
-test: lint typecheck system-deps k8s-bin image ## Everything: lint, types, unit, integration, e2e, image smoke tests
-	$(BIN)/pytest tests -q
+test: lint typecheck system-deps k8s-bin image tool-images ## Everything: lint, types, unit, integration, e2e (fast mode), image smoke tests, then the real-node phase
+	$(BIN)/pytest tests -q; fast=$$?; \
+	$(MAKE) --no-print-directory test-real-node; real=$$?; \
+	echo "make test: fast mode (pod agent) exit $$fast, real-node phase exit $$real"; \
+	exit $$(( fast || real ))
+
+.PHONY: tool-images
+tool-images: image ## Build the images with real migration tools for the real node (Flyway; no registry, cached)
+	bash scripts/build-tool-images.sh
+
+.PHONY: test-real-node
+test-real-node: install system-deps k8s-bin image tool-images ## The real-node phase of `make test` (root): quickstart, Flyway, gate, Helm install, chaos on a real kubelet; stops the node after
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "test-real-node: NOT RUN: the real node needs root (containerd, iptables, mounts)"; exit 0; fi; \
+	bash scripts/install-system-deps.sh --node && \
+	LOCKSTEP_E2E_NODE=kubelet $(BIN)/pytest $(REAL_NODE_TESTS) -q -m e2e; status=$$?; \
+	LOCKSTEP_E2E_NODE=kubelet $(PY) -m testbed.cluster down; \
+	exit $$status
 
 .PHONY: demo
 demo: install ## The quickstart on a real control plane + operator + PostgreSQL, left running

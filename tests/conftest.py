@@ -93,14 +93,44 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+def e2e_mode() -> str:
+    """Where this session's e2e pods run, as the header and the summary say it."""
+    import os
+
+    if os.environ.get("KUBECONFIG"):
+        return f"the cluster of KUBECONFIG={os.environ['KUBECONFIG']} (pods are real containers)"
+    if os.environ.get("LOCKSTEP_E2E_NODE") == "kubelet":
+        return (
+            "real node (LOCKSTEP_E2E_NODE=kubelet): kubelet + containerd, pods are real "
+            "containers of the image built by make image"
+        )
+    return (
+        "pod agent, the fast mode: pods are host processes (LOCKSTEP_E2E_NODE=kubelet runs "
+        "them as real containers; make test-real-node)"
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"e2e mode: {e2e_mode()}"
+
+
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    """Say in which order the tests ran (pytest-randomly's seed, printed even under -q) and what
-    the session leaves running for the next one, with the command that stops it."""
+    """Say where the e2e pods ran (the pod agent or real containers), in which order the tests
+    ran (pytest-randomly's seed, printed even under -q) and what the session leaves running for
+    the next one, with the command that stops it."""
     from testbed import cluster
     from testbed.dbservers import host
 
+    ran_e2e = any(
+        "e2e" in report.keywords
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "call"
+    )
+    if ran_e2e:
+        terminalreporter.write_line(f"e2e tests ran on: {e2e_mode()}")
     seed = config.getoption("randomly_seed", default=None)
     if config.pluginmanager.hasplugin("randomly") and seed is not None:
         terminalreporter.write_line(

@@ -214,3 +214,24 @@ def test_pod_reaches_the_test_postgresql(
     done = run_to_end(core, restricted, pod("db", [container("ping", script)]))
     log = core.read_namespaced_pod_log("db", restricted, container="ping")
     assert (done.status.phase, log) == ("Succeeded", "N")
+
+
+def test_the_gateway_address_stays_when_pods_leave_the_bridge(
+    core: client.CoreV1Api, restricted: str
+) -> None:
+    """Pods keep the gateway's hardware address in their ARP cache; a Linux bridge whose address
+    was never set takes its lowest port's, so it changed whenever such a veth left, and a
+    running pod's packets to the host (its database session) were lost for ~30 s."""
+    from testbed.node import host
+
+    sysfs = Path("/sys/class/net") / host.BRIDGE
+    before = (sysfs / "address").read_text().strip()
+    assert (sysfs / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET: never changes
+    for name in ("leaver-a", "leaver-b"):
+        done = run_to_end(core, restricted, pod(name, [container("main", "true")]))
+        assert done.status.phase == "Succeeded"
+        core.delete_namespaced_pod(name, restricted, grace_period_seconds=0)
+    deadline = time.monotonic() + POD_TIMEOUT
+    while core.list_namespaced_pod(restricted).items and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert (sysfs / "address").read_text().strip() == before == host.BRIDGE_MAC

@@ -228,3 +228,24 @@ def test_postgresql_idle_lock_session_survives_idle_session_timeout(pg_url: str)
             time.sleep(1.2)
             assert connection.exec_driver_sql("SELECT 1").scalar_one() == 1
     engine.dispose()
+
+
+def test_postgresql_lock_session_ends_soon_when_its_holder_vanishes(pg_url: str) -> None:
+    """A holder gone without closing its connection (node lost, network cut) must not keep the
+    lock for the kernel's two-hour keepalive: the session's own keepalives end it in ~25 s."""
+    engine = database.make_engine(pg_url)
+    with engine.connect() as connection, lock.hold_advisory_lock(connection, identity(pg_url), 0):
+        shown = {
+            name: connection.exec_driver_sql(f"SHOW {name}").scalar_one()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+        assert shown == {
+            "tcp_keepalives_idle": "10",
+            "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "3",
+        }, "the test database is reached over TCP: the server reports the session's values"
+        user_timeout = connection.exec_driver_sql("SHOW tcp_user_timeout").scalar_one()
+        assert user_timeout == str(lock.PG_LOST_HOLDER_SECONDS * 1000)  # milliseconds
+        idle, interval, count = (int(value) for value in shown.values())
+        assert idle + interval * count <= lock.PG_LOST_HOLDER_SECONDS
+    engine.dispose()

@@ -42,6 +42,14 @@ LockKind = Literal["pg_advisory_lock", "GET_LOCK", "file", "none"]
 _PG_LOCK_NOT_AVAILABLE: Final = "55P03"
 _FILE_POLL_SECONDS: Final = 0.1
 _MYSQL_MAX_WAIT_TIMEOUT: Final = 31_536_000  # one year, the largest value MySQL accepts
+# A PostgreSQL lock session whose client is gone without closing it ends after at most this:
+# keepalive probes after 10 s idle, every 5 s, 3 unanswered (ignored on a Unix socket).
+PG_LOST_HOLDER_SECONDS: Final = 25
+_PG_KEEPALIVE: Final = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
 
 
 class LockTimeout(errors.LockstepError):
@@ -108,15 +116,28 @@ def _autocommit(connection: sa.Connection) -> None:
 
 
 def _keep_idle_session_alive(connection: sa.Connection, identity: DatabaseIdentity) -> None:
-    """Stop the server from closing the lock's session while it sits idle.
+    """Stop the server from closing the lock's session while it sits idle, and have it notice
+    soon when the holder is gone without closing it.
 
     The lock connection does nothing while the migration runs on another
     one; a server-wide ``idle_session_timeout`` (PostgreSQL 14+) or
     ``wait_timeout`` (MySQL) would end the session and free the lock mid-migration.
+
+    A holder can also vanish without a word: its node powered off, its network cut, its pod's
+    network torn down before its last packets left (seen on a real node). An idle backend then
+    waits for a client that will never write, and with the kernel's default keepalive (two
+    hours) the lock stays held that long. On PostgreSQL the session's own TCP keepalives and
+    user timeout end such a session within :data:`PG_LOST_HOLDER_SECONDS`; the fence of the
+    next holder deals with a migration backend the lost one may have left running.
     """
     if identity.family == "postgresql":
-        if (connection.dialect.server_version_info or (0,)) >= (14,):
-            connection.execute(sa.text("SELECT set_config('idle_session_timeout', '0', false)"))
+        version = connection.dialect.server_version_info or (0,)
+        settings = dict(_PG_KEEPALIVE)
+        if version >= (12,):
+            settings["tcp_user_timeout"] = str(PG_LOST_HOLDER_SECONDS * 1000)
+        if version >= (14,):
+            settings["idle_session_timeout"] = "0"
+        _pg_configure(connection, settings)
     else:
         connection.exec_driver_sql(f"SET SESSION wait_timeout = {_MYSQL_MAX_WAIT_TIMEOUT}")
 

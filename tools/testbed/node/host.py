@@ -24,6 +24,7 @@ from testbed.controlplane.state import NODE_IP, ClusterError, log
 BRIDGE = "lsnode0"
 POD_CIDR = "10.244.0.0/24"
 GATEWAY = NODE_IP  # the bridge's address: the node IP, where pods reach the host
+BRIDGE_MAC = "02:6c:73:6e:6f:64"  # locally administered ("lsnod"): fixed, see create_bridge
 
 # Every sysctl a component of the node may change (kube-proxy's are kept off by its flags, but
 # recorded all the same).
@@ -135,6 +136,12 @@ def create_bridge() -> None:
     """
     if ip("link", "show", BRIDGE, check=False).returncode != 0:
         ip("link", "add", BRIDGE, "type", "bridge")
+    # A bridge whose address was never set takes the lowest address of its ports, so it changes
+    # when a pod's veth leaves: pods still send to the old one (their ARP entry for the gateway
+    # stays valid for ~30 s) and the bridge floods those frames instead of taking them. Seen:
+    # a lock sidecar's query to the database lost for 30 s until the kubelet killed it, and its
+    # session, never closed, holding the lock for the next Job. A set address never changes.
+    ip("link", "set", BRIDGE, "address", BRIDGE_MAC)
     ip("addr", "replace", f"{GATEWAY}/24", "dev", BRIDGE)
     ip("link", "set", BRIDGE, "up")
 

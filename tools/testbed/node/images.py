@@ -25,6 +25,7 @@ from . import paths
 PAUSE_IMAGE = "localhost/pause:lockstep"
 SMOKE_IMAGE = "localhost/lockstep-smoke:bookworm"
 LOCKSTEP_IMAGE = "localhost/lockstep:dev"
+TOOL_IMAGE_REPOSITORY = "docker.io/lockstep-examples"
 
 # The sandbox's PID 1: sleeps until told to stop, and reaps orphans as upstream pause does.
 PAUSE_SOURCE = r"""
@@ -199,6 +200,16 @@ def lockstep_archive() -> Path | None:
     return archive if archive.exists() else None
 
 
+def tool_archives() -> list[tuple[Path, str]]:
+    """Images with a real migration tool that ``scripts/build-tool-images.sh`` left in the cache:
+    (archive, the name the example's migration.yaml gives), e.g. Flyway's."""
+    folder = paths.cache().parent / "image" / "examples"
+    return [
+        (archive, f"{TOOL_IMAGE_REPOSITORY}/{archive.name.removesuffix('.oci.tar')}:1")
+        for archive in sorted(folder.glob("*.oci.tar"))
+    ]
+
+
 def ctr(socket: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ctr", "--address", str(socket), "--namespace", "k8s.io", *args],
@@ -232,18 +243,19 @@ def import_archive(socket: Path, archive: Path, name: str) -> bool:
 
 
 def import_all(socket: Path, smoke: bool = True) -> list[str]:
-    """Import the pause image, the smoke image and, if built, the Lockstep image."""
+    """Import the pause image, the smoke image and, if built, the Lockstep image and the tool
+    images."""
     wanted = [(pause_archive(), PAUSE_IMAGE)]
     if smoke:
         wanted.append((smoke_archive(), SMOKE_IMAGE))
     imported = [name for archive, name in wanted if import_archive(socket, archive, name)]
-    lockstep = lockstep_archive()
-    if lockstep is not None:
+    built = [(archive, LOCKSTEP_IMAGE) for archive in [lockstep_archive()] if archive is not None]
+    for archive, name in [*built, *tool_archives()]:
         # Another build may be rewriting the archive right now: a failed import leaves the
         # node usable (pods of that image fail to start, saying why) and is retried next `up`.
         try:
-            if import_archive(socket, lockstep, LOCKSTEP_IMAGE):
-                imported.append(LOCKSTEP_IMAGE)
+            if import_archive(socket, archive, name):
+                imported.append(name)
         except (OSError, ClusterError) as error:
-            log(f"warning: {LOCKSTEP_IMAGE} not imported: {error}")
+            log(f"warning: {name} not imported: {error}")
     return imported
