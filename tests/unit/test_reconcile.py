@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from lockstep import kube, timestamps
+from fake_kube_api import FakeKubeApi
+from lockstep import timestamps
 from lockstep.controller import act, reconcile
 from lockstep.controller.cache import Cache
 from lockstep.planning.facts import Event
@@ -19,57 +20,14 @@ URL = "postgresql://app:s3cret-pass@db.example:5432/shop"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-class FakeApi:
-    """`controller.cluster.KubeApi` against dicts: passed to the Reconciler, never patched in."""
+class FakeApi(FakeKubeApi):
+    """The shop's Secret and ConfigMap; passed to the Reconciler, never patched in."""
 
     def __init__(self) -> None:
-        self.secrets = {("shop", "shop-db"): {"url": URL}}
-        self.config_maps = {
-            ("shop", "shop-migrations"): {"V1__init.sql": "create table t (id int);"}
-        }
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.patches: list[dict[str, Any]] = []
-        self.reads: list[str] = []
-
-    def read_secret_value(self, namespace: str, name: str, key: str) -> str:
-        self.reads.append(f"Secret {name}")
-        try:
-            return self.secrets[(namespace, name)][key]
-        except KeyError:
-            raise kube.NotFoundError(f"Secret {namespace}/{name}") from None
-
-    def read_config_map_data(self, namespace: str, name: str) -> dict[str, str]:
-        self.reads.append(f"ConfigMap {name}")
-        try:
-            return self.config_maps[(namespace, name)]
-        except KeyError:
-            raise kube.NotFoundError(f"ConfigMap {namespace}/{name}") from None
-
-    def read_workload(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
-        return None
-
-    def job_pod(self, namespace: str, job: str) -> dict[str, Any] | None:
-        return None
-
-    def read_log_tail(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str:
-        return ""
-
-    def create_job(self, namespace: str, body: Mapping[str, Any]) -> None:
-        name = body["metadata"]["name"]
-        if name in self.jobs:
-            raise kube.ConflictError(name)
-        self.jobs[name] = dict(body)
-
-    def delete_job(self, namespace: str, name: str) -> None:
-        self.jobs.pop(name, None)
-
-    def patch_migration_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self.patches.append(dict(status))
-
-    def remove_scheduling_gate(
-        self, namespace: str, pod: str, remaining: list[dict[str, Any]], resource_version: str
-    ) -> bool:
-        return True
+        super().__init__(
+            secrets={("shop", "shop-db"): {"url": URL}},
+            config_maps={("shop", "shop-migrations"): {"V1__init.sql": "create table t (id int);"}},
+        )
 
 
 def migration(**status: Any) -> dict[str, Any]:

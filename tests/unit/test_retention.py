@@ -4,11 +4,11 @@ operator run a migration again, reuse a recorded Job's name or change a truthful
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lockstep import constants, kube, timestamps
+from fake_kube_api import FakeKubeApi
+from lockstep import constants, timestamps
 from lockstep.controller import reconcile, retention
 from lockstep.controller.cache import Cache
 from lockstep.jobs import naming
@@ -18,48 +18,15 @@ NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 KEY = ("shop", "shop")
 
 
-class FakeApi:
-    """The KubeApi calls a pass makes, against dicts (a SQLite URL: no version table is read)."""
+class FakeApi(FakeKubeApi):
+    """The shop's Secret and ConfigMap (a SQLite URL: no version table is read)."""
 
     def __init__(self) -> None:
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.created: list[str] = []
-        self.deleted: list[str] = []
-        self.patches: list[dict[str, Any]] = []
-
-    def read_secret_value(self, namespace: str, name: str, key: str) -> str:
-        return "sqlite:////var/lib/shop/shop.sqlite"
-
-    def read_config_map_data(self, namespace: str, name: str) -> dict[str, str]:
-        return {"V1__init.sql": "create table t (id int);"}
-
-    def read_workload(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
-        return None
-
-    def job_pod(self, namespace: str, job: str) -> dict[str, Any] | None:
-        return None
-
-    def read_log_tail(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str:
-        return "boom"
-
-    def create_job(self, namespace: str, body: Mapping[str, Any]) -> None:
-        name = body["metadata"]["name"]
-        if name in self.jobs:
-            raise kube.ConflictError(name)
-        self.jobs[name] = dict(body)
-        self.created.append(name)
-
-    def delete_job(self, namespace: str, name: str) -> None:
-        self.jobs.pop(name, None)
-        self.deleted.append(name)
-
-    def patch_migration_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        self.patches.append(dict(status))
-
-    def remove_scheduling_gate(
-        self, namespace: str, pod: str, remaining: list[dict[str, Any]], resource_version: str
-    ) -> bool:
-        return True
+        super().__init__(
+            secrets={("shop", "shop-db"): {"url": "sqlite:////var/lib/shop/shop.sqlite"}},
+            config_maps={("shop", "shop-migrations"): {"V1__init.sql": "create table t (id int);"}},
+            log_tail="boom",
+        )
 
 
 class World:
