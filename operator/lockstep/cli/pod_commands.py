@@ -296,11 +296,13 @@ def _write_result(path: str, payload: Mapping[str, Any]) -> None:
 
 
 def _lock(namespace: argparse.Namespace) -> int:
-    from lockstep.pod import lock_sidecar
-
     args = argv.from_namespace(helper_args.LockArgs, namespace)
     if args.probe:
-        return lock_sidecar.probe(args.ready_file)
+        # The startup probe runs every second while a pod waits for the lock: it only looks for
+        # the file the holder writes, without importing SQLAlchemy (0.2 s of CPU per probe).
+        return 0 if args.ready_file.exists() else 1
+    from lockstep.pod import lock_sidecar
+
     url = _helper_url()
     if url is None:
         return 2

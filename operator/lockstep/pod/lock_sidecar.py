@@ -69,11 +69,6 @@ def hold(url: str, wait_seconds: float, ready_file: Path) -> int:
         engine.dispose()
 
 
-def probe(ready_file: Path) -> int:
-    """Startup probe: 0 once the lock is held."""
-    return 0 if ready_file.exists() else 1
-
-
 def _hold_until(
     stop: threading.Event, connection: sa.Connection, identity: DatabaseIdentity
 ) -> int:
