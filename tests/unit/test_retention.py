@@ -129,6 +129,19 @@ def test_a_recorded_finished_job_deleted_changes_nothing() -> None:
     assert world.status == ready
 
 
+def test_a_running_job_the_cache_has_not_listed_yet_is_asked_for_again_not_retried() -> None:
+    """A new leader whose Job watch has not listed the running Job: the 409 adopts it."""
+    world = World(keep=1)
+    world.run()
+    (first,) = world.api.created
+    assert world.status["activeJob"]["name"] == first
+    world.cache.drop_job(("shop", first))  # still running; this process has not seen it yet
+    world.now += timedelta(seconds=5)
+    world.run()
+    assert world.api.created == [first], "no second Job (no -r1) while the first may still run"
+    assert set(world.api.jobs) == {first}
+
+
 def test_old_releases_beyond_the_newest_are_deleted_after_status_records_the_run() -> None:
     world = World(keep=1)
     old = [world.old_release(f"{i:08x}" + "0" * 56, NOW - timedelta(days=10 - i)) for i in range(4)]

@@ -78,6 +78,9 @@ def next_attempt(observed: Observed, phase: str = constants.PHASE_MIGRATE) -> in
     The runs status records count as well as the Jobs that still exist: finished Jobs are
     deleted (controller.retention), and a new Job under a recorded name would pass for a run
     already recorded (`outcome.unrecorded_finished_job` skips recorded names).
+    `status.activeJob` does not count: a Job not yet recorded as finished that this process does
+    not see (a new leader whose Job watch has not listed it yet) must be asked for under its
+    own name again, so that the API server's 409 adopts it instead of a second run starting.
     """
     attempts = [
         j.attempt
@@ -93,9 +96,8 @@ def next_attempt(observed: Observed, phase: str = constants.PHASE_MIGRATE) -> in
 
 def _named_in_status(status: Mapping[str, Any]) -> set[str]:
     names = {str(run.get("job")) for run in status.get("history") or [] if run.get("job")}
-    for field in ("lastRun", "plan", "activeJob"):
-        record = status.get(field) or {}
-        name = record.get("job") or (record.get("name") if field == "activeJob" else None)
+    for field in ("lastRun", "plan"):
+        name = (status.get(field) or {}).get("job")
         if name:
             names.add(str(name))
     return names
