@@ -17,6 +17,7 @@ from lockstep.controller import cluster_facts
 from lockstep.controller.cache import Cache
 from lockstep.controller.cluster import KubeApi
 from lockstep.model import Spec
+from lockstep.planning import runs
 from lockstep.planning.facts import JobView, Observed, Outcome
 from lockstep.tools import version_table
 
@@ -33,9 +34,7 @@ def unrecorded_finished_job(observed: Observed) -> JobView | None:
     Only the newest Job of each phase counts: an older one was superseded by a later attempt,
     and recording it again would bring back an outdated result.
     """
-    recorded = {run.get("job") for run in observed.status.get("history") or []}
-    recorded.add((observed.status.get("lastRun") or {}).get("job"))
-    recorded.add((observed.status.get("plan") or {}).get("job"))
+    recorded = runs.recorded_jobs(observed.status)
     ours = [j for j in observed.jobs if observed.spec_hash.startswith(j.spec_hash)]
     newest = {}
     for job in sorted(ours, key=lambda j: j.attempt):

@@ -30,6 +30,7 @@ from lockstep import timestamps
 from lockstep.controller import cluster_facts
 from lockstep.controller.cache import Cache, Key
 from lockstep.controller.cluster import KubeApi
+from lockstep.planning import runs
 from lockstep.planning.facts import JobView
 
 log = logging.getLogger("lockstep.reconcile")
@@ -38,22 +39,12 @@ log = logging.getLogger("lockstep.reconcile")
 DEFAULT_KEEP_FINISHED_JOBS = 1
 
 
-def recorded_jobs(status: Mapping[str, Any]) -> set[str]:
-    """Names of the Jobs whose outcome status records."""
-    names = {str(run.get("job")) for run in status.get("history") or [] if run.get("job")}
-    for field in ("lastRun", "plan"):
-        name = (status.get(field) or {}).get("job")
-        if name:
-            names.add(str(name))
-    return names
-
-
 def jobs_to_delete(
     status: Mapping[str, Any], jobs: list[JobView], spec_hash: str, keep: int
 ) -> list[str]:
     """The finished Jobs beyond the newest `keep` that status no longer needs (oldest first)."""
     finished = sorted((j for j in jobs if j.state != "Active"), key=_finish_order, reverse=True)
-    recorded = recorded_jobs(status)
+    recorded = runs.recorded_jobs(status)
     last_finished = timestamps.parse((status.get("lastRun") or {}).get("finishedAt"))
     protected = _recording_candidates(jobs, spec_hash)
     doomed = [

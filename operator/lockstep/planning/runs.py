@@ -87,14 +87,15 @@ def next_attempt(observed: Observed, phase: str = constants.PHASE_MIGRATE) -> in
         for j in observed.jobs
         if observed.spec_hash.startswith(j.spec_hash) and j.phase == phase
     ]
-    for name in _named_in_status(observed.status):
+    for name in recorded_jobs(observed.status):
         attempt = naming.attempt_of(name, observed.name, observed.spec_hash, phase)
         if attempt is not None:
             attempts.append(attempt)
     return max(attempts, default=-1) + 1
 
 
-def _named_in_status(status: Mapping[str, Any]) -> set[str]:
+def recorded_jobs(status: Mapping[str, Any]) -> set[str]:
+    """Names of the Jobs whose outcome status records (history, lastRun, plan)."""
     names = {str(run.get("job")) for run in status.get("history") or [] if run.get("job")}
     for field in ("lastRun", "plan"):
         name = (status.get(field) or {}).get("job")
