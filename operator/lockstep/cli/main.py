@@ -82,14 +82,18 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     command.add_argument(
         "--keep-finished-jobs",
         type=int,
-        default=int(os.environ.get("LOCKSTEP_KEEP_FINISHED_JOBS", "1")),
+        default=int(
+            os.environ.get("LOCKSTEP_KEEP_FINISHED_JOBS", constants.DEFAULT_KEEP_FINISHED_JOBS)
+        ),
         help="finished Jobs kept per DatabaseMigration (status keeps the history); older ones "
         "are deleted once status records them; -1 keeps all (default: %(default)s)",
     )
     command.add_argument(
         "--initial-pass-rate",
         type=float,
-        default=float(os.environ.get("LOCKSTEP_INITIAL_PASS_RATE", "50")),
+        default=float(
+            os.environ.get("LOCKSTEP_INITIAL_PASS_RATE", constants.DEFAULT_INITIAL_PASS_RATE)
+        ),
         help="full passes per second after a (re)start, jittered; 0: unpaced "
         "(default: %(default)s)",
     )

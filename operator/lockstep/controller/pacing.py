@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Full passes per second at start-up: 10,000 migrations in about 3.5 minutes, 100 GETs/s.
-DEFAULT_INITIAL_PASS_RATE = 50.0
+from lockstep import constants
+
+DEFAULT_INITIAL_PASS_RATE = constants.DEFAULT_INITIAL_PASS_RATE
 JITTER = 0.5
 
 

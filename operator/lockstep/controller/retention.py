@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lockstep import timestamps
+from lockstep import constants, timestamps
 from lockstep.controller import cluster_facts
 from lockstep.controller.cache import Cache, Key
 from lockstep.controller.cluster import KubeApi
@@ -35,8 +35,7 @@ from lockstep.planning.facts import JobView
 
 log = logging.getLogger("lockstep.reconcile")
 
-# The newest finished Job of each migration stays for `kubectl logs`; status has the rest.
-DEFAULT_KEEP_FINISHED_JOBS = 1
+DEFAULT_KEEP_FINISHED_JOBS = constants.DEFAULT_KEEP_FINISHED_JOBS
 
 
 def jobs_to_delete(
