@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchlib import pod_status
 from benchlib.watching import run_watches
 
 from testbed.kubeapi import (
@@ -49,24 +50,7 @@ def finished_status(pod: Mapping[str, Any], message: str, started: str) -> dict[
     ended = now_rfc3339()
 
     def terminated(container: Mapping[str, Any], text: str | None) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "exitCode": 0,
-            "reason": "Completed",
-            "startedAt": started,
-            "finishedAt": ended,
-        }
-        if text:
-            state["message"] = text
-        return {
-            "name": container["name"],
-            "state": {"terminated": state},
-            "lastState": {},
-            "ready": False,
-            "restartCount": 0,
-            "image": container["image"],
-            "imageID": "",
-            "started": False,
-        }
+        return pod_status.terminated(container["name"], container["image"], started, ended, text)
 
     def condition(kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
         found = {"type": kind, "status": status, "lastTransitionTime": ended}

@@ -16,6 +16,7 @@ from typing import Any
 
 from latency import quickstart_files
 
+from benchlib import pod_status
 from benchlib.bed import Bed
 from benchlib.common import log, run_in_threads
 from benchlib.kube import create_migration, ensure_namespace, migration_body
@@ -181,27 +182,10 @@ def _release(
     bed.kube.post(f"/api/v1/namespaces/{namespace}/pods", pod)
 
     def terminated(container: str, message: str | None) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "exitCode": 0,
-            "reason": "Completed",
-            "startedAt": start,
-            "finishedAt": end,
-        }
-        if message:
-            state["message"] = message
-        return {
-            "name": container,
-            "state": {"terminated": state},
-            "lastState": {},
-            "ready": False,
-            "restartCount": 0,
-            "image": "lockstep:dev",
-            "imageID": "",
-            "started": False,
-        }
+        return pod_status.terminated(container, "lockstep:dev", start, end, message)
 
     report = json.dumps({"applied": ["1", "2"], "from": None, "to": "2"})
-    pod_status = {
+    finished = {
         "phase": "Succeeded",
         "startTime": start,
         "initContainerStatuses": [terminated(constants.LOCK_CONTAINER, None)],
@@ -209,7 +193,7 @@ def _release(
     }
     bed.kube.patch(
         f"/api/v1/namespaces/{namespace}/pods/{job_name}-x/status",
-        {"status": pod_status},
+        {"status": finished},
         patch_type="merge",
     )
     return {
