@@ -35,11 +35,8 @@ def unrecorded_finished_job(observed: Observed) -> JobView | None:
     and recording it again would bring back an outdated result.
     """
     recorded = runs.recorded_jobs(observed.status)
-    ours = [j for j in observed.jobs if observed.spec_hash.startswith(j.spec_hash)]
-    newest = {}
-    for job in sorted(ours, key=lambda j: j.attempt):
-        newest[job.phase] = job
-    candidates = [j for j in newest.values() if j.state != "Active" and j.name not in recorded]
+    newest = runs.newest_per_phase(observed.jobs, observed.spec_hash)
+    candidates = [j for j in newest if j.state != "Active" and j.name not in recorded]
     return max(candidates, key=_finish_order, default=None)
 
 

@@ -56,11 +56,7 @@ def jobs_to_delete(
 
 def _recording_candidates(jobs: list[JobView], spec_hash: str) -> set[str]:
     """The newest Job of each phase of the current spec: the ones an outcome is read from."""
-    newest: dict[str, JobView] = {}
-    for job in sorted(jobs, key=lambda j: j.attempt):
-        if spec_hash and spec_hash.startswith(job.spec_hash):
-            newest[job.phase] = job
-    return {j.name for j in newest.values()}
+    return {j.name for j in runs.newest_per_phase(jobs, spec_hash)} if spec_hash else set()
 
 
 def _finished_by(job: JobView, moment: datetime | None) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lockstep import constants, tools
@@ -11,7 +11,7 @@ from lockstep.jobs import naming
 from lockstep.jobs.naming import JobRequest
 from lockstep.model import Spec
 from lockstep.planning import approval
-from lockstep.planning.facts import Observed
+from lockstep.planning.facts import JobView, Observed
 from lockstep.status import MigrationStatus
 
 
@@ -102,3 +102,13 @@ def recorded_jobs(status: Mapping[str, Any]) -> set[str]:
         if name:
             names.add(str(name))
     return names
+
+
+def newest_per_phase(jobs: Iterable[JobView], spec_hash: str) -> list[JobView]:
+    """The newest attempt of each phase among the Jobs of this spec: the ones an outcome is
+    read from (`spec_hash` is the full hash; a Job's label holds its prefix)."""
+    newest: dict[str, JobView] = {}
+    for job in sorted(jobs, key=lambda j: j.attempt):
+        if spec_hash.startswith(job.spec_hash):
+            newest[job.phase] = job
+    return list(newest.values())
