@@ -139,6 +139,14 @@ test-flux: install system-deps k8s-bin ## Flux e2e (opt-in): real source-/kustom
 	bash tools/k8s/build.sh source-controller kustomize-controller
 	LOCKSTEP_E2E_FLUX=1 $(BIN)/pytest tests/e2e/test_flux.py -q -m flux
 
+.PHONY: test-argocd
+test-argocd: install system-deps k8s-bin ## Argo CD e2e (opt-in): its real application controller syncs a git repo; needs ARGOCD_SRC=<Argo CD source tree>
+	@test -n "$(ARGOCD_SRC)" || { echo "make test-argocd ARGOCD_SRC=<Argo CD source tree> (docs/gitops.md)"; exit 2; }
+	command -v redis-server >/dev/null || apt-get install -y redis-server
+	bash tools/argocd/build.sh "$(ARGOCD_SRC)"
+	bash tools/k8s/build.sh kustomize
+	LOCKSTEP_E2E_ARGOCD=1 ARGOCD_SRC="$(ARGOCD_SRC)" $(BIN)/pytest tests/e2e/test_argocd.py -q -m argocd
+
 .PHONY: bench
 bench: install system-deps k8s-bin ## Benchmarks, quick (< 5 min): latency, API cost, scale, runner, gate vs their floors; bench/results/bench.json
 	$(PY) bench/run.py --quick

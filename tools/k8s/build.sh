@@ -10,7 +10,8 @@
 #               etcd, helm, promtool, krew (krew, validate-krew-manifest),
 #               kstatus (Lockstep's kstatus checker, whose module is tools/kstatus).
 #               Default: all of these. Built only when named (the opt-in Flux e2e tests):
-#               source-controller and kustomize-controller (Flux; ~16 min cold on 2 cores).
+#               source-controller and kustomize-controller (Flux; ~16 min cold on 2 cores),
+#               kustomize (the CLI Argo CD's repo-server runs; tools/testbed/argocd.py).
 #   --bin-dir   print the binary directory and exit (builds nothing).
 #
 # A module is rebuilt only when its stamp (a hash of its go.mod, go.sum, Go
@@ -21,7 +22,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ALL_MODULES=(kubernetes etcd helm promtool kstatus krew)
-OPTIONAL_MODULES=(source-controller kustomize-controller)
+OPTIONAL_MODULES=(source-controller kustomize-controller kustomize)
 
 log() { printf '[k8s-build] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -71,6 +72,7 @@ module_targets() {
                    "kubectl-krew=sigs.k8s.io/krew/cmd/krew" ;;
         source-controller) echo "source-controller=github.com/fluxcd/source-controller" ;;
         kustomize-controller) echo "kustomize-controller=github.com/fluxcd/kustomize-controller" ;;
+        kustomize) echo "kustomize=sigs.k8s.io/kustomize/kustomize/v5" ;;
     esac
 }
 
@@ -105,6 +107,10 @@ module_ldflags() {
             v="$(required_version "$HERE/promtool/go.mod" github.com/prometheus/prometheus)"
             v="${v#v0.3}"; v="3.${v#0}"
             flags+=" -X $pkg.Version=$v -X $pkg.Branch=HEAD -X $pkg.BuildDate=19700101-00:00:00" ;;
+        kustomize)  # `kustomize version` prints it; Argo CD's repo-server logs and caches it
+            local v
+            v="$(required_version "$HERE/kustomize/go.mod" sigs.k8s.io/kustomize/kustomize/v5)"
+            flags+=" -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$v" ;;
     esac
     echo "$flags"
 }
@@ -171,7 +177,7 @@ main() {
     for arg in "$@"; do
         case "$arg" in
             --bin-dir) bin_dir; return ;;
-            -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
+            -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; return ;;
             -*) die "unknown option: $arg" ;;
             *) [[ " ${ALL_MODULES[*]} ${OPTIONAL_MODULES[*]} " == *" $arg "* ]] \
                    || die "unknown module: $arg (known: ${ALL_MODULES[*]} ${OPTIONAL_MODULES[*]})"
