@@ -32,12 +32,19 @@ def application(name: str, repo_url: str, namespace: str) -> dict[str, Any]:
     body: dict[str, Any] = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
     body["metadata"] = {"name": name, "namespace": ARGOCD_NAMESPACE}
     body["spec"]["source"].update(
-        {"repoURL": repo_url, "targetRevision": "main", "path": PATH,
-         "kustomize": {"namespace": namespace}}
+        {
+            "repoURL": repo_url,
+            "targetRevision": "main",
+            "path": PATH,
+            "kustomize": {"namespace": namespace},
+        }
     )
     body["spec"]["destination"]["namespace"] = namespace
-    # The example retries a failed sync 5 times over minutes; the tests check the first failure.
-    body["spec"]["syncPolicy"].pop("retry", None)
+    # No retries: the example retries a failed sync 5 times with a 30 s backoff (an automated
+    # sync without `retry` also retries 5 times, Argo CD's default since v3.6), and while that
+    # operation runs on the broken commit, Argo CD starts no sync of a newer one. The tests
+    # check the first failure and then push the fix.
+    body["spec"]["syncPolicy"]["retry"] = {"limit": 0}
     return body
 
 

@@ -79,8 +79,16 @@ def _run_build(argv: list[str]) -> Path:
 
 def kubectl_apply(kubectl: Path, kubeconfig: Path, documents: list[dict[str, Any]]) -> None:
     subprocess.run(
-        [str(kubectl), "--kubeconfig", str(kubeconfig), "apply", "--server-side",
-         "--force-conflicts", "-f", "-"],
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(kubeconfig),
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
         input=yaml.safe_dump_all(documents),
         capture_output=True,
         text=True,
@@ -131,20 +139,34 @@ def settings_documents(maps: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     ]
     for name, data in maps.items():
-        docs.append({"apiVersion": "v1", "kind": "ConfigMap",
-                     "metadata": {"name": name, **meta}, "data": data})
-    docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "argocd-secret", **meta},
-                 "stringData": {"server.secretkey": os.urandom(16).hex()}})
-    docs.append({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "AppProject",
-        "metadata": {"name": "default", "namespace": NAMESPACE},
-        "spec": {  # what argocd-server creates at its first start
-            "sourceRepos": ["*"],
-            "destinations": [{"server": "*", "namespace": "*"}],
-            "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
-        },
-    })
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, **meta},
+                "data": data,
+            }
+        )
+    docs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "argocd-secret", **meta},
+            "stringData": {"server.secretkey": os.urandom(16).hex()},
+        }
+    )
+    docs.append(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "AppProject",
+            "metadata": {"name": "default", "namespace": NAMESPACE},
+            "spec": {  # what argocd-server creates at its first start
+                "sourceRepos": ["*"],
+                "destinations": [{"server": "*", "namespace": "*"}],
+                "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+            },
+        }
+    )
     return docs
 
 
@@ -165,15 +187,18 @@ def manifest_env(
                 env[item["name"]] = value
         elif "value" in item:
             value = str(item["value"])
-            env[item["name"]] = str(state_dir / value.lstrip("/")) if value.startswith("/") else value
+            env[item["name"]] = (
+                str(state_dir / value.lstrip("/")) if value.startswith("/") else value
+            )
     return env
 
 
 class Process:
     """One Argo CD component: the multi-call binary under its name, a log, a /healthz port."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], health: int,
-                 log_file: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], health: int, log_file: Path
+    ) -> None:
         self.name, self.argv, self.env, self.health = name, argv, env, health
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
@@ -211,8 +236,9 @@ class Process:
 class ArgoCD:
     """Redis, the repo-server and the application controller, started and stopped together."""
 
-    def __init__(self, bin_dir: Path, kustomize_dir: Path, kubeconfig: Path, kubectl: Path,
-                 state_dir: Path) -> None:
+    def __init__(
+        self, bin_dir: Path, kustomize_dir: Path, kubeconfig: Path, kubectl: Path, state_dir: Path
+    ) -> None:
         self.bin_dir, self.kubeconfig, self.kubectl = bin_dir, kubeconfig, kubectl
         self.state_dir = state_dir
         redis_bin = shutil.which("redis-server")
@@ -221,14 +247,35 @@ class ArgoCD:
         self.redis_port, self.repo_port = localhost.free_port(), localhost.free_port()
         self.maps = config_maps(f"127.0.0.1:{self.redis_port}", f"127.0.0.1:{self.repo_port}")
         tmp = state_dir / "tmp"  # the repo-server's clones (/tmp/_argocd-repo in a pod)
-        for sub in ("tmp", "redis", "app/config/tls", "app/config/ssh", "app/config/gpg/source",
-                    "app/config/gpg/keys"):
+        for sub in (
+            "tmp",
+            "redis",
+            "app/config/tls",
+            "app/config/ssh",
+            "app/config/gpg/source",
+            "app/config/gpg/keys",
+        ):
             (state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.redis = Process(
             "redis",
-            [redis_bin, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(state_dir / "redis"), "--daemonize", "no"],
-            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, 0, state_dir / "redis.log",
+            [
+                redis_bin,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(state_dir / "redis"),
+                "--daemonize",
+                "no",
+            ],
+            {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            0,
+            state_dir / "redis.log",
         )
         base = {
             "PATH": f"{bin_dir}:{kustomize_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -245,21 +292,28 @@ class ArgoCD:
         }
         repo_metrics, controller_metrics = localhost.free_port(), localhost.free_port()
         self.repo_server = self._component(
-            "argocd-repo-server", base, repo_metrics,
+            "argocd-repo-server",
+            base,
+            repo_metrics,
             ["--port", str(self.repo_port), "--metrics-port", str(repo_metrics)],
         )
         self.controller = self._component(
-            "argocd-application-controller", base, controller_metrics,
+            "argocd-application-controller",
+            base,
+            controller_metrics,
             ["--namespace", NAMESPACE, "--metrics-port", str(controller_metrics)],
         )
 
-    def _component(self, name: str, base: dict[str, str], health: int,
-                   args: list[str]) -> Process:
+    def _component(self, name: str, base: dict[str, str], health: int, args: list[str]) -> Process:
         manifest = self.bin_dir / "manifests" / MANIFESTS[name]
-        env = {**manifest_env(manifest, self.maps, self.state_dir), **base,
-               "ARGOCD_BINARY_NAME": name}
-        return Process(name, [str(self.bin_dir / name), *args], env, health,
-                       self.state_dir / f"{name}.log")
+        env = {
+            **manifest_env(manifest, self.maps, self.state_dir),
+            **base,
+            "ARGOCD_BINARY_NAME": name,
+        }
+        return Process(
+            name, [str(self.bin_dir / name), *args], env, health, self.state_dir / f"{name}.log"
+        )
 
     def __enter__(self) -> ArgoCD:
         try:
@@ -275,8 +329,12 @@ class ArgoCD:
             raise
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def stop(self) -> None:
