@@ -169,6 +169,7 @@ class Shop:
 
 @pytest.fixture
 def shop(
+    argocd_bin: Path,  # first: without Argo CD, skip before a cluster starts
     k8s: client.ApiClient,
     namespace: str,
     operator: OperatorProcess,
