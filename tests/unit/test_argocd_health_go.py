@@ -2,7 +2,7 @@
 VM its application controller uses), compared with health_test.yaml and with the lupa evaluation
 the other tests use (tests/support/argocd_health.py).
 
-The binary (tools/argocd-health) cannot be built from the Go module proxy (ADR 0010); it is built
+The binary (tools/argocd-health) cannot be built from the Go module proxy (ADR 0013); it is built
 inside an Argo CD source tree by tools/argocd-health/build.sh and cached. Without it these tests
 skip and say how to build it.
 """

@@ -125,7 +125,6 @@ def config_maps(redis: str, repo_server: str) -> dict[str, dict[str, str]]:
             "redis.server": redis,
             "repo.server": repo_server,
             "reposerver.listen.address": "127.0.0.1",
-            "reposerver.metrics.listen.address": "127.0.0.1",
             "controller.log.level": "debug",
             "reposerver.log.level": "debug",
         },
@@ -295,7 +294,17 @@ class ArgoCD:
             "argocd-repo-server",
             base,
             repo_metrics,
-            ["--port", str(self.repo_port), "--metrics-port", str(repo_metrics)],
+            # --metrics-address: the install manifest maps reposerver.metrics.listen.address to
+            # ARGOCD_REPO_SERVER_LISTEN_METRICS_ADDRESS, the code reads
+            # ARGOCD_REPO_SERVER_METRICS_LISTEN_ADDRESS, so the key never arrives (0.0.0.0).
+            [
+                "--port",
+                str(self.repo_port),
+                "--metrics-port",
+                str(repo_metrics),
+                "--metrics-address",
+                "127.0.0.1",
+            ],
         )
         self.controller = self._component(
             "argocd-application-controller",
