@@ -73,18 +73,36 @@ def parse_baseline(baseline: Mapping[str, Any], tool: str) -> str | None:
     return version
 
 
+# The suffix kustomize's configMapGenerator appends to a ConfigMap's name: "-" and the first ten
+# characters of a hash spelled without vowels or 0/1/3 (kustomize's api/hasher: encode). It
+# changes with every edit of the content, so it is not part of the migration set's name.
+KUSTOMIZE_HASH_SUFFIX: Final = re.compile(r"-[2456789bcdfghkmt]{10}$")
+
+
+def migration_set_name(config_map: str) -> str:
+    """The ConfigMap's name without kustomize's content hash: the same set after every edit.
+
+    GitOps repositories generate the migrations ConfigMap (the name gets a new suffix with each
+    SQL change, and kustomize rewrites the DatabaseMigration's reference to it). Keyed by the
+    full name, each change started a fresh history and re-ran V1 on a database that had it.
+    """
+    return KUSTOMIZE_HASH_SUFFIX.sub("", config_map)
+
+
 def history_owner(namespace: str, name: str, raw_spec: Mapping[str, Any]) -> str:
     """Whose history a run keeps: the migration set, not the resource that applies it.
 
     Two DatabaseMigrations that apply one ConfigMap of migrations (expand and contract: one runs
     to an earlier target before the rollout, the other to head after it) are one history: the
     second must see what the first applied. Two services with migration sets of their own keep
-    two. So for a built-in source the owner is its ConfigMap; for a tool in an image, which
-    Lockstep cannot look into, it is the DatabaseMigration. The text is shown in messages and
-    recorded in the claims registry; its hash names tool sql's table (tools.version_table).
+    two. So for a built-in source the owner is its ConfigMap, named without kustomize's content
+    hash (:func:`migration_set_name`), so that an edited, renamed ConfigMap stays the same set;
+    for a tool in an image, which Lockstep cannot look into, it is the DatabaseMigration. The
+    text is shown in messages and recorded in the claims registry; its hash names tool sql's
+    table (tools.version_table).
     """
     source = raw_spec.get("source")
     config_map = source.get("configMapRef") if isinstance(source, Mapping) else None
     if isinstance(config_map, Mapping) and isinstance(config_map.get("name"), str):
-        return f"ConfigMap {namespace}/{config_map['name']}"
+        return f"ConfigMap {namespace}/{migration_set_name(config_map['name'])}"
     return f"DatabaseMigration {namespace}/{name}"

@@ -8,8 +8,7 @@ users load it, from argocd-cm. An Application syncs the loopback repository of t
 -1, the Deployment in wave 0. The tests check that Argo CD applies the Deployment only after the
 DatabaseMigration is Healthy, that the Application goes (Missing ->) Progressing -> Healthy and
 is Healthy only once the migration is Ready, and that a broken migration makes it Degraded with
-Lockstep's message. That a fix commit recovers is a strict xfail: a Lockstep regression re-runs V1
-after every SQL change of the example (ADR 0013, amendment, item 7).
+Lockstep's message naming the broken file, and that a fix commit recovers.
 
 Opt-in (marker `argocd`; `make test-argocd ARGOCD_SRC=<Argo CD source tree>` or
 LOCKSTEP_E2E_ARGOCD=1): it needs an Argo CD source tree (none in CI) and a build of minutes.
@@ -296,13 +295,6 @@ def test_a_failing_migration_degrades_the_application_with_lockstep_message(
     assert "note" not in column_names(pg_url, "orders")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Lockstep regression since f13c68b (one history per ConfigMap): the example's "
-    "hash-suffixed ConfigMap gets a new name for every SQL change, hence a new history table, "
-    "so the next Job re-runs V1 ('relation \"customers\" already exists'), not V3; "
-    "tests/e2e/test_flux.py fails the same way",
-)
 def test_the_failure_is_the_broken_file_and_a_fix_commit_recovers(
     shop: Shop,
     k8s: client.ApiClient,
