@@ -318,11 +318,14 @@ def test_docs_list_exactly_the_permissions_the_chart_grants(defaults: list[Manif
     assert documented - granted == set(), "documented but not granted"
 
 
-def test_no_wildcards_and_secrets_are_never_listed(defaults: list[Manifest]) -> None:
+def test_no_wildcards_and_secrets_are_only_read_and_watched(defaults: list[Manifest]) -> None:
     granted = _rules(defaults)
     assert not any("*" in (group, resource, verb) for _, group, resource, verb, _n in granted)
     secret_verbs = {verb for _, g, resource, verb, _n in granted if resource == "secrets"}
-    assert secret_verbs == {"get", "create", "update"}
+    # list/watch feed the input cache (ADR 19); writes only to the webhook's own TLS Secret
+    assert secret_verbs == {"get", "list", "watch", "create", "update"}
+    readers = {(r, v) for r, g, res, v, n in granted if res == "secrets" and v in ("list", "watch")}
+    assert readers == {("lockstep", "list"), ("lockstep", "watch")}
     writes = {(r, v, n) for r, g, res, v, n in granted if res == "secrets" and v == "update"}
     assert writes == {("lockstep-local", "update", "lockstep-webhook-tls")}
     assert ("lockstep", "lockstep.dev", "databasemigrations", "patch", "") not in granted
