@@ -45,18 +45,21 @@ def test_an_edited_config_map_starts_a_new_run_without_waiting_for_the_resync(
         lambda: len(kubetest.jobs_of(k8s, namespace, "edited")) == 2 or None,
         timeout=PROMPT_SECONDS,
     )
-    kubetest.wait_for_condition(
-        k8s, namespace, "edited", "Ready", reason="Succeeded", timeout=PROMPT_SECONDS
-    )
+    # the edited file ran: the new run's end is recorded (not just its Job created)
     wait_for(
-        "the new spec hash in status",
-        lambda: spec_hash(k8s, namespace, "edited") != first or None,
+        "revision 2 applied",
+        lambda: (
+            (kubetest.get_migration(k8s, namespace, "edited").get("status") or {}).get(
+                "appliedRevision"
+            )
+            == "2"
+            or None
+        ),
         timeout=PROMPT_SECONDS,
     )
     assert time.monotonic() - started < PROMPT_SECONDS
-    # the edited file ran
-    body = kubetest.get_migration(k8s, namespace, "edited")
-    assert body["status"].get("appliedRevision") == "2"
+    kubetest.wait_for_condition(k8s, namespace, "edited", "Ready", reason="Succeeded")
+    assert spec_hash(k8s, namespace, "edited") != first
 
 
 def test_a_missing_config_map_keeps_its_condition_and_runs_once_created(

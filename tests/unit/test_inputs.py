@@ -231,3 +231,75 @@ def test_the_indexers_are_what_caches_jobs_and_pods() -> None:
         assert handlers.cache.job(("shop", "j")) is not None
     finally:
         handlers.cache.drop_job(("shop", "j"))
+
+
+def test_kopf_holds_the_migration_handler_until_the_job_listing_is_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kopf's own event processing, with Lockstep's registry: while the Job watch has not
+    listed, a DatabaseMigration event does not reach its handler; the listed Job is cached by
+    its indexer first, so the first pass sees it (a new leader's race, issue 21)."""
+    from kopf._cogs.aiokits import aiotoggles
+    from kopf._cogs.structs import ephemera, references
+    from kopf._core.actions import lifecycles
+    from kopf._core.engines import indexing
+    from kopf._core.reactor import inventory, processing
+
+    seen_by_handler: list[int] = []
+    monkeypatch.setattr(
+        watches,
+        "migration_event",
+        lambda r, kind, body: seen_by_handler.append(len(r.cache.jobs_of(("shop", "shop")))),
+    )
+    monkeypatch.setattr(watches, "job_event", lambda r, kind, body: None)
+    registry = kopf.get_default_registry()
+    indexers = indexing.OperatorIndexers()
+    indexers.ensure(registry._indexing.get_all_handlers())
+    jobs = references.Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
+    migrations = references.Resource(
+        constants.GROUP, constants.VERSION, constants.PLURAL, namespaced=True
+    )
+    labels = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY, constants.LABEL_MIGRATION: "shop"}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "shop-run", "namespace": "shop", "uid": "j1", "labels": labels},
+        "status": {"active": 1},
+    }
+
+    async def scenario() -> None:
+        indexed = aiotoggles.ToggleSet(all)
+        jobs_listing = await indexed.make_toggle(name="jobs listing")
+        memories, queue = inventory.ResourceMemories(), asyncio.Queue()  # type: ignore[var-annotated]
+
+        def process(resource: Any, raw: Any, resource_indexed: Any = None) -> Any:
+            return processing.process_resource_event(
+                lifecycle=lifecycles.all_at_once,
+                indexers=indexers,
+                registry=registry,
+                settings=kopf.OperatorSettings(),
+                memories=memories,
+                memobase=ephemera.Memo(),
+                resource=resource,
+                raw_event=raw,
+                event_queue=queue,
+                operator_indexed=indexed,
+                resource_indexed=resource_indexed,
+                no_throttling=True,
+            )
+
+        body = {**migration(), "metadata": {**migration()["metadata"], "uid": "m1"}}
+        handled = asyncio.create_task(process(migrations, {"type": None, "object": body}))
+        await asyncio.sleep(0.2)
+        assert seen_by_handler == []  # held: the Jobs are not listed yet
+        job_toggle = await indexed.make_toggle(name="job j1")
+        listed = asyncio.create_task(process(jobs, {"type": None, "object": job}, job_toggle))
+        await asyncio.sleep(0.1)
+        await indexed.drop_toggle(jobs_listing)  # Kopf's LISTED bookmark
+        await asyncio.wait_for(asyncio.gather(handled, listed), 5)
+
+    try:
+        asyncio.run(scenario())
+        assert seen_by_handler == [1]  # the first pass sees the running Job
+    finally:
+        handlers.cache.drop_job(("shop", "shop-run"))
