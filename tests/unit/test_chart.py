@@ -534,3 +534,12 @@ def test_common_labels_extra_volumes_probes_and_host_network_reach_the_manifests
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert "--http-host=$(POD_IP)" in container["args"]
     assert {"name": "webhook", "containerPort": 10260, "protocol": "TCP"} in container["ports"]
+
+
+def test_watch_secrets_false_grants_get_only_and_tells_the_operator() -> None:
+    """The opt-out of ADR 19: no list/watch on Secrets, and the operator does not watch them."""
+    manifests = render(values={"watchSecrets": False})
+    verbs = {v for _, g, res, v, _n in _rules(manifests) if res == "secrets"}
+    assert verbs == {"get", "create", "update"}
+    assert "--no-watch-secrets" in container_args(manifests)
+    assert "--no-watch-secrets" not in container_args(render())

@@ -303,3 +303,18 @@ def test_kopf_holds_the_migration_handler_until_the_job_listing_is_in(
         assert seen_by_handler == [1]  # the first pass sees the running Job
     finally:
         handlers.cache.drop_job(("shop", "shop-run"))
+
+
+def test_secrets_are_watched_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--no-watch-secrets` (chart: watchSecrets false) registers no Secret watch, and then no
+    Secret is kept from a GET (no watch would correct it)."""
+    monkeypatch.setattr(handlers.reconciler.gatherer.inputs, "secrets_watched", False)
+    registry = kopf.OperatorRegistry()
+    assert not list(registry._watching.get_all_handlers())
+    handlers.watch_secrets(registry)
+    (handler,) = registry._watching.get_all_handlers()
+    assert handler.selector is not None and handler.selector.any_name == "secrets"
+    assert handlers.reconciler.gatherer.inputs.secrets_watched
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    assert list(settings.watching.field_selectors.values()) == [handlers.SECRET_FIELD_SELECTOR]

@@ -109,7 +109,7 @@ app.kubernetes.io/part-of: lockstep
 # memory, and Helm release and service-account-token Secrets are filtered out by the API server.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: {{ if .Values.watchSecrets }}["get", "list", "watch"]{{ else }}["get"]{{ end }}
 # spec.source.configMapRef: the migration files are hashed into the spec hash; watched (only the
 # digests are kept) so that an edited file starts a new run at once.
 - apiGroups: [""]

@@ -65,7 +65,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
     settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
-    reconciler.gatherer.inputs.secrets_watched = True
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     # Kopf logs every handled event at INFO; Lockstep logs what it decides instead.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -126,6 +125,14 @@ async def config_map_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any
     watches.config_map_event(reconciler, event.get("type"), body)
 
 
-@kopf.on.event("", "v1", "secrets")
 async def secret_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
     watches.secret_event(reconciler, event.get("type"), body)
+
+
+def watch_secrets(registry: kopf.OperatorRegistry | None = None) -> None:
+    """Watch Secrets too (the default; `--no-watch-secrets` leaves it out, and the chart's
+    `watchSecrets: false` its list/watch permission): without it every Secret read is a GET."""
+    kopf.on.event("", "v1", "secrets", registry=registry or kopf.get_default_registry())(
+        secret_changed
+    )
+    reconciler.gatherer.inputs.secrets_watched = True
