@@ -142,6 +142,16 @@ def read_secret_value(namespace: str, name: str, key: str) -> str:
     return base64.b64decode(data[key]).decode()
 
 
+def read_secret_raw(namespace: str, name: str) -> dict[str, str]:
+    """A Secret's data as the API serves it (base64 values), to keep in the operator's memory
+    (controller.inputs); nothing here logs or returns it decoded."""
+    try:
+        response = _core().read_namespaced_secret(name, namespace, _preload_content=False)
+    except ApiException as error:
+        raise _translate(error, f"Secret {namespace}/{name}") from None
+    return {str(k): str(v) for k, v in (_json(response).get("data") or {}).items()}
+
+
 def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
     try:
         response = _core().read_namespaced_config_map(name, namespace, _preload_content=False)

@@ -425,7 +425,10 @@ def test_operator_runs_under_the_charts_service_account(
         ).stdout.strip()  # fmt: skip
 
     assert can_i("*", "*") == "no"  # not admin
-    assert can_i("list", "secrets", "-A") == "no"
+    # list/watch feed the input cache (ADR 19); writes only to its own TLS Secret
+    assert can_i("list", "secrets", "-A") == "yes"
+    assert can_i("delete", "secrets", "-n", "default") == "no"
+    assert can_i("patch", "secrets", "-n", "default") == "no"
     assert can_i("get", "secrets", "-n", "default") == "yes"
     assert can_i("update", "secrets", "-n", chart.namespace) == "no"
     assert can_i("create", "clusterrolebindings") == "no"

@@ -6,6 +6,7 @@ was asked to create or delete in `created`/`deleted`, status writes in `patches`
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,15 @@ class FakeKubeApi:
             return self.secrets[(namespace, name)][key]
         except KeyError:
             raise kube.NotFoundError(f"Secret {namespace}/{name}") from None
+
+    def read_secret_raw(self, namespace: str, name: str) -> dict[str, str]:
+        """The whole Secret, base64 as the API serves it."""
+        self.reads.append(f"Secret {name}")
+        try:
+            data = self.secrets[(namespace, name)]
+        except KeyError:
+            raise kube.NotFoundError(f"Secret {namespace}/{name}") from None
+        return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
 
     def read_config_map_data(self, namespace: str, name: str) -> dict[str, str]:
         self.reads.append(f"ConfigMap {name}")

@@ -103,15 +103,18 @@ app.kubernetes.io/part-of: lockstep
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
-# spec.database.urlSecretRef: read to identify the database (one Job per database at a time)
-# and its version table. Secrets are never listed or watched.
+# spec.database.urlSecretRef (and the other Secrets a spec names): the URL identifies the
+# database (one Job per database at a time) and its version table. Watched so that a pass needs
+# no GET and an edit re-plans at once; only the Secrets a DatabaseMigration names are kept in
+# memory, and Helm release and service-account-token Secrets are filtered out by the API server.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
-# spec.source.configMapRef: the migration files are hashed into the spec hash.
+  verbs: {{ if .Values.watchSecrets }}["get", "list", "watch"]{{ else }}["get"]{{ end }}
+# spec.source.configMapRef: the migration files are hashed into the spec hash; watched (only the
+# digests are kept) so that an edited file starts a new run at once.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 # Events on DatabaseMigrations (JobCreated, Succeeded, Failed, ReleasedPods, ...).
 - apiGroups: [""]
   resources: ["events"]

@@ -97,6 +97,13 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         help="full passes per second after a (re)start, jittered; 0: unpaced "
         "(default: %(default)s)",
     )
+    command.add_argument(
+        "--no-watch-secrets",
+        dest="watch_secrets",
+        action="store_false",
+        help="do not list/watch Secrets (then no list/watch permission on them is needed): every "
+        "Secret a pass reads is a GET, and an edited Secret is noticed at the next resync",
+    )
     command.add_argument("--http-port", type=int, default=8080, help="/healthz and /metrics port")
     command.add_argument(
         "--http-host",
@@ -222,6 +229,7 @@ def _operator(args: argparse.Namespace) -> int:
             runner_image=args.runner_image,
             keep_finished_jobs=args.keep_finished_jobs,
             initial_pass_rate=args.initial_pass_rate,
+            watch_secrets=args.watch_secrets,
             http_port=args.http_port,
             http_host=args.http_host,
             leader_election=args.leader_election,

@@ -15,10 +15,28 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from lockstep import db_connection, kube
 from lockstep.controller.cluster import KubeApi
 from lockstep.model import Spec
+
+
+@runtime_checkable
+class SecretSource(Protocol):
+    """Where Secret values come from: a GET each (`ApiSecrets`) or the watch (`inputs`)."""
+
+    async def value(self, namespace: str, name: str, key: str) -> str: ...
+
+
+class ApiSecrets:
+    """One GET per value."""
+
+    def __init__(self, api: KubeApi) -> None:
+        self.api = api
+
+    async def value(self, namespace: str, name: str, key: str) -> str:
+        return await asyncio.to_thread(self.api.read_secret_value, namespace, name, key)
 
 
 class MissingKey(kube.NotFoundError):
@@ -29,8 +47,11 @@ class MissingKey(kube.NotFoundError):
         self.field = field
 
 
-async def read_url(api: KubeApi, namespace: str, spec: Spec) -> str:
-    """The database URL of ``spec``; MissingKey names the field of a missing Secret key."""
+async def read_url(api: KubeApi | SecretSource, namespace: str, spec: Spec) -> str:
+    """The database URL of ``spec``; MissingKey names the field of a missing Secret key.
+
+    ``api``: a SecretSource, or a KubeApi to read each value with a GET.
+    """
     if spec.url_secret is not None:
         ref = spec.url_secret
         url = await _read(api, namespace, ref.name, ref.key, "spec.database.urlSecretRef")
@@ -61,14 +82,17 @@ def source_of(spec: Spec) -> str:
     return "the URL composed from spec.database.connection"
 
 
-async def _read(api: KubeApi, namespace: str, name: str, key: str, field: str) -> str:
+async def _read(
+    api: KubeApi | SecretSource, namespace: str, name: str, key: str, field: str
+) -> str:
+    source = api if isinstance(api, SecretSource) else ApiSecrets(api)
     try:
-        return await asyncio.to_thread(api.read_secret_value, namespace, name, key)
+        return await source.value(namespace, name, key)
     except kube.NotFoundError as error:
         raise MissingKey(error, field) from None
 
 
-async def _parameters(api: KubeApi, namespace: str, spec: Spec) -> dict[str, str]:
+async def _parameters(api: KubeApi | SecretSource, namespace: str, spec: Spec) -> dict[str, str]:
     """The pod's driver parameters, with the TLS files' paths on this operator's disk."""
     params = db_connection.parameters(spec.connection, spec.engine, spec.tls)
     if spec.tls is None:
@@ -77,7 +101,7 @@ async def _parameters(api: KubeApi, namespace: str, spec: Spec) -> dict[str, str
     return {k: local.get(v, v) for k, v in params.items()}
 
 
-async def _tls_files(api: KubeApi, namespace: str, spec: Spec) -> dict[str, str]:
+async def _tls_files(api: KubeApi | SecretSource, namespace: str, spec: Spec) -> dict[str, str]:
     """Pod path → operator path of each TLS file, written once per content (0600)."""
     assert spec.tls is not None
     contents: dict[str, str] = {}

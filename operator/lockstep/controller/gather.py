@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from lockstep import conditions, constants, database, errors, kube, spec_history, version_tables
-from lockstep.controller import cluster_facts, credentials, outcome
+from lockstep.controller import cluster_facts, credentials, inputs, outcome
 from lockstep.controller.cache import Cache, Key
 from lockstep.controller.cluster import KubeApi
+from lockstep.controller.inputs import CachedSecrets, InputCache
 from lockstep.model import Spec, SpecError, content_digest, parse_spec, spec_hash
 from lockstep.planning import history
 from lockstep.planning.facts import ConfigError, DriftReading, JobView, LockWait, Observed, Rollout
@@ -54,6 +55,8 @@ class Gatherer:
     cache: Cache
     api: KubeApi
     clock: Clock
+    # ConfigMap digests and referenced Secrets, kept by watches: a full pass reads no GETs
+    inputs: InputCache = field(default_factory=InputCache)
     _drift_due: dict[Key, float] = field(default_factory=dict)
     # The last inputs a full read found, per migration, with the (generation, retry token) they
     # were read for: `gather(reuse_inputs=True)` records a run with the inputs it ran with.
@@ -61,9 +64,13 @@ class Gatherer:
         default_factory=dict
     )
 
+    def __post_init__(self) -> None:
+        self._secrets = CachedSecrets(self.inputs, self.api)
+
     def forget(self, key: Key) -> None:
         self._drift_due.pop(key, None)
         self._inputs_read.pop(key, None)
+        self.inputs.forget(key)
 
     def from_watches(self, body: Mapping[str, Any]) -> Gathered | None:
         """What planning needs when only Jobs or pods moved: no Secret or ConfigMap reads.
@@ -107,17 +114,19 @@ class Gatherer:
             spec = parse_spec(body.get("spec") or {}, _owner(body))
         except SpecError as invalid:
             return Gathered(replace(base, config_error=ConfigError("InvalidSpec", str(invalid))))
+        # Before reading: an edit of these from now on re-plans this migration (watches)
+        self.inputs.use((namespace, name), inputs.references(namespace, spec))
         marker = (base.generation, base.retry_token)
         seen = self._inputs_read.get((namespace, name))
         if reuse_inputs and seen is not None and seen[0] == marker:
-            inputs: tuple[str | None, str] | ConfigError = seen[1]
+            found_inputs: tuple[str | None, str] | ConfigError = seen[1]
         else:
             self._inputs_read.pop((namespace, name), None)
-            inputs = await self._inputs(namespace, spec)
-        if isinstance(inputs, ConfigError):
-            return Gathered(replace(base, spec=spec, config_error=inputs))
-        self._inputs_read[(namespace, name)] = (marker, inputs)
-        digest, url = inputs
+            found_inputs = await self._inputs(namespace, spec)
+        if isinstance(found_inputs, ConfigError):
+            return Gathered(replace(base, spec=spec, config_error=found_inputs))
+        self._inputs_read[(namespace, name)] = (marker, found_inputs)
+        digest, url = found_inputs
         full_hash = spec_hash(body.get("spec") or {}, {"source": digest} if digest else None)
         observed = replace(base, spec=spec, spec_hash=full_hash)
         db_key = database_key(url)
@@ -218,13 +227,15 @@ class Gatherer:
         return tuple(found)
 
     async def _inputs(self, namespace: str, spec: Spec) -> tuple[str | None, str] | ConfigError:
-        """The ConfigMap's digest and the database URL, read at the same time."""
+        """The ConfigMap's digest and the database URL: from the watches when they have them,
+        else read (at the same time); a miss is never taken for absent."""
         config_map = spec.source_config_map
+        known = self.inputs.config_map_digest(namespace, config_map) if config_map else None
         data, url = await asyncio.gather(
             asyncio.to_thread(self.api.read_config_map_data, namespace, config_map)
-            if config_map
+            if config_map and known is None
             else _nothing(),
-            credentials.read_url(self.api, namespace, spec),
+            credentials.read_url(self._secrets, namespace, spec),
             return_exceptions=True,
         )
         if isinstance(data, kube.NotFoundError):
@@ -246,7 +257,7 @@ class Gatherer:
             if isinstance(failure, BaseException):
                 raise failure
         assert isinstance(url, str)
-        digest = content_digest(data) if isinstance(data, Mapping) else None
+        digest = content_digest(data) if isinstance(data, Mapping) else known
         problem = await self._check_shadow(namespace, spec, url)
         return problem or (digest, url)
 
@@ -256,9 +267,7 @@ class Gatherer:
             return None
         ref = spec.shadow_secret
         try:
-            shadow_url = await asyncio.to_thread(
-                self.api.read_secret_value, namespace, ref.name, ref.key
-            )
+            shadow_url = await self._secrets.value(namespace, ref.name, ref.key)
         except kube.NotFoundError as error:
             return ConfigError(
                 constants.Reason.SECRET_NOT_FOUND,

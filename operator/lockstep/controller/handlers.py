@@ -34,6 +34,10 @@ def _emit(body: Mapping[str, Any], event: Event) -> None:
 reconciler = Reconciler(cache=cache, emit=_emit)
 
 MANAGED_JOBS = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+# Secrets that never hold a database URL, filtered by the API server: Helm's release records (the
+# largest Secrets of most clusters) and legacy service-account tokens. A migration that names one
+# still works: its reads are GETs (a miss in controller.inputs).
+SECRET_FIELD_SELECTOR = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"  # noqa: S105
 
 
 class _NoDiffBase(kopf.DiffBaseStorage):
@@ -60,6 +64,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
+    settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     # Kopf logs every handled event at INFO; Lockstep logs what it decides instead.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -85,6 +90,20 @@ async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any)
     watches.migration_event(reconciler, event.get("type"), body)
 
 
+# Kopf runs indexers before any other handler of the same event, and runs no other handler at
+# all until every indexed kind has been listed and each listed object indexed. Caching Jobs and
+# their pods here is what keeps a new leader's first passes from planning before its Job watch
+# has listed (they would not see a running Job and start another attempt).
+@kopf.index("batch", "v1", "jobs", labels=MANAGED_JOBS)
+async def job_seen(body: kopf.Body, **_: Any) -> None:
+    watches.job_seen(reconciler, body)
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED_JOBS)
+async def pod_seen(body: kopf.Body, **_: Any) -> None:
+    watches.pod_seen(reconciler, body)
+
+
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_JOBS)
 async def job_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
     watches.job_event(reconciler, event.get("type"), body)
@@ -98,3 +117,22 @@ async def pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> No
 @kopf.on.event("", "v1", "pods", labels={gate.WAIT_FOR_LABEL: kopf.PRESENT})
 async def app_pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
     watches.app_pod_event(reconciler, event.get("type"), body)
+
+
+# The inputs migrations read (controller.inputs): an edit re-plans them, and a pass reads no GETs.
+@kopf.on.event("", "v1", "configmaps")
+async def config_map_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    watches.config_map_event(reconciler, event.get("type"), body)
+
+
+async def secret_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    watches.secret_event(reconciler, event.get("type"), body)
+
+
+def watch_secrets(registry: kopf.OperatorRegistry | None = None) -> None:
+    """Watch Secrets too (the default; `--no-watch-secrets` leaves it out, and the chart's
+    `watchSecrets: false` its list/watch permission): without it every Secret read is a GET."""
+    kopf.on.event("", "v1", "secrets", registry=registry or kopf.get_default_registry())(
+        secret_changed
+    )
+    reconciler.gatherer.inputs.secrets_watched = True

@@ -47,6 +47,7 @@ class OperatorOptions:
     runner_image: str = ""
     keep_finished_jobs: int = retention.DEFAULT_KEEP_FINISHED_JOBS
     initial_pass_rate: float = pacing.DEFAULT_INITIAL_PASS_RATE
+    watch_secrets: bool = True  # list/watch Secrets for the input cache (ADR 19)
     http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
     http_port: int = 8080
     leader_election: bool = True
@@ -81,6 +82,10 @@ async def _main(options: OperatorOptions) -> int:
     handlers.reconciler.scope = options.selector
     handlers.reconciler.retention.keep_finished = options.keep_finished_jobs
     handlers.reconciler.pacer.rate = options.initial_pass_rate
+    if options.watch_secrets:
+        handlers.watch_secrets()
+    else:
+        log.info("not watching Secrets (--no-watch-secrets): each Secret read is a GET")
     log.info(
         "keeping %d finished job(s) per migration; first passes paced at %.0f/s",
         options.keep_finished_jobs,

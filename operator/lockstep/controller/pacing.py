@@ -1,11 +1,13 @@
 """Restart without a burst: the first full passes after (re)start, spread at a set rate.
 
 After a restart (or a watch that lists again), every DatabaseMigration arrives at once, and each
-first sight asks for a full pass: two GETs (Secret, ConfigMap) and, now and then, a database
-connection for the drift check. At 10,000 migrations that burst is what turned an OOM kill into
-a crash loop. The pacer hands out start times at `rate` passes per second, each gap jittered
-(0.5x to 1.5x) so that the resync timers these passes set do not fire in lockstep later either.
-Objects created while the operator runs are not paced: only the listing's objects are.
+first sight asks for a full pass: the Secret and ConfigMap reads that the input watches have not
+served yet (GETs; a restart's passes may run before those watches have listed) and, now and
+then, a database connection for the drift check. At 10,000 migrations that burst is what turned
+an OOM kill into a crash loop. The pacer hands out start times at `rate` passes per second, each
+gap jittered (0.5x to 1.5x) so that the resync timers these passes set do not fire in lockstep
+later either. Objects created while the operator runs are not paced: only the listing's objects
+are.
 """
 
 from __future__ import annotations

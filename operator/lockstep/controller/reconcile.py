@@ -29,8 +29,8 @@ from lockstep.planning import chain
 from lockstep.planning.facts import Decision
 
 BLOCKED_RETRY_SECONDS = 1.0
-# A full pass (Secret, ConfigMap, Jobs) at least this often: picks up an edited ConfigMap or a
-# Secret that now exists, without watching every ConfigMap and Secret in the cluster.
+# A full pass at least this often: a safety net (drift checks, a watch event lost across a
+# relist). Edited, created and deleted ConfigMaps and Secrets re-plan at once (watches).
 DEFAULT_RESYNC_SECONDS = 600.0
 
 
@@ -131,6 +131,12 @@ class Reconciler:
             self.scheduler.trigger(key, full=True)
         else:
             self.scheduler.requeue(key, delay, full=True, at_least=0.0)
+
+    def inputs_changed(self, keys: set[Key]) -> None:
+        """A ConfigMap or Secret these migrations read changed: a full pass of each, now."""
+        for key in sorted(keys):
+            if self.cache.migration(key) is not None:
+                self.scheduler.trigger(key, full=True)
 
     def trigger_database(self, database_key: str) -> None:
         """Wake every migration waiting on a database, e.g. when a Job on it finishes."""

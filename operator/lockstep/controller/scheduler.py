@@ -18,7 +18,8 @@ from lockstep.controller.cache import Key
 
 log = logging.getLogger("lockstep.reconcile")
 
-# One pass over `key`; `full` asks it to re-read the Secret and the ConfigMap too.
+# One pass over `key`; `full` asks it to read the Secret and the ConfigMap too (from the input
+# cache, or with GETs where it has not got them).
 Pass = Callable[[Key, bool], Awaitable[None]]
 
 ERROR_RETRY_SECONDS = 10.0
@@ -36,7 +37,7 @@ class Scheduler:
     def trigger(self, key: Key, full: bool = False) -> None:
         """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued.
 
-        `full` asks for a pass that re-reads the Secret and the ConfigMap even if nothing that
+        `full` asks for a pass that reads the Secret and the ConfigMap even if nothing that
         the watches see has changed.
         """
         if full:

@@ -1,7 +1,9 @@
 """What each watch event means: keep the cache fresh, then say which migrations to look at.
 
 The Kopf handlers (`handlers`) call these with the event's type and body; nothing here knows
-Kopf. DELETED events drop the object from the cache; any other event stores its newest copy.
+Kopf. DELETED events drop the object from the cache; any other event stores its newest copy
+(Jobs and their pods: `job_seen`/`pod_seen`, called by Kopf's indexers, which run before any
+other handler and hold every handler until their kinds are listed).
 """
 
 from __future__ import annotations
@@ -37,23 +39,31 @@ def migration_event(reconciler: Reconciler, kind: str | None, body: Mapping[str,
         reconciler.trigger(key, full=first_sight)
 
 
+def job_seen(reconciler: Reconciler, body: Mapping[str, Any]) -> None:
+    """A migration Job listed, added or changed (not deleted): into the cache."""
+    reconciler.cache.put_job(body)
+
+
 def job_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
-    """A migration Job moved: its migration, and every migration waiting on its database."""
+    """A migration Job moved (`job_seen` has cached it): its migration, and every migration
+    waiting on its database."""
     if kind == "DELETED":
         reconciler.cache.drop_job(key_of(body))
-    else:
-        reconciler.cache.put_job(body)
     labels = body["metadata"].get("labels") or {}
     reconciler.trigger((str(body["metadata"]["namespace"]), str(labels[constants.LABEL_MIGRATION])))
     reconciler.trigger_database(str(labels.get(constants.LABEL_DATABASE, "")))
 
 
+def pod_seen(reconciler: Reconciler, body: Mapping[str, Any]) -> None:
+    """A migration Job's pod listed, added or changed (not deleted): into the cache."""
+    reconciler.cache.put_pod(body)
+
+
 def pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
-    """Pods tell whether a Job's lock sidecar still waits for the database lock."""
+    """Pods tell whether a Job's lock sidecar still waits for the database lock (`pod_seen` has
+    cached it)."""
     if kind == "DELETED":
         reconciler.cache.drop_pod(key_of(body))
-    else:
-        reconciler.cache.put_pod(body)
     migration = (body["metadata"].get("labels") or {}).get(constants.LABEL_MIGRATION)
     if migration:
         reconciler.trigger((str(body["metadata"]["namespace"]), str(migration)))
@@ -74,3 +84,22 @@ def app_pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, A
         reconciler.actor.note_missing_migration(body, migration[1])
         return
     reconciler.trigger(migration)
+
+
+def config_map_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
+    """A ConfigMap's digest changed (or it came or went): re-plan the migrations that read it."""
+    inputs = reconciler.gatherer.inputs
+    if kind == "DELETED":
+        reconciler.inputs_changed(inputs.drop_config_map(key_of(body)))
+    else:
+        reconciler.inputs_changed(inputs.put_config_map(body))
+
+
+def secret_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
+    """A Secret that migrations read changed (or came or went): re-plan them. Nothing is kept of
+    a Secret that no migration reads."""
+    inputs = reconciler.gatherer.inputs
+    if kind == "DELETED":
+        reconciler.inputs_changed(inputs.drop_secret(key_of(body)))
+    else:
+        reconciler.inputs_changed(inputs.put_secret(body))

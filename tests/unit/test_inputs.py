@@ -1,0 +1,320 @@
+"""The input cache (controller/inputs.py, ADR 19): passes plan from watched ConfigMaps and Secrets.
+
+A full pass whose ConfigMap and Secret the watches delivered makes no GET; a miss still reads
+(a missing input keeps its condition and grace); an edit re-plans the migrations that read it;
+only Secrets a migration reads are kept; a GET racing a watch event is not kept. Jobs and their
+pods are cached by Kopf indexers, which hold every other handler until their listings are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import kopf
+import pytest
+from test_reconcile import NOW, URL, FakeApi, conditions_of, migration
+
+from lockstep import constants
+from lockstep.controller import handlers, inputs, reconcile, watches
+from lockstep.controller.cache import Cache
+from lockstep.model import content_digest
+
+KEY = ("shop", "shop")
+FILES = {"V1__init.sql": "create table t (id int);"}
+
+
+def config_map(data: dict[str, str], name: str = "shop-migrations") -> dict[str, Any]:
+    return {"kind": "ConfigMap", "metadata": {"name": name, "namespace": "shop"}, "data": data}
+
+
+def secret(data: dict[str, str], name: str = "shop-db") -> dict[str, Any]:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    return {"kind": "Secret", "metadata": {"name": name, "namespace": "shop"}, "data": encoded}
+
+
+class Bed:
+    def __init__(self, api: FakeApi, secrets_watched: bool = True) -> None:
+        self.api = api
+        self.cache = Cache()
+        self.reconciler = reconcile.Reconciler(
+            cache=self.cache, emit=lambda _, e: None, clock=lambda: NOW, api=api
+        )
+        self.inputs = self.reconciler.gatherer.inputs
+        self.inputs.secrets_watched = secrets_watched
+        self.triggered: list[tuple[tuple[str, str], bool]] = []
+        self.reconciler.scheduler.trigger = lambda key, full=False: self.triggered.append(  # type: ignore[method-assign]
+            (key, full)
+        )
+
+    def put(self, body: dict[str, Any]) -> None:
+        self.cache.put_migration(body)
+
+    def gather(self, body: dict[str, Any]) -> Any:
+        return asyncio.run(self.reconciler.gatherer.gather(body))
+
+    def run(self, key: tuple[str, str] = KEY) -> None:
+        async def once() -> None:
+            await self.reconciler.reconcile_once(key, full=True)
+            self.reconciler.scheduler.forget_all()
+
+        asyncio.run(once())
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+def test_a_full_pass_on_watched_inputs_reads_nothing_and_hashes_the_same(api: FakeApi) -> None:
+    read = Bed(FakeApi()).gather(migration())  # the old way: GETs
+    bed = Bed(api)
+    watches.config_map_event(bed.reconciler, None, config_map(FILES))
+    watches.secret_event(bed.reconciler, None, secret({"url": URL}))
+    bed.gather(migration())  # the first reader of the Secret keeps it: one GET
+    api.reads.clear()
+    gathered = bed.gather(migration())
+    assert api.reads == []
+    assert gathered.url == URL
+    assert gathered.observed.spec_hash == read.observed.spec_hash
+    assert bed.inputs.config_map_digest("shop", "shop-migrations") == content_digest(FILES)
+
+
+def test_a_new_migration_on_a_kept_secret_creates_its_job_without_a_get(api: FakeApi) -> None:
+    """The bench's case: one Secret with a key per database, a migration per key."""
+    api.secrets[("shop", "shop-db")]["other"] = URL.replace("/shop", "/other")
+    bed = Bed(api)
+    watches.config_map_event(bed.reconciler, None, config_map(FILES))
+    first = migration()
+    bed.put(first)
+    bed.run()
+    assert api.reads == ["Secret shop-db"]  # one GET of the whole Secret, kept from then on
+    second = migration()
+    second["metadata"] = {**second["metadata"], "name": "other", "uid": "u-2"}
+    second["spec"]["database"]["urlSecretRef"]["key"] = "other"
+    bed.put(second)
+    api.reads.clear()
+    bed.run(("shop", "other"))
+    assert api.reads == []
+    assert len(api.created) == 2
+
+
+def test_without_the_secret_watch_every_secret_read_is_a_get(api: FakeApi) -> None:
+    bed = Bed(api, secrets_watched=False)
+    for _ in range(2):
+        bed.gather(migration())
+    assert api.reads.count("Secret shop-db") == 2
+    assert bed.inputs.secret_data("shop", "shop-db") is None
+
+
+def test_a_missing_config_map_is_read_and_keeps_its_condition_and_grace(api: FakeApi) -> None:
+    api.config_maps.clear()
+    bed = Bed(api)
+    watches.config_map_event(bed.reconciler, None, config_map(FILES, name="unrelated"))
+    bed.put(migration())
+    bed.run()
+    assert "ConfigMap shop-migrations" in api.reads  # a miss is never taken for absent
+    found = conditions_of(api.patches[0])
+    assert found["Reconciling"]["reason"] == "ConfigMapNotFound"
+    assert "Stalled" not in found
+    assert api.jobs == {}
+    # It appears: the migration is re-planned at once, not at the resync.
+    watches.config_map_event(bed.reconciler, "ADDED", config_map(FILES))
+    assert bed.triggered == [(KEY, True)]
+
+
+def test_a_missing_secret_key_in_a_kept_secret_is_asked_of_the_api(api: FakeApi) -> None:
+    bed = Bed(api)
+    watches.secret_event(bed.reconciler, None, secret({"url": URL}))
+    bed.gather(migration())
+    body = migration()
+    body["spec"]["database"]["urlSecretRef"]["key"] = "new-key"
+    api.reads.clear()
+    gathered = bed.gather(body)
+    assert "Secret shop-db" in api.reads
+    assert gathered.observed.config_error is not None
+    assert gathered.observed.config_error.reason == "SecretNotFound"
+
+
+def test_an_edited_config_map_re_plans_its_readers_and_an_unchanged_one_does_not(
+    api: FakeApi,
+) -> None:
+    bed = Bed(api)
+    watches.config_map_event(bed.reconciler, None, config_map(FILES))
+    bed.put(migration())
+    bed.run()
+    watches.config_map_event(bed.reconciler, "MODIFIED", config_map(FILES))  # labels, say
+    watches.config_map_event(bed.reconciler, None, config_map(FILES))  # a relist
+    assert bed.triggered == []
+    edited = {**FILES, "V2__more.sql": "alter table t add column c int;"}
+    watches.config_map_event(bed.reconciler, "MODIFIED", config_map(edited))
+    assert bed.triggered == [(KEY, True)]
+    watches.config_map_event(bed.reconciler, "DELETED", config_map(edited))
+    assert bed.triggered[-1] == (KEY, True)
+    assert bed.inputs.config_map_digest("shop", "shop-migrations") is None
+
+
+def test_only_secrets_a_migration_reads_are_kept_and_dropped_with_it(api: FakeApi) -> None:
+    bed = Bed(api)
+    watches.secret_event(bed.reconciler, None, secret({"token": "s3cr3t"}, name="unrelated"))
+    assert bed.inputs.secret_data("shop", "unrelated") is None
+    bed.put(migration())
+    bed.run()
+    assert bed.inputs.secret_data("shop", "shop-db") is not None
+    watches.secret_event(bed.reconciler, "MODIFIED", secret({"url": URL + "?x=1"}))
+    assert bed.triggered == [(KEY, True)]
+    bed.reconciler.deleted(KEY)
+    assert bed.inputs.secret_data("shop", "shop-db") is None
+    assert bed.inputs.users((inputs.SECRET, "shop", "shop-db")) == set()
+
+
+def test_a_get_that_raced_a_watch_event_is_not_kept() -> None:
+    cache = inputs.InputCache()
+    cache.use(KEY, {(inputs.SECRET, "shop", "shop-db")})
+    assert cache.begin_fill(("shop", "shop-db"))
+    assert not cache.begin_fill(("shop", "shop-db"))  # one GET at a time
+    cache.drop_secret(("shop", "shop-db"))  # deleted while the GET was under way
+    cache.end_fill(("shop", "shop-db"), {"url": "b2xk"})
+    assert cache.secret_data("shop", "shop-db") is None
+    assert cache.begin_fill(("shop", "shop-db"))
+    cache.end_fill(("shop", "shop-db"), {"url": "bmV3"})
+    assert cache.secret_data("shop", "shop-db") == {"url": "bmV3"}
+
+
+def test_references_name_every_secret_the_operator_reads() -> None:
+    from lockstep.model import parse_spec
+
+    spec = parse_spec(
+        {
+            "tool": "sql",
+            "source": {"configMapRef": {"name": "files"}},
+            "database": {
+                "engine": "postgresql",
+                "urlSecretRef": {"name": "db", "key": "url"},
+                "tls": {"secretName": "certs", "ca": "ca.crt"},
+            },
+            "verify": {"shadowDatabase": {"urlSecretRef": {"name": "shadow", "key": "url"}}},
+        },
+        "shop/shop",
+    )
+    assert inputs.references("shop", spec) == {
+        (inputs.CONFIG_MAP, "shop", "files"),
+        (inputs.SECRET, "shop", "db"),
+        (inputs.SECRET, "shop", "certs"),
+        (inputs.SECRET, "shop", "shadow"),
+    }
+
+
+@pytest.mark.parametrize("plural", ["jobs", "pods"])
+def test_jobs_and_their_pods_are_indexed_so_no_pass_runs_before_they_are_listed(
+    plural: str,
+) -> None:
+    """Kopf holds every non-indexing handler (the DatabaseMigration's among them) until each
+    indexed kind is listed: a new leader cannot plan before it has seen the running Jobs."""
+    indexers = [
+        h
+        for h in kopf.get_default_registry()._indexing.get_all_handlers()
+        if h.selector is not None and h.selector.any_name == plural
+    ]
+    assert len(indexers) == 1
+    assert indexers[0].labels == handlers.MANAGED_JOBS
+
+
+def test_the_indexers_are_what_caches_jobs_and_pods() -> None:
+    labels = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY, constants.LABEL_MIGRATION: "shop"}
+    job = {"metadata": {"name": "j", "namespace": "shop", "labels": labels}, "status": {}}
+    before = handlers.cache.job(("shop", "j"))
+    asyncio.run(handlers.job_seen(body=kopf.Body(job)))  # type: ignore[call-arg]
+    try:
+        assert before is None
+        assert handlers.cache.job(("shop", "j")) is not None
+    finally:
+        handlers.cache.drop_job(("shop", "j"))
+
+
+def test_kopf_holds_the_migration_handler_until_the_job_listing_is_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kopf's own event processing, with Lockstep's registry: while the Job watch has not
+    listed, a DatabaseMigration event does not reach its handler; the listed Job is cached by
+    its indexer first, so the first pass sees it (a new leader's race, issue 21)."""
+    from kopf._cogs.aiokits import aiotoggles
+    from kopf._cogs.structs import ephemera, references
+    from kopf._core.actions import lifecycles
+    from kopf._core.engines import indexing
+    from kopf._core.reactor import inventory, processing
+
+    seen_by_handler: list[int] = []
+    monkeypatch.setattr(
+        watches,
+        "migration_event",
+        lambda r, kind, body: seen_by_handler.append(len(r.cache.jobs_of(("shop", "shop")))),
+    )
+    monkeypatch.setattr(watches, "job_event", lambda r, kind, body: None)
+    registry = kopf.get_default_registry()
+    indexers = indexing.OperatorIndexers()
+    indexers.ensure(registry._indexing.get_all_handlers())
+    jobs = references.Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
+    migrations = references.Resource(
+        constants.GROUP, constants.VERSION, constants.PLURAL, namespaced=True
+    )
+    labels = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY, constants.LABEL_MIGRATION: "shop"}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "shop-run", "namespace": "shop", "uid": "j1", "labels": labels},
+        "status": {"active": 1},
+    }
+
+    async def scenario() -> None:
+        indexed = aiotoggles.ToggleSet(all)
+        jobs_listing = await indexed.make_toggle(name="jobs listing")
+        memories, queue = inventory.ResourceMemories(), asyncio.Queue()  # type: ignore[var-annotated]
+
+        def process(resource: Any, raw: Any, resource_indexed: Any = None) -> Any:
+            return processing.process_resource_event(
+                lifecycle=lifecycles.all_at_once,
+                indexers=indexers,
+                registry=registry,
+                settings=kopf.OperatorSettings(),
+                memories=memories,
+                memobase=ephemera.Memo(),
+                resource=resource,
+                raw_event=raw,
+                event_queue=queue,
+                operator_indexed=indexed,
+                resource_indexed=resource_indexed,
+                no_throttling=True,
+            )
+
+        body = {**migration(), "metadata": {**migration()["metadata"], "uid": "m1"}}
+        handled = asyncio.create_task(process(migrations, {"type": None, "object": body}))
+        await asyncio.sleep(0.2)
+        assert seen_by_handler == []  # held: the Jobs are not listed yet
+        job_toggle = await indexed.make_toggle(name="job j1")
+        listed = asyncio.create_task(process(jobs, {"type": None, "object": job}, job_toggle))
+        await asyncio.sleep(0.1)
+        await indexed.drop_toggle(jobs_listing)  # Kopf's LISTED bookmark
+        await asyncio.wait_for(asyncio.gather(handled, listed), 5)
+
+    try:
+        asyncio.run(scenario())
+        assert seen_by_handler == [1]  # the first pass sees the running Job
+    finally:
+        handlers.cache.drop_job(("shop", "shop-run"))
+
+
+def test_secrets_are_watched_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--no-watch-secrets` (chart: watchSecrets false) registers no Secret watch, and then no
+    Secret is kept from a GET (no watch would correct it)."""
+    monkeypatch.setattr(handlers.reconciler.gatherer.inputs, "secrets_watched", False)
+    registry = kopf.OperatorRegistry()
+    assert not list(registry._watching.get_all_handlers())
+    handlers.watch_secrets(registry)
+    (handler,) = registry._watching.get_all_handlers()
+    assert handler.selector is not None and handler.selector.any_name == "secrets"
+    assert handlers.reconciler.gatherer.inputs.secrets_watched
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    assert list(settings.watching.field_selectors.values()) == [handlers.SECRET_FIELD_SELECTOR]
