@@ -425,8 +425,8 @@ def test_operator_runs_under_the_charts_service_account(
         ).stdout.strip()  # fmt: skip
 
     assert can_i("*", "*") == "no"  # not admin
-    # list/watch feed the input cache (ADR 19); writes only to its own TLS Secret
-    assert can_i("list", "secrets", "-A") == "yes"
+    # Secrets are read one by one (watchSecrets is opt-in, ADR 19); writes only its own TLS Secret
+    assert can_i("list", "secrets", "-A") == "no"
     assert can_i("delete", "secrets", "-n", "default") == "no"
     assert can_i("patch", "secrets", "-n", "default") == "no"
     assert can_i("get", "secrets", "-n", "default") == "yes"

@@ -318,14 +318,13 @@ def test_docs_list_exactly_the_permissions_the_chart_grants(defaults: list[Manif
     assert documented - granted == set(), "documented but not granted"
 
 
-def test_no_wildcards_and_secrets_are_only_read_and_watched(defaults: list[Manifest]) -> None:
+def test_no_wildcards_and_secrets_are_only_read(defaults: list[Manifest]) -> None:
     granted = _rules(defaults)
     assert not any("*" in (group, resource, verb) for _, group, resource, verb, _n in granted)
     secret_verbs = {verb for _, g, resource, verb, _n in granted if resource == "secrets"}
-    # list/watch feed the input cache (ADR 19); writes only to the webhook's own TLS Secret
-    assert secret_verbs == {"get", "list", "watch", "create", "update"}
-    readers = {(r, v) for r, g, res, v, n in granted if res == "secrets" and v in ("list", "watch")}
-    assert readers == {("lockstep", "list"), ("lockstep", "watch")}
+    # one GET per Secret read (watchSecrets is opt-in, ADR 19); writes only to the webhook's own
+    # TLS Secret
+    assert secret_verbs == {"get", "create", "update"}
     writes = {(r, v, n) for r, g, res, v, n in granted if res == "secrets" and v == "update"}
     assert writes == {("lockstep-local", "update", "lockstep-webhook-tls")}
     assert ("lockstep", "lockstep.dev", "databasemigrations", "patch", "") not in granted
@@ -536,10 +535,14 @@ def test_common_labels_extra_volumes_probes_and_host_network_reach_the_manifests
     assert {"name": "webhook", "containerPort": 10260, "protocol": "TCP"} in container["ports"]
 
 
-def test_watch_secrets_false_grants_get_only_and_tells_the_operator() -> None:
-    """The opt-out of ADR 19: no list/watch on Secrets, and the operator does not watch them."""
-    manifests = render(values={"watchSecrets": False})
-    verbs = {v for _, g, res, v, _n in _rules(manifests) if res == "secrets"}
+def test_secrets_are_not_listed_unless_watch_secrets_is_set() -> None:
+    """ADR 19: by default no list/watch on Secrets and the operator does not watch them; the
+    opt-in grants both and tells the operator."""
+    default = render()
+    verbs = {v for _, g, res, v, _n in _rules(default) if res == "secrets"}
     assert verbs == {"get", "create", "update"}
-    assert "--no-watch-secrets" in container_args(manifests)
-    assert "--no-watch-secrets" not in container_args(render())
+    assert "--watch-secrets" not in container_args(default)
+    opted_in = render(values={"watchSecrets": True})
+    verbs = {v for _, g, res, v, _n in _rules(opted_in) if res == "secrets"}
+    assert verbs == {"get", "list", "watch", "create", "update"}
+    assert "--watch-secrets" in container_args(opted_in)

@@ -306,7 +306,8 @@ def test_kopf_holds_the_migration_handler_until_the_job_listing_is_in(
 
 
 def test_secrets_are_watched_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`--no-watch-secrets` (chart: watchSecrets false) registers no Secret watch, and then no
+    """Without `--watch-secrets` (the default; chart: watchSecrets false) no Secret watch is
+    registered, and then no
     Secret is kept from a GET (no watch would correct it)."""
     monkeypatch.setattr(handlers.reconciler.gatherer.inputs, "secrets_watched", False)
     registry = kopf.OperatorRegistry()

@@ -98,11 +98,11 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "(default: %(default)s)",
     )
     command.add_argument(
-        "--no-watch-secrets",
-        dest="watch_secrets",
-        action="store_false",
-        help="do not list/watch Secrets (then no list/watch permission on them is needed): every "
-        "Secret a pass reads is a GET, and an edited Secret is noticed at the next resync",
+        "--watch-secrets",
+        action="store_true",
+        help="list/watch Secrets (needs list/watch permission on them): passes read the Secrets "
+        "DatabaseMigrations name from memory, and an edited Secret is noticed at once; without "
+        "it every Secret a pass reads is a GET and an edit is noticed at the next resync",
     )
     command.add_argument("--http-port", type=int, default=8080, help="/healthz and /metrics port")
     command.add_argument(

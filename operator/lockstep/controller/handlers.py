@@ -130,8 +130,8 @@ async def secret_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) ->
 
 
 def watch_secrets(registry: kopf.OperatorRegistry | None = None) -> None:
-    """Watch Secrets too (the default; `--no-watch-secrets` leaves it out, and the chart's
-    `watchSecrets: false` its list/watch permission): without it every Secret read is a GET."""
+    """Watch Secrets too (opt-in: `--watch-secrets`, the chart's `watchSecrets: true` with its
+    list/watch permission): without it every Secret read is a GET."""
     kopf.on.event("", "v1", "secrets", registry=registry or kopf.get_default_registry())(
         secret_changed
     )

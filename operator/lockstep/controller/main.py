@@ -47,7 +47,7 @@ class OperatorOptions:
     runner_image: str = ""
     keep_finished_jobs: int = retention.DEFAULT_KEEP_FINISHED_JOBS
     initial_pass_rate: float = pacing.DEFAULT_INITIAL_PASS_RATE
-    watch_secrets: bool = True  # list/watch Secrets for the input cache (ADR 19)
+    watch_secrets: bool = False  # list/watch Secrets for the input cache (ADR 19, opt-in)
     http_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
     http_port: int = 8080
     leader_election: bool = True
@@ -85,7 +85,7 @@ async def _main(options: OperatorOptions) -> int:
     if options.watch_secrets:
         handlers.watch_secrets()
     else:
-        log.info("not watching Secrets (--no-watch-secrets): each Secret read is a GET")
+        log.info("not watching Secrets (no --watch-secrets): each Secret read is a GET")
     log.info(
         "keeping %d finished job(s) per migration; first passes paced at %.0f/s",
         options.keep_finished_jobs,
