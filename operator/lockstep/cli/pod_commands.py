@@ -65,7 +65,9 @@ def add_wait(commands: argv.Subparsers) -> None:
 
 
 def _run(namespace: argparse.Namespace) -> int:
-    from lockstep.pod import graceful_stop, runner
+    # pg_run, not runner: SQL on PostgreSQL starts without SQLAlchemy (issue 21); it hands
+    # every other run to runner.run.
+    from lockstep.pod import graceful_stop, pg_run
 
     args = argv.from_namespace(migration_args.RunArgs, namespace)
     logs.configure("text", verbose=False)
@@ -88,7 +90,7 @@ def _run(namespace: argparse.Namespace) -> int:
     stop = graceful_stop.GracefulStop()
     try:
         stop.install()
-        result = runner.run(request, _checks_before_migrating(args, url), stop)
+        result = pg_run.run(request, _checks_before_migrating(args, url), stop)
     except graceful_stop.StoppedBeforeMigrating:
         return _failed(args.result_file, graceful_stop.before_migrating(stop))
     except errors.LockstepError as error:
@@ -119,15 +121,18 @@ def _run_request(
 
 
 def _checks_before_migrating(args: migration_args.RunArgs, url: str) -> list[runner.Check]:
-    """The plan check (--plan-salt, --expect-plan), then the rehearsal (--shadow-url-env)."""
-    from lockstep.pod import rehearsal, run_plan
-
+    """The plan check (--plan-salt, --expect-plan), then the rehearsal (--shadow-url-env).
+    Each imported only when asked for: they load SQLAlchemy, which a run without them skips."""
     checks: list[runner.Check] = []
     if args.expect_plan and args.plan_salt is None:
         raise errors.InvalidRequest("--expect-plan needs --plan-salt: the plan's hash covers it")
     if args.plan_salt is not None:
+        from lockstep.pod import run_plan
+
         checks.append(run_plan.plan_check(args.plan_salt, args.expect_plan))
     if args.shadow_url_env:
+        from lockstep.pod import rehearsal
+
         shadow_url = os.environ.get(args.shadow_url_env)
         if not shadow_url:
             raise errors.InvalidRequest(
