@@ -257,14 +257,15 @@ def _database_url(result_file: str) -> str | None:
 
 def _failed(result_file: str, error: errors.LockstepError) -> int:
     """Say why on stderr and in the result file; the exit code tells some reasons apart."""
-    from lockstep.pod import run_plan
-
     message = _without_secrets(str(error))
     print(f"error ({error.reason}): {message}", file=sys.stderr)
     payload = report.failure(error.reason, message)
-    if isinstance(error, run_plan.PlanChanged):
+    # Only a run that checked its plan imported run_plan (and SQLAlchemy with it): a failure
+    # of any other run need not load them to know it is no PlanChanged.
+    run_plan = sys.modules.get("lockstep.pod.run_plan")
+    if run_plan is not None and isinstance(error, run_plan.PlanChanged):
         # The new plan, so that it can be shown for approval without another plan Job.
-        payload["plan"] = error.plan.compact(report.HALF_BUDGET)  # type: ignore[typeddict-item]
+        payload["plan"] = error.plan.compact(report.HALF_BUDGET)
     _write_result(result_file, payload)
     return report.EXIT_CODES.get(error.reason, report.EXIT_FAILED)
 

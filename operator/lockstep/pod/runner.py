@@ -53,13 +53,15 @@ from lockstep.pod import (
     sql_history,
     sql_planning,
 )
-from lockstep.pod.plan_model import PendingWork
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 
 if TYPE_CHECKING:
     # Alembic is imported where it is used (by tool alembic only): importing it cost a SQL-only
-    # run a quarter of its start-up (issue 21).
+    # run a quarter of its start-up (issue 21). The plan's model (and the classifier it loads):
+    # only for runs with checks.
     from alembic.script import ScriptDirectory
+
+    from lockstep.pod.plan_model import PendingWork
 
 log = logging.getLogger("lockstep.runner")
 
@@ -225,6 +227,8 @@ def pending_work(
     if direction == "down":
         alembic_migration.refuse_downgrade(request, identity, current, target, steps)
     reached = current if direction == "none" else target
+    from lockstep.pod.plan_model import PendingWork
+
     return PendingWork(direction, current, reached, tuple(steps))
 
 
@@ -247,6 +251,8 @@ def _pending_sql(
     )
     files = tuple(_file_that_runs(migration, plan.direction) for migration in plan.steps)
     versions = tuple(migration.version for migration in plan.steps)
+    from lockstep.pod.plan_model import PendingWork
+
     return PendingWork(plan.direction, plan.current, plan.target, versions, files)
 
 
