@@ -23,9 +23,18 @@ from lockstep import constants, db_connection, errors, logs, url_secrets
 from lockstep.contract import argv, helper_args, migration_args, report
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from lockstep.classify.findings import Questions
     from lockstep.classify.live import LiveSchema
-    from lockstep.pod import run_request, runner
+    from lockstep.pod import graceful_stop, run_request, runner
+
+
+# runner.run or pg_run.run: (request, checks, stop) -> result.
+Runner = Callable[
+    ["run_request.RunRequest", "Sequence[runner.Check]", "graceful_stop.GracefulStop"],
+    "run_request.RunResult",
+]
 
 
 def add_run(commands: argv.Subparsers) -> None:
@@ -65,9 +74,7 @@ def add_wait(commands: argv.Subparsers) -> None:
 
 
 def _run(namespace: argparse.Namespace) -> int:
-    # pg_run, not runner: SQL on PostgreSQL starts without SQLAlchemy (issue 21); it hands
-    # every other run to runner.run.
-    from lockstep.pod import graceful_stop, pg_run
+    from lockstep.pod import graceful_stop
 
     args = argv.from_namespace(migration_args.RunArgs, namespace)
     logs.configure("text", verbose=False)
@@ -90,7 +97,7 @@ def _run(namespace: argparse.Namespace) -> int:
     stop = graceful_stop.GracefulStop()
     try:
         stop.install()
-        result = pg_run.run(request, _checks_before_migrating(args, url), stop)
+        result = _runner(args.tool)(request, _checks_before_migrating(args, url), stop)
     except graceful_stop.StoppedBeforeMigrating:
         return _failed(args.result_file, graceful_stop.before_migrating(stop))
     except errors.LockstepError as error:
@@ -98,6 +105,18 @@ def _run(namespace: argparse.Namespace) -> int:
     print(result.summary())
     _write_result(args.result_file, {"result": "Succeeded", **json.loads(result.to_json())})
     return 0
+
+
+def _runner(tool: str) -> Runner:
+    """pg_run for tool sql: on PostgreSQL it starts without SQLAlchemy (issue 21), and hands
+    every other database to runner.run; runner for Alembic (which needs SQLAlchemy anyway)."""
+    if tool == "sql":
+        from lockstep.pod import pg_run
+
+        return pg_run.run
+    from lockstep.pod import runner
+
+    return runner.run
 
 
 def _run_request(

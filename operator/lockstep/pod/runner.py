@@ -49,8 +49,6 @@ from lockstep.pod import (
     graceful_stop,
     run_request,
     run_session,
-    sql_execution,
-    sql_history,
     sql_planning,
 )
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
@@ -200,6 +198,8 @@ def _migrator(
     """What migrates, given the migration connection."""
     if isinstance(source, SqlSource):
         migration_set, target = source.migration_set, source.target
+        from lockstep.pod import sql_execution  # tool sql only: Alembic runs skip its imports
+
         return lambda connection: sql_execution.migrate_sql(
             connection, identity, request, migration_set, target
         )
@@ -238,6 +238,8 @@ def _pending_sql(
     request: run_request.RunRequest,
     identity: DatabaseIdentity,
 ) -> PendingWork:
+    from lockstep.pod import sql_history
+
     history = sql_history.preview_history(
         connection, identity, request, source.migration_set, source.target
     )
