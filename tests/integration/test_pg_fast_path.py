@@ -117,3 +117,15 @@ def test_a_failed_history_write_names_lockstep_s_query(pg_url: str, tmp_path: Pa
     assert "no history today" in str(caught.value)
     tables = {name for (name,) in _query(pg_url, "SELECT tablename FROM pg_tables")}
     assert "a" in tables and "b" not in tables  # V2 went with its row
+
+
+def test_a_failed_history_query_is_named_as_the_full_path_names_it(
+    pg_url: str, tmp_path: Path
+) -> None:
+    source = _files(tmp_path / "sql", {"V1__a.sql": "CREATE TABLE a (id int);\n"})
+    with pytest.raises(errors.DatabaseQueryFailed) as caught:
+        run_sql(pg_url, source, version_table_schema="nowhere")
+    assert (
+        "while trying to create nowhere.lockstep_schema_history if it is missing: "
+        'schema "nowhere" does not exist'
+    ) in str(caught.value)

@@ -112,6 +112,18 @@ def run_errors(identity: DatabaseIdentity, url: str) -> Iterator[None]:
         raise sql_messages.run_query_failed(identity, detail(error, url), lost(error)) from None
 
 
+@contextlib.contextmanager
+def own_query(what: str, identity: DatabaseIdentity, url: str) -> Iterator[None]:
+    """Name the Lockstep query that failed (as sql_bookkeeping.own_query)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as error:
+        failed = sql_messages.own_query_failed(what, identity, detail(error, url), lost(error))
+        raise failed from None
+
+
 # --------------------------------------------------------------------------- the lock
 
 

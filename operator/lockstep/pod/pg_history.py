@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from lockstep import sqlfiles
 from lockstep.db_identity import DatabaseIdentity
-from lockstep.pod import run_request, sql_messages, sql_rows
+from lockstep.pod import pg_direct, run_request, sql_messages, sql_rows
 from lockstep.tools import sql as sql_tool
 
 if TYPE_CHECKING:
@@ -86,19 +86,22 @@ class History:
 def open_history(
     connection: psycopg.Connection[Any], identity: DatabaseIdentity, request: run_request.RunRequest
 ) -> History:
-    """Claim, create and read the history (under the migration lock), or :class:`NeedsFullPath`."""
+    """Claim, create and read the history (under the migration lock), or :class:`NeedsFullPath`.
+    A failed query is named as the SQLAlchemy path names it (pg_direct.own_query)."""
     from psycopg import sql
 
+    url = request.database_url
     name = request.version_table or sql_tool.HISTORY_TABLE
-    looked = connection.execute(
-        _LOOK,
-        {
-            "table": name,
-            "schema": request.version_table_schema,
-            "shared": sql_tool.HISTORY_TABLE,
-            "owners": OWNERS_TABLE,
-        },
-    ).fetchone()
+    with pg_direct.own_query("read the current schema (SELECT current_schema())", identity, url):
+        looked = connection.execute(
+            _LOOK,
+            {
+                "table": name,
+                "schema": request.version_table_schema,
+                "shared": sql_tool.HISTORY_TABLE,
+                "owners": OWNERS_TABLE,
+            },
+        ).fetchone()
     assert looked is not None
     current, quoted_name, quoted_schema, found = looked
     if not current:
@@ -114,11 +117,15 @@ def open_history(
         raise NeedsFullPath("an older Lockstep's shared history may be this resource's")
     table = sql.Identifier(schema, name).as_string(connection)
     if request.owner:
-        _claim(connection, request.owner, str(current), schema, name, OWNERS_TABLE in tables)
+        what = f"claim {schema}.{name} in {current}.{OWNERS_TABLE}"
+        with pg_direct.own_query(what, identity, url):
+            _claim(connection, request.owner, str(current), schema, name, OWNERS_TABLE in tables)
     if name not in tables:
-        connection.execute(HISTORY_DDL.format(table=table))
-    rows = connection.execute(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {table}").fetchall()
+        with pg_direct.own_query(f"create {schema}.{name} if it is missing", identity, url):
+            connection.execute(HISTORY_DDL.format(table=table))
     shown = f"{schema}.{name}" if request.version_table_schema else name
+    with pg_direct.own_query(f"read {shown}", identity, url):
+        rows = connection.execute(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {table}").fetchall()
     return History(table, shown, [_row(row) for row in rows])
 
 

@@ -247,7 +247,8 @@ class _Files:
             calls = ", ".join(
                 f"set_config(${2 * i + 1}, ${2 * i + 2}, false)" for i in range(len(rows))
             )
-            values = [str(part).encode() for row in rows for part in row]
+            encoding = self.conn.info.encoding
+            values = [str(part).encode(encoding) for row in rows for part in row]
             commands.append((f"SELECT {calls}".encode(), values))
         return commands
 
@@ -275,7 +276,7 @@ class _Files:
                     if result is not None:
                         encoding = self.conn.info.encoding
                         failure = psycopg.errors.error_from_result(result, encoding=encoding)
-            index = start + run.done
+            index = min(start + run.done, len(steps) - 1)
             committed = logged + sum(1 for step in steps[start:index] if step.kind == "commit")
             for file_plan in files[logged:committed]:
                 log.info("applied %s on %s in one transaction", file_plan.name, self.identity)
