@@ -38,29 +38,38 @@ def database_errors(identity: DatabaseIdentity, url: str) -> Iterator[None]:
 @contextlib.contextmanager
 def migration_lock(
     engine: sa.Engine, identity: DatabaseIdentity, request: run_request.RunRequest
-) -> Iterator[float]:
-    """Hold the migration lock (on its own connection); yields how long it took to get."""
+) -> Iterator[tuple[float, sa.Connection | None]]:
+    """Hold the migration lock (on its own connection); yields how long it took to get, and
+    that connection (autocommit; None when a sidecar holds the lock), which may fence."""
     if not request.take_lock:
-        yield 0.0
+        yield 0.0, None
         return
     with (
         database.connect(engine, request.database_url) as lock_connection,
         lock.hold_advisory_lock(lock_connection, identity, request.lock_wait_seconds) as hold,
     ):
-        yield hold.wait_seconds
+        yield hold.wait_seconds, lock_connection
 
 
 def fence_earlier_runs(
-    engine: sa.Engine, identity: DatabaseIdentity, url: str, wait_seconds: float
+    engine: sa.Engine,
+    identity: DatabaseIdentity,
+    url: str,
+    wait_seconds: float,
+    lock_connection: sa.Connection | None = None,
 ) -> dict[str, str]:
     """End the backends of earlier runs still working on the database (see :mod:`.fence`).
 
     Call it once the migration lock is held and before anything changes. Returns a result
-    field saying what was ended, or nothing when nothing was running.
+    field saying what was ended, or nothing when nothing was running. On the lock's own
+    connection when given (as the lock sidecar does: a connection less per run, issue 21).
     """
-    with database.connect(engine, url) as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        fenced = fence.fence_earlier_runs(connection, identity, wait_seconds)
+    if lock_connection is not None:
+        fenced = fence.fence_earlier_runs(lock_connection, identity, wait_seconds)
+    else:
+        with database.connect(engine, url) as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            fenced = fence.fence_earlier_runs(connection, identity, wait_seconds)
     if not fenced:
         return {}
     return {"fenced": report.clip(fence.describe(fenced), DB_ERROR_CHARS)}

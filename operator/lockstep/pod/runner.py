@@ -144,10 +144,10 @@ def _run(
     try:
         with (
             run_session.database_errors(identity, request.database_url),
-            run_session.migration_lock(engine, identity, request) as lock_wait,
+            run_session.migration_lock(engine, identity, request) as (lock_wait, lock_connection),
         ):
             extras = run_session.fence_earlier_runs(
-                engine, identity, request.database_url, request.lock_wait_seconds
+                engine, identity, request.database_url, request.lock_wait_seconds, lock_connection
             )
             extras.update(_run_checks(checks, engine, request, identity, source))
             with run_session.migration_connection(
