@@ -130,3 +130,7 @@ PERMANENT_FAILURE_REASONS: Final = frozenset(
         "RehearsalFailed",
     }
 )
+
+# spec.timeouts.statementLockTimeout: the CRD's pattern (lockstep.model names it too), here so
+# that `lockstep run` reads it without importing the model (issue 21).
+STATEMENT_LOCK_TIMEOUT_PATTERN: Final = r"^[1-9][0-9]*(ms|s|min)$"

@@ -12,23 +12,25 @@ free of any driver, so pure modules can name them.
 
 from __future__ import annotations
 
-import hashlib
 import socket
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc, pool
 from sqlalchemy.engine import URL, Engine, make_url
 
-from lockstep import errors, url_secrets
+from lockstep import db_identity, errors, url_secrets
+from lockstep.db_identity import DEFAULT_PORTS as DEFAULT_PORTS
+from lockstep.db_identity import ENGINES as ENGINES
+from lockstep.db_identity import DatabaseIdentity as DatabaseIdentity
+from lockstep.db_identity import EngineName as EngineName
+from lockstep.db_identity import Family as Family
+from lockstep.db_identity import advisory_lock_id as advisory_lock_id
+from lockstep.db_identity import advisory_lock_name as advisory_lock_name
+from lockstep.db_identity import database_key as database_key
+from lockstep.db_identity import family_of as family_of
 
-EngineName = Literal["postgresql", "mysql", "mariadb", "sqlite"]
-ENGINES: Final[tuple[str, ...]] = get_args(EngineName)
-Family = Literal["postgresql", "mysql", "sqlite"]
-
-DEFAULT_PORTS: Final[dict[str, int]] = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 CONNECT_TIMEOUT_SECONDS: Final = 10
 ACCEPTED_URL_FORMS: Final = (
     "postgresql://user:password@host:5432/db (also postgres://, postgresql+psycopg://), "
@@ -48,38 +50,6 @@ _SCHEMES: Final[dict[str, EngineName]] = {
     "mariadb": "mariadb",
     "sqlite": "sqlite",
 }
-_MYSQL_LOCK_NAME_MAX: Final = 64
-
-
-@dataclass(frozen=True)
-class DatabaseIdentity:
-    """Which database a URL points at, without credentials.
-
-    For SQLite, ``host`` is empty, ``port`` is None and ``database`` is the
-    absolute path of the file (or ``:memory:``).
-    """
-
-    engine: EngineName
-    host: str
-    port: int | None
-    database: str
-
-    @property
-    def family(self) -> Family:
-        """The wire protocol: what decides SQL dialect, driver and lock kind."""
-        return family_of(self.engine)
-
-    def __str__(self) -> str:
-        # Words, not a URL: messages that end up in status and Events must never look like (or
-        # be mistaken for) connection strings.
-        if self.engine == "sqlite":
-            return f"SQLite file {self.database}"
-        return f"{self.engine} database {self.database} on {self.host}:{self.port}"
-
-
-def family_of(engine: EngineName) -> Family:
-    """MariaDB speaks MySQL's protocol, and so do its locks."""
-    return "mysql" if engine == "mariadb" else engine
 
 
 # --------------------------------------------------------------------------- identity
@@ -131,40 +101,6 @@ def identity_from_url(url: str) -> DatabaseIdentity:
         port=parsed.port or DEFAULT_PORTS[engine],
         database=parsed.database,
     )
-
-
-def database_key(identity: DatabaseIdentity) -> str:
-    """A stable 16-hex-digit key, usable as a Kubernetes label value.
-
-    Uses the protocol family, so ``mysql://`` and ``mariadb://`` URLs of one
-    server get the same key (one Job at a time per database).
-    """
-    material = f"{identity.family}\0{identity.host}\0{identity.port or ''}\0{identity.database}"
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
-
-
-def advisory_lock_id(identity: DatabaseIdentity) -> int:
-    """Signed 64-bit key for ``pg_advisory_lock``.
-
-    Derived from the database name only: PostgreSQL scopes advisory locks to
-    the database already, and two URLs that reach one server under different
-    host names must still compete for the same lock.
-    """
-    digest = hashlib.sha256(f"lockstep:{identity.database}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def advisory_lock_name(identity: DatabaseIdentity) -> str:
-    """Name for MySQL/MariaDB ``GET_LOCK`` (at most 64 characters).
-
-    ``GET_LOCK`` names are server-wide, so the name carries the database name
-    (hashed when it would not fit), but not the host, for the reason given in
-    :func:`advisory_lock_id`.
-    """
-    readable = f"lockstep:{identity.database}"
-    if len(readable) <= _MYSQL_LOCK_NAME_MAX:
-        return readable
-    return "lockstep:" + hashlib.sha256(identity.database.encode()).hexdigest()[:40]
 
 
 # --------------------------------------------------------------------------- engines
@@ -291,11 +227,4 @@ def connect(engine: Engine, url: str) -> sa.Connection:
     try:
         return engine.connect()
     except exc.DBAPIError as error:
-        detail = url_secrets.scrub(
-            str(error.orig).strip().splitlines()[0] if error.orig else "", url
-        )
-        raise errors.DatabaseUnavailable(
-            f"cannot connect to {url_secrets.redact_url(url)}: {detail}; "
-            "check that the server is up, "
-            f"reachable from this pod, and that the URL's user and password are right"
-        ) from None
+        raise db_identity.connect_failed(url, str(error.orig) if error.orig else "") from None

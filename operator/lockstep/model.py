@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
-from lockstep import db_connection, pod_template, spec_history
+from lockstep import constants, db_connection, pod_template, spec_history
 from lockstep.pod_template import PodTemplate
 from lockstep.spec_history import (
     BASELINE_VERSION_PATTERN as BASELINE_VERSION_PATTERN,
@@ -65,7 +65,7 @@ RUN_FIELDS: tuple[str, ...] = (
 
 # spec.timeouts.statementLockTimeout: the CRD's pattern, word for word (a unit test compares
 # them), so that the runner accepts exactly what the API server accepts.
-STATEMENT_LOCK_TIMEOUT_PATTERN: Final = r"^[1-9][0-9]*(ms|s|min)$"
+STATEMENT_LOCK_TIMEOUT_PATTERN: Final = constants.STATEMENT_LOCK_TIMEOUT_PATTERN
 
 
 class SpecError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from lockstep import database
-from lockstep.pod import lock, runner
+from lockstep.pod import graceful_stop, lock, pg_run, runner
 from lockstep.pod.run_request import RunRequest, RunResult
 
 
@@ -90,9 +91,16 @@ def family(url: str) -> str:
 
 
 def run_sql(url: str, source: Path, target: str = "head", **options: Any) -> RunResult:
-    """``lockstep run --tool sql`` in-process, with short lock waits for tests."""
+    """``lockstep run --tool sql`` in-process, with short lock waits for tests.
+
+    Through :func:`lockstep.pod.pg_run.run`, as the command runs it: PostgreSQL takes the fast
+    path where it applies, everything else :func:`lockstep.pod.runner.run`.
+    ``LOCKSTEP_TEST_FULL_PATH=1`` sends every run through ``runner.run`` (SQLAlchemy) instead,
+    so that the same tests check both paths on PostgreSQL.
+    """
     settings: dict[str, Any] = {"lock_wait_seconds": 10.0, "statement_lock_timeout": "5s"}
     settings.update(options)
-    return runner.run(
-        RunRequest(tool="sql", source_dir=source, database_url=url, target=target, **settings)
-    )
+    request = RunRequest(tool="sql", source_dir=source, database_url=url, target=target, **settings)
+    if os.environ.get("LOCKSTEP_TEST_FULL_PATH") == "1":
+        return runner.run(request)
+    return pg_run.run(request, (), graceful_stop.GracefulStop())

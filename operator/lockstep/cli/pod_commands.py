@@ -23,9 +23,18 @@ from lockstep import constants, db_connection, errors, logs, url_secrets
 from lockstep.contract import argv, helper_args, migration_args, report
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from lockstep.classify.findings import Questions
     from lockstep.classify.live import LiveSchema
-    from lockstep.pod import run_request, runner
+    from lockstep.pod import graceful_stop, run_request, runner
+
+
+# runner.run or pg_run.run: (request, checks, stop) -> result.
+Runner = Callable[
+    ["run_request.RunRequest", "Sequence[runner.Check]", "graceful_stop.GracefulStop"],
+    "run_request.RunResult",
+]
 
 
 def add_run(commands: argv.Subparsers) -> None:
@@ -65,7 +74,7 @@ def add_wait(commands: argv.Subparsers) -> None:
 
 
 def _run(namespace: argparse.Namespace) -> int:
-    from lockstep.pod import graceful_stop, runner
+    from lockstep.pod import graceful_stop
 
     args = argv.from_namespace(migration_args.RunArgs, namespace)
     logs.configure("text", verbose=False)
@@ -88,7 +97,7 @@ def _run(namespace: argparse.Namespace) -> int:
     stop = graceful_stop.GracefulStop()
     try:
         stop.install()
-        result = runner.run(request, _checks_before_migrating(args, url), stop)
+        result = _runner(args.tool)(request, _checks_before_migrating(args, url), stop)
     except graceful_stop.StoppedBeforeMigrating:
         return _failed(args.result_file, graceful_stop.before_migrating(stop))
     except errors.LockstepError as error:
@@ -96,6 +105,18 @@ def _run(namespace: argparse.Namespace) -> int:
     print(result.summary())
     _write_result(args.result_file, {"result": "Succeeded", **json.loads(result.to_json())})
     return 0
+
+
+def _runner(tool: str) -> Runner:
+    """pg_run for tool sql: on PostgreSQL it starts without SQLAlchemy (issue 21), and hands
+    every other database to runner.run; runner for Alembic (which needs SQLAlchemy anyway)."""
+    if tool == "sql":
+        from lockstep.pod import pg_run
+
+        return pg_run.run
+    from lockstep.pod import runner
+
+    return runner.run
 
 
 def _run_request(
@@ -119,15 +140,18 @@ def _run_request(
 
 
 def _checks_before_migrating(args: migration_args.RunArgs, url: str) -> list[runner.Check]:
-    """The plan check (--plan-salt, --expect-plan), then the rehearsal (--shadow-url-env)."""
-    from lockstep.pod import rehearsal, run_plan
-
+    """The plan check (--plan-salt, --expect-plan), then the rehearsal (--shadow-url-env).
+    Each imported only when asked for: they load SQLAlchemy, which a run without them skips."""
     checks: list[runner.Check] = []
     if args.expect_plan and args.plan_salt is None:
         raise errors.InvalidRequest("--expect-plan needs --plan-salt: the plan's hash covers it")
     if args.plan_salt is not None:
+        from lockstep.pod import run_plan
+
         checks.append(run_plan.plan_check(args.plan_salt, args.expect_plan))
     if args.shadow_url_env:
+        from lockstep.pod import rehearsal
+
         shadow_url = os.environ.get(args.shadow_url_env)
         if not shadow_url:
             raise errors.InvalidRequest(
@@ -252,14 +276,15 @@ def _database_url(result_file: str) -> str | None:
 
 def _failed(result_file: str, error: errors.LockstepError) -> int:
     """Say why on stderr and in the result file; the exit code tells some reasons apart."""
-    from lockstep.pod import run_plan
-
     message = _without_secrets(str(error))
     print(f"error ({error.reason}): {message}", file=sys.stderr)
     payload = report.failure(error.reason, message)
-    if isinstance(error, run_plan.PlanChanged):
+    # Only a run that checked its plan imported run_plan (and SQLAlchemy with it): a failure
+    # of any other run need not load them to know it is no PlanChanged.
+    run_plan = sys.modules.get("lockstep.pod.run_plan")
+    if run_plan is not None and isinstance(error, run_plan.PlanChanged):
         # The new plan, so that it can be shown for approval without another plan Job.
-        payload["plan"] = error.plan.compact(report.HALF_BUDGET)  # type: ignore[typeddict-item]
+        payload["plan"] = error.plan.compact(report.HALF_BUDGET)
     _write_result(result_file, payload)
     return report.EXIT_CODES.get(error.reason, report.EXIT_FAILED)
 

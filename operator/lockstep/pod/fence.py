@@ -30,42 +30,30 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc, pool
 
-from lockstep import constants, errors
+from lockstep import constants
 from lockstep.database import DatabaseIdentity
+from lockstep.pod import lock_words
 
 log = logging.getLogger("lockstep.fence")
 
 MIGRATION_APPLICATION_NAME: Final = constants.MIGRATION_APPLICATION_NAME
 _MYSQL_LOCK_NAME_MAX: Final = 64
 _POLL_SECONDS: Final = 0.1
-_QUERY_CHARS: Final = 120
 _PG_INSUFFICIENT_PRIVILEGE: Final = "42501"
 _MYSQL_NOT_OWNER: Final = frozenset({1095})  # "You are not owner of thread"
 _MYSQL_UNKNOWN_THREAD: Final = 1094
 
 
-class FenceFailed(errors.LockstepError):
-    """A backend of an earlier run could not be ended, or did not go in time."""
-
-    reason = "FenceFailed"
-
-
-@dataclass(frozen=True)
-class FencedBackend:
-    """A backend of an earlier run that the fence ended: who, and what it was doing."""
-
-    backend_id: int
-    query: str  # what it was running, clipped; "" when the server does not show it
-
-    def describe(self) -> str:
-        doing = f" that was still running {self.query!r}" if self.query else ""
-        return f"backend {self.backend_id} of an earlier run{doing}"
+FenceFailed = lock_words.FenceFailed
+FencedBackend = lock_words.FencedBackend
+describe = lock_words.describe
+_not_gone = lock_words.not_gone
+_clip = lock_words.clip
 
 
 def run_lock_name(identity: DatabaseIdentity) -> str:
@@ -162,12 +150,7 @@ def refuse_if_another_run(connection: sa.Connection, identity: DatabaseIdentity)
     rows = connection.execute(_PG_TAGGED, {"tag": MIGRATION_APPLICATION_NAME}).all()
     connection.commit()  # end SQLAlchemy's autobegun block before the migration's own
     if rows:
-        others = "; ".join(FencedBackend(int(pid), _clip(q)).describe() for pid, q in rows)
-        raise FenceFailed(
-            f"another migration is working on {identity} ({others}) although this run holds "
-            f"the migration lock: it lost its lock holder and goes on. This run stops rather "
-            f"than migrate beside it; it is safe to run again once that one has ended"
-        )
+        raise lock_words.another_run(identity, [(int(pid), str(q)) for pid, q in rows])
 
 
 def fence_earlier_runs(
@@ -184,15 +167,6 @@ def fence_earlier_runs(
     if identity.family == "mysql":
         return _fence_mysql(connection, identity, wait_seconds)
     return []  # SQLite: the migration runs in this process; the file lock dies with it
-
-
-def describe(fenced: list[FencedBackend]) -> str:
-    """One sentence for the log and the result: what was ended, and what the server did."""
-    ended = "; ".join(backend.describe() for backend in fenced)
-    return (
-        f"terminated {ended}; the server rolled back its open transaction (on MySQL/MariaDB, "
-        f"statements it had finished stay committed)"
-    )
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -239,13 +213,7 @@ def _pg_terminate(
         if getattr(error.orig, "sqlstate", None) != _PG_INSUFFICIENT_PRIVILEGE:
             raise
         user = connection.execute(sa.text("SELECT current_user")).scalar_one()
-        raise FenceFailed(
-            f"{backend.describe()} is still working on {identity}, and role {user!r} may not "
-            f"end it (it belongs to another role). Migrating now would run two migrations at "
-            f"once, so this run stops. Grant the migration role the right to end it "
-            f'(GRANT pg_signal_backend TO "{user}"; a superuser\'s backend needs a superuser), '
-            f"or end it by hand: SELECT pg_terminate_backend({backend.backend_id})"
-        ) from None
+        raise lock_words.pg_may_not_end(backend, identity, str(user)) from None
 
 
 # --------------------------------------------------------------------------- MySQL / MariaDB
@@ -307,21 +275,3 @@ def _mysql_kill(
 
 
 # --------------------------------------------------------------------------- shared
-
-
-def _not_gone(
-    identity: DatabaseIdentity, remaining: set[int], wait_seconds: float, how: str
-) -> FenceFailed:
-    ids = ", ".join(str(backend_id) for backend_id in sorted(remaining))
-    by_hand = "; ".join(how.format(backend_id) for backend_id in sorted(remaining))
-    return FenceFailed(
-        f"backend(s) {ids} of an earlier run on {identity} were told to end but are still "
-        f"there after {wait_seconds:.0f}s (the server may still be rolling back a large "
-        f"transaction). Migrating now would run two migrations at once, so this run stops; it "
-        f"is safe to run again later. To check or end them by hand: {by_hand}"
-    )
-
-
-def _clip(text: str) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= _QUERY_CHARS else line[: _QUERY_CHARS - 3] + "..."

@@ -20,13 +20,13 @@ import logging
 import signal
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy import event
+from lockstep import errors
+from lockstep.db_identity import DatabaseIdentity
 
-from lockstep import database, errors
-from lockstep.database import DatabaseIdentity
+if TYPE_CHECKING:  # SQLAlchemy loads only on the paths that use it (issue 21)
+    import sqlalchemy as sa
 
 log = logging.getLogger("lockstep.runner")
 
@@ -50,6 +50,7 @@ class GracefulStop:
 
     signal_name: str = ""
     _connection: sa.Connection | None = None
+    _driver: Any = None  # the psycopg connection of the PostgreSQL fast path (no SQLAlchemy)
     _identity: DatabaseIdentity | None = None
     _url: str = ""
     _statement_running: bool = False
@@ -62,7 +63,7 @@ class GracefulStop:
     @property
     def migrating(self) -> bool:
         """Whether the migration connection exists (before it, nothing has changed)."""
-        return self._connection is not None
+        return self._connection is not None or self._driver is not None
 
     def install(self) -> None:
         for signum in STOP_SIGNALS:
@@ -70,16 +71,39 @@ class GracefulStop:
 
     def watch(self, connection: sa.Connection, identity: DatabaseIdentity, url: str) -> None:
         """From now on a stop cancels statements on ``connection`` instead of raising."""
+        from sqlalchemy import event
+
         event.listen(connection, "before_cursor_execute", self._before)
         event.listen(connection, "after_cursor_execute", self._after)
         self._connection, self._identity, self._url = connection, identity, url
         if self.requested:  # the signal came while the connection was being opened
             self._refuse_next_statement = True
 
+    def watch_driver(self, connection: Any, identity: DatabaseIdentity) -> None:
+        """:meth:`watch` for a psycopg connection of its own (PostgreSQL fast path): its
+        runner asks :meth:`refuses_next_statement` before it sends each batch."""
+        self._driver, self._identity = connection, identity
+        if self.requested:
+            self._refuse_next_statement = True
+
+    def unwatch_driver(self) -> None:
+        """The fast path handed the run to the SQLAlchemy path before changing anything."""
+        self._driver = None
+        self._refuse_next_statement = False
+
+    def refuses_next_statement(self) -> bool:
+        """Whether a stop came while no statement ran: the next must not be sent (once)."""
+        refused, self._refuse_next_statement = self._refuse_next_statement, False
+        return refused
+
+    def cancel_error(self) -> Exception:
+        """The driver's own "query cancelled" error, as a refused statement fails."""
+        return _driver_cancel_error(self._identity)
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         first = not self.requested
         self.signal_name = signal.Signals(signum).name
-        if self._connection is None:
+        if not self.migrating:
             log.warning("%s received before migrating: stopping, nothing changed", self.signal_name)
             raise StoppedBeforeMigrating(self.signal_name)
         if not first:
@@ -100,19 +124,25 @@ class GracefulStop:
         PostgreSQL: exact, from libpq's transaction status. Elsewhere: between the cursor
         events (after a failed statement it stays set; the run is failing anyway).
         """
-        if self._connection is None or self._identity is None:
+        if self._identity is None:
             return False
         if self._identity.family != "postgresql":
             return self._statement_running
         import psycopg.pq
 
-        dbapi: Any = self._connection.connection.dbapi_connection
+        dbapi: Any = self._driver
+        if dbapi is None and self._connection is not None:
+            dbapi = self._connection.connection.dbapi_connection
         return bool(dbapi.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE)
 
     def _cancel(self) -> None:
         connection, identity = self._connection, self._identity
-        assert connection is not None and identity is not None
+        assert identity is not None
         try:
+            if self._driver is not None:
+                self._driver.cancel()
+                return
+            assert connection is not None
             if identity.family == "postgresql":
                 dbapi: Any = connection.connection.dbapi_connection
                 dbapi.cancel()
@@ -135,6 +165,8 @@ class GracefulStop:
 
 def _kill_query(connection: sa.Connection, url: str) -> None:
     """MySQL/MariaDB cancel: ``KILL QUERY`` on a second connection (the first is busy)."""
+    from lockstep import database
+
     connection_id = connection.connection.dbapi_connection.thread_id()  # type: ignore[union-attr]
     engine = database.make_engine(url)
     try:

@@ -35,6 +35,7 @@ from sqlalchemy import exc
 
 from lockstep import database, errors
 from lockstep.database import DatabaseIdentity
+from lockstep.pod import lock_words
 
 log = logging.getLogger("lockstep.lock")
 
@@ -52,13 +53,8 @@ _PG_KEEPALIVE: Final = {
 }
 
 
-class LockTimeout(errors.LockstepError):
-    reason = "LockTimeout"
-
-    def __init__(self, message: str, *, identity: DatabaseIdentity, waited_seconds: float) -> None:
-        super().__init__(message)
-        self.identity = identity
-        self.waited_seconds = waited_seconds
+LockTimeout = lock_words.LockTimeout
+_timeout = lock_words.lock_timeout
 
 
 @dataclass(frozen=True)
@@ -158,18 +154,6 @@ def _release(
         log.info("released the migration lock on %s", identity)
 
 
-def _timeout(identity: DatabaseIdentity, started: float, how: str, holder: str) -> LockTimeout:
-    waited = time.monotonic() - started
-    return LockTimeout(
-        f"timed out after {waited:.1f}s waiting for the migration lock on {identity} "
-        f"({how}); {holder}. Another migration is probably still running on this "
-        f"database: wait for it to finish or raise spec.timeouts.lockWaitSeconds. "
-        f"If nothing is migrating, end the session that holds the lock.",
-        identity=identity,
-        waited_seconds=waited,
-    )
-
-
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -230,20 +214,12 @@ def _pg_holder(connection: sa.Connection, key: int) -> str:
         "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
         "AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid)"
     )
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    high, low = lock_words.advisory_key_halves(key)
     try:
-        row = connection.execute(
-            query, {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}
-        ).first()
+        row = connection.execute(query, {"high": high, "low": low}).first()
     except exc.DBAPIError:
         row = None
-    if row is None:
-        return "its holder is not visible to this user"
-    pid, application, client = row
-    return (
-        f"it is held by PostgreSQL backend pid {pid} (application {application or '?'!r}, "
-        f"client {client or 'local socket'}; to end it: SELECT pg_terminate_backend({pid}))"
-    )
+    return lock_words.pg_holder(None if row is None else (row[0], row[1], row[2]))
 
 
 # --------------------------------------------------------------------------- MySQL / MariaDB

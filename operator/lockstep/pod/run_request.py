@@ -8,11 +8,13 @@ the container's termination message (see :mod:`lockstep.contract.report`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from lockstep import constants, errors
 from lockstep.contract import report
 
 Tool = Literal["sql", "alembic"]
@@ -20,6 +22,9 @@ Direction = Literal["up", "down", "none"]
 TOOLS: Final[tuple[str, ...]] = ("sql", "alembic")
 _REVISION_CHARS: Final = 200
 _APPLIED_ITEM_CHARS: Final = 40
+# The CRD's rule (constants.STATEMENT_LOCK_TIMEOUT_PATTERN): what the API server accepts runs.
+_DURATION = re.compile(constants.STATEMENT_LOCK_TIMEOUT_PATTERN)
+_UNIT_MS: Final = {"ms": 1, "s": 1000, "min": 60_000}
 
 
 @dataclass(frozen=True)
@@ -134,3 +139,14 @@ def _with_extras(payload: dict[str, Any], extras: Mapping[str, Any]) -> dict[str
 
 def _clip(value: str | None) -> str | None:
     return None if value is None else report.clip(value, _REVISION_CHARS)
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"5s"`` → 5000, ``"500ms"`` → 500, ``"2min"`` → 120000 (a unit is required)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise errors.InvalidRequest(
+            f"statement lock timeout {text!r} is not a duration such as 500ms, 5s or 2min"
+        )
+    unit = match[1]
+    return int(text[: -len(unit)]) * _UNIT_MS[unit]  # the pattern allows no zero

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from lockstep import database, errors, model, url_secrets
+from lockstep import database, url_secrets
 from lockstep.contract import report
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import fence, lock, run_request, sql_errors
+from lockstep.pod import fence, lock, run_request, sql_errors, sql_messages, sql_rows
 
 DB_ERROR_CHARS: Final = 300
 
@@ -32,43 +31,45 @@ def database_errors(identity: DatabaseIdentity, url: str) -> Iterator[None]:
     except exc.DBAPIError as error:
         # By what a retry can change: a lost connection may come back; a refused query will
         # be refused again (psycopg reports many refusals as OperationalError too).
-        if sql_errors.connection_lost(error):
-            raise errors.DatabaseUnavailable(
-                f"the database {identity} failed during the run: {db_error_text(error, url)}; "
-                f"the run stopped: run it again once the database is reachable and healthy"
-            ) from None
-        raise errors.DatabaseQueryFailed(
-            f"a query of Lockstep's own failed on {identity}: {db_error_text(error, url)}; "
-            f"check that the URL's user may create and write tables in this database"
-        ) from None
+        lost = sql_errors.connection_lost(error)
+        raise sql_messages.run_query_failed(identity, db_error_text(error, url), lost) from None
 
 
 @contextlib.contextmanager
 def migration_lock(
     engine: sa.Engine, identity: DatabaseIdentity, request: run_request.RunRequest
-) -> Iterator[float]:
-    """Hold the migration lock (on its own connection); yields how long it took to get."""
+) -> Iterator[tuple[float, sa.Connection | None]]:
+    """Hold the migration lock (on its own connection); yields how long it took to get, and
+    that connection (autocommit; None when a sidecar holds the lock), which may fence."""
     if not request.take_lock:
-        yield 0.0
+        yield 0.0, None
         return
     with (
         database.connect(engine, request.database_url) as lock_connection,
         lock.hold_advisory_lock(lock_connection, identity, request.lock_wait_seconds) as hold,
     ):
-        yield hold.wait_seconds
+        yield hold.wait_seconds, lock_connection
 
 
 def fence_earlier_runs(
-    engine: sa.Engine, identity: DatabaseIdentity, url: str, wait_seconds: float
+    engine: sa.Engine,
+    identity: DatabaseIdentity,
+    url: str,
+    wait_seconds: float,
+    lock_connection: sa.Connection | None = None,
 ) -> dict[str, str]:
     """End the backends of earlier runs still working on the database (see :mod:`.fence`).
 
     Call it once the migration lock is held and before anything changes. Returns a result
-    field saying what was ended, or nothing when nothing was running.
+    field saying what was ended, or nothing when nothing was running. On the lock's own
+    connection when given (as the lock sidecar does: a connection less per run, issue 21).
     """
-    with database.connect(engine, url) as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        fenced = fence.fence_earlier_runs(connection, identity, wait_seconds)
+    if lock_connection is not None:
+        fenced = fence.fence_earlier_runs(lock_connection, identity, wait_seconds)
+    else:
+        with database.connect(engine, url) as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            fenced = fence.fence_earlier_runs(connection, identity, wait_seconds)
     if not fenced:
         return {}
     return {"fenced": report.clip(fence.describe(fenced), DB_ERROR_CHARS)}
@@ -109,20 +110,7 @@ def _tagged_engine(url: str) -> sa.Engine:
     return tagged
 
 
-# The CRD's rule (model.STATEMENT_LOCK_TIMEOUT_PATTERN): what the API server accepts runs.
-_DURATION = re.compile(model.STATEMENT_LOCK_TIMEOUT_PATTERN)
-_UNIT_MS: Final = {"ms": 1, "s": 1000, "min": 60_000}
-
-
-def parse_duration_ms(text: str) -> int:
-    """``"5s"`` → 5000, ``"500ms"`` → 500, ``"2min"`` → 120000 (a unit is required)."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise errors.InvalidRequest(
-            f"statement lock timeout {text!r} is not a duration such as 500ms, 5s or 2min"
-        )
-    unit = match[1]
-    return int(text[: -len(unit)]) * _UNIT_MS[unit]  # the pattern allows no zero
+parse_duration_ms = run_request.parse_duration_ms
 
 
 def set_lock_timeout(
@@ -170,15 +158,8 @@ def lock_hint(error: exc.DBAPIError) -> str:
     """Extra advice when a statement gave up waiting for a table lock."""
     sqlstate = getattr(error.orig, "sqlstate", None)
     args: tuple[Any, ...] = getattr(error.orig, "args", ())
-    if sqlstate == "55P03" or (args and args[0] in (1205, 3572)) or "locked" in str(error.orig):
-        return (
-            " The statement waited longer than the statement lock timeout for a lock held by "
-            "another session (a long query or an open transaction): run again later, or raise "
-            "spec.timeouts.statementLockTimeout."
-        )
-    return ""
+    locked = sqlstate == sql_messages.LOCK_NOT_AVAILABLE or (args and args[0] in (1205, 3572))
+    return sql_messages.LOCK_HINT if locked or "locked" in str(error.orig) else ""
 
 
-def short_list(items: Sequence[str], limit: int = 30) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+short_list = sql_rows.short_list

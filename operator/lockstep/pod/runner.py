@@ -49,17 +49,17 @@ from lockstep.pod import (
     graceful_stop,
     run_request,
     run_session,
-    sql_execution,
-    sql_history,
     sql_planning,
 )
-from lockstep.pod.plan_model import PendingWork
 from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 
 if TYPE_CHECKING:
     # Alembic is imported where it is used (by tool alembic only): importing it cost a SQL-only
-    # run a quarter of its start-up (issue 21).
+    # run a quarter of its start-up (issue 21). The plan's model (and the classifier it loads):
+    # only for runs with checks.
     from alembic.script import ScriptDirectory
+
+    from lockstep.pod.plan_model import PendingWork
 
 log = logging.getLogger("lockstep.runner")
 
@@ -144,10 +144,10 @@ def _run(
     try:
         with (
             run_session.database_errors(identity, request.database_url),
-            run_session.migration_lock(engine, identity, request) as lock_wait,
+            run_session.migration_lock(engine, identity, request) as (lock_wait, lock_connection),
         ):
             extras = run_session.fence_earlier_runs(
-                engine, identity, request.database_url, request.lock_wait_seconds
+                engine, identity, request.database_url, request.lock_wait_seconds, lock_connection
             )
             extras.update(_run_checks(checks, engine, request, identity, source))
             with run_session.migration_connection(
@@ -198,6 +198,8 @@ def _migrator(
     """What migrates, given the migration connection."""
     if isinstance(source, SqlSource):
         migration_set, target = source.migration_set, source.target
+        from lockstep.pod import sql_execution  # tool sql only: Alembic runs skip its imports
+
         return lambda connection: sql_execution.migrate_sql(
             connection, identity, request, migration_set, target
         )
@@ -225,6 +227,8 @@ def pending_work(
     if direction == "down":
         alembic_migration.refuse_downgrade(request, identity, current, target, steps)
     reached = current if direction == "none" else target
+    from lockstep.pod.plan_model import PendingWork
+
     return PendingWork(direction, current, reached, tuple(steps))
 
 
@@ -234,6 +238,8 @@ def _pending_sql(
     request: run_request.RunRequest,
     identity: DatabaseIdentity,
 ) -> PendingWork:
+    from lockstep.pod import sql_history
+
     history = sql_history.preview_history(
         connection, identity, request, source.migration_set, source.target
     )
@@ -247,6 +253,8 @@ def _pending_sql(
     )
     files = tuple(_file_that_runs(migration, plan.direction) for migration in plan.steps)
     versions = tuple(migration.version for migration in plan.steps)
+    from lockstep.pod.plan_model import PendingWork
+
     return PendingWork(plan.direction, plan.current, plan.target, versions, files)
 
 

@@ -11,27 +11,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from lockstep import errors, version_tables
+from lockstep import version_tables
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import run_session, sql_errors
+from lockstep.pod import run_session, sql_errors, sql_messages, sql_rows
 
-
-@dataclass(frozen=True)
-class HistoryRow:
-    version: str
-    description: str
-    checksum: str
-    success: bool
-    applied_at: datetime | None = None
-    running_file: str | None = None  # set while (or after) a file ran statement by statement
-    statements_done: int | None = None
-    baselined: bool = False  # recorded by spec.baseline: adopted as applied, never run here
+HistoryRow = sql_rows.HistoryRow
 
 
 def current_schema(connection: sa.Connection, identity: DatabaseIdentity, url: str) -> str:
@@ -42,10 +31,7 @@ def current_schema(connection: sa.Connection, identity: DatabaseIdentity, url: s
     with own_query(f"read the current schema ({query})", identity, url), connection.begin():
         schema = connection.exec_driver_sql(query).scalar()
     if not schema:
-        raise errors.DatabaseQueryFailed(
-            f"{identity} has no current schema ({query} returned nothing): set the user's "
-            f"search_path (PostgreSQL) or put the database in the URL, then run again"
-        )
+        raise sql_messages.no_current_schema(identity, query)
     return str(schema)
 
 
@@ -56,15 +42,8 @@ def own_query(what: str, identity: DatabaseIdentity, url: str) -> Iterator[None]
         yield
     except exc.DBAPIError as error:
         detail = run_session.db_error_text(error, url)
-        if sql_errors.connection_lost(error):
-            raise errors.DatabaseUnavailable(
-                f"the connection to {identity} was lost while Lockstep tried to {what}: "
-                f"{detail}; run again once the database is reachable"
-            ) from None
-        raise errors.DatabaseQueryFailed(
-            f"Lockstep's own query failed on {identity} while trying to {what}: {detail}; "
-            f"check that the URL's user may create, read and write that table"
-        ) from None
+        lost = sql_errors.connection_lost(error)
+        raise sql_messages.own_query_failed(what, identity, detail, lost) from None
 
 
 def ensure_table(

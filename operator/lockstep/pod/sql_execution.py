@@ -29,6 +29,7 @@ from lockstep.pod import (
     sql_bookkeeping,
     sql_errors,
     sql_history,
+    sql_messages,
     sql_pipeline,
     sql_planning,
     sql_session,
@@ -139,30 +140,20 @@ class _SqlFileRunner:
             self.session_reset = reset
         except _StatementError as failure:
             statement = statements[failure.index]
+            detail = self._text(failure.error)
             if sql_errors.connection_lost(failure.error):
-                raise errors.DatabaseUnavailable(
-                    f"the connection to {self.identity} was lost while {sql_file.name} line "
-                    f"{statement.line} ran: {self._text(failure.error)}. The server rolls back "
-                    f"the open transaction of a lost connection, so nothing of {sql_file.name} "
-                    f"stays applied; run again once the database is reachable."
+                raise sql_messages.lost_in_file(
+                    sql_file.name, statement, self.identity, detail
                 ) from None
-            raise errors.MigrationFailed(
-                f"{sql_file.name} failed at line {statement.line} on {self.identity}: "
-                f"{self._text(failure.error)} (statement: "
-                f"{statement.shortened(_STATEMENT_CHARS)}). Lockstep rolled the whole file "
-                f"back: the database is as before this file. Fix the file and run again."
-                f"{run_session.lock_hint(failure.error)}",
-                file=sql_file.name,
-                line=statement.line,
+            hint = run_session.lock_hint(failure.error)
+            raise sql_messages.file_failed(
+                sql_file.name, statement, self.identity, detail, hint
             ) from None
         except exc.DBAPIError as error:  # the COMMIT itself
             if not sql_errors.connection_lost(error):
                 raise
-            raise errors.DatabaseUnavailable(
-                f"the connection to {self.identity} was lost while committing {sql_file.name}: "
-                f"{self._text(error)}. Whether it committed is the server's to say: run again "
-                f"once the database is reachable; Lockstep reads its history first and runs "
-                f"{sql_file.name} again only if it did not commit."
+            raise sql_messages.lost_at_commit(
+                sql_file.name, self.identity, self._text(error)
             ) from None
 
     # ------------------------------------------------------------------ statement by statement

@@ -6,7 +6,8 @@ statements at once and reads their results afterwards, one result per statement,
 statement still goes to the server on its own (as the splitter cut it, as psql sends it), and the
 server still runs them in order inside the file's one transaction. psycopg's own ``pipeline()``
 costs about 20 µs of Python per statement (a cursor, a queue entry, a generator each); this
-module drives libpq's pipeline through psycopg's public ``pq`` wrapper instead, about 2 µs.
+module drives libpq's pipeline through psycopg's public ``pq`` wrapper instead, about 2 µs
+(:mod:`lockstep.pod.pg_pipeline`).
 
 What stays exact:
 
@@ -32,18 +33,17 @@ a file with one runs statement by statement as before.
 from __future__ import annotations
 
 import re
-import selectors
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from lockstep.pod import pg_pipeline
 from lockstep.sqlfiles import Statement
 
 if TYPE_CHECKING:
     import psycopg
-    from psycopg import pq
 
 # Statements per pipeline: one batch's text and results are held at once; the sync at its end
 # costs one round trip per batch.
@@ -107,12 +107,16 @@ def _execute_batch(
     import psycopg
 
     shown = f"{batch[0].text} (and {len(batch) - 1} more in a pipeline)"
-    run = _Pipeline(dbapi.pgconn, dbapi.info.encoding)
+    run = pg_pipeline.Pipeline(dbapi.pgconn)
+    encoding = dbapi.info.encoding
+    commands: list[pg_pipeline.Command] = [(b"BEGIN", None)] if begin else []
+    commands.extend((statement.text.encode(encoding), None) for statement in batch)
+    skipped = 1 if begin else 0  # the BEGIN's result does not count as a statement's
     try:
         _fire(connection, "before_cursor_execute", shown)
-        failure = run.send_and_collect([statement.text for statement in batch], begin)
+        failure = run.send_and_collect(commands)
     except psycopg.Error as error:  # refused by the stop handler, or the connection broke
-        index = max(run.done, 0)
+        index = max(run.done - skipped, 0)
         failed = _wrapped(connection, batch[index], error)
         if dbapi.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF:
             connection.invalidate(error)  # stuck mid-pipeline: closing it rolls the file back
@@ -121,69 +125,10 @@ def _execute_batch(
         connection.invalidate()  # left mid-pipeline (a bug, an interrupt): never reuse it
         raise
     if failure is not None:
-        refused = psycopg.errors.error_from_result(failure, encoding=dbapi.info.encoding)
-        index = max(run.done, 0)
+        refused = psycopg.errors.error_from_result(failure, encoding=encoding)
+        index = max(run.done - skipped, 0)
         raise StatementError(first + index, _wrapped(connection, batch[index], refused))
     _fire(connection, "after_cursor_execute", shown)
-
-
-class _Pipeline:
-    """One batch through libpq's pipeline mode on a non-blocking connection."""
-
-    def __init__(self, pgconn: pq.abc.PGconn, encoding: str) -> None:
-        self.pgconn = pgconn
-        self.encoding = encoding
-        self.done = 0  # statements that succeeded, in order
-
-    def send_and_collect(self, texts: Sequence[str], begin: bool) -> pq.abc.PGresult | None:
-        """Send every statement (after a BEGIN if asked) and a sync, then read the results:
-        the first error's result, or None when all succeeded."""
-        pgconn = self.pgconn
-        pgconn.enter_pipeline_mode()
-        if begin:
-            pgconn.send_query_params(b"BEGIN", None)
-            self.done = -1  # the BEGIN's result does not count as a statement's
-        for text in texts:  # no parameters: the text goes as written
-            pgconn.send_query_params(text.encode(self.encoding), None)
-        pgconn.pipeline_sync()
-        with selectors.DefaultSelector() as selector:
-            self._flush(selector)
-            failure = self._collect(selector)
-        # Left in pipeline mode only by an exception: the caller then drops the connection.
-        pgconn.exit_pipeline_mode()
-        return failure
-
-    def _flush(self, selector: selectors.BaseSelector) -> None:
-        """Send what libpq buffered, reading results meanwhile so the server never blocks."""
-        socket = self.pgconn.socket
-        selector.register(socket, selectors.EVENT_READ | selectors.EVENT_WRITE)
-        try:
-            while self.pgconn.flush():
-                for _key, events in selector.select():
-                    if events & selectors.EVENT_READ:
-                        self.pgconn.consume_input()
-        finally:
-            selector.unregister(socket)
-
-    def _collect(self, selector: selectors.BaseSelector) -> pq.abc.PGresult | None:
-        from psycopg import pq
-
-        status = pq.ExecStatus
-        selector.register(self.pgconn.socket, selectors.EVENT_READ)
-        failure = None
-        while True:
-            while self.pgconn.is_busy():
-                selector.select()
-                self.pgconn.consume_input()
-            result = self.pgconn.get_result()
-            if result is None:  # the end of one statement's results
-                continue
-            if result.status == status.PIPELINE_SYNC:  # the batch's end; no None follows
-                return failure
-            if result.status == status.FATAL_ERROR:
-                failure = failure or result
-            elif result.status != status.PIPELINE_ABORTED and failure is None:
-                self.done += 1
 
 
 def _fire(connection: sa.Connection, name: str, statement: str) -> None:

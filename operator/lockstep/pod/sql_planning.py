@@ -2,7 +2,8 @@
 
 :func:`plan_sql` is pure: given the files and the history table's rows it picks the direction
 and the files to run, and makes every refusal (a changed checksum, an unknown or half-applied
-version, a forbidden downgrade) before the first statement.
+version, a forbidden downgrade) before the first statement. Free of SQLAlchemy: the
+PostgreSQL fast path (:mod:`lockstep.pod.pg_run`) plans with it too.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
-from lockstep import errors, sqlfiles, version_tables
-from lockstep.database import DatabaseIdentity
-from lockstep.pod import run_request, run_session, sql_bookkeeping
+from lockstep import errors, sqlfiles
+from lockstep.db_identity import DatabaseIdentity
+from lockstep.pod import run_request, sql_rows
 from lockstep.sqlfiles import Migration, MigrationSet
 from lockstep.tools import base as tool_base
 from lockstep.tools import sql as sql_tool
 
-HistoryRow = sql_bookkeeping.HistoryRow
+HistoryRow = sql_rows.HistoryRow
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ def resolve_sql_target(migration_set: MigrationSet, target: str) -> str | None:
     if found is None:
         raise errors.InvalidTarget(
             f"target {target!r} names no migration in {migration_set.directory}; known versions: "
-            f"{run_session.short_list(migration_set.versions)} (or head, or 0/base for none)"
+            f"{sql_rows.short_list(migration_set.versions)} (or head, or 0/base for none)"
         )
     return found.version
 
@@ -83,7 +82,7 @@ def plan_sql(
     if not allow_downgrade:
         raise errors.DowngradeForbidden(
             f"{identity} is at version {current} and the target {target or '0'} is lower: "
-            f"reaching it would undo {run_session.short_list([m.version for m in steps])}. "
+            f"reaching it would undo {sql_rows.short_list([m.version for m in steps])}. "
             f"Downgrades are "
             f"forbidden: set spec.downgrade to Allow to permit it, or set the target to "
             f"{current} or head."
@@ -92,14 +91,14 @@ def plan_sql(
     if below:
         raise errors.InvalidTarget(
             f"the target {target or '0'} lies below the baseline of {identity}: version(s) "
-            f"{run_session.short_list(below)} were adopted by spec.baseline, never run, so "
+            f"{sql_rows.short_list(below)} were adopted by spec.baseline, never run, so "
             f"Lockstep does not undo them; set the target to {below[-1]} or above"
         )
     missing = [f"U{m.version}__*.sql (undoes {m.up.name})" for m in steps if m.down is None]
     if missing:
         raise errors.InvalidSource(
             f"cannot go down to {target or '0'} on {identity}: no undo file for "
-            f"{run_session.short_list(missing)}; add the U files to the source, nothing was changed"
+            f"{sql_rows.short_list(missing)}; add the U files to the source, nothing was changed"
         )
     return SqlPlan("down", current, target, steps)
 
@@ -134,7 +133,7 @@ def _refuse_failed(
     ran = [s.line for s in statements[:done]]
     ran_text = (
         f"{done} of its {len(statements)} statement(s) completed (line(s) "
-        f"{run_session.short_list([str(line) for line in ran])})"
+        f"{sql_rows.short_list([str(line) for line in ran])})"
         if done
         else f"none of its {len(statements)} statement(s) completed"
     )
@@ -152,7 +151,7 @@ def _refuse_failed(
             )
         rest = statements[done + 1 :]
         if rest:
-            lines = run_session.short_list([str(s.line) for s in rest])
+            lines = sql_rows.short_list([str(s.line) for s in rest])
             stopped += f"; the statement(s) at line(s) {lines} did not run"
     going_down = name.startswith("U")
     repair = (
@@ -202,7 +201,7 @@ def _refuse_unknown_applied(
     if unknown:
         raise errors.InvalidSource(
             f"{identity} has version(s) "
-            f"{run_session.short_list(sorted(unknown, key=sqlfiles.version_key))} "
+            f"{sql_rows.short_list(sorted(unknown, key=sqlfiles.version_key))} "
             f"applied, but {migration_set.directory} has no V file for them: the source is "
             f"older than the database, or a file was renamed. Restore the files (never delete "
             f"an applied migration); to forget a version, delete its row from "
@@ -241,15 +240,8 @@ def _refuse_out_of_order(
     ]
     if skipped:
         raise errors.InvalidSource(
-            f"{run_session.short_list(skipped)} sorts below version {current}, "
+            f"{sql_rows.short_list(skipped)} sorts below version {current}, "
             f"which is already applied: "
             f"Lockstep applies versions in order only. Rename the file(s) to a version "
             f"above {current}."
         )
-
-
-def read_history(connection: sa.Connection, table: sa.Table | None = None) -> list[HistoryRow]:
-    """The history rows (``table`` defaults to the one in the connection's current schema)."""
-    return sql_bookkeeping.read(
-        connection, table if table is not None else version_tables.sql_history
-    )
