@@ -28,14 +28,13 @@ import shutil
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import yaml
 
-from testbed import localhost
+from testbed import hostprocess, localhost
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tools" / "argocd" / "build.sh"
@@ -192,44 +191,20 @@ def manifest_env(
     return env
 
 
-class Process:
+class Process(hostprocess.HostProcess):
     """One Argo CD component: the multi-call binary under its name, a log, a /healthz port."""
 
     def __init__(
         self, name: str, argv: list[str], env: dict[str, str], health: int, log_file: Path
     ) -> None:
-        self.name, self.argv, self.env, self.health = name, argv, env, health
-        self.log_file = log_file
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(name, log_file)
+        self.argv, self.env, self.health = argv, env, health
 
     def start(self) -> None:
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env
-            )
+        self.spawn(self.argv, self.env)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not healthy after {timeout}s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            localhost.terminate(self.process, 20.0)
-            self.process = None
-
-    def log(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")[-20000:]
-        except OSError:
-            return ""
+        self.wait_http_ok(self.health, "/healthz", timeout)
 
 
 class ArgoCD:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from testbed import localhost
+from testbed import hostprocess, localhost
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tools" / "k8s" / "build.sh"
@@ -91,18 +89,16 @@ class PortTakenError(RuntimeError):
     """Another process bound a port between `free_port()` and the controller's own bind."""
 
 
-class Controller:
+class Controller(hostprocess.HostProcess):
     """One controller process: its flags, log file and health endpoint.
 
     Ports are chosen at each start; `extra_args` may use {storage_port} for a third one."""
 
     def __init__(self, binary: Path, log_dir: Path, extra_args: list[str]) -> None:
-        self.name = binary.name
+        super().__init__(binary.name, log_dir / f"{binary.name}.log")
         self.binary = binary
         self.health_port = 0
         self.extra_args = extra_args
-        self.log_file = log_dir / f"{self.name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, kubeconfig: Path) -> None:
         self.health_port = localhost.free_port()
@@ -117,9 +113,9 @@ class Controller:
             "--log-encoding=json",
             *(arg.format(storage_port=storage_port) for arg in self.extra_args),
         ]
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE}
-        with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.spawn(
+            argv, {**os.environ, "KUBECONFIG": str(kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE}
+        )
 
     def start_ready(self, kubeconfig: Path, attempts: int = 3) -> None:
         """Start and wait until ready; new ports when one was taken meanwhile (other test
@@ -135,31 +131,11 @@ class Controller:
                     raise
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                log = self.log()
-                if "address already in use" in log[-2000:]:
-                    raise PortTakenError(f"{self.name}: {log[-600:]}")
-                raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{log}")
-            try:
-                url = f"http://127.0.0.1:{self.health_port}/readyz"
-                with urllib.request.urlopen(url, timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log()}")
+        def port_taken(log: str) -> None:
+            if "address already in use" in log[-2000:]:
+                raise PortTakenError(f"{self.name}: {log[-600:]}")
 
-    def stop(self) -> None:
-        if self.process is not None:
-            localhost.terminate(self.process, 20.0)
-            self.process = None
-
-    def log(self) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")[-20000:]
-        except OSError:
-            return ""
+        self.wait_http_ok(self.health_port, "/readyz", timeout, on_exit=port_taken)
 
 
 class Flux:
