@@ -162,7 +162,7 @@ def test_plan_is_rendered_before_the_run_when_approval_is_always(
     assert scalar(pg_url, "SELECT to_regclass('public.tags') IS NULL") is True
     (plan_job,) = kubetest.jobs_of(k8s, namespace, "tags")
     assert plan_job.metadata.name.endswith("-p0")
-    assert "Planned" in kubetest.event_reasons(k8s, namespace, "tags")
+    kubetest.wait_for_events(k8s, namespace, "tags", {"Planned"})
 
     # A new spec makes a new plan: the old approval does not carry over.
     kubetest.replace_config_map(

@@ -713,9 +713,7 @@ def test_database_stopped_mid_migration_fails_the_job_then_retries_with_backoff_
     jobs = sorted(name_of(j) for j in kubetest.jobs_of(k8s, namespace, "flaky"))
     assert len(jobs) == len(status["history"]), (jobs, status["history"])
     assert all(name.rsplit("-", 1)[-1].startswith("r") for name in jobs[1:]), jobs
-    assert {"Failed", "RetryScheduled", "Succeeded"} <= set(
-        kubetest.event_reasons(k8s, namespace, "flaky")
-    )
+    kubetest.wait_for_events(k8s, namespace, "flaky", {"Failed", "RetryScheduled", "Succeeded"})
     # Applied once, whole: one start and one end logged, both tables, one history row.
     assert [i.migration for i in intervals(url)] == ["v1"]
     assert history_rows(url, namespace, "m") == [("1", True)]

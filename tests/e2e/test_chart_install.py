@@ -521,7 +521,7 @@ def test_gated_rollout_under_the_chart(
     kubetest.wait_for_condition(k8s, namespace, "shop-expand", "Ready", reason="Succeeded")
     wait_for("app v2 rolled out", lambda: rolled_out(k8s, namespace, 2), timeout=90)
     assert "display_name" in column_names(pg_url, "customers")
-    assert "ReleasedPods" in kubetest.event_reasons(k8s, namespace, "shop-expand")
+    kubetest.wait_for_events(k8s, namespace, "shop-expand", {"ReleasedPods"})
     assert 'lockstep_gate_admissions_total{decision="gated"}' in chart.metrics()
     if chart.forwarder is not None:
         assert chart.forwarder.connections > 0  # the API server called our pods

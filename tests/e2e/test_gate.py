@@ -89,7 +89,7 @@ def test_new_pods_wait_for_the_migration_and_are_released_when_it_succeeds(
     assert latency < 2.0
     wait_for("app v2 rolled out", lambda: rolled_out(k8s, namespace, 2), timeout=60)
     assert "display_name" in column_names(pg_url, "customers")
-    assert "ReleasedPods" in kubetest.event_reasons(k8s, namespace, "shop-expand")
+    kubetest.wait_for_events(k8s, namespace, "shop-expand", {"ReleasedPods"})
     assert 'lockstep_gated_pods{name="shop-expand"' in operator.metrics()
 
 

@@ -137,8 +137,7 @@ def test_failing_migration_retries_with_backoff_then_stalls_and_retry_annotation
     assert kubetest.condition(body, "Reconciling") is None
     names = sorted(j.metadata.name for j in kubetest.jobs_of(k8s, namespace, "broken"))
     assert [n.rsplit("-", 1)[-1] for n in names][1:] == ["r1", "r2"]
-    reasons = kubetest.event_reasons(k8s, namespace, "broken")
-    assert {"Failed", "RetryScheduled", "Stalled"} <= set(reasons)
+    kubetest.wait_for_events(k8s, namespace, "broken", {"Failed", "RetryScheduled", "Stalled"})
     failed = [e for e in kubetest.events_for(k8s, namespace, "broken") if e.reason == "Failed"]
     assert any("legacy_items" in (e.message or "") for e in failed)
     history = kubetest.history_table(namespace, "broken")
@@ -258,7 +257,7 @@ def test_drift_check_reports_a_change_made_by_hand(
     body = kubetest.wait_for_condition(k8s, namespace, "watched", "Drifted", timeout=75)
     message = kubetest.condition(body, "Drifted")["message"]  # type: ignore[index]
     assert "at revision 2" in message and "applied 1" in message
-    assert "DriftDetected" in kubetest.event_reasons(k8s, namespace, "watched")
+    kubetest.wait_for_events(k8s, namespace, "watched", {"DriftDetected"})
     assert f'lockstep_migration_drift{{name="watched",namespace="{namespace}"}} 1.0' in (
         operator.metrics()
     )

@@ -241,6 +241,20 @@ def event_reasons(api: client.ApiClient, namespace: str, name: str) -> list[str]
     return [e.reason for e in events_for(api, namespace, name)]
 
 
+def wait_for_events(
+    api: client.ApiClient, namespace: str, name: str, reasons: set[str], timeout: float = 30.0
+) -> list[str]:
+    """Wait until the DatabaseMigration has Events of all `reasons`; their reasons, in order.
+
+    The operator writes the status first and posts the Event after it (ADR 17), so a test that
+    has just seen a condition may read the Events before the matching one exists."""
+    return wait_for(
+        f"events {sorted(reasons)} on {namespace}/{name}",
+        lambda: (found := event_reasons(api, namespace, name)) and reasons <= set(found) and found,
+        timeout=timeout,
+    )
+
+
 def sql_migration(
     name: str, config_map: str | None = None, url_from: str = "db", **spec: Any
 ) -> dict[str, Any]:
