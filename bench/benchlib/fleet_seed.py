@@ -16,7 +16,7 @@ from typing import Any
 
 from latency import quickstart_files
 
-from benchlib import pod_status
+from benchlib import fleet_shards, pod_status
 from benchlib.bed import Bed
 from benchlib.common import log, run_in_threads
 from benchlib.kube import create_migration, ensure_namespace, migration_body
@@ -64,6 +64,7 @@ def seed(bed: Bed, size: int, threads: int = SEED_THREADS) -> list[tuple[str, st
 
     def migration_work(namespace: str, name: str) -> None:
         body = migration_body(name, CONFIG_MAP, "db", name, "sqlite", "operator")
+        body["metadata"]["labels"][fleet_shards.SHARD_LABEL] = fleet_shards.shard_of(int(name[2:]))
         # The POST's answer is the stored object, API server defaults applied.
         created = create_migration(kube, namespace, body)
         # The hash of the stored spec (API server defaults applied): what the operator computes.
