@@ -76,3 +76,37 @@ def test_passes_and_timers_run_without_the_handler_call_s_cause() -> None:
 
     asyncio.run(main())
     assert seen == [None, None]
+
+
+def test_events_can_still_be_posted_from_passes_and_timers() -> None:
+    # The lean context keeps Kopf's operator-wide variables: kopf.event() from a pass reaches
+    # the queue Kopf's poster reads, as it did when passes ran in the handler's context.
+    from kopf._core.engines import posting
+
+    from lockstep.controller.scheduler import Scheduler
+
+    posted: list[str] = []
+
+    async def run_pass(key: tuple[str, str], full: bool) -> None:
+        body = kopf.Body(kopf.RawBody({"metadata": {"name": key[1], "namespace": key[0]}}))
+        kopf.event(body, type="Normal", reason="Checked", message=key[1])
+
+    async def main() -> None:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        posting.settings_var.set(kopf.OperatorSettings())
+        posting.event_queue_var.set(queue)
+        posting.event_queue_loop_var.set(asyncio.get_running_loop())
+        scheduler = Scheduler(run_pass)
+        handlers.reconciler.scheduler, saved = scheduler, handlers.reconciler.scheduler
+        try:
+            handlers._lean_context()
+            scheduler.requeue(("ns", "timer"), 0.0, at_least=0.0)
+            scheduler.trigger(("ns", "task"))
+            await asyncio.sleep(0.05)
+        finally:
+            handlers.reconciler.scheduler = saved
+        while not queue.empty():
+            posted.append(queue.get_nowait().message)
+
+    asyncio.run(main())
+    assert sorted(posted) == ["task", "timer"]
