@@ -32,8 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchlib import fleet_shards
 from benchlib.bed import Bed, Helper, test_bed
-from benchlib.common import REPO, SYSTEM_NAMESPACE, log, mib, sample_process
+from benchlib.common import REPO, SYSTEM_NAMESPACE, ProcessSample, log, mib, sample_process
 from benchlib.fleet_seed import RELEASES, namespaces_of, seed
 from benchlib.kube import delete_namespaces
 
@@ -44,13 +45,24 @@ QUIET_CPU_FRACTION = 0.03  # "quiet": under 3 % of a core over QUIET_SECONDS
 QUIET_SECONDS = 3.0
 
 
-def wait_quiet(pid: int, ready: Any, timeout: float) -> tuple[float, bool]:
+def sample(pids: int | list[int]) -> ProcessSample:
+    """One process's sample, or the sum over several (RSS, peak RSS and CPU added up)."""
+    samples = [sample_process(p) for p in (pids if isinstance(pids, list) else [pids])]
+    return ProcessSample(
+        samples[0].at,
+        sum(x.cpu_seconds for x in samples),
+        sum(x.rss_bytes for x in samples),
+        sum(x.peak_rss_bytes for x in samples),
+    )
+
+
+def wait_quiet(pid: int | list[int], ready: Any, timeout: float) -> tuple[float, bool]:
     """Seconds until `ready()` and then QUIET_SECONDS under QUIET_CPU_FRACTION of a core."""
     started = time.monotonic()
-    last = sample_process(pid)
+    last = sample(pid)
     while time.monotonic() - started < timeout:
         time.sleep(QUIET_SECONDS)
-        now = sample_process(pid)
+        now = sample(pid)
         busy = (now.cpu_seconds - last.cpu_seconds) / (now.at - last.at)
         last = now
         if busy < QUIET_CPU_FRACTION and ready():
@@ -59,7 +71,7 @@ def wait_quiet(pid: int, ready: Any, timeout: float) -> tuple[float, bool]:
 
 
 def measure(
-    pid: int,
+    pid: int | list[int],
     started: float,
     ready: Any,
     newest: list[tuple[str, str, str]],
@@ -68,13 +80,13 @@ def measure(
 ) -> dict[str, Any]:
     """Start-up (since `started`, the process's start), idle and per-event cost of `pid`."""
     _, converged = wait_quiet(pid, ready, args.timeout)
-    up = sample_process(pid)
+    up = sample(pid)
     time.sleep(args.idle_seconds)
-    idle = sample_process(pid)
+    idle = sample(pid)
     idle_rate = (idle.cpu_seconds - up.cpu_seconds) / (idle.at - up.at)
     touched = newest[: args.events]
     gap = 1.0 / args.event_rate
-    before = sample_process(pid)
+    before = sample(pid)
     for i, (namespace, _, job) in enumerate(touched):
         path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{job}"
         bed.kube.patch(
@@ -84,7 +96,7 @@ def measure(
         )
         time.sleep(gap)
     time.sleep(QUIET_SECONDS)
-    after = sample_process(pid)
+    after = sample(pid)
     args.touch += 1
     window = after.at - before.at
     per_event = (after.cpu_seconds - before.cpu_seconds - idle_rate * window) / max(len(touched), 1)
@@ -160,35 +172,56 @@ def run_size(bed: Bed, size: int, args: argparse.Namespace, log_dir: Path) -> di
         result["floor"] = measure(floor.pid, floor_started, listed, newest, bed, args)
     finally:
         floor.stop()
-    sides = [("before", args.before)] if args.before else []
-    for side, executable in [*sides, ("after", None)]:
-        operatorprocess.LOCKSTEP = executable or Path(sys.executable).parent / "lockstep"
-        process = OperatorProcess(
-            bed.operator.kubeconfig,
-            log_dir,
-            SYSTEM_NAMESPACE,
-            f"fleet-{side}-{size}",
-            extra_env={"LOCKSTEP_KEEP_FINISHED_JOBS": str(args.keep)},
+    sides = [("before", args.before)] if args.before and size <= args.before_max else []
+    for side, executable in sides:
+        # Every Job kept, as by the "one instance" side: the same fleet for both.
+        result[side] = run_one(bed, size, newest, args, log_dir, side, executable, keep=-1)
+    if size <= args.shard_max:
+        # One instance and two shards, both keeping every Job (the fleet stays as seeded).
+        result.update(
+            fleet_shards.compare(bed, size, newest, args, log_dir, run_one, measure, reconciled)
         )
-        side_started = time.monotonic()
-        process.start()
-        try:
-            process.wait_leader(timeout=120)
-            assert process.process is not None
-            result[side] = measure(
-                process.process.pid, side_started, reconciled(process, size), newest, bed, args
-            )
-        except BaseException:
-            log(f"{side} log tail:\n{process.log()[-3000:]}")
-            raise
-        finally:
-            process.stop()
-        result[side]["jobs_left"] = count_jobs(bed, size)
+    # This checkout's operator with retention on: it deletes the older Jobs, so it runs last.
+    result["after"] = run_one(bed, size, newest, args, log_dir, "after", None, args.keep)
+    return result
+
+
+def run_one(
+    bed: Bed,
+    size: int,
+    newest: list[tuple[str, str, str]],
+    args: argparse.Namespace,
+    log_dir: Path,
+    side: str,
+    executable: Path | None,
+    keep: int,
+) -> dict[str, Any]:
+    """One operator instance (`executable`, or this checkout's) started fresh on the fleet."""
+    operatorprocess.LOCKSTEP = executable or Path(sys.executable).parent / "lockstep"
+    process = OperatorProcess(
+        bed.operator.kubeconfig,
+        log_dir,
+        SYSTEM_NAMESPACE,
+        f"fleet-{side}-{size}",
+        extra_env={"LOCKSTEP_KEEP_FINISHED_JOBS": str(keep)},
+    )
+    started = time.monotonic()
+    process.start()
+    try:
+        process.wait_leader(timeout=120)
+        assert process.process is not None
+        result = measure(process.process.pid, started, reconciled(process, size), newest, bed, args)
+    except BaseException:
+        log(f"{side} log tail:\n{process.log()[-3000:]}")
+        raise
+    finally:
+        process.stop()
+    result["jobs_left"] = count_jobs(bed, size)
     return result
 
 
 def render(result: dict[str, Any]) -> str:
-    columns = ["floor", "before", "after"]
+    columns = ["floor", "before", *fleet_shards.COLUMNS, "after"]
     metrics = [
         "startup_seconds",
         "startup_cpu_seconds",
@@ -198,6 +231,7 @@ def render(result: dict[str, Any]) -> str:
         "cpu_ms_per_event",
         "cpu_ms_per_event_raw",
         "jobs_left",
+        "instances_peak_rss_mib",
     ]
     lines = [f"import-only floor: idle RSS {result['import_floor']['idle_rss_mib']} MiB"]
     for entry in result["sizes"]:
@@ -220,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--before", type=Path, help="a `lockstep` executable to compare against")
+    parser.add_argument("--before-max", type=int, default=10**9, help="run --before up to this N")
+    parser.add_argument(
+        "--shard-max", type=int, default=0, help="up to this N, one instance vs 2 shards too"
+    )
     parser.add_argument("--keep", type=int, default=1, help="--keep-finished-jobs of the operators")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--events", type=int, default=200)

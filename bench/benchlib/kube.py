@@ -121,10 +121,11 @@ def migration_body(
     }
 
 
-def create_migration(api: KubeAPI, namespace: str, body: Mapping[str, Any]) -> None:
-    """POST the DatabaseMigration as it is (no model classes: the scale stage makes thousands)."""
+def create_migration(api: KubeAPI, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """POST the DatabaseMigration as it is (no model classes: the scale stage makes thousands);
+    returns the stored object."""
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
-    api.post(path, dict(body))
+    return api.post(path, dict(body))
 
 
 def delete_namespaces(api: client.ApiClient, names: Iterable[str], timeout: float) -> None:

@@ -166,7 +166,10 @@ async def _lead(options: OperatorOptions, stop: asyncio.Event) -> int:
 
 
 async def _run_kopf(options: OperatorOptions, stop: asyncio.Event) -> None:
+    from lockstep.controller import handlers
+
     await kopf.operator(
+        memories=handlers.ForgetfulMemories(),
         standalone=True,
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),

@@ -2,11 +2,17 @@
 
 A trigger coalesces: at most one pass runs per object, plus one queued behind it. A pass that
 asks to look again later sets a timer; a new trigger or timer replaces the old one.
+
+Passes and timers run in `context` when one is set: asyncio copies the caller's context into
+every task and timer, and a trigger's caller is a Kopf handler whose context holds the event's
+cause, and with it the whole body Kopf received. A resync timer per migration kept one such body
+alive for 10 minutes each (bench/fleet.py, 1,400 Kopf Body objects at 1,400 migrations).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
@@ -33,6 +39,11 @@ class Scheduler:
     _dirty: set[Key] = field(default_factory=set)
     _full: set[Key] = field(default_factory=set)
     _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    # The context passes and timers run in (copied for each); None: the caller's, as asyncio does.
+    context: contextvars.Context | None = None
+
+    def _context(self) -> contextvars.Context | None:
+        return None if self.context is None else self.context.copy()
 
     def trigger(self, key: Key, full: bool = False) -> None:
         """Reconcile `key` soon. Coalesces: at most one pass runs per object, plus one queued.
@@ -45,7 +56,8 @@ class Scheduler:
         if key in self._running:
             self._dirty.add(key)
             return
-        self._running[key] = asyncio.get_running_loop().create_task(self._loop(key))
+        loop = asyncio.get_running_loop()
+        self._running[key] = loop.create_task(self._loop(key), context=self._context())
 
     def forget(self, key: Key) -> None:
         """Cancel the timer of `key`, if it has one."""
@@ -61,7 +73,9 @@ class Scheduler:
         """Look at `key` again after `delay` seconds (at least `at_least`)."""
         self.forget(key)
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(max(delay, at_least), self._fire, key, full)
+        self._timers[key] = loop.call_later(
+            max(delay, at_least), self._fire, key, full, context=self._context()
+        )
 
     def resync(self, key: Key, delay: float) -> None:
         """A full pass after `delay`, unless an earlier look is already planned.
