@@ -72,8 +72,9 @@ WORKER_IDLE_SECONDS = 0.1
 class ForgetfulMemories(kopf_inventory.ResourceMemories):
     """Kopf keeps a per-object record (memo, throttler, daemon and index state; about 0.9 KB)
     for every object it ever saw, until it is deleted: 110,000 records for 10,000 migrations
-    with 5 releases. Lockstep has event handlers only (no daemons, timers, indices, change or
-    resume handlers), the only users of those records, so none is kept."""
+    with 5 releases. Lockstep has event handlers and two indexers (no daemons, timers, change or
+    resume handlers), so the records would only hold indexers' failures to retry: the indexers
+    return nothing and cannot fail in a way a retry mends, so none is kept."""
 
     async def recall(
         self,
