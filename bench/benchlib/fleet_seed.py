@@ -25,7 +25,7 @@ from lockstep.controller.gather import database_key
 from lockstep.jobs import naming
 from lockstep.model import content_digest, spec_hash
 from testbed import kubetest
-from testbed.kubeapi import KubeAPI, now_rfc3339
+from testbed.kubeapi import ApiError, KubeAPI, now_rfc3339
 
 RELEASES = 5
 PER_NAMESPACE = 100
@@ -35,6 +35,9 @@ PER_NAMESPACE = 100
 SEED_THREADS = 32
 MANAGED_BY = "bench.lockstep.dev/seeder"  # the Job controller leaves these Jobs alone
 CONFIG_MAP = "shop-migrations"
+# The node the seeded pods are bound to. It must exist: the pod garbage collector force-deletes
+# pods bound to a node that does not (it emptied a 10,000-migration run). Nothing runs on it.
+SEED_NODE = "lockstep-fleet-nowhere"
 
 
 def namespaces_of(size: int) -> list[str]:
@@ -59,6 +62,7 @@ def seed(bed: Bed, size: int, threads: int = SEED_THREADS) -> list[tuple[str, st
         kubetest.create_secret(bed.api, namespace, "db", urls)
         kubetest.create_config_map(bed.api, namespace, CONFIG_MAP, files)
 
+    _ensure_seed_node(kube)
     run_in_threads([lambda ns=ns: namespace_work(ns) for ns in namespaces])
     newest: list[tuple[str, str, str]] = []
 
@@ -184,7 +188,7 @@ def _release(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": f"{job_name}-x", "labels": pod_labels, "ownerReferences": [owner_ref]},
-        "spec": {**pod_spec, "nodeName": "lockstep-fleet-nowhere"},
+        "spec": {**pod_spec, "nodeName": SEED_NODE},
     }
     kube.post(f"/api/v1/namespaces/{namespace}/pods", pod)
 
@@ -233,3 +237,13 @@ def _wait_for_service_account(bed: Bed, namespace: str, timeout: float = 30.0) -
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def _ensure_seed_node(kube: KubeAPI) -> None:
+    """The Node object the seeded pods name (no kubelet behind it, so no pod ever runs there)."""
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": SEED_NODE}}
+    try:
+        kube.post("/api/v1/nodes", node)
+    except ApiError as error:
+        if error.status != 409:  # 409: there from an earlier size of the same run
+            raise
