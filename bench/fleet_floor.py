@@ -48,7 +48,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
-    settings.watching.chunk_size = 500  # lockstep.controller.handlers.LIST_CHUNK
+    settings.watching.chunk_size = None  # lockstep.controller.handlers.LIST_CHUNK
     settings.queueing.idle_timeout = 0.1  # lockstep.controller.handlers.WORKER_IDLE_SECONDS
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 

@@ -58,10 +58,12 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-# Objects per page of a watch's listing. Unpaged, a (re)start over 10,000 migrations with 5
-# releases each read 50,000 pods in one response: the JSON text and its parse were the operator's
-# peak memory (bench/fleet.py), and the allocator kept the pages afterwards.
-LIST_CHUNK = 500
+# Watch listings stay unpaged (Kopf's default). Pages of 500 lowered the peak memory of a
+# restart over a big fleet, but a page's continue token expires with the API server's
+# compaction (5 minutes by default): at 10,000 migrations with 5 releases each the operator
+# listed for longer than that, Kopf's Job watch failed with 410 "continue parameter is too old"
+# and the operator exited (bench/fleet.py, ADR 0015 point 7). A crash loop is worse than memory.
+LIST_CHUNK = None
 # How long Kopf keeps an object's worker after its last event (Kopf's default: 5 s). An idle
 # worker still holds the last body it handled; after a listing that is every object listed in
 # the last 5 s (1,400 migrations, 7,000 Jobs and pods: peak RSS 240 -> 183 MiB with 0.1 s,
