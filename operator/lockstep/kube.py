@@ -132,11 +132,7 @@ def _translate(error: ApiException, what: str) -> Exception:
 
 def read_secret_value(namespace: str, name: str, key: str) -> str:
     """The decoded value of one key of a Secret. The value is never logged by this module."""
-    try:
-        response = _core().read_namespaced_secret(name, namespace, _preload_content=False)
-    except ApiException as error:
-        raise _translate(error, f"Secret {namespace}/{name}") from None
-    data = _json(response).get("data") or {}
+    data = read_secret_raw(namespace, name)
     if key not in data:
         raise NotFoundError(f"key {key!r} in Secret {namespace}/{name}")
     return base64.b64decode(data[key]).decode()
@@ -294,12 +290,10 @@ def write_lease(
 def read_secret_data(namespace: str, name: str) -> dict[str, bytes] | None:
     """All keys of a Secret, decoded; None when it does not exist."""
     try:
-        secret = _core().read_namespaced_secret(name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise _translate(error, f"Secret {namespace}/{name}") from None
-    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+        data = read_secret_raw(namespace, name)
+    except NotFoundError:
+        return None
+    return {k: base64.b64decode(v) for k, v in data.items()}
 
 
 def write_tls_secret(
