@@ -113,8 +113,8 @@ def profile_report(path: Path) -> str:
     for area, share in areas:
         of_busy = "" if area.startswith("waiting") else f" ({100 * share / busy:4.1f}% of busy)"
         lines.append(f"  {share:5.1f}%{of_busy}  {area}")
-    lines += ["", "inside lockstep/kube.py calls:"]
-    inside = profiling.profile_areas(path, profiling.CLIENT_AREAS, "lockstep/kube.py")
+    lines += ["", "inside lockstep/kube/ calls:"]
+    inside = profiling.profile_areas(path, profiling.CLIENT_AREAS, "lockstep/kube/")
     lines += [f"  {share:5.1f}%  {area}" for area, share in inside]
     lines += ["", "top functions (inclusive, self):"]
     lines += [f"  {line}" for line in profiling.summarize_profile(path, focus=("lockstep", "kopf"))]

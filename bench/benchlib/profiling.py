@@ -102,7 +102,7 @@ PROFILE_AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lockstep: cache copies and scans", ("lockstep/controller/cache.py",)),
     ("lockstep: planning", ("lockstep/planning/", "lockstep/conditions.py")),
     ("lockstep: metrics", ("lockstep/controller/metrics.py", "prometheus_client")),
-    ("lockstep: API calls (kube.py, kubernetes client)", ("lockstep/kube.py",)),
+    ("lockstep: API calls (kube/, kubernetes client)", ("lockstep/kube/",)),
     ("kopf: per-event diff-base (deepcopy) and diff", ("diffbase.py", "diffs.py")),
     ("kopf: posting Events", ("posting.py",)),
     ("kopf: other event processing", ("kopf/_core/reactor",)),

@@ -2,7 +2,8 @@
 
 The same image (and the same entry point) serves as the operator, the built-in migration runner
 inside Jobs, and local mode for newcomers and CI pipelines. This module holds the parser and the
-commands that run outside pods; those that run inside pods live in :mod:`lockstep.cli.pod_commands`.
+commands that run outside pods; those that run inside pods live in :mod:`lockstep.cli.run_command`
+(`run`) and :mod:`lockstep.cli.pod_commands` (the others).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lockstep import __version__, constants, url_secrets
-from lockstep.cli import pod_commands
+from lockstep.cli import pod_commands, run_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lockstep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_operator(commands)
-    pod_commands.add_run(commands)
+    run_command.add_run(commands)
     pod_commands.add_plan(commands)
     pod_commands.add_classify(commands)
     _add_apply(commands)

@@ -1,0 +1,149 @@
+"""The objects the reconciler, the gate and `lockstep wait` read and write: Secrets and
+ConfigMaps of a spec, Jobs and their pods, DatabaseMigrations, scheduling gates, workloads.
+
+The real side of `controller.cluster.KubeApi` (the reconciler's injected client).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+from kubernetes.client.exceptions import ApiException
+
+from lockstep import constants
+from lockstep.kube import api
+
+
+def read_secret_value(namespace: str, name: str, key: str) -> str:
+    """The decoded value of one key of a Secret. The value is never logged by this module."""
+    data = read_secret_raw(namespace, name)
+    if key not in data:
+        raise api.NotFoundError(f"key {key!r} in Secret {namespace}/{name}")
+    return base64.b64decode(data[key]).decode()
+
+
+def read_secret_raw(namespace: str, name: str) -> dict[str, str]:
+    """A Secret's data as the API serves it (base64 values), to keep in the operator's memory
+    (controller.inputs); nothing here logs or returns it decoded."""
+    try:
+        response = api.core().read_namespaced_secret(name, namespace, _preload_content=False)
+    except ApiException as error:
+        raise api.translate(error, f"Secret {namespace}/{name}") from None
+    return {str(k): str(v) for k, v in (api.plain_json(response).get("data") or {}).items()}
+
+
+def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
+    try:
+        response = api.core().read_namespaced_config_map(name, namespace, _preload_content=False)
+    except ApiException as error:
+        raise api.translate(error, f"ConfigMap {namespace}/{name}") from None
+    return dict(api.plain_json(response).get("data") or {})
+
+
+def create_job(namespace: str, body: Mapping[str, Any]) -> None:
+    """Create a Job; ConflictError when a Job of that name exists (the run is already there)."""
+    try:
+        # The client serialises plain dicts as they are; its stubs only name the model class.
+        job = dict(body)
+        response = api.batch().create_namespaced_job(namespace, job, _preload_content=False)  # type: ignore[arg-type]
+        cast(Any, response).drain_conn()  # unread answer, no model; frees the connection
+    except ApiException as error:
+        raise api.translate(error, f"Job {namespace}/{body['metadata']['name']}") from None
+
+
+def delete_job(namespace: str, name: str) -> None:
+    """Delete a Job and, in the background, its pods (which ends their processes)."""
+    try:
+        api.batch().delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise api.translate(error, f"Job {namespace}/{name}") from None
+
+
+def get_migration(namespace: str, name: str) -> dict[str, Any]:
+    try:
+        result = api.custom().get_namespaced_custom_object(
+            constants.GROUP, constants.VERSION, namespace, constants.PLURAL, name
+        )
+    except ApiException as error:
+        raise api.translate(error, f"DatabaseMigration {namespace}/{name}") from None
+    return cast(dict[str, Any], result)
+
+
+def patch_migration_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
+    try:
+        response = api.custom().patch_namespaced_custom_object_status(
+            constants.GROUP,
+            constants.VERSION,
+            namespace,
+            constants.PLURAL,
+            name,
+            {"status": dict(status)},
+            _preload_content=False,
+        )
+        cast(Any, response).drain_conn()  # the watch brings the new body
+    except ApiException as error:
+        raise api.translate(error, f"DatabaseMigration {namespace}/{name} status") from None
+
+
+def job_pod(namespace: str, job: str) -> dict[str, Any] | None:
+    """The newest pod of a Job, as a plain dict, or None when it is gone."""
+    try:
+        response = api.core().list_namespaced_pod(
+            namespace, label_selector=f"job-name={job}", _preload_content=False
+        )
+    except ApiException as error:
+        raise api.translate(error, f"pods of Job {namespace}/{job}") from None
+    # Without preloading the client returns the raw HTTP response: plain JSON, no model classes.
+    pods: list[dict[str, Any]] = json.loads(cast(Any, response).data).get("items") or []
+    if not pods:
+        return None
+    return max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")))
+
+
+def read_log_tail(namespace: str, pod: str, container: str, limit_bytes: int) -> str:
+    """The end of a container's log. Empty when the log cannot be read (node gone, pod deleted)."""
+    try:
+        text: str = api.core().read_namespaced_pod_log(
+            pod, namespace, container=container, tail_lines=200
+        )
+    except ApiException:
+        return ""
+    return text[-limit_bytes:]
+
+
+def remove_scheduling_gate(
+    namespace: str, pod: str, remaining: list[dict[str, Any]], resource_version: str
+) -> bool:
+    """Replace the pod's scheduling gates with `remaining`; False if the pod changed or is gone."""
+    patch: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+        {"op": "replace", "path": "/spec/schedulingGates", "value": remaining},
+    ]
+    try:
+        api.core().patch_namespaced_pod(pod, namespace, patch)
+    except ApiException as error:
+        if error.status in (404, 409, 422):
+            return False
+        raise api.translate(error, f"Pod {namespace}/{pod}") from None
+    return True
+
+
+def read_workload(namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    """A Deployment or StatefulSet as plain JSON; None when it does not exist."""
+    read = {
+        "Deployment": api.apps().read_namespaced_deployment,
+        "StatefulSet": api.apps().read_namespaced_stateful_set,
+    }[kind]
+    try:
+        response = read(name, namespace, _preload_content=False)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise api.translate(error, f"{kind} {namespace}/{name}") from None
+    result: dict[str, Any] = json.loads(cast(Any, response).data)
+    return result
