@@ -47,21 +47,46 @@ def write_tls_secret(
 
 
 def apply_mutating_webhook(body: Mapping[str, Any]) -> None:
-    """Create or replace a MutatingWebhookConfiguration (development mode: URL webhooks)."""
+    """Create or replace a MutatingWebhookConfiguration (development mode: URL webhooks).
+
+    Re-applied every minute: when the live object already says everything `body` says (the API
+    server adds defaults), nothing is written, so watchers (Argo CD, audit logs) see no churn."""
     name = body["metadata"]["name"]
     try:
-        current = api.admission().read_mutating_webhook_configuration(name)
+        current = api.plain_json(
+            api.admission().read_mutating_webhook_configuration(name, _preload_content=False)
+        )
     except ApiException as error:
         if error.status != 404:
             raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
         api.admission().create_mutating_webhook_configuration(dict(body))  # type: ignore[arg-type]
         return
+    if says_everything(current.get("webhooks"), body.get("webhooks")) and says_everything(
+        current["metadata"].get("labels"), body["metadata"].get("labels")
+    ):
+        return
     replacement = {**body, "metadata": {**body["metadata"]}}
-    replacement["metadata"]["resourceVersion"] = current.metadata.resource_version  # type: ignore[union-attr]
+    replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     try:
         api.admission().replace_mutating_webhook_configuration(name, replacement)  # type: ignore[arg-type]
     except ApiException as error:
         raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
+
+
+def says_everything(live: Any, wanted: Any) -> bool:
+    """Whether `live` holds every field of `wanted` with the same value (lists: item by item, in
+    order, same length); fields only `live` has (server defaults) do not matter."""
+    if isinstance(wanted, Mapping):
+        return isinstance(live, Mapping) and all(
+            says_everything(live.get(key), value) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(wanted)
+            and all(says_everything(a, b) for a, b in zip(live, wanted, strict=True))
+        )
+    return bool(live == wanted)
 
 
 def inject_webhook_ca(name: str, ca_bundle: bytes) -> bool:

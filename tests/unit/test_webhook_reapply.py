@@ -1,0 +1,97 @@
+"""Development mode re-applies the gate's MutatingWebhookConfiguration every minute: it writes
+only when the live object is missing something the operator wants (the API server's defaults
+do not count)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from lockstep.controller import webhook
+from lockstep.kube import api, webhook_config
+
+OPTIONS = webhook.WebhookOptions(url="https://127.0.0.1:9443")
+
+
+def as_served(body: dict[str, Any]) -> dict[str, Any]:
+    """What the API server returns: the body plus its defaults and metadata."""
+    served = copy.deepcopy(body)
+    served["metadata"].update(resourceVersion="41", uid="u-1", generation=1)
+    for hook in served["webhooks"]:
+        hook.setdefault("matchPolicy", "Equivalent")
+        hook.setdefault("namespaceSelector", {})
+        hook["rules"][0].setdefault("scope", "*")
+    return served
+
+
+class FakeAdmission:
+    def __init__(self, live: dict[str, Any] | None) -> None:
+        self.live = live
+        self.writes: list[tuple[str, dict[str, Any]]] = []
+
+    def read_mutating_webhook_configuration(self, name: str, **_: Any) -> Any:
+        if self.live is None:
+            raise api.ApiException(status=404, reason="Not Found")
+        return type("Response", (), {"data": json.dumps(self.live).encode()})()
+
+    def create_mutating_webhook_configuration(self, body: dict[str, Any]) -> None:
+        self.writes.append(("create", body))
+
+    def replace_mutating_webhook_configuration(self, name: str, body: dict[str, Any]) -> None:
+        self.writes.append(("replace", body))
+
+
+@pytest.fixture
+def wanted() -> dict[str, Any]:
+    return webhook.configuration_for_url(OPTIONS, b"-----BEGIN CERTIFICATE-----\nca\n")
+
+
+def apply(monkeypatch: pytest.MonkeyPatch, live: dict[str, Any] | None, body: Any) -> FakeAdmission:
+    fake = FakeAdmission(live)
+    monkeypatch.setattr(api, "admission", lambda: fake)
+    webhook_config.apply_mutating_webhook(body)
+    return fake
+
+
+def test_an_unchanged_configuration_is_not_written(
+    monkeypatch: pytest.MonkeyPatch, wanted: dict[str, Any]
+) -> None:
+    assert apply(monkeypatch, as_served(wanted), wanted).writes == []
+
+
+def test_a_new_ca_is_written_with_the_live_resource_version(
+    monkeypatch: pytest.MonkeyPatch, wanted: dict[str, Any]
+) -> None:
+    live = as_served(webhook.configuration_for_url(OPTIONS, b"an older CA"))
+    (write,) = apply(monkeypatch, live, wanted).writes
+    assert write[0] == "replace"
+    assert write[1]["metadata"]["resourceVersion"] == "41"
+    assert write[1]["webhooks"] == wanted["webhooks"]
+
+
+def test_a_hand_edited_policy_or_a_lost_label_is_put_back(
+    monkeypatch: pytest.MonkeyPatch, wanted: dict[str, Any]
+) -> None:
+    edited = as_served(wanted)
+    edited["webhooks"][0]["failurePolicy"] = "Ignore"
+    assert [w[0] for w in apply(monkeypatch, edited, wanted).writes] == ["replace"]
+    unlabelled = as_served(wanted)
+    unlabelled["metadata"]["labels"] = {}
+    assert [w[0] for w in apply(monkeypatch, unlabelled, wanted).writes] == ["replace"]
+
+
+def test_an_extra_webhook_added_by_hand_is_removed(
+    monkeypatch: pytest.MonkeyPatch, wanted: dict[str, Any]
+) -> None:
+    extra = as_served(wanted)
+    extra["webhooks"].append({**extra["webhooks"][0], "name": "other.example.com"})
+    assert [w[0] for w in apply(monkeypatch, extra, wanted).writes] == ["replace"]
+
+
+def test_a_missing_configuration_is_created(
+    monkeypatch: pytest.MonkeyPatch, wanted: dict[str, Any]
+) -> None:
+    assert [w[0] for w in apply(monkeypatch, None, wanted).writes] == ["create"]
