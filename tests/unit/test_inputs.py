@@ -2,8 +2,8 @@
 
 A full pass whose ConfigMap and Secret the watches delivered makes no GET; a miss still reads
 (a missing input keeps its condition and grace); an edit re-plans the migrations that read it;
-only Secrets a migration reads are kept; a GET racing a watch event is not kept. Jobs and their
-pods are cached by Kopf indexers, which hold every other handler until their listings are in.
+only Secrets a migration reads are kept; a GET racing a watch event is not kept.
+(A new leader's Jobs and pods are cached before any pass: tests/unit/test_priming.py.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import kopf
 import pytest
 from test_reconcile import NOW, URL, FakeApi, conditions_of, migration
 
-from lockstep import constants
 from lockstep.controller import handlers, inputs, reconcile, watches
 from lockstep.controller.cache import Cache
 from lockstep.model import content_digest
@@ -204,105 +203,6 @@ def test_references_name_every_secret_the_operator_reads() -> None:
         (inputs.SECRET, "shop", "certs"),
         (inputs.SECRET, "shop", "shadow"),
     }
-
-
-@pytest.mark.parametrize("plural", ["jobs", "pods"])
-def test_jobs_and_their_pods_are_indexed_so_no_pass_runs_before_they_are_listed(
-    plural: str,
-) -> None:
-    """Kopf holds every non-indexing handler (the DatabaseMigration's among them) until each
-    indexed kind is listed: a new leader cannot plan before it has seen the running Jobs."""
-    indexers = [
-        h
-        for h in kopf.get_default_registry()._indexing.get_all_handlers()
-        if h.selector is not None and h.selector.any_name == plural
-    ]
-    assert len(indexers) == 1
-    assert indexers[0].labels == handlers.MANAGED_JOBS
-
-
-def test_the_indexers_are_what_caches_jobs_and_pods() -> None:
-    labels = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY, constants.LABEL_MIGRATION: "shop"}
-    job = {"metadata": {"name": "j", "namespace": "shop", "labels": labels}, "status": {}}
-    before = handlers.cache.job(("shop", "j"))
-    asyncio.run(handlers.job_seen(body=kopf.Body(job)))  # type: ignore[call-arg]
-    try:
-        assert before is None
-        assert handlers.cache.job(("shop", "j")) is not None
-    finally:
-        handlers.cache.drop_job(("shop", "j"))
-
-
-def test_kopf_holds_the_migration_handler_until_the_job_listing_is_in(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Kopf's own event processing, with Lockstep's registry: while the Job watch has not
-    listed, a DatabaseMigration event does not reach its handler; the listed Job is cached by
-    its indexer first, so the first pass sees it (a new leader's race, issue 21)."""
-    from kopf._cogs.aiokits import aiotoggles
-    from kopf._cogs.structs import ephemera, references
-    from kopf._core.actions import lifecycles
-    from kopf._core.engines import indexing
-    from kopf._core.reactor import inventory, processing
-
-    seen_by_handler: list[int] = []
-    monkeypatch.setattr(
-        watches,
-        "migration_event",
-        lambda r, kind, body: seen_by_handler.append(len(r.cache.jobs_of(("shop", "shop")))),
-    )
-    monkeypatch.setattr(watches, "job_event", lambda r, kind, body: None)
-    registry = kopf.get_default_registry()
-    indexers = indexing.OperatorIndexers()
-    indexers.ensure(registry._indexing.get_all_handlers())
-    jobs = references.Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
-    migrations = references.Resource(
-        constants.GROUP, constants.VERSION, constants.PLURAL, namespaced=True
-    )
-    labels = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY, constants.LABEL_MIGRATION: "shop"}
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "shop-run", "namespace": "shop", "uid": "j1", "labels": labels},
-        "status": {"active": 1},
-    }
-
-    async def scenario() -> None:
-        indexed = aiotoggles.ToggleSet(all)
-        jobs_listing = await indexed.make_toggle(name="jobs listing")
-        memories, queue = inventory.ResourceMemories(), asyncio.Queue()  # type: ignore[var-annotated]
-
-        def process(resource: Any, raw: Any, resource_indexed: Any = None) -> Any:
-            return processing.process_resource_event(
-                lifecycle=lifecycles.all_at_once,
-                indexers=indexers,
-                registry=registry,
-                settings=kopf.OperatorSettings(),
-                memories=memories,
-                memobase=ephemera.Memo(),
-                resource=resource,
-                raw_event=raw,
-                event_queue=queue,
-                operator_indexed=indexed,
-                resource_indexed=resource_indexed,
-                no_throttling=True,
-            )
-
-        body = {**migration(), "metadata": {**migration()["metadata"], "uid": "m1"}}
-        handled = asyncio.create_task(process(migrations, {"type": None, "object": body}))
-        await asyncio.sleep(0.2)
-        assert seen_by_handler == []  # held: the Jobs are not listed yet
-        job_toggle = await indexed.make_toggle(name="job j1")
-        listed = asyncio.create_task(process(jobs, {"type": None, "object": job}, job_toggle))
-        await asyncio.sleep(0.1)
-        await indexed.drop_toggle(jobs_listing)  # Kopf's LISTED bookmark
-        await asyncio.wait_for(asyncio.gather(handled, listed), 5)
-
-    try:
-        asyncio.run(scenario())
-        assert seen_by_handler == [1]  # the first pass sees the running Job
-    finally:
-        handlers.cache.drop_job(("shop", "shop-run"))
 
 
 def test_secrets_are_watched_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:

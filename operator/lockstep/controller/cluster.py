@@ -22,6 +22,15 @@ class KubeApi(Protocol):
 
     def job_pod(self, namespace: str, job: str) -> dict[str, Any] | None: ...
 
+    def list_page(
+        self,
+        plural: str,
+        namespace: str | None,
+        label_selector: str,
+        continue_token: str,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str]: ...
+
     def read_log_tail(self, namespace: str, pod: str, container: str, limit_bytes: int) -> str: ...
 
     def create_job(self, namespace: str, body: Mapping[str, Any]) -> None: ...

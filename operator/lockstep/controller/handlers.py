@@ -18,7 +18,7 @@ from kopf._core.reactor import inventory as kopf_inventory
 from kopf._core.reactor import subhandling as kopf_subhandling
 
 from lockstep import constants, gate, kube
-from lockstep.controller import watches
+from lockstep.controller import priming, watches
 from lockstep.controller.cache import Cache
 from lockstep.controller.reconcile import Reconciler
 from lockstep.planning.facts import Event
@@ -38,6 +38,9 @@ def _emit(body: Mapping[str, Any], event: Event) -> None:
 reconciler = Reconciler(cache=cache, emit=_emit)
 
 MANAGED_JOBS = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+MANAGED_JOBS_SELECTOR = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
+# The namespaces this instance watches (--namespace); empty: all. Set by controller.main.
+watched_namespaces: tuple[str, ...] = ()
 # Secrets that never hold a database URL, filtered by the API server: Helm's release records (the
 # largest Secrets of most clusters) and legacy service-account tokens. A migration that names one
 # still works: its reads are GETs (a miss in controller.inputs).
@@ -74,9 +77,8 @@ WORKER_IDLE_SECONDS = 0.1
 class ForgetfulMemories(kopf_inventory.ResourceMemories):
     """Kopf keeps a per-object record (memo, throttler, daemon and index state; about 0.9 KB)
     for every object it ever saw, until it is deleted: 110,000 records for 10,000 migrations
-    with 5 releases. Lockstep has event handlers and two indexers (no daemons, timers, change or
-    resume handlers), so the records would only hold indexers' failures to retry: the indexers
-    return nothing and cannot fail in a way a retry mends, so none is kept."""
+    with 5 releases. Lockstep has event handlers only (no indexers, daemons, timers, change or
+    resume handlers), so the records would hold nothing it uses: none is kept."""
 
     async def recall(
         self,
@@ -153,18 +155,13 @@ async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any)
     watches.migration_event(reconciler, event.get("type"), body)
 
 
-# Kopf runs indexers before any other handler of the same event, and runs no other handler at
-# all until every indexed kind has been listed and each listed object indexed. Caching Jobs and
-# their pods here is what keeps a new leader's first passes from planning before its Job watch
-# has listed (they would not see a running Job and start another attempt).
-@kopf.index("batch", "v1", "jobs", labels=MANAGED_JOBS)
-async def job_seen(body: kopf.Body, **_: Any) -> None:
-    watches.job_seen(reconciler, body)
-
-
-@kopf.index("", "v1", "pods", labels=MANAGED_JOBS)
-async def pod_seen(body: kopf.Body, **_: Any) -> None:
-    watches.pod_seen(reconciler, body)
+@kopf.on.startup()
+async def prime_cache(**_: Any) -> None:
+    """Lockstep's Jobs and pods into the cache before Kopf starts any watch (controller.priming):
+    a new leader's first passes see the Jobs that are running."""
+    await priming.prime(
+        reconciler.api, cache.put_job, cache.put_pod, watched_namespaces, MANAGED_JOBS_SELECTOR
+    )
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_JOBS)

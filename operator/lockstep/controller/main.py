@@ -80,6 +80,7 @@ async def _main(options: OperatorOptions) -> int:
     if resync:
         handlers.reconciler.resync_seconds = float(resync)
     handlers.reconciler.scope = options.selector
+    handlers.watched_namespaces = options.namespaces
     handlers.reconciler.retention.keep_finished = options.keep_finished_jobs
     handlers.reconciler.pacer.rate = options.initial_pass_rate
     if options.watch_secrets:

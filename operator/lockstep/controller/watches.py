@@ -1,9 +1,8 @@
 """What each watch event means: keep the cache fresh, then say which migrations to look at.
 
 The Kopf handlers (`handlers`) call these with the event's type and body; nothing here knows
-Kopf. DELETED events drop the object from the cache; any other event stores its newest copy
-(Jobs and their pods: `job_seen`/`pod_seen`, called by Kopf's indexers, which run before any
-other handler and hold every handler until their kinds are listed).
+Kopf. DELETED events drop the object from the cache; any other event stores its newest copy.
+(A new leader's Jobs and pods are in the cache before the first event: controller.priming.)
 """
 
 from __future__ import annotations
@@ -39,31 +38,25 @@ def migration_event(reconciler: Reconciler, kind: str | None, body: Mapping[str,
         reconciler.trigger(key, full=first_sight)
 
 
-def job_seen(reconciler: Reconciler, body: Mapping[str, Any]) -> None:
-    """A migration Job listed, added or changed (not deleted): into the cache."""
-    reconciler.cache.put_job(body)
-
-
 def job_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
-    """A migration Job moved (`job_seen` has cached it): its migration, and every migration
-    waiting on its database."""
+    """A migration Job moved: into the cache (out, when deleted), then its migration and every
+    migration waiting on its database."""
     if kind == "DELETED":
         reconciler.cache.drop_job(key_of(body))
+    else:
+        reconciler.cache.put_job(body)
     labels = body["metadata"].get("labels") or {}
     reconciler.trigger((str(body["metadata"]["namespace"]), str(labels[constants.LABEL_MIGRATION])))
     reconciler.trigger_database(str(labels.get(constants.LABEL_DATABASE, "")))
 
 
-def pod_seen(reconciler: Reconciler, body: Mapping[str, Any]) -> None:
-    """A migration Job's pod listed, added or changed (not deleted): into the cache."""
-    reconciler.cache.put_pod(body)
-
-
 def pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
-    """Pods tell whether a Job's lock sidecar still waits for the database lock (`pod_seen` has
-    cached it)."""
+    """Pods tell whether a Job's lock sidecar still waits for the database lock, and how the
+    run ended."""
     if kind == "DELETED":
         reconciler.cache.drop_pod(key_of(body))
+    else:
+        reconciler.cache.put_pod(body)
     migration = (body["metadata"].get("labels") or {}).get(constants.LABEL_MIGRATION)
     if migration:
         reconciler.trigger((str(body["metadata"]["namespace"]), str(migration)))

@@ -19,7 +19,7 @@ outside the package see; calls between submodules (`webhook_config` reading a Se
 
 from __future__ import annotations
 
-from lockstep.kube.api import ConflictError, KubeError, NotFoundError
+from lockstep.kube.api import ConflictError, ExpiredError, KubeError, NotFoundError
 from lockstep.kube.connection import (
     SERVICE_ACCOUNT_NAMESPACE,
     Credentials,
@@ -34,6 +34,7 @@ from lockstep.kube.objects import (
     delete_job,
     get_migration,
     job_pod,
+    list_page,
     patch_migration_status,
     read_config_map_data,
     read_log_tail,
@@ -53,6 +54,7 @@ __all__ = [
     "SERVICE_ACCOUNT_NAMESPACE",
     "ConflictError",
     "Credentials",
+    "ExpiredError",
     "KubeError",
     "NoClusterConfig",
     "NotFoundError",
@@ -64,6 +66,7 @@ __all__ = [
     "get_migration",
     "inject_webhook_ca",
     "job_pod",
+    "list_page",
     "load_config",
     "patch_migration_status",
     "read_config_map_data",

@@ -23,11 +23,18 @@ class KubeError(RuntimeError):
     """Any other API failure; the message carries the HTTP status and reason, never a body."""
 
 
+class ExpiredError(KubeError):
+    """HTTP 410: a list's continue token (or a resourceVersion) is older than the API server
+    keeps history for; list again from the start."""
+
+
 def translate(error: ApiException, what: str) -> Exception:
     if error.status == 404:
         return NotFoundError(f"{what} not found")
     if error.status == 409:
         return ConflictError(f"{what}: conflict ({error.reason})")
+    if error.status == 410:
+        return ExpiredError(f"{what}: HTTP 410 {error.reason}")
     return KubeError(f"{what}: HTTP {error.status} {error.reason}")
 
 

@@ -90,6 +90,44 @@ def patch_migration_status(namespace: str, name: str, status: Mapping[str, Any])
         raise api.translate(error, f"DatabaseMigration {namespace}/{name} status") from None
 
 
+# What `list_page` lists: (API group version, plural, the kind its items lack in a list).
+_LISTED = {"jobs": ("batch/v1", "Job"), "pods": ("v1", "Pod")}
+
+
+def list_page(
+    plural: str, namespace: str | None, label_selector: str, continue_token: str, limit: int
+) -> tuple[list[dict[str, Any]], str]:
+    """One page of Jobs or pods (all namespaces when `namespace` is None) as plain JSON, each
+    with its apiVersion and kind, and the token of the next page ("" after the last).
+    ExpiredError when the token has outlived the API server's history."""
+    version, kind = _LISTED[plural]
+    arguments: dict[str, Any] = {"label_selector": label_selector, "limit": limit}
+    if continue_token:
+        arguments["_continue"] = continue_token
+    response: Any
+    try:
+        if plural == "jobs":
+            response = (
+                api.batch().list_job_for_all_namespaces(_preload_content=False, **arguments)
+                if namespace is None
+                else api.batch().list_namespaced_job(namespace, _preload_content=False, **arguments)
+            )
+        else:
+            response = (
+                api.core().list_pod_for_all_namespaces(_preload_content=False, **arguments)
+                if namespace is None
+                else api.core().list_namespaced_pod(namespace, _preload_content=False, **arguments)
+            )
+    except ApiException as error:
+        raise api.translate(error, f"list of {plural}") from None
+    answer = api.plain_json(response)
+    items: list[dict[str, Any]] = answer.get("items") or []
+    for item in items:
+        item.setdefault("apiVersion", version)
+        item.setdefault("kind", kind)
+    return items, str((answer.get("metadata") or {}).get("continue") or "")
+
+
 def job_pod(namespace: str, job: str) -> dict[str, Any] | None:
     """The newest pod of a Job, as a plain dict, or None when it is gone."""
     try:
