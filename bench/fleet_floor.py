@@ -49,6 +49,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = _NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.chunk_size = None  # lockstep.controller.handlers.LIST_CHUNK
+    # lockstep.controller.handlers.streaming_lists: the test bed (Kubernetes 1.35) streams them
+    settings.watching.initial_streaming = True
     settings.queueing.idle_timeout = 0.1  # lockstep.controller.handlers.WORKER_IDLE_SECONDS
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 

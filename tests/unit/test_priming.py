@@ -5,6 +5,7 @@ indexers, whose readiness check is quadratic in the objects listed."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -159,3 +160,71 @@ def events_reach_the_cache(kind: str | None, deleted: bool) -> tuple[bool, bool]
 def test_job_and_pod_events_keep_the_cache(kind: str | None) -> None:
     assert events_reach_the_cache(kind, deleted=False) == (True, True)
     assert events_reach_the_cache(kind, deleted=True) == (False, False)
+
+
+class Stream:
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+        self.closed = False
+
+    def __iter__(self) -> Any:
+        return iter(self.lines)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def probe(monkeypatch: pytest.MonkeyPatch, answer: Stream | Exception) -> bool:
+    from lockstep.kube import api, objects
+
+    asked: list[dict[str, Any]] = []
+
+    class Core:
+        def list_pod_for_all_namespaces(self, **arguments: Any) -> Stream:
+            asked.append(arguments)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    monkeypatch.setattr(api, "core", lambda: Core())
+    served = objects.serves_streaming_lists(None)
+    assert asked[0]["send_initial_events"] is True and asked[0]["watch"] is True
+    return served
+
+
+END = json.dumps(
+    {
+        "type": "BOOKMARK",
+        "object": {"metadata": {"annotations": {"k8s.io/initial-events-end": "true"}}},
+    }
+).encode()
+
+
+def test_streaming_lists_are_used_where_the_server_ends_the_initial_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = Stream([END, b""])
+    assert probe(monkeypatch, stream) is True
+    assert stream.closed
+
+
+def test_a_server_that_refuses_or_ignores_initial_events_gets_plain_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    assert probe(monkeypatch, ApiException(status=422, reason="Invalid")) is False
+    plain_bookmark = b'{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}'
+    assert probe(monkeypatch, Stream([plain_bookmark])) is False  # older than 1.27
+    assert probe(monkeypatch, Stream([])) is False
+    assert probe(monkeypatch, Stream([b"not json"])) is False
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_kopf_streams_its_lists_when_the_server_does(
+    monkeypatch: pytest.MonkeyPatch, streaming: bool
+) -> None:
+    monkeypatch.setattr(handlers, "streaming_lists", streaming)
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    assert settings.watching.initial_streaming is streaming

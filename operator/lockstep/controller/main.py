@@ -81,6 +81,14 @@ async def _main(options: OperatorOptions) -> int:
         handlers.reconciler.resync_seconds = float(resync)
     handlers.reconciler.scope = options.selector
     handlers.watched_namespaces = options.namespaces
+    first_namespace = options.namespaces[0] if options.namespaces else None
+    handlers.streaming_lists = await asyncio.to_thread(kube.serves_streaming_lists, first_namespace)
+    log.info(
+        "watches list by %s",
+        "streaming (the API server sends initial events)"
+        if handlers.streaming_lists
+        else "one unpaged list each (the API server does not stream lists)",
+    )
     handlers.reconciler.retention.keep_finished = options.keep_finished_jobs
     handlers.reconciler.pacer.rate = options.initial_pass_rate
     if options.watch_secrets:

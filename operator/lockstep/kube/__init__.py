@@ -42,6 +42,7 @@ from lockstep.kube.objects import (
     read_secret_value,
     read_workload,
     remove_scheduling_gate,
+    serves_streaming_lists,
 )
 from lockstep.kube.webhook_config import (
     apply_mutating_webhook,
@@ -77,6 +78,7 @@ __all__ = [
     "read_secret_value",
     "read_workload",
     "remove_scheduling_gate",
+    "serves_streaming_lists",
     "write_lease",
     "write_tls_secret",
 ]

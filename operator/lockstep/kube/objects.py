@@ -128,6 +128,47 @@ def list_page(
     return items, str((answer.get("metadata") or {}).get("continue") or "")
 
 
+# A label no pod carries: the probe's stream then holds only the closing bookmark.
+_PROBE_SELECTOR = f"{constants.GROUP}/streaming-list-probe=none"
+# The bookmark that ends a streamed initial list carries this annotation.
+_INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+def serves_streaming_lists(namespace: str | None) -> bool:
+    """Whether the API server streams a watch's initial list (`sendInitialEvents`, the
+    WatchList feature: on by default since Kubernetes 1.34): True once the bookmark that ends
+    the (empty) initial list arrives. A server with the feature off refuses the request (4xx);
+    one older than 1.27 ignores the parameter and sends no such bookmark: both are False."""
+    arguments: dict[str, Any] = {
+        "label_selector": _PROBE_SELECTOR,
+        "watch": True,
+        "send_initial_events": True,
+        "resource_version_match": "NotOlderThan",
+        "allow_watch_bookmarks": True,
+        "timeout_seconds": 1,
+        "_preload_content": False,
+    }
+    try:
+        response = (
+            api.core().list_pod_for_all_namespaces(**arguments)
+            if namespace is None
+            else api.core().list_namespaced_pod(namespace, **arguments)
+        )
+    except ApiException:
+        return False
+    try:
+        for line in cast(Any, response):
+            event = json.loads(line) if line.strip() else {}
+            annotations = (event.get("object") or {}).get("metadata", {}).get("annotations") or {}
+            if annotations.get(_INITIAL_EVENTS_END) == "true":
+                return True
+        return False  # the server ignored sendInitialEvents (older than 1.27): a plain watch
+    except ValueError:
+        return False
+    finally:
+        cast(Any, response).close()
+
+
 def job_pod(namespace: str, job: str) -> dict[str, Any] | None:
     """The newest pod of a Job, as a plain dict, or None when it is gone."""
     try:
