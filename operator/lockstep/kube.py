@@ -182,6 +182,26 @@ def delete_job(namespace: str, name: str) -> None:
             raise _translate(error, f"Job {namespace}/{name}") from None
 
 
+def label_job(namespace: str, name: str, labels: Mapping[str, str]) -> None:
+    """Merge `labels` into a Job's labels and its pods' (pods first, so the Job's watch event
+    finds them); a Job or pod gone meanwhile is no error."""
+    patch = {"metadata": {"labels": dict(labels)}}
+    try:
+        for pod in (
+            _json(
+                _core().list_namespaced_pod(
+                    namespace, label_selector=f"job-name={name}", _preload_content=False
+                )
+            ).get("items")
+            or []
+        ):
+            _core().patch_namespaced_pod(pod["metadata"]["name"], namespace, patch)
+        _batch().patch_namespaced_job(name, namespace, patch)
+    except ApiException as error:
+        if error.status != 404:
+            raise _translate(error, f"Job {namespace}/{name}") from None
+
+
 def get_migration(namespace: str, name: str) -> dict[str, Any]:
     try:
         result = _custom().get_namespaced_custom_object(

@@ -18,7 +18,7 @@ from kopf._core.reactor import inventory as kopf_inventory
 from kopf._core.reactor import subhandling as kopf_subhandling
 
 from lockstep import constants, gate, kube
-from lockstep.controller import watches
+from lockstep.controller import scope, watches
 from lockstep.controller.cache import Cache
 from lockstep.controller.reconcile import Reconciler
 from lockstep.planning.facts import Event
@@ -38,6 +38,22 @@ def _emit(body: Mapping[str, Any], event: Event) -> None:
 reconciler = Reconciler(cache=cache, emit=_emit)
 
 MANAGED_JOBS = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+
+
+def scope_to(selector: scope.Selector) -> None:
+    """Act on the DatabaseMigrations `selector` matches and watch only their Jobs (before Kopf
+    starts: `configure` sets the Job watch's server-side selector from it)."""
+    reconciler.scope = reconciler.actor.scope = selector
+    reconciler.job_scope = scope.job_scope(selector)
+
+
+def _own_pod(*, labels: Mapping[str, str], namespace: str | None, name: str, **_: Any) -> bool:
+    """A Job pod of this shard, or one cached before it left the shard (relabelled: `watches`
+    drops it). Pods are not filtered by the API server (see `pod_seen`): other shards' Job pods
+    end here, before any handler runs."""
+    return reconciler.job_scope.matches(labels) or reconciler.cache.has_pod((str(namespace), name))
+
+
 # Secrets that never hold a database URL, filtered by the API server: Helm's release records (the
 # largest Secrets of most clusters) and legacy service-account tokens. A migration that names one
 # still works: its reads are GETs (a miss in controller.inputs).
@@ -104,6 +120,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     settings.networking.error_backoffs = [1, 2, 5, 10]
     settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
+    # Only Lockstep's Jobs, and only this shard's, reach this instance (ADR 0020).
+    settings.watching.label_selectors["batch", "v1", "jobs"] = scope.job_selector(reconciler.scope)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     # Kopf logs every handled event at INFO; Lockstep logs what it decides instead.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -157,12 +175,16 @@ async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any)
 # all until every indexed kind has been listed and each listed object indexed. Caching Jobs and
 # their pods here is what keeps a new leader's first passes from planning before its Job watch
 # has listed (they would not see a running Job and start another attempt).
+# Jobs need no client-side shard filter: the API server's selector (`configure`) already sends
+# only this shard's, and a Job that leaves it (relabelled) arrives as DELETED, to be dropped.
 @kopf.index("batch", "v1", "jobs", labels=MANAGED_JOBS)
 async def job_seen(body: kopf.Body, **_: Any) -> None:
     watches.job_seen(reconciler, body)
 
 
-@kopf.index("", "v1", "pods", labels=MANAGED_JOBS)
+# Pods are watched without a server-side selector: one selector cannot take both Lockstep's Job
+# pods and the application pods the rollout gate holds (ADR 0020 says why no narrower watch).
+@kopf.index("", "v1", "pods", labels=MANAGED_JOBS, when=_own_pod)
 async def pod_seen(body: kopf.Body, **_: Any) -> None:
     watches.pod_seen(reconciler, body)
 
@@ -173,7 +195,7 @@ async def job_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> No
     watches.job_event(reconciler, event.get("type"), body)
 
 
-@kopf.on.event("", "v1", "pods", labels=MANAGED_JOBS)
+@kopf.on.event("", "v1", "pods", labels=MANAGED_JOBS, when=_own_pod)
 async def pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
     _lean_context()
     watches.pod_event(reconciler, event.get("type"), body)

@@ -79,7 +79,7 @@ async def _main(options: OperatorOptions) -> int:
     resync = os.environ.get(RESYNC_ENV)
     if resync:
         handlers.reconciler.resync_seconds = float(resync)
-    handlers.reconciler.scope = options.selector
+    handlers.scope_to(options.selector)
     handlers.reconciler.retention.keep_finished = options.keep_finished_jobs
     handlers.reconciler.pacer.rate = options.initial_pass_rate
     if options.watch_secrets:

@@ -55,18 +55,27 @@ def job_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any])
 
 
 def pod_seen(reconciler: Reconciler, body: Mapping[str, Any]) -> None:
-    """A migration Job's pod listed, added or changed (not deleted): into the cache."""
-    reconciler.cache.put_pod(body)
+    """A migration Job's pod listed, added or changed (not deleted): into the cache, unless it
+    belongs to another shard now (its migration moved: the other shard relabelled it)."""
+    if _own_job_pod(reconciler, body):
+        reconciler.cache.put_pod(body)
+    else:
+        reconciler.cache.drop_pod(key_of(body))
 
 
 def pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
     """Pods tell whether a Job's lock sidecar still waits for the database lock (`pod_seen` has
     cached it)."""
-    if kind == "DELETED":
+    own = _own_job_pod(reconciler, body)
+    if kind == "DELETED" or not own:
         reconciler.cache.drop_pod(key_of(body))
     migration = (body["metadata"].get("labels") or {}).get(constants.LABEL_MIGRATION)
-    if migration:
+    if migration and own:
         reconciler.trigger((str(body["metadata"]["namespace"]), str(migration)))
+
+
+def _own_job_pod(reconciler: Reconciler, body: Mapping[str, Any]) -> bool:
+    return reconciler.job_scope.matches(body["metadata"].get("labels"))
 
 
 def app_pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
