@@ -11,7 +11,7 @@ import contextlib
 import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -183,23 +183,30 @@ def delete_job(namespace: str, name: str) -> None:
 
 
 def label_job(namespace: str, name: str, labels: Mapping[str, str]) -> None:
-    """Merge `labels` into a Job's labels and its pods' (pods first, so the Job's watch event
-    finds them); a Job or pod gone meanwhile is no error."""
+    """Merge `labels` into a Job's pods' labels, then the Job's (so the Job's watch event finds
+    its pods labelled); a pod or Job gone meanwhile is skipped."""
     patch = {"metadata": {"labels": dict(labels)}}
     try:
-        for pod in (
-            _json(
-                _core().list_namespaced_pod(
-                    namespace, label_selector=f"job-name={name}", _preload_content=False
-                )
-            ).get("items")
-            or []
-        ):
-            _core().patch_namespaced_pod(pod["metadata"]["name"], namespace, patch)
-        _batch().patch_namespaced_job(name, namespace, patch)
+        listed = _core().list_namespaced_pod(
+            namespace, label_selector=f"job-name={name}", _preload_content=False
+        )
+    except ApiException as error:
+        raise _translate(error, f"pods of Job {namespace}/{name}") from None
+    for pod in [str(p["metadata"]["name"]) for p in _json(listed).get("items") or []]:
+        call = functools.partial(_core().patch_namespaced_pod, pod, namespace, patch)
+        _unless_gone(f"Pod {namespace}/{pod}", call)
+    _unless_gone(
+        f"Job {namespace}/{name}",
+        functools.partial(_batch().patch_namespaced_job, name, namespace, patch),
+    )
+
+
+def _unless_gone(what: str, call: Callable[..., Any]) -> None:
+    try:
+        cast(Any, call(_preload_content=False)).drain_conn()  # no model; frees the connection
     except ApiException as error:
         if error.status != 404:
-            raise _translate(error, f"Job {namespace}/{name}") from None
+            raise _translate(error, what) from None
 
 
 def get_migration(namespace: str, name: str) -> dict[str, Any]:
