@@ -120,17 +120,20 @@ def _release(
     """One past release: its finished Job and pod; returns the run status records for it."""
     who = naming.Owner(name, namespace, owner["metadata"]["uid"])
     job_name = naming.job_name(name, hashed, 0)
+    # As a shard's operator makes them (ADR 0020): the Job and its pod carry the shard label.
+    shard = {fleet_shards.SHARD_LABEL: owner["metadata"]["labels"][fleet_shards.SHARD_LABEL]}
     labels = {
         **naming.job_labels(
             who,
             hashed,
             database_key(f"sqlite:////var/lib/fleet/{namespace}/{name}.sqlite") or "unknown",
+            shard,
         ),
         constants.LABEL_ATTEMPT: "0",
         constants.LABEL_DIRECTION: "up",
         constants.LABEL_PHASE: constants.PHASE_MIGRATE,
     }
-    pod_labels = {**naming.job_labels(who, hashed, "x"), "job-name": job_name}
+    pod_labels = {**naming.job_labels(who, hashed, "x", shard), "job-name": job_name}
     pod_spec = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,

@@ -39,6 +39,24 @@ LABEL_PHASE: Final = f"{GROUP}/phase"
 PHASE_MIGRATE: Final = "migrate"
 PHASE_PLAN: Final = "plan"
 
+# The labels Lockstep sets on its Jobs (and their pods) itself: a shard's selector cannot be
+# carried to a Job on these keys (controller.scope.job_scope).
+JOB_LABEL_KEYS: Final = frozenset(
+    {
+        LABEL_NAME,
+        LABEL_INSTANCE,
+        LABEL_COMPONENT,
+        LABEL_MANAGED_BY,
+        LABEL_PART_OF,
+        LABEL_MIGRATION,
+        LABEL_DATABASE,
+        LABEL_SPEC_HASH,
+        LABEL_ATTEMPT,
+        LABEL_DIRECTION,
+        LABEL_PHASE,
+    }
+)
+
 ANNOTATION_TARGET: Final = f"{GROUP}/target"
 ANNOTATION_RETRY: Final = f"{GROUP}/retry"
 ANNOTATION_APPROVE: Final = f"{GROUP}/approve"

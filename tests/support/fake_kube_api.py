@@ -30,6 +30,7 @@ class FakeKubeApi:
         self.deleted: list[str] = []
         self.patches: list[dict[str, Any]] = []
         self.reads: list[str] = []
+        self.labelled: list[tuple[str, dict[str, str]]] = []
 
     def read_secret_value(self, namespace: str, name: str, key: str) -> str:
         self.reads.append(f"Secret {name}")
@@ -73,6 +74,12 @@ class FakeKubeApi:
     def delete_job(self, namespace: str, name: str) -> None:
         self.jobs.pop(name, None)
         self.deleted.append(name)
+
+    def label_job(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+        self.labelled.append((name, dict(labels)))
+        if name in self.jobs:
+            metadata = self.jobs[name]["metadata"]
+            metadata["labels"] = {**metadata.get("labels", {}), **labels}
 
     def patch_migration_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         self.patches.append(dict(status))

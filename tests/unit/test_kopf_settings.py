@@ -8,7 +8,7 @@ from typing import Any, cast
 import kopf
 
 from lockstep import constants
-from lockstep.controller import handlers
+from lockstep.controller import handlers, scope
 
 
 def configured() -> kopf.OperatorSettings:
@@ -111,3 +111,27 @@ def test_events_can_still_be_posted_from_passes_and_timers() -> None:
 
     asyncio.run(main())
     assert sorted(posted) == ["task", "timer"]
+
+
+def test_the_api_server_sends_only_lockstep_s_jobs_of_this_shard() -> None:
+    """Server-side: other Jobs of the cluster, and other shards' Jobs, never reach the instance.
+    Pods stay unfiltered server-side (the gate's application pods); the handlers drop other
+    shards' Job pods (ADR 0020)."""
+    from kopf._cogs.structs import references
+
+    jobs = references.Resource("batch", "v1", "jobs", namespaced=True)
+    pods = references.Resource("", "v1", "pods", namespaced=True)
+    try:
+        handlers.scope_to(scope.parse("shard in (a,b),!legacy"))
+        settings = configured()
+        assert list(settings.watching.label_selectors.collect(jobs)) == [
+            "app.kubernetes.io/managed-by=lockstep,shard in (a,b),!legacy"
+        ]
+        assert list(settings.watching.label_selectors.collect(pods)) == []
+        assert handlers._own_pod(labels={"shard": "a"}, namespace="n", name="p")
+        assert not handlers._own_pod(labels={"shard": "c"}, namespace="n", name="p")
+    finally:
+        handlers.scope_to(scope.EVERYTHING)
+    assert list(configured().watching.label_selectors.collect(jobs)) == [
+        "app.kubernetes.io/managed-by=lockstep"
+    ]

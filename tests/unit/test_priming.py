@@ -13,7 +13,7 @@ import kopf
 import pytest
 
 from lockstep import constants, kube
-from lockstep.controller import handlers, priming, watches
+from lockstep.controller import handlers, priming, scope, watches
 from lockstep.controller.cache import Cache
 from lockstep.controller.reconcile import Reconciler
 
@@ -133,7 +133,17 @@ def test_no_kopf_indexers_and_the_cache_is_primed_at_startup(
     try:
         asyncio.run(handlers.prime_cache())
         assert handlers.cache.job(("x", "j")) is not None
-        assert api.calls[0][:3] == ("jobs", "x", handlers.MANAGED_JOBS_SELECTOR)
+        assert api.calls[0][:3] == ("jobs", "x", "app.kubernetes.io/managed-by=lockstep")
+    finally:
+        handlers.cache.drop_job(("x", "j"))
+    # A shard lists only its own Jobs and their pods.
+    api.calls.clear()
+    monkeypatch.setattr(handlers.reconciler, "scope", scope.parse("team=payments"))
+    try:
+        asyncio.run(handlers.prime_cache())
+        assert handlers.cache.job(("x", "j")) is not None
+        shard = "app.kubernetes.io/managed-by=lockstep,team=payments"
+        assert [c[2] for c in api.calls] == [shard, shard]
     finally:
         handlers.cache.drop_job(("x", "j"))
 

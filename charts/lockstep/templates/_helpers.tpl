@@ -90,10 +90,11 @@ app.kubernetes.io/part-of: lockstep
 - apiGroups: ["lockstep.dev"]
   resources: ["databasemigrations/status"]
   verbs: ["patch"]
-# Migration Jobs: watched (labelled ones), created once per run, deleted on timeout/retry.
+# Migration Jobs: watched (labelled ones), created once per run, deleted on timeout/retry;
+# patch labels a run made before its shard's labels existed (and its pods) for the shard's watch.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete", "patch"]
 # Job pods (lock sidecar state, exit results) and gated app pods are watched; patch removes the
 # lockstep.dev/migration scheduling gate once the migration succeeded.
 - apiGroups: [""]

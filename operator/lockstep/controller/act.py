@@ -17,6 +17,7 @@ from lockstep import constants, gate, kube
 from lockstep.controller.cache import Cache, key_of
 from lockstep.controller.cluster import KubeApi
 from lockstep.controller.gather import Gathered
+from lockstep.controller.scope import EVERYTHING, Selector, carried_labels
 from lockstep.jobs import job_spec, naming
 from lockstep.planning.facts import Decision, Event
 
@@ -31,6 +32,8 @@ class Actor:
     api: KubeApi
     emit: Emit
     runner_image: str = constants.DEFAULT_RUNNER_IMAGE
+    # This instance's --selector: its Jobs carry the labels it names (controller.scope).
+    scope: Selector = EVERYTHING
     _database_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _warned_pods: set[str] = field(default_factory=set)
 
@@ -106,8 +109,15 @@ class Actor:
         observed = gathered.observed
         assert observed.spec is not None
         database_key = gathered.database_key or "unknown"
+        carried = carried_labels(self.scope, metadata.get("labels"))
         job = job_spec.build_job(
-            owner, observed.spec, observed.spec_hash, request, database_key, self.runner_image
+            owner,
+            observed.spec,
+            observed.spec_hash,
+            request,
+            database_key,
+            self.runner_image,
+            carried,
         )
         async with self._database_locks.setdefault(database_key, asyncio.Lock()):
             others = self.cache.others_on_database(database_key, (owner.namespace, owner.name))
@@ -125,7 +135,14 @@ class Actor:
                 else:
                     self.cache.drop_job(key_of(job))
                 if isinstance(error, kube.ConflictError):
-                    return False  # this exact run exists already: adopt it, never run it twice
+                    # This exact run exists already: adopt it, never run it twice. Made before
+                    # it would carry this instance's labels (an upgrade, sharding turned on, the
+                    # migration moved between shards), it is labelled so the watch brings it.
+                    if carried:
+                        await asyncio.to_thread(
+                            self.api.label_job, owner.namespace, job["metadata"]["name"], carried
+                        )
+                    return False
                 raise
         log.info(
             "created job",

@@ -176,6 +176,9 @@ class Cache:
         self._pods[key] = slim
         self._pods_by_job.put(key, slim)
 
+    def has_pod(self, key: Key) -> bool:
+        return key in self._pods
+
     def drop_pod(self, key: Key) -> None:
         self._pods.pop(key, None)
         self._pods_by_job.drop(key)

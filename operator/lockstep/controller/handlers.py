@@ -18,7 +18,7 @@ from kopf._core.reactor import inventory as kopf_inventory
 from kopf._core.reactor import subhandling as kopf_subhandling
 
 from lockstep import constants, gate, kube
-from lockstep.controller import priming, watches
+from lockstep.controller import priming, scope, watches
 from lockstep.controller.cache import Cache
 from lockstep.controller.reconcile import Reconciler
 from lockstep.planning.facts import Event
@@ -38,9 +38,24 @@ def _emit(body: Mapping[str, Any], event: Event) -> None:
 reconciler = Reconciler(cache=cache, emit=_emit)
 
 MANAGED_JOBS = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
-MANAGED_JOBS_SELECTOR = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
 # The namespaces this instance watches (--namespace); empty: all. Set by controller.main.
 watched_namespaces: tuple[str, ...] = ()
+
+
+def scope_to(selector: scope.Selector) -> None:
+    """Act on the DatabaseMigrations `selector` matches and watch only their Jobs (before Kopf
+    starts: `configure` sets the Job watch's server-side selector from it)."""
+    reconciler.scope = reconciler.actor.scope = selector
+    reconciler.job_scope = scope.job_scope(selector)
+
+
+def _own_pod(*, labels: Mapping[str, str], namespace: str | None, name: str, **_: Any) -> bool:
+    """A Job pod of this shard, or one cached before it left the shard (relabelled: `watches`
+    drops it). Pods are not filtered by the API server (see `pod_changed`): other shards' Job pods
+    end here, before any handler runs."""
+    return reconciler.job_scope.matches(labels) or reconciler.cache.has_pod((str(namespace), name))
+
+
 # Secrets that never hold a database URL, filtered by the API server: Helm's release records (the
 # largest Secrets of most clusters) and legacy service-account tokens. A migration that names one
 # still works: its reads are GETs (a miss in controller.inputs).
@@ -112,6 +127,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     settings.networking.error_backoffs = [1, 2, 5, 10]
     settings.watching.field_selectors["v1", "secrets"] = SECRET_FIELD_SELECTOR
+    # Only Lockstep's Jobs, and only this shard's, reach this instance (ADR 0020).
+    settings.watching.label_selectors["batch", "v1", "jobs"] = scope.job_selector(reconciler.scope)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     # Kopf logs every handled event at INFO; Lockstep logs what it decides instead.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -163,11 +180,17 @@ async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any)
 
 @kopf.on.startup()
 async def prime_cache(**_: Any) -> None:
-    """Lockstep's Jobs and pods into the cache before Kopf starts any watch (controller.priming):
-    a new leader's first passes see the Jobs that are running."""
-    await priming.prime(
-        reconciler.api, cache.put_job, cache.put_pod, watched_namespaces, MANAGED_JOBS_SELECTOR
-    )
+    """This shard's Jobs and their pods into the cache before Kopf starts any watch
+    (controller.priming): a new leader's first passes see the Jobs that are running."""
+    selector = scope.job_selector(reconciler.scope)
+    await priming.prime(reconciler.api, cache.put_job, cache.put_pod, watched_namespaces, selector)
+
+
+# Jobs need no client-side shard filter: the API server's selector (`configure`) already sends
+# only this shard's, and a Job that leaves it (relabelled) arrives as DELETED, to be dropped.
+# Pods are watched without a server-side selector: one selector cannot take both Lockstep's Job
+# pods and the application pods the rollout gate holds (ADR 0020 says why no narrower watch);
+# `_own_pod` drops other shards' Job pods before any handler runs.
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED_JOBS)
@@ -176,7 +199,7 @@ async def job_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> No
     watches.job_event(reconciler, event.get("type"), body)
 
 
-@kopf.on.event("", "v1", "pods", labels=MANAGED_JOBS)
+@kopf.on.event("", "v1", "pods", labels=MANAGED_JOBS, when=_own_pod)
 async def pod_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
     _lean_context()
     watches.pod_event(reconciler, event.get("type"), body)

@@ -79,7 +79,7 @@ async def _main(options: OperatorOptions) -> int:
     resync = os.environ.get(RESYNC_ENV)
     if resync:
         handlers.reconciler.resync_seconds = float(resync)
-    handlers.reconciler.scope = options.selector
+    handlers.scope_to(options.selector)
     handlers.watched_namespaces = options.namespaces
     first_namespace = options.namespaces[0] if options.namespaces else None
     handlers.streaming_lists = await asyncio.to_thread(kube.serves_streaming_lists, first_namespace)

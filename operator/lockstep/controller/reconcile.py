@@ -47,6 +47,8 @@ class Reconciler:
     api: KubeApi = field(default=kube)
     # The DatabaseMigrations this instance owns (--selector); others are left to their own.
     scope: Selector = EVERYTHING
+    # The part of it this instance's Jobs and their pods carry (scope.job_scope).
+    job_scope: Selector = EVERYTHING
     # Keys of DatabaseMigrations seen but out of scope: their gated pods are not ours to judge.
     out_of_scope: set[Key] = field(default_factory=set)
     # Finished Jobs kept per migration (--keep-finished-jobs; -1 keeps all).

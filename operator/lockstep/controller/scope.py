@@ -4,8 +4,13 @@ Several Lockstep instances can share a cluster (tenants, or shards of a large fl
 its own Lease and its own ``--selector``; an instance acts only on the DatabaseMigrations its
 selector matches and stays silent about the others. The syntax is kubectl's ``-l``:
 ``team=payments``, ``tier!=batch``, ``shard in (a,b)``, ``shard notin (c)``, ``owned``,
-``!legacy``, joined by commas (all must hold). Per-database serialization still spans
-instances: every instance sees every Lockstep Job on a database.
+``!legacy``, joined by commas (all must hold).
+
+Each instance lists and watches only its own Jobs (docs/adr/0020-shard-scoped-jobs.md): a Job
+carries its DatabaseMigration's values of the label keys the selector names
+(:func:`carried_labels`), and the API server filters Jobs by :func:`job_selector`. So an
+instance no longer sees another instance's Jobs on the same database: the database's advisory
+lock serializes them (the waiting run shows ``WaitingForLock``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from lockstep import constants
 
 Operator = Literal["=", "!=", "in", "notin", "exists", "!"]
 
@@ -46,6 +53,17 @@ class Requirement:
             return value is not None and value in self.values
         return value not in self.values  # "!=" and "notin" also match a missing label
 
+    def text(self) -> str:
+        """As kubectl and the API server's ``labelSelector`` read it."""
+        values = ",".join(sorted(self.values))
+        if self.operator == "exists":
+            return self.key
+        if self.operator == "!":
+            return f"!{self.key}"
+        if self.operator in ("=", "!="):
+            return f"{self.key}{self.operator}{values}"
+        return f"{self.key} {self.operator} ({values})"
+
 
 @dataclass(frozen=True)
 class Selector:
@@ -63,6 +81,40 @@ class Selector:
 
 
 EVERYTHING: Final = Selector()
+
+
+def job_scope(selector: Selector) -> Selector:
+    """The requirements a Job of this instance meets: those on keys Lockstep does not set itself.
+
+    A requirement on one of Lockstep's own Job labels (``app.kubernetes.io/name=x`` on
+    DatabaseMigrations) cannot be carried to the Job, whose own value wins: it is left out, and
+    the instance sees more Jobs than its own, never fewer.
+    """
+    kept = tuple(r for r in selector.requirements if r.key not in constants.JOB_LABEL_KEYS)
+    return Selector(kept, ",".join(r.text() for r in kept))
+
+
+def carried_labels(
+    selector: Selector, migration_labels: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The DatabaseMigration's labels a Job of it carries so that its instance's selector
+    matches the Job as it matches the migration: the values of the keys the selector names.
+
+    A key the migration lacks stays absent on the Job, which is what ``key!=v``,
+    ``key notin (...)`` and ``!key`` need; ``key=v``, ``key in (...)`` and ``key`` hold on a
+    selected migration, so its label is there to copy.
+    """
+    found = migration_labels or {}
+    keys = {r.key for r in job_scope(selector).requirements}
+    return {key: str(found[key]) for key in sorted(keys) if key in found}
+
+
+def job_selector(selector: Selector) -> str:
+    """The ``labelSelector`` the API server filters this instance's Job list and watch by:
+    Lockstep's Jobs (never every Job of the cluster) of the migrations this instance owns."""
+    managed = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
+    own = job_scope(selector).text
+    return f"{managed},{own}" if own else managed
 
 
 def parse(text: str | None) -> Selector:

@@ -52,14 +52,20 @@ def job_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any])
 
 def pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:
     """Pods tell whether a Job's lock sidecar still waits for the database lock, and how the
-    run ended."""
-    if kind == "DELETED":
+    run ended. A pod that now belongs to another shard (its migration moved; the other shard
+    relabelled it) leaves the cache."""
+    own = _own_job_pod(reconciler, body)
+    if kind == "DELETED" or not own:
         reconciler.cache.drop_pod(key_of(body))
     else:
         reconciler.cache.put_pod(body)
     migration = (body["metadata"].get("labels") or {}).get(constants.LABEL_MIGRATION)
-    if migration:
+    if migration and own:
         reconciler.trigger((str(body["metadata"]["namespace"]), str(migration)))
+
+
+def _own_job_pod(reconciler: Reconciler, body: Mapping[str, Any]) -> bool:
+    return reconciler.job_scope.matches(body["metadata"].get("labels"))
 
 
 def app_pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, Any]) -> None:

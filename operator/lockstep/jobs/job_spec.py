@@ -23,8 +23,11 @@ def build_job(
     request: JobRequest,
     database_key: str,
     runner_image: str,
+    carried_labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    labels = naming.job_labels(owner, spec_hash, database_key)
+    """The Job, and its pod template, labelled with Lockstep's labels over `carried_labels`
+    (which the pod template's labels from the spec cannot override: `customize.pod_metadata`)."""
+    labels = naming.job_labels(owner, spec_hash, database_key, carried_labels)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -6,6 +6,7 @@ creating the same run twice is impossible: the API server answers the second cre
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +77,13 @@ def attempt_of(name: str, migration: str, spec_hash: str, phase: str) -> int | N
     return int(suffix)
 
 
-def job_labels(owner: Owner, spec_hash: str, database_key: str) -> dict[str, str]:
+def job_labels(
+    owner: Owner, spec_hash: str, database_key: str, carried: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Lockstep's labels over `carried`: the DatabaseMigration's labels its operator instance's
+    selector names (controller.scope.carried_labels), so the instance's Job watch matches."""
     return {
+        **(carried or {}),
         constants.LABEL_NAME: "lockstep",
         constants.LABEL_INSTANCE: owner.name,
         constants.LABEL_COMPONENT: "migration",

@@ -7,8 +7,9 @@ The real side of `controller.cluster.KubeApi` (the reconciler's injected client)
 from __future__ import annotations
 
 import base64
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
@@ -61,6 +62,33 @@ def delete_job(namespace: str, name: str) -> None:
     except ApiException as error:
         if error.status != 404:
             raise api.translate(error, f"Job {namespace}/{name}") from None
+
+
+def label_job(namespace: str, name: str, labels: Mapping[str, str]) -> None:
+    """Merge `labels` into a Job's pods' labels, then the Job's (so the Job's watch event finds
+    its pods labelled); a pod or Job gone meanwhile is skipped."""
+    patch = {"metadata": {"labels": dict(labels)}}
+    try:
+        listed = api.core().list_namespaced_pod(
+            namespace, label_selector=f"job-name={name}", _preload_content=False
+        )
+    except ApiException as error:
+        raise api.translate(error, f"pods of Job {namespace}/{name}") from None
+    for pod in [str(p["metadata"]["name"]) for p in api.plain_json(listed).get("items") or []]:
+        call = functools.partial(api.core().patch_namespaced_pod, pod, namespace, patch)
+        _unless_gone(f"Pod {namespace}/{pod}", call)
+    _unless_gone(
+        f"Job {namespace}/{name}",
+        functools.partial(api.batch().patch_namespaced_job, name, namespace, patch),
+    )
+
+
+def _unless_gone(what: str, call: Callable[..., Any]) -> None:
+    try:
+        cast(Any, call(_preload_content=False)).drain_conn()  # no model; frees the connection
+    except ApiException as error:
+        if error.status != 404:
+            raise api.translate(error, what) from None
 
 
 def get_migration(namespace: str, name: str) -> dict[str, Any]:
