@@ -238,3 +238,40 @@ def test_kopf_streams_its_lists_when_the_server_does(
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
     assert settings.watching.initial_streaming is streaming
+
+
+def test_a_server_that_cannot_answer_now_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unreachable, 5xx or 429: not an answer (an operator restarted while the API server
+    restarts must neither crash nor settle on unpaged lists); the operator asks again."""
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    from lockstep.controller import main
+
+    for failure in (ApiException(status=503, reason="Unavailable"), urllib3.exceptions.HTTPError()):
+        with pytest.raises(kube.KubeError):
+            probe(monkeypatch, failure)  # type: ignore[arg-type]
+    answers: list[Any] = [kube.KubeError("probe: API unreachable (MaxRetryError)"), True]
+
+    def serves(namespace: str | None) -> bool:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return bool(answer)
+
+    monkeypatch.setattr(kube, "serves_streaming_lists", serves)
+    monkeypatch.setattr(main, "PROBE_RETRY_SECONDS", 0.01)
+    assert asyncio.run(main._streams_lists(())) is True
+    assert answers == []
+
+
+def test_a_listing_that_cannot_reach_the_server_is_retried_by_kopf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unreachable:
+        def list_page(self, *_: Any) -> Any:
+            raise kube.KubeError("list of jobs: API unreachable (MaxRetryError)")
+
+    monkeypatch.setattr(handlers.reconciler, "api", Unreachable())
+    with pytest.raises(kopf.TemporaryError, match="cannot list Lockstep's Jobs yet"):
+        asyncio.run(handlers.prime_cache())

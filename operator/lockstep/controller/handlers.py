@@ -178,12 +178,18 @@ async def migration_changed(event: Mapping[str, Any], body: kopf.Body, **_: Any)
     watches.migration_event(reconciler, event.get("type"), body)
 
 
-@kopf.on.startup()
+@kopf.on.startup(backoff=priming.RETRY_SECONDS)
 async def prime_cache(**_: Any) -> None:
     """This shard's Jobs and their pods into the cache before Kopf starts any watch
-    (controller.priming): a new leader's first passes see the Jobs that are running."""
+    (controller.priming): a new leader's first passes see the Jobs that are running. While the
+    API server cannot answer, Kopf calls this again (no watch starts meanwhile)."""
     selector = scope.job_selector(reconciler.scope)
-    await priming.prime(reconciler.api, cache.put_job, cache.put_pod, watched_namespaces, selector)
+    try:
+        await priming.prime(
+            reconciler.api, cache.put_job, cache.put_pod, watched_namespaces, selector
+        )
+    except kube.KubeError as error:
+        raise kopf.TemporaryError(f"cannot list Lockstep's Jobs yet: {error}") from None
 
 
 # Jobs need no client-side shard filter: the API server's selector (`configure`) already sends

@@ -81,14 +81,6 @@ async def _main(options: OperatorOptions) -> int:
         handlers.reconciler.resync_seconds = float(resync)
     handlers.scope_to(options.selector)
     handlers.watched_namespaces = options.namespaces
-    first_namespace = options.namespaces[0] if options.namespaces else None
-    handlers.streaming_lists = await asyncio.to_thread(kube.serves_streaming_lists, first_namespace)
-    log.info(
-        "watches list by %s",
-        "streaming (the API server sends initial events)"
-        if handlers.streaming_lists
-        else "one unpaged list each (the API server does not stream lists)",
-    )
     handlers.reconciler.retention.keep_finished = options.keep_finished_jobs
     handlers.reconciler.pacer.rate = options.initial_pass_rate
     if options.watch_secrets:
@@ -177,6 +169,7 @@ async def _lead(options: OperatorOptions, stop: asyncio.Event) -> int:
 async def _run_kopf(options: OperatorOptions, stop: asyncio.Event) -> None:
     from lockstep.controller import handlers
 
+    handlers.streaming_lists = await _streams_lists(options.namespaces)
     await kopf.operator(
         memories=handlers.ForgetfulMemories(),
         standalone=True,
@@ -187,6 +180,29 @@ async def _run_kopf(options: OperatorOptions, stop: asyncio.Event) -> None:
         # image: the chart's runAsUser (65532) has no passwd entry (found on the real kubelet).
         identity=peering.Identity(identity()),
     )
+
+
+PROBE_RETRY_SECONDS = 2.0
+
+
+async def _streams_lists(namespaces: tuple[str, ...]) -> bool:
+    """Ask the API server whether it streams a watch's initial list (ADR 0015, point 8); while it
+    cannot answer (restarting, unreachable), ask again: nothing is watched before it does."""
+    first_namespace = namespaces[0] if namespaces else None
+    while True:
+        try:
+            streams = await asyncio.to_thread(kube.serves_streaming_lists, first_namespace)
+        except kube.KubeError as error:
+            log.warning("%s; asking again in %.0f s", error, PROBE_RETRY_SECONDS)
+            await asyncio.sleep(PROBE_RETRY_SECONDS)
+            continue
+        log.info(
+            "watches list by %s",
+            "streaming (the API server sends initial events)"
+            if streams
+            else "one unpaged list each (the API server does not stream lists)",
+        )
+        return streams
 
 
 async def _first(wanted: Awaitable[object], other: Awaitable[object]) -> bool:

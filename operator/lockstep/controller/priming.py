@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE: Final = 500
 ATTEMPTS: Final = 3  # listings of one kind cut short by an expired continue token
+RETRY_SECONDS: Final = 2.0  # after a failed listing (API server unreachable), list again
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from lockstep import constants
@@ -148,6 +149,8 @@ def list_page(
             )
     except ApiException as error:
         raise api.translate(error, f"list of {plural}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise api.KubeError(f"list of {plural}: API unreachable ({type(error).__name__})") from None
     answer = api.plain_json(response)
     items: list[dict[str, Any]] = answer.get("items") or []
     for item in items:
@@ -166,7 +169,8 @@ def serves_streaming_lists(namespace: str | None) -> bool:
     """Whether the API server streams a watch's initial list (`sendInitialEvents`, the
     WatchList feature: on by default since Kubernetes 1.34): True once the bookmark that ends
     the (empty) initial list arrives. A server with the feature off refuses the request (4xx);
-    one older than 1.27 ignores the parameter and sends no such bookmark: both are False."""
+    one older than 1.27 ignores the parameter and sends no such bookmark: both are False.
+    KubeError when the server cannot answer now (unreachable, 5xx, 429): ask again."""
     arguments: dict[str, Any] = {
         "label_selector": _PROBE_SELECTOR,
         "watch": True,
@@ -182,8 +186,14 @@ def serves_streaming_lists(namespace: str | None) -> bool:
             if namespace is None
             else api.core().list_namespaced_pod(namespace, **arguments)
         )
-    except ApiException:
-        return False
+    except ApiException as error:
+        if error.status is not None and 400 <= error.status < 500 and error.status != 429:
+            return False  # refused: the server does not stream lists
+        raise api.translate(error, "streaming-list probe") from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise api.KubeError(
+            f"streaming-list probe: API unreachable ({type(error).__name__})"
+        ) from None
     try:
         for line in cast(Any, response):
             event = json.loads(line) if line.strip() else {}
