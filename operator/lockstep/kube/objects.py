@@ -69,13 +69,7 @@ def label_job(namespace: str, name: str, labels: Mapping[str, str]) -> None:
     """Merge `labels` into a Job's pods' labels, then the Job's (so the Job's watch event finds
     its pods labelled); a pod or Job gone meanwhile is skipped."""
     patch = {"metadata": {"labels": dict(labels)}}
-    try:
-        listed = api.core().list_namespaced_pod(
-            namespace, label_selector=f"job-name={name}", _preload_content=False
-        )
-    except ApiException as error:
-        raise api.translate(error, f"pods of Job {namespace}/{name}") from None
-    for pod in [str(p["metadata"]["name"]) for p in api.plain_json(listed).get("items") or []]:
+    for pod in [str(p["metadata"]["name"]) for p in _pods_of_job(namespace, name)]:
         call = functools.partial(api.core().patch_namespaced_pod, pod, namespace, patch)
         _unless_gone(f"Pod {namespace}/{pod}", call)
     _unless_gone(
@@ -209,17 +203,22 @@ def serves_streaming_lists(namespace: str | None) -> bool:
 
 def job_pod(namespace: str, job: str) -> dict[str, Any] | None:
     """The newest pod of a Job, as a plain dict, or None when it is gone."""
+    pods = _pods_of_job(namespace, job)
+    if not pods:
+        return None
+    return max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")))
+
+
+def _pods_of_job(namespace: str, job: str) -> list[dict[str, Any]]:
+    """Every pod the Job controller made for `job` (its `job-name` label), as plain JSON."""
     try:
         response = api.core().list_namespaced_pod(
             namespace, label_selector=f"job-name={job}", _preload_content=False
         )
     except ApiException as error:
         raise api.translate(error, f"pods of Job {namespace}/{job}") from None
-    # Without preloading the client returns the raw HTTP response: plain JSON, no model classes.
-    pods: list[dict[str, Any]] = json.loads(cast(Any, response).data).get("items") or []
-    if not pods:
-        return None
-    return max(pods, key=lambda p: str(p["metadata"].get("creationTimestamp", "")))
+    pods: list[dict[str, Any]] = api.plain_json(response).get("items") or []
+    return pods
 
 
 def read_log_tail(namespace: str, pod: str, container: str, limit_bytes: int) -> str:
