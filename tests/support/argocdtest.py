@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from testbed.kubetest import REPO
+from testbed.kubetest import REPO, get_custom_object_or_empty
 
 EXAMPLE = REPO / "examples" / "gitops" / "argocd" / "application.yaml"
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
@@ -65,15 +65,7 @@ def delete(api: client.ApiClient, name: str) -> None:
 
 
 def get(api: client.ApiClient, name: str) -> dict[str, Any]:
-    try:
-        body: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            GROUP, VERSION, ARGOCD_NAMESPACE, PLURAL, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return {}
-        raise
-    return body
+    return get_custom_object_or_empty(api, GROUP, VERSION, ARGOCD_NAMESPACE, PLURAL, name)
 
 
 def health(body: dict[str, Any]) -> dict[str, Any]:

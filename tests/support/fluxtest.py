@@ -26,10 +26,9 @@ from typing import Any
 
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from testbed.gitserver import Workspace
-from testbed.kubetest import REPO
+from testbed.kubetest import REPO, get_custom_object_or_empty
 
 EXAMPLE = REPO / "examples" / "gitops"
 SOURCE = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
@@ -150,15 +149,7 @@ def create(api: client.ApiClient, body: dict[str, Any]) -> None:
 
 def get(api: client.ApiClient, namespace: str, kind: str, name: str) -> dict[str, Any]:
     group, version, plural = SOURCE if kind == "GitRepository" else KUSTOMIZATION
-    try:
-        result: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            group, version, namespace, plural, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return {}
-        raise
-    return result
+    return get_custom_object_or_empty(api, group, version, namespace, plural, name)
 
 
 def ready(body: dict[str, Any]) -> dict[str, Any]:

@@ -122,6 +122,21 @@ def create_migration(
     return created
 
 
+def get_custom_object_or_empty(
+    api: client.ApiClient, group: str, version: str, namespace: str, plural: str, name: str
+) -> dict[str, Any]:
+    """A custom object, or {} while it does not exist (Flux's and Argo CD's objects in tests)."""
+    try:
+        result: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            group, version, namespace, plural, name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return {}
+        raise
+    return result
+
+
 def get_migration(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     result: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, name
