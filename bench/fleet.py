@@ -182,7 +182,7 @@ def run_size(bed: Bed, size: int, args: argparse.Namespace, log_dir: Path) -> di
             fleet_shards.compare(bed, size, newest, args, log_dir, run_one, measure, reconciled)
         )
     # This checkout's operator with retention on: it deletes the older Jobs, so it runs last.
-    result["after"] = run_one(bed, size, newest, args, log_dir, "after", None, args.keep)
+    result["after"] = run_one(bed, size, newest, args, log_dir, "after", args.after, args.keep)
     return result
 
 
@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--before", type=Path, help="a `lockstep` executable to compare against")
+    parser.add_argument(
+        "--after", type=Path, help="the `lockstep` executable of the after side (default: this one)"
+    )
     parser.add_argument("--before-max", type=int, default=10**9, help="run --before up to this N")
     parser.add_argument(
         "--shard-max", type=int, default=0, help="up to this N, one instance vs 2 shards too"

@@ -1,0 +1,180 @@
+"""Run the operator with a memory census written beside it (diagnostics for bench/fleet.py).
+
+    LOCKSTEP_CENSUS_DIR=DIR python bench/memory_census.py run ...   # `lockstep`'s arguments
+
+Every LOCKSTEP_CENSUS_SECONDS (default 30) a background thread writes DIR/census-<pid>.json:
+- the allocators: glibc's `mallinfo2` (heap from the kernel, in use, free inside it, mmapped)
+  and CPython's object allocator (arenas held, bytes in blocks in use), so "RSS the process
+  keeps" can be told apart from "memory Python objects use";
+- the objects: every object the garbage collector tracks, by type, with its own size plus the
+  untracked objects it refers to (strings, bytes, numbers; each counted once), largest first.
+No tracemalloc (it slows the operator several-fold and misses what it allocated before starting):
+this census costs nothing between dumps. `bench/fleet.py --before bench/lockstep-census` runs it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+OUT = Path(os.environ.get("LOCKSTEP_CENSUS_DIR", "/tmp/lockstep-census"))  # noqa: S108
+EVERY = float(os.environ.get("LOCKSTEP_CENSUS_SECONDS", "30"))
+TOP = 40
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def glibc_heap() -> dict[str, float]:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    mib = 2.0**20
+    return {
+        "heap_from_kernel_mib": round(info.arena / mib, 1),
+        "heap_in_use_mib": round(info.uordblks / mib, 1),
+        "heap_free_mib": round(info.fordblks / mib, 1),
+        "mmapped_mib": round(info.hblkhd / mib, 1),
+    }
+
+
+def pymalloc_stats() -> dict[str, float]:
+    """CPython's object allocator, from sys._debugmallocstats (it prints to the C stderr)."""
+    with tempfile.TemporaryFile(mode="w+") as capture:
+        saved = os.dup(2)
+        try:
+            os.dup2(capture.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read()
+    wanted = {
+        "# arenas allocated current": "arenas",
+        "# bytes in allocated blocks": "blocks_in_use_mib",
+        "# bytes in available blocks": "free_blocks_mib",
+        "# bytes lost to pool headers": "pool_headers_mib",
+        "Total": "total_mib",
+    }
+    stats: dict[str, float] = {}
+    for line in text.splitlines():
+        for prefix, key in wanted.items():
+            if line.startswith(prefix) and "=" in line:
+                value = float(line.split("=")[-1].replace(",", "").strip())
+                stats[key] = value if key == "arenas" else round(value / 2**20, 1)
+    return stats
+
+
+def _kind(obj: Any) -> str:
+    """A finer name than the type for the containers that dominate: which function, which keys."""
+    if isinstance(obj, dict):
+        return "dict" + str(sorted(str(key) for key in list(obj)[:4]))[:80]
+    if type(obj).__name__ == "function":
+        return "function " + getattr(obj, "__module__", "?") + "." + obj.__qualname__
+    if isinstance(obj, (set, frozenset, list, tuple)):
+        sample = next(iter(obj), None) if len(obj) else None
+        return f"{type(obj).__name__} of {type(sample).__name__} (len {min(len(obj), 99)}+)"
+    return type(obj).__qualname__
+
+
+def _rows(table: dict[str, list[int]]) -> list[dict[str, Any]]:
+    top = sorted(table.items(), key=lambda item: -item[1][1])[:TOP]
+    return [
+        {"kind": name, "count": count, "mib": round(size / 2**20, 2)} for name, (count, size) in top
+    ]
+
+
+def object_census() -> dict[str, Any]:
+    tracked = gc.get_objects()  # first: the census's own containers are not in it
+    seen: set[int] = set()
+    by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for obj in tracked:
+        seen.add(id(obj))
+    failures = 0
+    for obj in tracked:
+        try:
+            size = sys.getsizeof(obj, 0)
+            for ref in gc.get_referents(obj):
+                if id(ref) not in seen and not gc.is_tracked(ref):
+                    seen.add(id(ref))
+                    size += sys.getsizeof(ref, 0)
+            kind = _kind(obj)
+        except Exception:  # noqa: BLE001 - an object that cannot say its size or keys while it changes
+            failures += 1
+            continue
+        for table, name in ((by_type, type(obj).__qualname__), (by_kind, kind)):
+            table[name][0] += 1
+            table[name][1] += size
+    total = sum(size for _, size in by_type.values())
+    return {
+        "objects": len(tracked),
+        "failures": failures,
+        "total_mib": round(total / 2**20, 1),
+        "by_type": _rows(by_type),
+        "by_kind": _rows(by_kind),
+    }
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def dump_forever() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    target = OUT / f"census-{os.getpid()}.json"
+    while True:
+        time.sleep(EVERY)
+        try:
+            started = time.monotonic()
+            census = {
+                "at": time.strftime("%H:%M:%S"),
+                "rss_mib": rss_mib(),
+                "glibc": glibc_heap(),
+                "pymalloc": pymalloc_stats(),
+                "census": object_census(),
+            }
+            census["census_seconds"] = round(time.monotonic() - started, 2)
+            target.write_text(json.dumps(census, indent=1) + "\n")
+        except Exception as error:  # noqa: BLE001 - a census never takes the operator down
+            (OUT / f"census-{os.getpid()}.error").write_text(repr(error) + "\n")
+
+
+def main() -> int:
+    threading.Thread(target=dump_forever, name="memory-census", daemon=True).start()
+    from lockstep.cli.main import main as lockstep_main
+
+    sys.argv[0] = "lockstep"
+    return lockstep_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
