@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from lockstep import database
-from lockstep.pod import fence, run_session, runner
+from lockstep.pod import fence, graceful_stop, pg_run, run_request, run_session, runner
 from migration_backends import (
     LockWatch,
     Zombie,
@@ -38,14 +38,37 @@ pytestmark = pytest.mark.integration
 # --------------------------------------------------------------------------- the fence of a new run
 
 
+def run_through(
+    path: str, request: run_request.RunRequest, monkeypatch: pytest.MonkeyPatch
+) -> run_request.RunResult:
+    """``full``: runner.run (SQLAlchemy, pod.fence). ``fast``: pg_run as `lockstep run` runs
+    PostgreSQL (psycopg, pg_direct's fence), never falling back to runner.run, so that the fast
+    path's own fence is what ran."""
+    if path == "full":
+        return runner.run(request)
+
+    def no_fallback(*_: object) -> None:
+        pytest.fail("the run left the fast path")
+
+    monkeypatch.setattr(runner, "run", no_fallback)
+    return pg_run.run(request, (), graceful_stop.GracefulStop())
+
+
+@pytest.mark.parametrize(
+    ("server", "path"), [("postgresql", "full"), ("mariadb", "full"), ("postgresql", "fast")]
+)
 def test_a_new_run_ends_an_earlier_runs_backend_before_it_migrates(
-    db_server_url: str, tmp_path: Path
+    server: str,
+    path: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url = db_server_url
+    url: str = request.getfixturevalue("pg_url" if server == "postgresql" else "mariadb_url")
     zombie = Zombie(url, ["CREATE TABLE zombie_made (id int)", sleep_sql(url, 30)]).start()
     source = write_source(tmp_path / "sql", {"V1__items.sql": "CREATE TABLE items (id int);\n"})
     started = time.monotonic()
-    result = runner.run(request_for(url, source))
+    result = run_through(path, request_for(url, source), monkeypatch)
     assert time.monotonic() - started < 10
     assert result.applied == ["1"]
     assert zombie.ended.wait(5)
@@ -87,8 +110,9 @@ def test_a_run_that_lost_its_lock_holder_and_the_run_that_took_over_never_both_m
     assert old_run.ended.wait(5)
 
 
+@pytest.mark.parametrize("path", ["full", "fast"])
 def test_the_fence_says_which_privilege_is_missing(
-    pg_url: str, postgres_admin_url: str, tmp_path: Path
+    pg_url: str, postgres_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     """A backend of another role cannot be ended without pg_signal_backend: refuse, and say so."""
     role = "fence_" + os.urandom(4).hex()
@@ -108,7 +132,7 @@ def test_the_fence_says_which_privilege_is_missing(
     source = write_source(tmp_path / "sql", {"V1__items.sql": "CREATE TABLE items (id int);\n"})
     try:
         with pytest.raises(fence.FenceFailed) as caught:
-            runner.run(request_for(role_url, source))
+            run_through(path, request_for(role_url, source), monkeypatch)
         message = str(caught.value)
         assert f"backend {zombie.backend_id} of an earlier run" in message
         assert f"role '{role}' may not end it" in message

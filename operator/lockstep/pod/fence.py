@@ -21,6 +21,8 @@ The tags (see docs/adr/0009-the-fence.md):
   writes), ``R`` moves to it (:func:`mark_follows_new_connections`).
 
 Every wait is bounded; an error says what is still running, and what privilege is missing.
+The ending and the wait are :mod:`lockstep.pod.fence_policy`'s, shared with the PostgreSQL
+fast path (:mod:`lockstep.pod.pg_direct`); this module says how SQLAlchemy finds and ends.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -37,13 +38,12 @@ from sqlalchemy import event, exc, pool
 
 from lockstep import constants
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import lock_words
+from lockstep.pod import fence_policy, lock_words
 
 log = logging.getLogger("lockstep.fence")
 
 MIGRATION_APPLICATION_NAME: Final = constants.MIGRATION_APPLICATION_NAME
 _MYSQL_LOCK_NAME_MAX: Final = 64
-_POLL_SECONDS: Final = 0.1
 _PG_INSUFFICIENT_PRIVILEGE: Final = "42501"
 _MYSQL_NOT_OWNER: Final = frozenset({1095})  # "You are not owner of thread"
 _MYSQL_UNKNOWN_THREAD: Final = 1094
@@ -52,7 +52,6 @@ _MYSQL_UNKNOWN_THREAD: Final = 1094
 FenceFailed = lock_words.FenceFailed
 FencedBackend = lock_words.FencedBackend
 describe = lock_words.describe
-_not_gone = lock_words.not_gone
 _clip = lock_words.clip
 
 
@@ -163,10 +162,12 @@ def fence_earlier_runs(
     ended by this user or is still there after ``wait_seconds``.
     """
     if identity.family == "postgresql":
-        return _fence_postgresql(connection, identity, wait_seconds)
-    if identity.family == "mysql":
-        return _fence_mysql(connection, identity, wait_seconds)
-    return []  # SQLite: the migration runs in this process; the file lock dies with it
+        backends = _postgresql_backends(connection, identity)
+    elif identity.family == "mysql":
+        backends = _mysql_backends(connection, identity)
+    else:
+        return []  # SQLite: the migration runs in this process; the file lock dies with it
+    return fence_policy.end_and_wait(backends, identity, wait_seconds, log)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -176,31 +177,23 @@ _PG_TAGGED = sa.text(
     "WHERE datname = current_database() AND application_name = :tag "
     "AND pid <> pg_backend_pid()"
 )
+_PG_ALIVE = sa.text("SELECT pid FROM pg_stat_activity WHERE pid = ANY(:pids)")
 
 
-def _fence_postgresql(
-    connection: sa.Connection, identity: DatabaseIdentity, wait_seconds: float
-) -> list[FencedBackend]:
-    deadline = time.monotonic() + max(0.0, wait_seconds)
-    rows = connection.execute(_PG_TAGGED, {"tag": MIGRATION_APPLICATION_NAME}).all()
-    fenced = [FencedBackend(int(pid), _clip(query)) for pid, query in rows]
-    for backend in fenced:
-        log.warning("fencing %s on %s: terminating it", backend.describe(), identity)
-        _pg_terminate(connection, identity, backend)
-    remaining = {backend.backend_id for backend in fenced}
-    while remaining:
-        alive = connection.execute(
-            sa.text("SELECT pid FROM pg_stat_activity WHERE pid = ANY(:pids)"),
-            {"pids": sorted(remaining)},
-        ).scalars()
-        remaining = {int(pid) for pid in alive}
-        if remaining and time.monotonic() >= deadline:
-            raise _not_gone(identity, remaining, wait_seconds, "SELECT pg_terminate_backend({})")
-        if remaining:
-            time.sleep(_POLL_SECONDS)
-    if fenced:
-        log.warning("%s on %s", describe(fenced), identity)
-    return fenced
+def _postgresql_backends(
+    connection: sa.Connection, identity: DatabaseIdentity
+) -> fence_policy.Backends:
+    def tagged() -> list[FencedBackend]:
+        rows = connection.execute(_PG_TAGGED, {"tag": MIGRATION_APPLICATION_NAME}).all()
+        return [FencedBackend(int(pid), _clip(query)) for pid, query in rows]
+
+    def alive(pids: set[int]) -> set[int]:
+        found = connection.execute(_PG_ALIVE, {"pids": sorted(pids)}).scalars()
+        return {int(pid) for pid in found}
+
+    return fence_policy.Backends(
+        tagged, lambda backend: _pg_terminate(connection, identity, backend), alive
+    )
 
 
 def _pg_terminate(
@@ -219,23 +212,20 @@ def _pg_terminate(
 # --------------------------------------------------------------------------- MySQL / MariaDB
 
 
-def _fence_mysql(
-    connection: sa.Connection, identity: DatabaseIdentity, wait_seconds: float
-) -> list[FencedBackend]:
-    deadline = time.monotonic() + max(0.0, wait_seconds)
+def _mysql_backends(connection: sa.Connection, identity: DatabaseIdentity) -> fence_policy.Backends:
     name = run_lock_name(identity)
-    holder = _mysql_holder(connection, name)
-    if holder is None:
-        return []
-    backend = FencedBackend(holder, _mysql_query(connection, holder))
-    log.warning("fencing %s on %s: killing it", backend.describe(), identity)
-    _mysql_kill(connection, identity, backend)
-    while _mysql_holder(connection, name) == holder:
-        if time.monotonic() >= deadline:
-            raise _not_gone(identity, {holder}, wait_seconds, "KILL {}")
-        time.sleep(_POLL_SECONDS)
-    log.warning("%s on %s", describe([backend]), identity)
-    return [backend]
+
+    def tagged() -> list[FencedBackend]:
+        holder = _mysql_holder(connection, name)
+        return [] if holder is None else [FencedBackend(holder, _mysql_query(connection, holder))]
+
+    def alive(ids: set[int]) -> set[int]:
+        holder = _mysql_holder(connection, name)  # R held by another thread: ours has ended
+        return {backend_id for backend_id in ids if backend_id == holder}
+
+    return fence_policy.Backends(
+        tagged, lambda backend: _mysql_kill(connection, identity, backend), alive
+    )
 
 
 def _mysql_holder(connection: sa.Connection, name: str) -> int | None:

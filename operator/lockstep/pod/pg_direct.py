@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from lockstep import constants, db_identity, url_secrets
 from lockstep.contract import report
 from lockstep.db_identity import DatabaseIdentity
-from lockstep.pod import lock_words, sql_messages
+from lockstep.pod import fence_policy, lock_words, sql_messages
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,13 +46,13 @@ _LOCK_SESSION: Final = {
     "tcp_keepalives_count": "3",
 }
 _LOST_HOLDER_MS: Final = 25_000
-_POLL_SECONDS: Final = 0.1
 _DETAIL_CHARS: Final = 300
 _PG_LOST_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 _TAGGED: Final = (
     "SELECT pid, coalesce(query, '') FROM pg_stat_activity "
     "WHERE datname = current_database() AND application_name = %s AND pid <> pg_backend_pid()"
 )
+_ALIVE: Final = "SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)"
 _HOLDER: Final = (
     "SELECT l.pid, a.application_name, a.client_addr::text "
     "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
@@ -230,26 +230,19 @@ def fence_earlier_runs(
     connection: psycopg.Connection[Any], identity: DatabaseIdentity, wait_seconds: float
 ) -> list[lock_words.FencedBackend]:
     """As fence.fence_earlier_runs on PostgreSQL: end the tagged backends of earlier runs."""
-    deadline = time.monotonic() + max(0.0, wait_seconds)
-    rows = connection.execute(_TAGGED, [constants.MIGRATION_APPLICATION_NAME]).fetchall()
-    fenced = [lock_words.FencedBackend(int(pid), lock_words.clip(query)) for pid, query in rows]
-    for backend in fenced:
-        log.warning("fencing %s on %s: terminating it", backend.describe(), identity)
-        _terminate(connection, identity, backend)
-    remaining = {backend.backend_id for backend in fenced}
-    while remaining:
-        alive = connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", [sorted(remaining)]
-        ).fetchall()
-        remaining = {int(pid) for (pid,) in alive}
-        if remaining and time.monotonic() >= deadline:
-            how = "SELECT pg_terminate_backend({})"
-            raise lock_words.not_gone(identity, remaining, wait_seconds, how)
-        if remaining:
-            time.sleep(_POLL_SECONDS)
-    if fenced:
-        log.warning("%s on %s", lock_words.describe(fenced), identity)
-    return fenced
+
+    def tagged() -> list[lock_words.FencedBackend]:
+        rows = connection.execute(_TAGGED, [constants.MIGRATION_APPLICATION_NAME]).fetchall()
+        return [lock_words.FencedBackend(int(pid), lock_words.clip(query)) for pid, query in rows]
+
+    def alive(pids: set[int]) -> set[int]:
+        found = connection.execute(_ALIVE, [sorted(pids)]).fetchall()
+        return {int(pid) for (pid,) in found}
+
+    backends = fence_policy.Backends(
+        tagged, lambda backend: _terminate(connection, identity, backend), alive
+    )
+    return fence_policy.end_and_wait(backends, identity, wait_seconds, log)
 
 
 def _terminate(

@@ -147,12 +147,9 @@ def _run(
                 stop.watch_driver(conn, identity)
                 pg_direct.set_lock_timeout(conn, lock_timeout_ms)
                 outcome = _Files(conn, identity, url, stop).migrate(request, migration_set, target)
-    return run_request.RunResult(
-        tool=request.tool,
-        direction=outcome.direction,
-        from_revision=outcome.from_revision,
-        to_revision=outcome.to_revision,
-        applied=outcome.applied,
+    return run_request.result_of(
+        request,
+        outcome,
         duration_seconds=time.monotonic() - started,
         lock_wait_seconds=lock_wait,
         extras=extras,

@@ -128,6 +128,28 @@ class RunResult:
         return payload
 
 
+def result_of(
+    request: RunRequest,
+    outcome: Outcome,
+    *,
+    duration_seconds: float,
+    lock_wait_seconds: float,
+    extras: Mapping[str, Any],
+) -> RunResult:
+    """What a run reports, from what its migrator did (both runners, the same fields)."""
+    return RunResult(
+        tool=request.tool,
+        direction=outcome.direction,
+        from_revision=outcome.from_revision,
+        to_revision=outcome.to_revision,
+        applied=outcome.applied,
+        duration_seconds=duration_seconds,
+        lock_wait_seconds=lock_wait_seconds,
+        extras=extras,
+        baselined=outcome.baselined,
+    )
+
+
 def _with_extras(payload: dict[str, Any], extras: Mapping[str, Any]) -> dict[str, Any]:
     combined = dict(payload)
     for key, value in extras.items():

@@ -158,16 +158,12 @@ def _run(
                 outcome = migrate(connection)
     finally:
         engine.dispose()
-    return run_request.RunResult(
-        tool=request.tool,
-        direction=outcome.direction,
-        from_revision=outcome.from_revision,
-        to_revision=outcome.to_revision,
-        applied=outcome.applied,
+    return run_request.result_of(
+        request,
+        outcome,
         duration_seconds=time.monotonic() - started,
         lock_wait_seconds=lock_wait,
         extras=extras,
-        baselined=outcome.baselined,
     )
 
 
