@@ -110,6 +110,11 @@ def _statuses(statuses: Any) -> list[dict[str, Any]]:
     return [{k: _copy(s[k]) for k in _CONTAINER_STATUS if k in s} for s in statuses or []]
 
 
+def shared_copy(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A status Lockstep wrote, as the cache keeps it (see `_copy`)."""
+    return {_shared(k): _copy(v) for k, v in status.items()}
+
+
 def _copy(value: Any) -> Any:
     """A deep, plain-dict copy (Kopf bodies are live views) whose strings are shared.
 
