@@ -11,6 +11,7 @@ event made bringing N migrations up O(N²). Bodies are kept slim (`kept_fields`)
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -22,8 +23,9 @@ Key = tuple[str, str]  # (namespace, name)
 
 
 def key_of(body: Mapping[str, Any]) -> Key:
+    """(namespace, name), with the strings the cached slim copies share (kept_fields)."""
     metadata = body["metadata"]
-    return (str(metadata.get("namespace", "")), str(metadata["name"]))
+    return (sys.intern(str(metadata.get("namespace", ""))), sys.intern(str(metadata["name"])))
 
 
 class Index:
@@ -121,7 +123,7 @@ class Cache:
         """Remember a status we wrote, so the next pass plans from it even before the watch echo."""
         body = self._migrations.get(key)
         if body is not None:
-            body["status"] = dict(status)
+            body["status"] = kept_fields.shared_copy(status)
             self._note_waiting(key, body)
 
     def _note_waiting(self, key: Key, body: Mapping[str, Any]) -> None:

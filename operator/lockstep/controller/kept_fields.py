@@ -9,6 +9,7 @@ who reads it; a reader of a field not kept here gets None, so a new read needs a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +31,8 @@ _METADATA = (
 # A container status: the lock sidecar waiting (running, not started), exit codes (lock timeout,
 # a failed rehearsal step or claim) and the termination message (the runner's JSON report).
 _CONTAINER_STATUS = ("name", "state", "lastState", "started")
+# Strings up to this length are shared between cached objects (see `_copy`).
+_LONGEST_SHARED = 80
 
 
 def migration(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,12 +68,12 @@ def job_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": _metadata(body),
         "spec": {
             "initContainers": [
-                {"name": c.get("name"), "command": list(c.get("command") or [])}
+                {"name": _shared(c.get("name")), "command": _copy(list(c.get("command") or []))}
                 for c in spec.get("initContainers") or []
             ]
         },
         "status": {
-            "phase": status.get("phase"),
+            "phase": _shared(status.get("phase")),
             "initContainerStatuses": _statuses(status.get("initContainerStatuses")),
             "containerStatuses": _statuses(status.get("containerStatuses")),
         },
@@ -87,7 +90,7 @@ def app_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         "spec": {
             "schedulingGates": _copy(spec.get("schedulingGates") or []),
             "containers": [
-                {"name": c.get("name"), "image": c.get("image")}
+                {"name": _shared(c.get("name")), "image": _shared(c.get("image"))}
                 for c in spec.get("containers") or []
             ],
         },
@@ -95,7 +98,7 @@ def app_pod(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _type(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: body[k] for k in ("apiVersion", "kind") if k in body}
+    return {k: _shared(body[k]) for k in ("apiVersion", "kind") if k in body}
 
 
 def _metadata(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,10 +110,27 @@ def _statuses(statuses: Any) -> list[dict[str, Any]]:
     return [{k: _copy(s[k]) for k in _CONTAINER_STATUS if k in s} for s in statuses or []]
 
 
+def shared_copy(status: Mapping[str, Any]) -> dict[str, Any]:
+    """A status Lockstep wrote, as the cache keeps it (see `_copy`)."""
+    return {_shared(k): _copy(v) for k, v in status.items()}
+
+
 def _copy(value: Any) -> Any:
-    """A deep, plain-dict copy (Kopf bodies are live views)."""
+    """A deep, plain-dict copy (Kopf bodies are live views) whose strings are shared.
+
+    Each watch event's body is decoded on its own, so every cached object would hold its own
+    copy of every key ("metadata", "lastTransitionTime", label keys) and of every repeated value
+    ("True", "Succeeded", label values): interned, the cache holds each once (bench/
+    cache_footprint.py). Long strings (messages, reports) are left as they are.
+    """
     if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
+        return {_shared(k): _copy(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_copy(v) for v in value]
+    return _shared(value)
+
+
+def _shared(value: Any) -> Any:
+    if type(value) is str and len(value) <= _LONGEST_SHARED:
+        return sys.intern(value)
     return value

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from lockstep import __version__, conditions, constants, timestamps
 from lockstep.constants import Reason
+from lockstep.controller import state_gauges
 from lockstep.status import MigrationStatus, Run
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
@@ -38,65 +39,11 @@ duration: Final = Histogram(
     buckets=RUN_BUCKETS,
     registry=REGISTRY,
 )
-last_success: Final = Gauge(
-    "lockstep_migration_last_success_timestamp_seconds",
-    "When the last migration of this DatabaseMigration succeeded (Unix time)",
-    OBJECT,
-    registry=REGISTRY,
-)
-failing: Final = Gauge(
-    "lockstep_migration_failing",
-    "1 while the latest attempt failed (retrying or stalled), else 0",
-    OBJECT,
-    registry=REGISTRY,
-)
-stalled: Final = Gauge(
-    "lockstep_migration_stalled",
-    "1 while the DatabaseMigration is Stalled (needs a person), else 0",
-    OBJECT,
-    registry=REGISTRY,
-)
-awaiting_approval: Final = Gauge(
-    "lockstep_migration_awaiting_approval",
-    "1 while a plan waits for a person's approval (Ready=False, AwaitingApproval), else 0",
-    OBJECT,
-    registry=REGISTRY,
-)
-ready: Final = Gauge(
-    "lockstep_migration_ready",
-    "1 when the database is at the target revision (Ready=True), else 0",
-    OBJECT,
-    registry=REGISTRY,
-)
-running_since: Final = Gauge(
-    "lockstep_migration_running_since_timestamp_seconds",
-    "When the running migration Job started (Unix time); absent when none runs",
-    OBJECT,
-    registry=REGISTRY,
-)
-pending: Final = Gauge(
-    "lockstep_migration_pending",
-    "Migrations not yet applied, where Lockstep can count them",
-    OBJECT,
-    registry=REGISTRY,
-)
-drift: Final = Gauge(
-    "lockstep_migration_drift",
-    "1 when the database's revision differs from the one Lockstep applied, else 0",
-    OBJECT,
-    registry=REGISTRY,
-)
 lock_wait: Final = Histogram(
     "lockstep_lock_wait_seconds",
     "How long migration Jobs waited for the database's migration lock",
     OBJECT,
     buckets=LOCK_BUCKETS,
-    registry=REGISTRY,
-)
-gated_pods: Final = Gauge(
-    "lockstep_gated_pods",
-    "Application pods held back until this DatabaseMigration is Ready",
-    OBJECT,
     registry=REGISTRY,
 )
 admissions: Final = Counter(
@@ -145,17 +92,9 @@ build_info.labels(
     kopf_version=importlib.metadata.version("kopf"),
 ).set(1)
 
-PER_OBJECT: Final = (
-    last_success,
-    failing,
-    stalled,
-    awaiting_approval,
-    ready,
-    running_since,
-    pending,
-    drift,
-    gated_pods,
-)
+# The per-migration state gauges (ready, failing, ...): one collector, no Gauge child per series.
+states: Final = state_gauges.MigrationStates()
+REGISTRY.register(states)
 
 
 def set_leader(is_leader: bool, election: str = "lockstep-leader") -> None:
@@ -202,31 +141,13 @@ def record_lock_wait(namespace: str, name: str, seconds: float) -> None:
 
 def set_state(namespace: str, name: str, state: Mapping[str, float | None]) -> None:
     """Per-object gauges from the status just written; None removes a series (e.g. no Job runs)."""
-    gauges = {
-        "ready": ready,
-        "failing": failing,
-        "stalled": stalled,
-        "awaiting_approval": awaiting_approval,
-        "last_success": last_success,
-        "running_since": running_since,
-        "pending": pending,
-        "drift": drift,
-        "gated_pods": gated_pods,
-    }
-    for key, value in state.items():
-        gauge = gauges[key]
-        if value is None:
-            _remove(gauge, namespace, name)
-        else:
-            gauge.labels(namespace, name).set(value)
+    states.set(namespace, name, state)
 
 
 def forget(namespace: str, name: str) -> None:
     """A deleted DatabaseMigration leaves no series behind."""
-    for gauge in PER_OBJECT:
-        _remove(gauge, namespace, name)
-    for histogram in (lock_wait,):
-        _remove(histogram, namespace, name)
+    states.forget(namespace, name)
+    _remove(lock_wait, namespace, name)
     for metric in (runs, duration):
         for labels in _label_sets(metric):
             if labels[:2] == (namespace, name):
@@ -262,7 +183,7 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def _remove(metric: Gauge | Histogram, namespace: str, name: str) -> None:
+def _remove(metric: Histogram, namespace: str, name: str) -> None:
     with contextlib.suppress(KeyError):  # no series for this object yet
         metric.remove(namespace, name)
 

@@ -1,0 +1,111 @@
+"""The per-DatabaseMigration state gauges, as one Prometheus collector over a table of values.
+
+Every migration has up to nine gauges (ready, failing, ...). As prometheus-client `Gauge`
+children they cost about 5.4 KB per migration (a child object with its own lock and value per
+series) and a scrape of 10,000 migrations took 3.5 s; here a migration is one row of nine
+numbers and the samples are built at scrape time only (the pattern prometheus-client documents
+for exporting state it does not own: a custom collector). Same names, help, type and labels.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Final
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LABELS: Final = ("namespace", "name")
+
+# (state key, metric name, help): the order of a row's values.
+GAUGES: Final = (
+    (
+        "last_success",
+        "lockstep_migration_last_success_timestamp_seconds",
+        "When the last migration of this DatabaseMigration succeeded (Unix time)",
+    ),
+    (
+        "failing",
+        "lockstep_migration_failing",
+        "1 while the latest attempt failed (retrying or stalled), else 0",
+    ),
+    (
+        "stalled",
+        "lockstep_migration_stalled",
+        "1 while the DatabaseMigration is Stalled (needs a person), else 0",
+    ),
+    (
+        "awaiting_approval",
+        "lockstep_migration_awaiting_approval",
+        "1 while a plan waits for a person's approval (Ready=False, AwaitingApproval), else 0",
+    ),
+    (
+        "ready",
+        "lockstep_migration_ready",
+        "1 when the database is at the target revision (Ready=True), else 0",
+    ),
+    (
+        "running_since",
+        "lockstep_migration_running_since_timestamp_seconds",
+        "When the running migration Job started (Unix time); absent when none runs",
+    ),
+    (
+        "pending",
+        "lockstep_migration_pending",
+        "Migrations not yet applied, where Lockstep can count them",
+    ),
+    (
+        "drift",
+        "lockstep_migration_drift",
+        "1 when the database's revision differs from the one Lockstep applied, else 0",
+    ),
+    (
+        "gated_pods",
+        "lockstep_gated_pods",
+        "Application pods held back until this DatabaseMigration is Ready",
+    ),
+)
+_POSITION: Final = {key: index for index, (key, _, _) in enumerate(GAUGES)}
+_ABSENT: Final[tuple[float | None, ...]] = (None,) * len(GAUGES)
+
+Row = tuple[float | None, ...]
+
+
+class MigrationStates(Collector):
+    """The gauges' values by (namespace, name); None: no series for that gauge."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], Row] = {}
+        self._lock = threading.Lock()  # the scrape runs on the metrics server's thread
+
+    def set(self, namespace: str, name: str, state: Mapping[str, float | None]) -> None:
+        """Update the gauges `state` names (a KeyError for one that does not exist)."""
+        key = (namespace, name)
+        with self._lock:
+            values = list(self._rows.get(key, _ABSENT))
+            for gauge, value in state.items():
+                values[_POSITION[gauge]] = None if value is None else float(value)
+            if any(value is not None for value in values):
+                self._rows[key] = tuple(values)
+            else:
+                self._rows.pop(key, None)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._rows.pop((namespace, name), None)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        for _, metric, documentation in GAUGES:
+            yield GaugeMetricFamily(metric, documentation, labels=LABELS)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            rows = list(self._rows.items())
+        for index, (_, metric, documentation) in enumerate(GAUGES):
+            family = GaugeMetricFamily(metric, documentation, labels=LABELS)
+            for (namespace, name), values in rows:
+                value = values[index]
+                if value is not None:
+                    family.add_metric((namespace, name), value)
+            yield family
