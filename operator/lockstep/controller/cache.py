@@ -94,9 +94,12 @@ class Cache:
         # pass found in its URL (the body does not name it)
         self._waiting: set[Key] = set()
         self._database_of: dict[Key, str] = {}
+        # Puts and drops so far: how much the cache churned since it was last compacted.
+        self.changes = 0
 
     # DatabaseMigrations
     def put_migration(self, body: Mapping[str, Any]) -> Key:
+        self.changes += 1
         key = key_of(body)
         slim = kept_fields.migration(body)
         self._migrations[key] = slim
@@ -104,6 +107,7 @@ class Cache:
         return key
 
     def drop_migration(self, key: Key) -> None:
+        self.changes += 1
         self._migrations.pop(key, None)
         self._waiting.discard(key)
         self._database_of.pop(key, None)
@@ -134,6 +138,7 @@ class Cache:
 
     # Jobs
     def put_job(self, body: Mapping[str, Any]) -> None:
+        self.changes += 1
         key = key_of(body)
         slim = kept_fields.job(body)
         self._jobs[key] = slim
@@ -144,6 +149,7 @@ class Cache:
         return self._jobs.get(key)
 
     def drop_job(self, key: Key) -> None:
+        self.changes += 1
         self._jobs.pop(key, None)
         self._jobs_by_migration.drop(key)
         self._jobs_by_database.drop(key)
@@ -173,6 +179,7 @@ class Cache:
 
     # Pods of migration Jobs (only their lock sidecar's state is read)
     def put_pod(self, body: Mapping[str, Any]) -> None:
+        self.changes += 1
         key = key_of(body)
         slim = kept_fields.job_pod(body)
         self._pods[key] = slim
@@ -182,6 +189,7 @@ class Cache:
         return key in self._pods
 
     def drop_pod(self, key: Key) -> None:
+        self.changes += 1
         self._pods.pop(key, None)
         self._pods_by_job.drop(key)
 
@@ -192,12 +200,14 @@ class Cache:
 
     # Application pods that wait for a migration (label lockstep.dev/wait-for)
     def put_app_pod(self, body: Mapping[str, Any]) -> None:
+        self.changes += 1
         key = key_of(body)
         slim = kept_fields.app_pod(body)
         self._app_pods[key] = slim
         self._app_pods_by_migration.put(key, slim)
 
     def drop_app_pod(self, key: Key) -> None:
+        self.changes += 1
         self._app_pods.pop(key, None)
         self._app_pods_by_migration.drop(key)
 
@@ -218,6 +228,20 @@ class Cache:
         for key in sorted(self._waiting):
             if self._database_of.get(key, database_key) == database_key:
                 yield key
+
+    def compacting(self, batch: int = 500) -> Iterator[None]:
+        """Copy every cached body anew, letting the old copies go; pauses (yields) after each
+        `batch` copies so that the caller can let other work run (controller.memory says why)."""
+        for bodies in (self._migrations, self._jobs, self._pods, self._app_pods):
+            for done, key in enumerate(list(bodies), start=1):
+                body = bodies.get(key)  # dropped or replaced meanwhile: skipped or copied
+                if body is not None:
+                    bodies[key] = kept_fields.shared_copy(body)
+                if done % batch == 0:
+                    yield
+
+    def __len__(self) -> int:
+        return len(self._migrations) + len(self._jobs) + len(self._pods) + len(self._app_pods)
 
     def sizes(self) -> dict[str, int]:
         """How many objects of each kind are cached (metrics, the scale bench)."""

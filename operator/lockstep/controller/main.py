@@ -22,6 +22,7 @@ from lockstep.controller import (
     endpoints,
     leader_election,
     lease_rules,
+    memory,
     metrics,
     pacing,
     retention,
@@ -170,6 +171,16 @@ async def _run_kopf(options: OperatorOptions, stop: asyncio.Event) -> None:
     from lockstep.controller import handlers
 
     handlers.streaming_lists = await _streams_lists(options.namespaces)
+    compacting = asyncio.create_task(memory.keep_compact(handlers.cache))
+    try:
+        await _kopf_operator(options, stop)
+    finally:
+        compacting.cancel()
+
+
+async def _kopf_operator(options: OperatorOptions, stop: asyncio.Event) -> None:
+    from lockstep.controller import handlers
+
     await kopf.operator(
         memories=handlers.ForgetfulMemories(),
         standalone=True,
