@@ -31,6 +31,8 @@ EVERY = float(os.environ.get("LOCKSTEP_CENSUS_SECONDS", "30"))
 # "trim": no census, only glibc's malloc_trim(0) at each tick (what giving back free heap saves).
 MODE = os.environ.get("LOCKSTEP_CENSUS_MODE", "census")
 TOP = 40
+SAMPLED_KINDS = 12
+SAMPLES_PER_KIND = 4
 
 
 class _MallInfo2(ctypes.Structure):
@@ -97,7 +99,7 @@ def _kind(obj: Any) -> str:
     if isinstance(obj, dict):
         return "dict" + str(sorted(str(key) for key in list(obj)[:4]))[:80]
     if type(obj).__name__ == "function":
-        return "function " + getattr(obj, "__module__", "?") + "." + obj.__qualname__
+        return f"function {getattr(obj, '__module__', '?')}.{obj.__qualname__}"
     if isinstance(obj, (set, frozenset, list, tuple)):
         sample = next(iter(obj), None) if len(obj) else None
         return f"{type(obj).__name__} of {type(sample).__name__} (len {min(len(obj), 99)}+)"
@@ -127,6 +129,27 @@ def _untracked_size(obj: Any, seen: set[int]) -> int:
     return size
 
 
+def _held_by(tracked: list[Any], by_kind: dict[str, list[int]]) -> dict[str, list[str]]:
+    """For the most numerous kinds: what refers to a few of their objects (who keeps them)."""
+    wanted = sorted(by_kind, key=lambda kind: -by_kind[kind][0])[:SAMPLED_KINDS]
+    samples: dict[str, list[Any]] = {kind: [] for kind in wanted}
+    for obj in tracked:
+        try:
+            kind = _kind(obj)
+        except Exception:  # noqa: BLE001, S112 - as in object_census
+            continue
+        if kind in samples and len(samples[kind]) < SAMPLES_PER_KIND:
+            samples[kind].append(obj)
+    held: dict[str, list[str]] = {}
+    for kind, objects in samples.items():
+        owners: list[str] = []
+        for obj in objects:
+            referrers = [r for r in gc.get_referrers(obj) if r is not tracked and r is not objects]
+            owners += [_kind(r) for r in referrers[:3]]
+        held[kind] = owners
+    return held
+
+
 def object_census() -> dict[str, Any]:
     tracked = gc.get_objects()  # first: the census's own containers are not in it
     seen: set[int] = set()
@@ -147,6 +170,7 @@ def object_census() -> dict[str, Any]:
             table[name][1] += size
     total = sum(size for _, size in by_type.values())
     return {
+        "held_by": _held_by(tracked, by_kind),
         "objects": len(tracked),
         "failures": failures,
         "total_mib": round(total / 2**20, 1),

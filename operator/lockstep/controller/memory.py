@@ -16,6 +16,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import time
 from collections.abc import Callable
 
 from lockstep.controller.cache import Cache
@@ -61,8 +62,15 @@ async def keep_compact(cache: Cache, check_seconds: float = CHECK_SECONDS) -> No
     while True:
         await asyncio.sleep(check_seconds)
         last_period, checked_at = cache.changes - checked_at, cache.changes
-        if not settled(cache.changes - compacted_at, last_period, len(cache)):
+        churn = cache.changes - compacted_at
+        if not settled(churn, last_period, len(cache)):
             continue
         compacted_at = cache.changes
+        started = time.monotonic()
         await compact(cache, give_back)
-        log.debug("compacted the cache (%d objects)", len(cache))
+        log.info(
+            "compacted the cache after %d changes: %d objects copied in %.1f s",
+            churn,
+            len(cache),
+            time.monotonic() - started,
+        )
