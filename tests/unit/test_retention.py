@@ -247,3 +247,24 @@ def test_attempt_numbers_in_job_names() -> None:
     plan = naming.job_name("shop-db", spec_hash, 2, constants.PHASE_PLAN)
     assert naming.attempt_of(plan, "shop-db", spec_hash, constants.PHASE_MIGRATE) is None
     assert naming.attempt_of(plan + "x", "shop-db", spec_hash, constants.PHASE_PLAN) is None
+
+
+def test_a_deleted_job_brought_back_by_a_lagging_event_is_not_deleted_again() -> None:
+    world = World(keep=1)
+    old = [world.old_release(f"{i:08x}" + "0" * 56, NOW - timedelta(days=10 - i)) for i in range(3)]
+    for name in old:  # as the API server sends them: each with its uid
+        job = world.cache.job(("shop", name))
+        assert job is not None
+        world.cache.put_job({**job, "metadata": {**job["metadata"], "uid": f"uid-{name}"}})
+    as_listed = {name: world.cache.job(("shop", name)) for name in old}
+    runs = [
+        {"job": name, "result": "Succeeded", "finishedAt": timestamps.isoformat(NOW)}
+        for name in old
+    ]
+    world.cache.update_status(KEY, {"lastRun": runs[-1], "history": runs[::-1]})
+    world.run()
+    assert world.api.deleted == old[:2]
+    for name in old[:2]:  # a lagging watch delivers events from before the deletion
+        world.cache.put_job(as_listed[name] or {})
+    world.run()
+    assert world.api.deleted == old[:2], "no second DELETE of a Job already deleted"

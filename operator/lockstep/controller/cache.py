@@ -12,6 +12,7 @@ event made bringing N migrations up O(N²). Bodies are kept slim (`kept_fields`)
 from __future__ import annotations
 
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -78,8 +79,14 @@ def _by_label(name: str, namespaced: bool = True) -> Callable[[Mapping[str, Any]
     return value_of
 
 
+# How long a Job Lockstep deleted is kept out of the cache when no DELETED event says it is gone
+# (a watch that listed again after the deletion sends none).
+DELETED_JOB_MEMORY_SECONDS = 600.0
+
+
 class Cache:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._migrations: dict[Key, dict[str, Any]] = {}
         self._jobs: dict[Key, dict[str, Any]] = {}
         self._pods: dict[Key, dict[str, Any]] = {}
@@ -96,6 +103,9 @@ class Cache:
         self._database_of: dict[Key, str] = {}
         # Puts and drops so far: how much the cache churned since it was last compacted.
         self.changes = 0
+        # Jobs Lockstep deleted whose DELETED event has not come yet: key -> (uid, when), oldest
+        # first (see `job_deleted`).
+        self._deleted_jobs: dict[Key, tuple[str, float]] = {}
 
     # DatabaseMigrations
     def put_migration(self, body: Mapping[str, Any]) -> Key:
@@ -138,8 +148,13 @@ class Cache:
 
     # Jobs
     def put_job(self, body: Mapping[str, Any]) -> None:
-        self.changes += 1
         key = key_of(body)
+        deleted = self._deleted_jobs.get(key)
+        if deleted is not None:
+            if deleted[0] == body["metadata"].get("uid"):
+                return  # an event from before Lockstep deleted it
+            del self._deleted_jobs[key]  # a new Job of that name
+        self.changes += 1
         slim = kept_fields.job(body)
         self._jobs[key] = slim
         self._jobs_by_migration.put(key, slim)
@@ -150,9 +165,30 @@ class Cache:
 
     def drop_job(self, key: Key) -> None:
         self.changes += 1
+        self._deleted_jobs.pop(key, None)
         self._jobs.pop(key, None)
         self._jobs_by_migration.drop(key)
         self._jobs_by_database.drop(key)
+
+    def job_deleted(self, key: Key) -> None:
+        """Lockstep deleted this Job: out of the cache, and kept out until its DELETED event.
+
+        A watch that lags (a start's streamed list under load) can deliver an event from before
+        the deletion after it; put back, the Job was deleted again by the next pass (5,858 second
+        DELETEs in one 10,000-migration start, docs/performance.md). Events for that uid are
+        ignored until the DELETED event, or DELETED_JOB_MEMORY_SECONDS, whichever comes first.
+        """
+        body = self._jobs.get(key)
+        uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
+        self.drop_job(key)
+        now = self._clock()
+        while self._deleted_jobs:
+            oldest = next(iter(self._deleted_jobs))
+            if now - self._deleted_jobs[oldest][1] < DELETED_JOB_MEMORY_SECONDS:
+                break
+            del self._deleted_jobs[oldest]
+        if uid:
+            self._deleted_jobs[key] = (uid, now)
 
     def jobs_of(self, migration: Key) -> list[dict[str, Any]]:
         return [self._jobs[k] for k in sorted(self._jobs_by_migration.get(migration))]

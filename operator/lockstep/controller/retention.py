@@ -87,8 +87,8 @@ class Retention:
         namespace = key[0]
         for name in doomed:
             await asyncio.to_thread(self.api.delete_job, namespace, name)
-            # Gone for planning now; the watch's DELETED event finds nothing left to drop.
-            self.cache.drop_job((namespace, name))
+            # Gone for planning now, and kept out of the cache until the watch's DELETED event.
+            self.cache.job_deleted((namespace, name))
         if doomed:
             log.info(
                 "deleted %d finished job(s) beyond the newest %d: %s",
