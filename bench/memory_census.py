@@ -9,7 +9,9 @@ Every LOCKSTEP_CENSUS_SECONDS (default 30) a background thread writes DIR/census
 - the objects: every object the garbage collector tracks, by type, with its own size plus the
   untracked objects it refers to (strings, bytes, numbers; each counted once), largest first.
 No tracemalloc (it slows the operator several-fold and misses what it allocated before starting):
-this census costs nothing between dumps. `bench/fleet.py --before bench/lockstep-census` runs it.
+this census costs nothing between dumps. To run it as bench/fleet.py's retention side, pass
+`--after WRAPPER`, WRAPPER being a shell script that sets LOCKSTEP_CENSUS_DIR and runs
+`exec .venv/bin/python bench/memory_census.py "$@"`.
 """
 
 from __future__ import annotations
