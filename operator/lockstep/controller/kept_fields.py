@@ -110,9 +110,11 @@ def _statuses(statuses: Any) -> list[dict[str, Any]]:
     return [{k: _copy(s[k]) for k in _CONTAINER_STATUS if k in s} for s in statuses or []]
 
 
-def shared_copy(status: Mapping[str, Any]) -> dict[str, Any]:
-    """A status Lockstep wrote, as the cache keeps it (see `_copy`)."""
-    return {_shared(k): _copy(v) for k, v in status.items()}
+def shared_copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy as the cache keeps it (see `_copy`): a status Lockstep wrote, or a cached
+    body copied anew (Cache.compacting)."""
+    copied: dict[str, Any] = _copy(value)
+    return copied
 
 
 def _copy(value: Any) -> Any:

@@ -173,24 +173,18 @@ async def _run_kopf(options: OperatorOptions, stop: asyncio.Event) -> None:
     handlers.streaming_lists = await _streams_lists(options.namespaces)
     compacting = asyncio.create_task(memory.keep_compact(handlers.cache))
     try:
-        await _kopf_operator(options, stop)
+        await kopf.operator(
+            memories=handlers.ForgetfulMemories(),
+            standalone=True,
+            clusterwide=not options.namespaces,
+            namespaces=list(options.namespaces),
+            stop_flag=stop,
+            # Without one Kopf derives it from getpass.getuser(), which raises KeyError in the
+            # image: the chart's runAsUser (65532) has no passwd entry (found on the real kubelet).
+            identity=peering.Identity(identity()),
+        )
     finally:
         compacting.cancel()
-
-
-async def _kopf_operator(options: OperatorOptions, stop: asyncio.Event) -> None:
-    from lockstep.controller import handlers
-
-    await kopf.operator(
-        memories=handlers.ForgetfulMemories(),
-        standalone=True,
-        clusterwide=not options.namespaces,
-        namespaces=list(options.namespaces),
-        stop_flag=stop,
-        # Without one Kopf derives it from getpass.getuser(), which raises KeyError in the
-        # image: the chart's runAsUser (65532) has no passwd entry (found on the real kubelet).
-        identity=peering.Identity(identity()),
-    )
 
 
 PROBE_RETRY_SECONDS = 2.0

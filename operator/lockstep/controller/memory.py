@@ -37,9 +37,12 @@ def _malloc_trim() -> Callable[[], None]:
     """glibc's malloc_trim(0); nothing where the C library has none (musl)."""
     name = ctypes.util.find_library("c")
     trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    if trim is None:
-        return lambda: None
-    return lambda: trim(0) and None
+
+    def give_back() -> None:
+        if trim is not None:
+            trim(0)
+
+    return give_back
 
 
 def churned(changes: int, size: int) -> bool:
