@@ -474,9 +474,8 @@ def test_quickstart_goes_ready_under_the_chart(
     assert body["status"]["lastRun"]["result"] == "Succeeded"
     (job,) = kubetest.jobs_of(k8s, namespace, "shop")
     assert job.metadata.name == body["status"]["lastRun"]["job"]
-    assert "Succeeded" in wait_for(
-        "the Succeeded event", lambda: kubetest.event_reasons(k8s, namespace, "shop")
-    )
+    # The status is written before the Event is posted (ADR 17): wait for that Event itself.
+    assert "Succeeded" in kubetest.wait_for_events(k8s, namespace, "shop", {"Succeeded"})
     metrics = chart.metrics()
     assert f'lockstep_migration_ready{{name="shop",namespace="{namespace}"}} 1.0' in metrics
     assert not chart.forbidden()

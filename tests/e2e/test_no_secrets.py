@@ -41,6 +41,7 @@ def test_logs_events_status_and_metrics_hold_no_database_secret(
         k8s, namespace, "leaky", "Stalled", reason="RetriesExhausted", timeout=90
     )
 
+    kubetest.wait_for_events(k8s, namespace, "leaky", {"Stalled"})  # posted after the status
     events = kubetest.events_for(k8s, namespace, "leaky")
     everything = {
         "operator log": operator.log(),

@@ -189,6 +189,7 @@ def test_cloudnativepg_style_split_secret_migrates_and_leaks_nothing(
         ("orders", cnpg_database["user"]),
     ]
 
+    kubetest.wait_for_events(k8s, namespace, "shop", {"Succeeded"})  # posted after the status
     jobs = kubetest.jobs_of(k8s, namespace, "shop")
     pods = _pods_of(k8s, namespace, "shop")
     serialize = client.ApiClient().sanitize_for_serialization
