@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from lockstep import errors
 from lockstep.db_identity import DatabaseIdentity
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # SQLAlchemy loads only on the paths that use it (issue 21)
     import sqlalchemy as sa
@@ -220,3 +223,23 @@ def before_migrating(stop: GracefulStop) -> RunInterrupted:
         f"evicted or reached its deadline) before it changed anything: the database is as "
         f"before this run, which will run again."
     )
+
+
+def reported(
+    stop: GracefulStop,
+    run: Callable[[], T],
+    let_through: tuple[type[Exception], ...] = (),
+) -> T:
+    """``run()``, with a stop reported for what it did: nothing yet (:func:`before_migrating`,
+    whatever broke on the way out), or the failure it caused (:func:`interrupted`). Errors of
+    the ``let_through`` types are raised as they are (they are not the run's outcome)."""
+    try:
+        return run()
+    except let_through:
+        raise
+    except (StoppedBeforeMigrating, Exception) as error:
+        if stop.requested and not stop.migrating:
+            raise before_migrating(stop) from None
+        if stop.requested and isinstance(error, errors.LockstepError):
+            raise interrupted(stop, error) from None
+        raise

@@ -80,7 +80,9 @@ def run(
     parsed = _fast_path_params(request, checks)
     if parsed is not None:
         try:
-            return _told(stop, lambda: _run(request, stop, *parsed))
+            return graceful_stop.reported(
+                stop, lambda: _run(request, stop, *parsed), let_through=(NeedsFullPath,)
+            )
         except NeedsFullPath as why:
             stop.unwatch_driver()
             log.info("the run goes through SQLAlchemy: %s", why)
@@ -95,21 +97,6 @@ def _fast_path_params(
     if request.tool != "sql" or checks or request.baseline is not None:
         return None
     return db_identity.postgres_connect_params(request.database_url)
-
-
-def _told(stop: graceful_stop.GracefulStop, run: Any) -> run_request.RunResult:
-    """As runner.run: a stop is reported for what it did (nothing yet, or the failure)."""
-    try:
-        result: run_request.RunResult = run()
-    except NeedsFullPath:
-        raise
-    except (graceful_stop.StoppedBeforeMigrating, Exception) as error:
-        if stop.requested and not stop.migrating:
-            raise graceful_stop.before_migrating(stop) from None
-        if stop.requested and isinstance(error, errors.LockstepError):
-            raise graceful_stop.interrupted(stop, error) from None
-        raise
-    return result
 
 
 def _run(

@@ -116,15 +116,7 @@ def run(
     the run then cancels its statement and reports the stop (:mod:`lockstep.pod.graceful_stop`).
     """
     stop = stop or graceful_stop.GracefulStop()
-    try:
-        return _run(request, checks, stop)
-    except (graceful_stop.StoppedBeforeMigrating, Exception) as error:
-        if stop.requested and not stop.migrating:
-            # Whatever broke on the way out, nothing had changed yet.
-            raise graceful_stop.before_migrating(stop) from None
-        if stop.requested and isinstance(error, errors.LockstepError):
-            raise graceful_stop.interrupted(stop, error) from None
-        raise
+    return graceful_stop.reported(stop, lambda: _run(request, checks, stop))
 
 
 def _run(
