@@ -8,6 +8,7 @@ Every LOCKSTEP_CENSUS_SECONDS (default 30) a background thread writes DIR/census
   keeps" can be told apart from "memory Python objects use";
 - the objects: every object the garbage collector tracks, by type, with its own size plus the
   untracked objects it refers to (strings, bytes, numbers; each counted once), largest first.
+With LOCKSTEP_CENSUS_KEEP=1 every dump is kept beside the newest (a run's start and its idle).
 No tracemalloc (it slows the operator several-fold and misses what it allocated before starting):
 this census costs nothing between dumps. To run it as bench/fleet.py's retention side, pass
 `--after WRAPPER`, WRAPPER being a shell script that sets LOCKSTEP_CENSUS_DIR and runs
@@ -32,6 +33,8 @@ OUT = Path(os.environ.get("LOCKSTEP_CENSUS_DIR", "/tmp/lockstep-census"))  # noq
 EVERY = float(os.environ.get("LOCKSTEP_CENSUS_SECONDS", "30"))
 # "trim": no census, only glibc's malloc_trim(0) at each tick (what giving back free heap saves).
 MODE = os.environ.get("LOCKSTEP_CENSUS_MODE", "census")
+# "1": keep every dump (census-<pid>-<HHMMSS>.json), not only the newest (census-<pid>.json).
+KEEP = os.environ.get("LOCKSTEP_CENSUS_KEEP") == "1"
 TOP = 40
 SAMPLED_KINDS = 12
 SAMPLES_PER_KIND = 4
@@ -206,7 +209,11 @@ def dump_forever() -> None:
                 "census": object_census(),
             }
             census["census_seconds"] = round(time.monotonic() - started, 2)
-            target.write_text(json.dumps(census, indent=1) + "\n")
+            text = json.dumps(census, indent=1) + "\n"
+            target.write_text(text)
+            if KEEP:  # each dump beside the newest, named by its time
+                stamp = str(census["at"]).replace(":", "")
+                (OUT / f"census-{os.getpid()}-{stamp}.json").write_text(text)
         except Exception as error:  # noqa: BLE001 - a census never takes the operator down
             (OUT / f"census-{os.getpid()}.error").write_text(repr(error) + "\n")
 
