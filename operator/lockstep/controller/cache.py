@@ -106,6 +106,8 @@ class Cache:
         # Jobs Lockstep deleted whose DELETED event has not come yet: key -> (uid, when), oldest
         # first (see `job_deleted`).
         self._deleted_jobs: dict[Key, tuple[str, float]] = {}
+        # The uids of those Jobs -> when: their pods stay out of the cache (see `job_deleted`).
+        self._deleted_job_uids: dict[str, float] = {}
 
     # DatabaseMigrations
     def put_migration(self, body: Mapping[str, Any]) -> Key:
@@ -177,18 +179,23 @@ class Cache:
         the deletion after it; put back, the Job was deleted again by the next pass (5,858 second
         DELETEs in one 10,000-migration start, docs/performance.md). Events for that uid are
         ignored until the DELETED event, or DELETED_JOB_MEMORY_SECONDS, whichever comes first.
+
+        Its pods leave the cache with it: the garbage collector deletes them at its own pace
+        (36,701 still cached 13 minutes into a 10,000-migration start, ADR 0015 point 10), and
+        nothing reads the pods of a Job that is gone. Events of pods it owned are ignored for
+        DELETED_JOB_MEMORY_SECONDS.
         """
         body = self._jobs.get(key)
         uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
         self.drop_job(key)
+        for pod in list(self._pods_by_job.get(key)):
+            self.drop_pod(pod)
         now = self._clock()
-        while self._deleted_jobs:
-            oldest = next(iter(self._deleted_jobs))
-            if now - self._deleted_jobs[oldest][1] < DELETED_JOB_MEMORY_SECONDS:
-                break
-            del self._deleted_jobs[oldest]
+        _forget_older(self._deleted_jobs, now, lambda entry: entry[1])
+        _forget_older(self._deleted_job_uids, now, lambda since: since)
         if uid:
             self._deleted_jobs[key] = (uid, now)
+            self._deleted_job_uids[uid] = now
 
     def jobs_of(self, migration: Key) -> list[dict[str, Any]]:
         return [self._jobs[k] for k in sorted(self._jobs_by_migration.get(migration))]
@@ -215,6 +222,9 @@ class Cache:
 
     # Pods of migration Jobs (only their lock sidecar's state is read)
     def put_pod(self, body: Mapping[str, Any]) -> None:
+        owners = body["metadata"].get("ownerReferences") or ()
+        if self._deleted_job_uids and any(o.get("uid") in self._deleted_job_uids for o in owners):
+            return  # a pod of a Job Lockstep deleted (see `job_deleted`)
         self.changes += 1
         key = key_of(body)
         slim = kept_fields.job_pod(body)
@@ -287,6 +297,15 @@ class Cache:
             "pods": len(self._pods),
             "app_pods": len(self._app_pods),
         }
+
+
+def _forget_older(entries: dict[Any, Any], now: float, since: Callable[[Any], float]) -> None:
+    """Drop the entries (oldest first) noted more than DELETED_JOB_MEMORY_SECONDS ago."""
+    while entries:
+        oldest = next(iter(entries))
+        if now - since(entries[oldest]) < DELETED_JOB_MEMORY_SECONDS:
+            return
+        del entries[oldest]
 
 
 def _label(body: Mapping[str, Any], name: str) -> str:
