@@ -44,6 +44,41 @@ def test_triggers_coalesce_into_one_running_pass_and_one_queued() -> None:
     assert passes == [(("ns", "a"), True), (("ns", "a"), False)]
 
 
+def test_passes_beyond_the_limit_wait_in_order_and_each_runs_once() -> None:
+    passes: list[tuple[Key, bool]] = []
+    running: list[int] = []
+    now_running = 0
+
+    async def run_pass(key: Key, full: bool) -> None:
+        nonlocal now_running
+        now_running += 1
+        running.append(now_running)
+        passes.append((key, full))
+        await asyncio.sleep(0.01)
+        now_running -= 1
+
+    async def main() -> Scheduler:
+        scheduler = Scheduler(run_pass, max_running=2)
+        for name in "abcd":
+            scheduler.trigger(("ns", name), full=name == "c")
+        scheduler.trigger(("ns", "c"))  # already waiting: still one pass, still full
+        await asyncio.sleep(0)  # a and b start
+        scheduler.trigger(("ns", "a"))  # while it runs: one more pass, in its own slot
+        await asyncio.sleep(0.1)
+        return scheduler
+
+    scheduler = asyncio.run(main())
+    assert max(running) == 2
+    assert passes == [
+        (("ns", "a"), False),
+        (("ns", "b"), False),
+        (("ns", "a"), False),
+        (("ns", "c"), True),
+        (("ns", "d"), False),
+    ]
+    assert not scheduler._waiting and not scheduler._running
+
+
 def test_a_resync_never_replaces_an_earlier_planned_look() -> None:
     async def run_pass(key: Key, full: bool) -> None:
         return None
