@@ -64,8 +64,11 @@ def test_the_memory_expires_when_no_deleted_event_comes() -> None:
     cache.put_job(job("m-2", "u2"))
     cache.job_deleted(("shop", "m-2"))  # each deletion forgets the expired ones first
     assert list(cache._deleted_jobs) == [("shop", "m-2")]
+    assert list(cache._deleted_job_uids) == ["u2"]
     cache.put_job(job("m-1", "u1"))
     assert cache.job(("shop", "m-1")) is not None
+    cache.put_pod(pod("m-1-a", "m-1", "u1"))  # its pods' memory expired with it
+    assert cache.has_pod(("shop", "m-1-a"))
 
 
 def test_a_job_never_cached_is_deleted_without_memory() -> None:
@@ -118,16 +121,3 @@ def test_the_pod_of_a_new_job_of_the_same_name_is_cached() -> None:
     cache.put_job(job("m-1", "u2"))
     cache.put_pod(pod("m-1-b", "m-1", "u2"))
     assert cache.pod_of_job("shop", "m-1")["metadata"]["name"] == "m-1-b"
-
-
-def test_the_pod_memory_expires_too() -> None:
-    clock = Clock()
-    cache = Cache(clock=clock)
-    cache.put_job(job("m-1", "u1"))
-    cache.job_deleted(("shop", "m-1"))
-    clock.now = cache_module.DELETED_JOB_MEMORY_SECONDS + 1
-    cache.put_job(job("m-2", "u2"))
-    cache.job_deleted(("shop", "m-2"))
-    assert list(cache._deleted_job_uids) == ["u2"]
-    cache.put_pod(pod("m-1-a", "m-1", "u1"))
-    assert cache.has_pod(("shop", "m-1-a"))
