@@ -57,6 +57,11 @@ def sample(pids: int | list[int]) -> ProcessSample:
     )
 
 
+def cpu_rate(start: ProcessSample, end: ProcessSample) -> float:
+    """Cores the process used between two samples."""
+    return (end.cpu_seconds - start.cpu_seconds) / (end.at - start.at)
+
+
 def wait_quiet(pid: int | list[int], ready: Any, timeout: float) -> tuple[float, bool]:
     """Seconds until `ready()` and then QUIET_SECONDS under QUIET_CPU_FRACTION of a core."""
     started = time.monotonic()
@@ -64,7 +69,7 @@ def wait_quiet(pid: int | list[int], ready: Any, timeout: float) -> tuple[float,
     while time.monotonic() - started < timeout:
         time.sleep(QUIET_SECONDS)
         now = sample(pid)
-        busy = (now.cpu_seconds - last.cpu_seconds) / (now.at - last.at)
+        busy = cpu_rate(last, now)
         last = now
         if busy < QUIET_CPU_FRACTION and ready():
             return round(now.at - started - QUIET_SECONDS, 1), True
@@ -88,7 +93,7 @@ def measure(
     settled = sample(pid)
     time.sleep(args.idle_seconds)
     idle = sample(pid)
-    idle_rate = (idle.cpu_seconds - settled.cpu_seconds) / (idle.at - settled.at)
+    idle_rate = cpu_rate(settled, idle)
     # --events touches, round the newest Jobs as often as it takes (a fleet of 100 has 100)
     touched = [newest[i % len(newest)] for i in range(args.events)]
     gap = 1.0 / args.event_rate
@@ -108,7 +113,7 @@ def measure(
     # mean of an idle window before the events and one as long after them.
     time.sleep(args.idle_seconds)
     idle_after = sample(pid)
-    idle_after_rate = (idle_after.cpu_seconds - after.cpu_seconds) / (idle_after.at - after.at)
+    idle_after_rate = cpu_rate(after, idle_after)
     background = (idle_rate + idle_after_rate) / 2
     window = after.at - before.at
     busy = after.cpu_seconds - before.cpu_seconds

@@ -181,7 +181,7 @@ class Cache:
         ignored until the DELETED event, or DELETED_JOB_MEMORY_SECONDS, whichever comes first.
 
         Its pods leave the cache with it: the garbage collector deletes them at its own pace
-        (36,701 still cached 13 minutes into a 10,000-migration start, ADR 0015 point 10), and
+        (36,701 still cached 12 minutes into a 10,000-migration start, ADR 0015 point 10), and
         nothing reads the pods of a Job that is gone. Events of pods it owned are ignored for
         DELETED_JOB_MEMORY_SECONDS.
         """
