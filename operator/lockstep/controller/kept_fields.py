@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from lockstep.controller import cluster_facts
 
 # Metadata every kind keeps: the key (namespace, name), the uid and kind that Events name
 # (kopf.event), labels (indices, scope, phase/attempt/spec hash of Jobs), annotations (retry and
@@ -57,6 +60,76 @@ def job(body: Mapping[str, Any]) -> dict[str, Any]:
             if k in status
         },
     }
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedJob:
+    """A finished Job as the cache keeps it: a finished Job never changes again, and a release
+    history is mostly finished Jobs (50,000 at 10,000 migrations with 5 releases each, ADR 0015
+    point 10). A slim dict costs about 1.6 KB, this about 0.6 KB; `body` gives the slim dict's
+    fields back (what `cluster_facts.job_view`, the indices and `Cache.job_deleted` read)."""
+
+    namespace: str
+    name: str
+    uid: str
+    labels: tuple[str, ...]  # key, value, key, value, ...
+    condition: tuple[str, str, str]  # the terminal condition: type, reason, message
+    start_time: str | None
+    completion_time: str | None
+    transition_time: str | None  # the condition's, kept only without a completionTime
+
+    def body(self) -> dict[str, Any]:
+        condition = {
+            "type": self.condition[0],
+            "status": "True",
+            "reason": self.condition[1],
+            "message": self.condition[2],
+        }
+        if self.transition_time is not None:
+            condition["lastTransitionTime"] = self.transition_time
+        status: dict[str, Any] = {"conditions": [condition]}
+        if self.start_time is not None:
+            status["startTime"] = self.start_time
+        if self.completion_time is not None:
+            status["completionTime"] = self.completion_time
+        labels = dict(zip(self.labels[::2], self.labels[1::2], strict=True))
+        metadata = {"name": self.name, "namespace": self.namespace, "uid": self.uid}
+        return {**_JOB_TYPE, "metadata": {**metadata, "labels": labels}, "status": status}
+
+
+_JOB_TYPE = {"apiVersion": "batch/v1", "kind": "Job"}
+
+
+def finished_job(body: Mapping[str, Any]) -> FinishedJob | None:
+    """The record of a Job that has finished (Complete or Failed); None while it runs."""
+    status = body.get("status") or {}
+    terminal = next(
+        (
+            c
+            for c in status.get("conditions") or []
+            if c.get("type") in cluster_facts.TERMINAL_CONDITIONS and c.get("status") == "True"
+        ),
+        None,
+    )
+    if terminal is None:
+        return None
+    metadata = body.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    completion = _shared(status.get("completionTime"))
+    return FinishedJob(
+        namespace=_shared(str(metadata.get("namespace", ""))),
+        name=_shared(str(metadata.get("name", ""))),
+        uid=str(metadata.get("uid", "")),
+        labels=tuple(_shared(str(part)) for item in labels.items() for part in item),
+        condition=(
+            _shared(str(terminal["type"])),
+            _shared(str(terminal.get("reason") or "")),
+            _shared(str(terminal.get("message") or "")),
+        ),
+        start_time=_shared(status.get("startTime")),
+        completion_time=completion,
+        transition_time=None if completion else _shared(terminal.get("lastTransitionTime")),
+    )
 
 
 def job_pod(body: Mapping[str, Any]) -> dict[str, Any]:
