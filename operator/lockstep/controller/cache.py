@@ -94,7 +94,8 @@ DELETED_JOB_MEMORY_SECONDS = 600.0
 class Cache:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._migrations: dict[Key, dict[str, Any]] = {}
+        # Each as compressed JSON (kept_fields.packed): read once or twice per pass, 5 KB as dicts
+        self._migrations: dict[Key, bytes] = {}
         # Running Jobs as slim dicts, finished ones as records (kept_fields.FinishedJob)
         self._jobs: dict[Key, dict[str, Any] | kept_fields.FinishedJob] = {}
         self._pods: dict[Key, dict[str, Any]] = {}
@@ -122,7 +123,7 @@ class Cache:
         self.changes += 1
         key = key_of(body)
         slim = kept_fields.migration(body)
-        self._migrations[key] = slim
+        self._migrations[key] = kept_fields.packed(slim)
         self._note_waiting(key, slim)
         self._drop_unread_pods(key)
         return key
@@ -139,16 +140,22 @@ class Cache:
             self._database_of[key] = database_key
 
     def migration(self, key: Key) -> dict[str, Any] | None:
-        return self._migrations.get(key)
+        """A fresh copy of the cached body (changing it changes nothing in the cache)."""
+        packed = self._migrations.get(key)
+        return None if packed is None else kept_fields.unpacked(packed)
+
+    def has_migration(self, key: Key) -> bool:
+        return key in self._migrations
 
     def migration_keys(self) -> list[Key]:
         return list(self._migrations)
 
     def update_status(self, key: Key, status: Mapping[str, Any]) -> None:
         """Remember a status we wrote, so the next pass plans from it even before the watch echo."""
-        body = self._migrations.get(key)
+        body = self.migration(key)
         if body is not None:
-            body["status"] = kept_fields.shared_copy(status)
+            body["status"] = status
+            self._migrations[key] = kept_fields.packed(body)
             self._note_waiting(key, body)
             self._drop_unread_pods(key)
 
@@ -261,7 +268,7 @@ class Cache:
         view = cluster_facts.job_view(job)
         if view.state == "Active":
             return True
-        migration = self._migrations.get(_migration_of(job))
+        migration = self.migration(_migration_of(job))
         if migration is not None and view.name in runs.recorded_jobs(migration.get("status") or {}):
             return False
         return not any(_later(other, view) for other in self._job_views(_migration_of(job)))
@@ -324,7 +331,7 @@ class Cache:
     def compacting(self, batch: int = 500) -> Iterator[None]:
         """Copy every cached body anew, letting the old copies go; pauses (yields) after each
         `batch` copies so that the caller can let other work run (controller.memory says why)."""
-        for bodies in (self._migrations, self._jobs, self._pods, self._app_pods):
+        for bodies in (self._jobs, self._pods, self._app_pods):  # migrations are packed bytes
             for done, key in enumerate(list(bodies), start=1):
                 body = bodies.get(key)  # dropped or replaced meanwhile: skipped or copied
                 if isinstance(body, dict):  # a finished Job's record is left as it is

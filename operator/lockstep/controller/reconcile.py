@@ -137,7 +137,7 @@ class Reconciler:
     def inputs_changed(self, keys: set[Key]) -> None:
         """A ConfigMap or Secret these migrations read changed: a full pass of each, now."""
         for key in sorted(keys):
-            if self.cache.migration(key) is not None:
+            if self.cache.has_migration(key):
                 self.scheduler.trigger(key, full=True)
 
     def trigger_database(self, database_key: str) -> None:

@@ -24,12 +24,12 @@ def migration_event(reconciler: Reconciler, kind: str | None, body: Mapping[str,
     if not reconciler.scope.matches(body["metadata"].get("labels")):
         # Another instance's (or it just left this one's selector): forget it, touch nothing.
         reconciler.out_of_scope.add(key)
-        if reconciler.cache.migration(key) is not None:
+        if reconciler.cache.has_migration(key):
             reconciler.deleted(key)
         return
     reconciler.out_of_scope.discard(key)
     # The first sight of an object (operator start, or a new resource) gets a full pass.
-    first_sight = reconciler.cache.migration(key) is None
+    first_sight = not reconciler.cache.has_migration(key)
     reconciler.cache.put_migration(body)
     if first_sight and kind is None:
         # Kopf gives listed objects no event type: a (re)start lists them all at once.
@@ -79,7 +79,7 @@ def app_pod_event(reconciler: Reconciler, kind: str | None, body: Mapping[str, A
     if migration in reconciler.out_of_scope:
         reconciler.cache.drop_app_pod(key)  # another instance releases it
         return
-    if reconciler.cache.migration(migration) is None and gate.has_gate(body):
+    if not reconciler.cache.has_migration(migration) and gate.has_gate(body):
         reconciler.actor.note_missing_migration(body, migration[1])
         return
     reconciler.trigger(migration)
