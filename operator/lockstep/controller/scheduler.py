@@ -128,6 +128,12 @@ class Scheduler:
                 metrics.record_reconcile(result, time.monotonic() - started)
                 if key not in self._dirty:
                     return
+                if self._waiting:
+                    # Others wait for a slot: this key's next pass queues behind them, so a key
+                    # triggered over and over cannot hold its slot while they wait.
+                    self._dirty.discard(key)
+                    self._waiting[key] = None
+                    return
         finally:
             self._running.pop(key, None)
             task = asyncio.current_task()
