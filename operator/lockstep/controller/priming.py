@@ -67,7 +67,8 @@ async def prime(
             pages += used
     primed = Primed(counts["jobs"], counts["pods"], pages, time.monotonic() - started)
     log.info(
-        "cached %d job(s) and %d pod(s) of Lockstep's in %.1f s (%d pages) before the first pass",
+        "listed %d job(s) and %d pod(s) of Lockstep's into the cache in %.1f s (%d pages) "
+        "before the first pass (pods no pass will read are not kept)",
         primed.jobs,
         primed.pods,
         primed.seconds,
