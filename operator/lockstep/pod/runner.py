@@ -128,7 +128,7 @@ def _run(
     source = load_source(request)
     migrate = _migrator(request, identity, source)
     log.info("migrating %s with %s to %s", identity, request.tool, request.target)
-    engine = database.make_engine(request.database_url)
+    engine = run_session.run_engine(request.database_url)
     try:
         with (
             run_session.database_errors(identity, request.database_url),
