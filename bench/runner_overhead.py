@@ -44,6 +44,8 @@ from typing import Any
 from benchlib.common import log
 from benchlib.runner_sources import (
     Databases,
+    children_cpu,
+    compile_lockstep,
     count_tables,
     find_psql,
     session,
@@ -70,19 +72,6 @@ def run_checked(
 Command = Callable[[str, dict[str, str]], None]  # (database URL, environment)
 
 
-def compile_lockstep(env: dict[str, str]) -> None:
-    """Compile the bytecode of the ``lockstep`` package that ``env`` imports, as the image's
-    build does (Dockerfile: compileall): a Job never compiles Lockstep's modules, but a source
-    tree without ``__pycache__`` (``git archive``, or any tree under PYTHONDONTWRITEBYTECODE)
-    would be compiled again by every run, about 40 ms of a run on this machine."""
-    where = "import lockstep, os; print(os.path.dirname(lockstep.__file__))"
-    found = subprocess.run(
-        [sys.executable, "-c", where], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    run_checked([sys.executable, "-m", "compileall", "-q", found], env)
-    log(f"runner: compiled the bytecode of {found}")
-
-
 def measure(
     databases: Databases,
     repeats: int,
@@ -100,12 +89,15 @@ def measure(
         if baseline_env is not None and key in lockstep_keys:
             runs.append((f"{key}_baseline", f"{what} (baseline)", command, baseline_env))
     times: dict[str, list[float]] = {key: [] for key, *_ in runs}
+    cpu: dict[str, list[float]] = {key: [] for key, *_ in runs}
     for repeat in range(repeats):
         for key, what, command, env in runs[repeat % len(runs) :] + runs[: repeat % len(runs)]:
             url = databases.fresh()
+            before = children_cpu()
             started = time.monotonic()
             command(url, env)
             times[key].append(time.monotonic() - started)
+            cpu[key].append(children_cpu() - before)
             tables = count_tables(url)
             if tables != expected_tables:
                 raise RuntimeError(
@@ -118,6 +110,8 @@ def measure(
         result[key] = {
             "median_seconds": round(median, 3),
             "runs": [round(t, 3) for t in times[key]],
+            "cpu_median_seconds": round(statistics.median(cpu[key]), 3),
+            "cpu_runs": [round(t, 3) for t in cpu[key]],
         }
     return result
 
@@ -337,6 +331,7 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"{what:42} {shown} {ours:8.3f}s {theirs:8.3f}s {ours / theirs:5.2f}x  {floor_name}"
         )
+    lines.append(_cpu_line(result))
     imports_before = result.get("lockstep_imports_baseline", {}).get("median_seconds")
     lines.append(
         f"{'imports only (python -c import ...)':42} "
@@ -344,6 +339,19 @@ def table(result: dict[str, Any]) -> str:
         + f"{result['lockstep_imports']['median_seconds']:8.3f}s"
     )
     return "\n".join(lines)
+
+
+def _cpu_line(result: dict[str, Any]) -> str:
+    """Client CPU (user + system of the command's processes; the server's is not counted, so
+    only two clients of one server compare): the Alembic row, which load blurs in wall time."""
+    ours, before, theirs = (
+        result.get(key, {}).get("cpu_median_seconds")
+        for key in ("lockstep_alembic", "lockstep_alembic_baseline", "alembic_direct")
+    )
+    if ours is None or theirs is None:
+        return f"{'revisions: client CPU':42} (not in this result)"
+    shown = f"{before:8.3f}s {before / theirs:5.2f}x" if before else f"{'-':>16}"
+    return f"{'revisions: client CPU':42} {shown} {ours:8.3f}s {theirs:8.3f}s {ours / theirs:5.2f}x"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
