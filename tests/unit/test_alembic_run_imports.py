@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fresh_python
+import lockstep
 
 # The subprocesses import this tree's Lockstep, whichever one the venv has installed.
-SOURCE_ROOT = fresh_python.SOURCE_ROOT
+SOURCE_ROOT = str(Path(lockstep.__file__).parents[1])
 NOT_FOR_ALEMBIC = (
     "lockstep.sqlfiles",
     "lockstep.sql_splitter",
@@ -65,4 +65,11 @@ def test_an_alembic_run_loads_no_sql_files_module_tool_adapter_or_model(tmp_path
 
 def test_claiming_a_table_does_not_load_the_crd_model() -> None:
     code = "import sys, lockstep.pod.history_owners\nprint('lockstep.model' in sys.modules)\n"
-    assert fresh_python.run(code).strip() == "False"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_ROOT},
+    )
+    assert done.stdout.strip() == "False"

@@ -7,11 +7,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-import fresh_python
+import lockstep
 from lockstep.cli import main as cli_main
+
+SOURCE_ROOT = str(Path(lockstep.__file__).parents[1])  # this tree's, whichever is installed
 
 
 def _choices(parser: argparse.ArgumentParser) -> list[str]:
@@ -56,7 +61,14 @@ def test_a_run_imports_no_other_command() -> None:
         "    pass\n"
         "print(sorted(m for m in sys.modules if m.startswith('lockstep.')))\n"
     )
-    loaded = fresh_python.run(code).strip().splitlines()[-1]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SOURCE_ROOT},
+    )
+    loaded = done.stdout.strip().splitlines()[-1]
     assert "lockstep.cli.run_command" in loaded
     for other in (
         "lockstep.cli.pod_commands",
