@@ -44,8 +44,6 @@ from typing import Any
 from benchlib.common import log
 from benchlib.runner_sources import (
     Databases,
-    children_cpu,
-    compile_lockstep,
     count_tables,
     find_psql,
     session,
@@ -89,15 +87,12 @@ def measure(
         if baseline_env is not None and key in lockstep_keys:
             runs.append((f"{key}_baseline", f"{what} (baseline)", command, baseline_env))
     times: dict[str, list[float]] = {key: [] for key, *_ in runs}
-    cpu: dict[str, list[float]] = {key: [] for key, *_ in runs}
     for repeat in range(repeats):
         for key, what, command, env in runs[repeat % len(runs) :] + runs[: repeat % len(runs)]:
             url = databases.fresh()
-            before = children_cpu()
             started = time.monotonic()
             command(url, env)
             times[key].append(time.monotonic() - started)
-            cpu[key].append(children_cpu() - before)
             tables = count_tables(url)
             if tables != expected_tables:
                 raise RuntimeError(
@@ -110,8 +105,6 @@ def measure(
         result[key] = {
             "median_seconds": round(median, 3),
             "runs": [round(t, 3) for t in times[key]],
-            "cpu_median_seconds": round(statistics.median(cpu[key]), 3),
-            "cpu_runs": [round(t, 3) for t in cpu[key]],
         }
     return result
 
@@ -155,9 +148,6 @@ def run(
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(baseline / "operator"), paths_now])),
         }
-
-    for env in filter(None, [dict(os.environ), baseline_env]):
-        compile_lockstep(env)
 
     def with_url(env: dict[str, str], url: str) -> dict[str, str]:
         return {**env, "DATABASE_URL": url}
@@ -331,7 +321,6 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"{what:42} {shown} {ours:8.3f}s {theirs:8.3f}s {ours / theirs:5.2f}x  {floor_name}"
         )
-    lines.append(_cpu_line(result))
     imports_before = result.get("lockstep_imports_baseline", {}).get("median_seconds")
     lines.append(
         f"{'imports only (python -c import ...)':42} "
@@ -339,19 +328,6 @@ def table(result: dict[str, Any]) -> str:
         + f"{result['lockstep_imports']['median_seconds']:8.3f}s"
     )
     return "\n".join(lines)
-
-
-def _cpu_line(result: dict[str, Any]) -> str:
-    """Client CPU (user + system of the command's processes; the server's is not counted, so
-    only two clients of one server compare): the Alembic row, which load blurs in wall time."""
-    ours, before, theirs = (
-        result.get(key, {}).get("cpu_median_seconds")
-        for key in ("lockstep_alembic", "lockstep_alembic_baseline", "alembic_direct")
-    )
-    if ours is None or theirs is None:
-        return f"{'revisions: client CPU':42} (not in this result)"
-    shown = f"{before:8.3f}s {before / theirs:5.2f}x" if before else f"{'-':>16}"
-    return f"{'revisions: client CPU':42} {shown} {ours:8.3f}s {theirs:8.3f}s {ours / theirs:5.2f}x"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

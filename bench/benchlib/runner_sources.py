@@ -5,10 +5,7 @@ Lockstep read the very same files; and the fresh databases they go into."""
 
 from __future__ import annotations
 
-import resource
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +13,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from benchlib.common import REPO, log
+from benchlib.common import REPO
 
 EXAMPLE_ENV = REPO / "examples" / "alembic-postgresql" / "migrations" / "env.py"
 
@@ -149,22 +146,3 @@ def count_tables(url: str) -> int:
             "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'step_%'"
         ).fetchone()
     return int(row[0]) if row else 0
-
-
-def compile_lockstep(env: dict[str, str]) -> None:
-    """Compile the bytecode of the ``lockstep`` package that ``env`` imports, as the image's
-    build does (Dockerfile: compileall): a Job never compiles Lockstep's modules, but a source
-    tree without ``__pycache__`` (``git archive``, or any tree under PYTHONDONTWRITEBYTECODE)
-    would be compiled again by every run, about 40 ms of a run on this machine."""
-    where = "import lockstep, os; print(os.path.dirname(lockstep.__file__))"
-    found = subprocess.run(
-        [sys.executable, "-c", where], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    subprocess.run([sys.executable, "-m", "compileall", "-q", found], env=env, check=True)
-    log(f"runner: compiled the bytecode of {found}")
-
-
-def children_cpu() -> float:
-    """User + system seconds of the finished child processes so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime

@@ -152,8 +152,3 @@ PERMANENT_FAILURE_REASONS: Final = frozenset(
 # spec.timeouts.statementLockTimeout: the CRD's pattern (lockstep.model names it too), here so
 # that `lockstep run` reads it without importing the model (issue 21).
 STATEMENT_LOCK_TIMEOUT_PATTERN: Final = r"^[1-9][0-9]*(ms|s|min)$"
-
-# Targets that mean "below the first migration": every migration reverted. Here, not in
-# lockstep.tools.base (which re-exports it), so that an Alembic run does not load every tool
-# adapter (and the SQL files' splitter) to read two words.
-BASE_TARGETS: Final = frozenset({"base", "0"})

@@ -181,24 +181,3 @@ def db_server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each test on both servers Lockstep fences: PostgreSQL and MariaDB."""
     fixture = "pg_url" if request.param == "postgresql" else "mariadb_url"
     yield request.getfixturevalue(fixture)
-
-
-def test_one_run_engine_tags_the_migration_connection_only(pg_url: str) -> None:
-    """runner.run opens the lock's and the migration's connection on one engine (the dialect
-    set up once): the tag is the migration connection's startup parameter, no other's."""
-    identity = database.identity_from_url(pg_url)
-    name = sa.text("SELECT current_setting('application_name')")
-    engine = run_session.run_engine(pg_url)
-    try:
-        with engine.connect() as first:
-            assert first.execute(name).scalar_one() == "lockstep"
-        with run_session.migration_connection(engine, identity, pg_url) as migration:
-            assert migration.execute(name).scalar_one() == fence.MIGRATION_APPLICATION_NAME
-            migration.exec_driver_sql("RESET ALL")
-            assert migration.execute(name).scalar_one() == fence.MIGRATION_APPLICATION_NAME
-            with engine.connect() as beside:
-                assert beside.execute(name).scalar_one() == "lockstep"
-        with engine.connect() as after:
-            assert after.execute(name).scalar_one() == "lockstep"
-    finally:
-        engine.dispose()

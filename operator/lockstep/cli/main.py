@@ -9,42 +9,18 @@ commands that run outside pods; those that run inside pods live in :mod:`lockste
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
 
 from lockstep import __version__, constants, url_secrets
-
-# Each command, in the order `lockstep --help` lists them, and the module and function that add
-# it to the parser. `lockstep run ...` (a Job), `lockstep lock --probe` (every second while a
-# pod waits) build and import the parser of their own command only: building all ten, with the
-# modules that define them, was a fixed cost of every run (issue 21).
-_POD_COMMANDS: Final = "lockstep.cli.pod_commands"
-COMMANDS: Final = (
-    ("operator", __name__, "_add_operator"),
-    ("run", "lockstep.cli.run_command", "add_run"),
-    ("plan", _POD_COMMANDS, "add_plan"),
-    ("classify", _POD_COMMANDS, "add_classify"),
-    ("apply", __name__, "_add_apply"),
-    ("lock", _POD_COMMANDS, "add_lock"),
-    ("claim", _POD_COMMANDS, "add_claim"),
-    ("shadow-reset", _POD_COMMANDS, "add_shadow_reset"),
-    ("dburl", _POD_COMMANDS, "add_dburl"),
-    ("wait", _POD_COMMANDS, "add_wait"),
-)
+from lockstep.cli import pod_commands, run_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    words = list(sys.argv[1:] if argv is None else argv)
-    # A first word that names a command: only that command's parser, which parses (and words
-    # its help and errors) as the full one does. Anything else (no command, --help, --version,
-    # a typo) gets the full parser, whose messages list every command.
-    named = words[0] if words and any(words[0] == name for name, *_ in COMMANDS) else None
-    parser = build_parser(only=named)
-    args = parser.parse_args(words)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -59,17 +35,23 @@ def kubectl_main() -> None:
     plugin.run()
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The `lockstep` parser with every command, or with command ``only`` alone."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lockstep",
         description="Database schema migrations, run the GitOps way on Kubernetes.",
     )
     parser.add_argument("--version", action="version", version=f"lockstep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module, function in COMMANDS:
-        if only is None or name == only:
-            getattr(importlib.import_module(module), function)(commands)
+    _add_operator(commands)
+    run_command.add_run(commands)
+    pod_commands.add_plan(commands)
+    pod_commands.add_classify(commands)
+    _add_apply(commands)
+    pod_commands.add_lock(commands)
+    pod_commands.add_claim(commands)
+    pod_commands.add_shadow_reset(commands)
+    pod_commands.add_dburl(commands)
+    pod_commands.add_wait(commands)
     return parser
 
 

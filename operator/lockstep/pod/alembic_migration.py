@@ -27,10 +27,13 @@ from lockstep import constants, database, errors, url_secrets
 from lockstep.database import DatabaseIdentity
 from lockstep.pod import (
     fence,
+    history_owners,
     run_request,
     run_session,
+    sql_bookkeeping,
     sql_errors,
 )
+from lockstep.tools import base as tool_base
 
 log = logging.getLogger("lockstep.runner")
 
@@ -155,7 +158,7 @@ def resolve_target(script: ScriptDirectory, target: str) -> str | None:
     if cleaned.lower() == "head":
         heads = script.get_heads()
         return heads[0] if heads else None
-    if cleaned.lower() in constants.BASE_TARGETS:
+    if cleaned.lower() in tool_base.BASE_TARGETS:
         return None
     try:
         return script.get_revision(cleaned).revision
@@ -285,11 +288,7 @@ def _claim(
     request: run_request.RunRequest,
     options: dict[str, str],
 ) -> None:
-    """One DatabaseMigration per Alembic version table (see :mod:`lockstep.pod.history_owners`,
-    imported here: with the version tables' module, the SQL files' and the tool adapters, it is
-    loaded by runs with an owner only)."""
-    from lockstep.pod import history_owners, sql_bookkeeping
-
+    """One DatabaseMigration per Alembic version table (see :mod:`lockstep.pod.history_owners`)."""
     url = request.database_url
     current = sql_bookkeeping.current_schema(connection, identity, url)
     schema = options.get("version_table_schema") or current

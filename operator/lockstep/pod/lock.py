@@ -199,14 +199,10 @@ def _pg_setting(connection: sa.Connection, name: str) -> str:
 
 
 def _pg_configure(connection: sa.Connection, settings: dict[str, str]) -> None:
-    """Every setting in one statement (one round trip, as the fast path's pg_direct does)."""
-    if not settings:
-        return
-    calls = ", ".join(f"set_config(:name{i}, :value{i}, false)" for i in range(len(settings)))
-    values = {}
-    for i, (name, value) in enumerate(settings.items()):
-        values[f"name{i}"], values[f"value{i}"] = name, value
-    connection.execute(sa.text(f"SELECT {calls}"), values)  # built of bind parameters only
+    for name, value in settings.items():
+        connection.execute(
+            sa.text("SELECT set_config(:name, :value, false)"), {"name": name, "value": value}
+        )
 
 
 def _pg_holder(connection: sa.Connection, key: int) -> str:

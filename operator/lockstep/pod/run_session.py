@@ -8,7 +8,6 @@ into :class:`lockstep.errors.LockstepError` with the password scrubbed.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import math
 from collections.abc import Iterator
 from typing import Any, Final
@@ -76,59 +75,19 @@ def fence_earlier_runs(
     return {"fenced": report.clip(fence.describe(fenced), DB_ERROR_CHARS)}
 
 
-# Set while migration_connection opens its connection on a run engine (see run_engine).
-_TAG_NEXT_CONNECTION: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "lockstep_tag_next_connection", default=False
-)
-
-
-def run_engine(url: str) -> sa.Engine:
-    """The engine of a run: the lock's, the fence's and the checks' connections, and the
-    migration connection, which :func:`migration_connection` opens tagged. One engine sets up
-    SQLAlchemy's dialect once (its first connection's queries), where an engine of its own for
-    the tagged connection did it twice (issue 21). A NullPool engine: each connection is opened
-    for whoever asks and closed for real, so a tag never passes to another connection."""
-    engine = database.make_engine(url)
-    if database.identity_from_url(url).family == "postgresql":
-        event.listen(engine, "do_connect", _tag_when_asked)
-    return engine
-
-
-def _tag_when_asked(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
-    if _TAG_NEXT_CONNECTION.get():
-        params["application_name"] = fence.MIGRATION_APPLICATION_NAME
-
-
-def _connect_tagged(engine: sa.Engine, url: str) -> sa.Connection:
-    token = _TAG_NEXT_CONNECTION.set(True)
-    try:
-        return database.connect(engine, url)
-    finally:
-        _TAG_NEXT_CONNECTION.reset(token)
-
-
 @contextlib.contextmanager
 def migration_connection(
     engine: sa.Engine, identity: DatabaseIdentity, url: str
 ) -> Iterator[sa.Connection]:
     """The connection migrations run on, tagged so that a later run's fence can find it.
 
-    PostgreSQL: ``application_name`` is a startup parameter of this connection (on a
-    :func:`run_engine`, or else an engine of its own), so ``RESET ALL`` or ``DISCARD ALL`` in a
-    file keeps it. MySQL/MariaDB: the connection holds the named lock
-    :func:`lockstep.pod.fence.run_lock_name`.
+    PostgreSQL: ``application_name`` is a startup parameter of this connection (an engine of
+    its own), so ``RESET ALL`` or ``DISCARD ALL`` in a file keeps it. MySQL/MariaDB: the
+    connection holds the named lock :func:`lockstep.pod.fence.run_lock_name`.
     """
-    migration_engine = engine
-    opened: sa.Connection | None = None
-    if identity.family == "postgresql":
-        if event.contains(engine, "do_connect", _tag_when_asked):
-            opened = _connect_tagged(engine, url)
-        else:
-            migration_engine = _tagged_engine(url)
+    migration_engine = _tagged_engine(url) if identity.family == "postgresql" else engine
     try:
-        if opened is None:
-            opened = database.connect(migration_engine, url)
-        with opened as connection:
+        with database.connect(migration_engine, url) as connection:
             if identity.family == "mysql":
                 # No transactional DDL: every statement commits, so record each as it happens.
                 connection.execution_options(isolation_level="AUTOCOMMIT")

@@ -43,19 +43,23 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from lockstep import database, errors
+from lockstep import database, errors, sqlfiles
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import graceful_stop, run_request, run_session
+from lockstep.pod import (
+    graceful_stop,
+    run_request,
+    run_session,
+    sql_planning,
+)
+from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 
 if TYPE_CHECKING:
     # Alembic is imported where it is used (by tool alembic only): importing it cost a SQL-only
-    # run a quarter of its start-up (issue 21). The SQL files' modules (their splitter, the
-    # tool adapters): by tool sql only. The plan's model (and the classifier it loads): only
-    # for runs with checks.
+    # run a quarter of its start-up (issue 21). The plan's model (and the classifier it loads):
+    # only for runs with checks.
     from alembic.script import ScriptDirectory
 
     from lockstep.pod.plan_model import PendingWork
-    from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 
 log = logging.getLogger("lockstep.runner")
 
@@ -128,7 +132,7 @@ def _run(
     source = load_source(request)
     migrate = _migrator(request, identity, source)
     log.info("migrating %s with %s to %s", identity, request.tool, request.target)
-    engine = run_session.run_engine(request.database_url)
+    engine = database.make_engine(request.database_url)
     try:
         with (
             run_session.database_errors(identity, request.database_url),
@@ -162,9 +166,6 @@ def load_source(request: run_request.RunRequest) -> Source:
     wait ten minutes behind another migration to say so.
     """
     if request.tool == "sql":
-        from lockstep import sqlfiles
-        from lockstep.pod import sql_planning
-
         migration_set = sqlfiles.load_directory(request.source_dir)
         return SqlSource(
             migration_set, sql_planning.resolve_sql_target(migration_set, request.target)
@@ -225,7 +226,7 @@ def _pending_sql(
     request: run_request.RunRequest,
     identity: DatabaseIdentity,
 ) -> PendingWork:
-    from lockstep.pod import sql_history, sql_planning
+    from lockstep.pod import sql_history
 
     history = sql_history.preview_history(
         connection, identity, request, source.migration_set, source.target

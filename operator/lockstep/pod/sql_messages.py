@@ -8,13 +8,11 @@ help. Free of SQLAlchemy and drivers: the callers pass the database's words (``d
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from lockstep import errors
 from lockstep.db_identity import DatabaseIdentity
-
-if TYPE_CHECKING:  # the SQL files' module and its splitter: not loaded by an Alembic run
-    from lockstep.sqlfiles import Statement
+from lockstep.sqlfiles import Statement
 
 STATEMENT_CHARS: Final = 160
 LOCK_HINT: Final = (

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Final
 
-from lockstep import constants
 from lockstep.contract import migration_args
 
 # Where the Job mounts a built-in source (the ConfigMap) for Lockstep's own runner.
@@ -26,7 +25,7 @@ ENV_DIR: Final = "/lockstep"
 ENV_FILE: Final = f"{ENV_DIR}/env"
 
 # Targets that mean "below the first migration": every migration reverted.
-BASE_TARGETS: Final = constants.BASE_TARGETS
+BASE_TARGETS: Final = frozenset({"base", "0"})
 
 
 @dataclass(frozen=True)

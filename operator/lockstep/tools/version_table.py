@@ -19,12 +19,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from lockstep.model import Spec, VersionTable
 from lockstep.tools import alembic, django, flyway, knex, prisma, sequelize, sql
-
-if TYPE_CHECKING:  # the CRD's model: not loaded by a migration pod that claims its table
-    from lockstep.model import Spec, VersionTable
 
 TABLE_ENV: Final = "LOCKSTEP_VERSION_TABLE"
 SCHEMA_ENV: Final = "LOCKSTEP_VERSION_TABLE_SCHEMA"
