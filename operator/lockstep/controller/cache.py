@@ -183,11 +183,10 @@ class Cache:
 
     def job(self, key: Key) -> dict[str, Any] | None:
         kept = self._jobs.get(key)
-        return kept.body() if isinstance(kept, kept_fields.FinishedJob) else kept
+        return None if kept is None else _as_body(kept)
 
     def _job_body(self, key: Key) -> dict[str, Any]:
-        kept = self._jobs[key]
-        return kept.body() if isinstance(kept, kept_fields.FinishedJob) else kept
+        return _as_body(self._jobs[key])
 
     def drop_job(self, key: Key) -> None:
         self.changes += 1
@@ -268,13 +267,12 @@ class Cache:
         view = cluster_facts.job_view(job)
         if view.state == "Active":
             return True
-        migration = self.migration(_migration_of(job))
+        migration_key = _migration_of(job)
+        migration = self.migration(migration_key)
         if migration is not None and view.name in runs.recorded_jobs(migration.get("status") or {}):
             return False
-        return not any(_later(other, view) for other in self._job_views(_migration_of(job)))
-
-    def _job_views(self, migration: Key) -> list[JobView]:
-        return [cluster_facts.job_view(job) for job in self.jobs_of(migration)]
+        others = (cluster_facts.job_view(j) for j in self.jobs_of(migration_key))
+        return not any(_later(other, view) for other in others)
 
     def _drop_unread_pods(self, migration: Key) -> None:
         """Drop the pods of this migration's Jobs that no pass will read any more."""
@@ -359,6 +357,10 @@ def _forget_older(entries: dict[Any, Any], now: float, since: Callable[[Any], fl
         if now - since(entries[oldest]) < DELETED_JOB_MEMORY_SECONDS:
             return
         del entries[oldest]
+
+
+def _as_body(kept: dict[str, Any] | kept_fields.FinishedJob) -> dict[str, Any]:
+    return kept.body() if isinstance(kept, kept_fields.FinishedJob) else kept
 
 
 def _running(kept: dict[str, Any] | kept_fields.FinishedJob) -> bool:
