@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -95,3 +96,58 @@ def test_a_missing_configuration_is_created(
     monkeypatch: pytest.MonkeyPatch, wanted: dict[str, Any]
 ) -> None:
     assert [w[0] for w in apply(monkeypatch, None, wanted).writes] == ["create"]
+
+
+class Registered:
+    """Stands in for the live configuration's URL and records what `register` applies."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, live_url: str | None) -> None:
+        self.applied: list[str] = []
+        monkeypatch.setattr(webhook.kube, "registered_webhook_url", lambda name: live_url)
+        monkeypatch.setattr(
+            webhook.kube,
+            "apply_mutating_webhook",
+            lambda body: self.applied.append(body["webhooks"][0]["clientConfig"]["url"]),
+        )
+
+
+MATERIAL = webhook.certs.ServingCertificate(ca_pem=b"ca", cert_pem=b"c", key_pem=b"k")
+OWN = f"{OPTIONS.url}{webhook.PATH}"
+
+
+def test_a_start_registers_this_replica_even_over_a_live_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        live = f"https://127.0.0.1:{other.getsockname()[1]}{webhook.PATH}"
+        registered = Registered(monkeypatch, live)
+        assert webhook.register(OPTIONS, MATERIAL)
+    assert registered.applied == [OWN]
+
+
+def test_a_refresh_keeps_another_replicas_url_while_it_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        live = f"https://127.0.0.1:{other.getsockname()[1]}{webhook.PATH}"
+        registered = Registered(monkeypatch, live)
+        assert webhook.register(OPTIONS, MATERIAL, refresh=True)
+    assert registered.applied == [live]  # applied all the same: a lost CA or rule comes back
+
+
+def test_a_refresh_takes_the_configuration_back_from_a_replica_that_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    registered = Registered(monkeypatch, f"https://127.0.0.1:{port}{webhook.PATH}")
+    assert webhook.register(OPTIONS, MATERIAL, refresh=True)
+    assert registered.applied == [OWN]
+
+
+def test_a_refresh_registers_this_replica_when_nothing_is_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registered = Registered(monkeypatch, None)
+    assert webhook.register(OPTIONS, MATERIAL, refresh=True)
+    assert registered.applied == [OWN]

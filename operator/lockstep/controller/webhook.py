@@ -11,8 +11,10 @@ import asyncio
 import base64
 import datetime as dt
 import logging
+import socket
 import ssl
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,10 +80,13 @@ REGISTER_RETRY_SECONDS = 5.0
 REGISTER_REFRESH_SECONDS = 60.0
 
 
-def register(options: WebhookOptions, material: certs.ServingCertificate) -> bool:
+def register(
+    options: WebhookOptions, material: certs.ServingCertificate, *, refresh: bool = False
+) -> bool:
     """Make the API server trust (and, in URL mode, find) this webhook; False if it cannot yet."""
     if options.url:
-        kube.apply_mutating_webhook(configuration_for_url(options, material.ca_pem))
+        url = _url_to_register(options) if refresh else f"{options.url}{PATH}"
+        kube.apply_mutating_webhook(configuration_for_url(options, material.ca_pem, url))
         return True
     if kube.inject_webhook_ca(options.configuration, material.ca_pem):
         return True
@@ -94,6 +99,29 @@ def register(options: WebhookOptions, material: certs.ServingCertificate) -> boo
     return False
 
 
+def _url_to_register(options: WebhookOptions) -> str:
+    """URL mode's refresh: keep another replica's URL while something answers on it.
+
+    Every replica serves the webhook, so any live one will do; taking the configuration back
+    every minute would make two replicas rewrite it in turn (each write an event for watchers)
+    and send a pod created just after a rewrite to a different replica than the one before."""
+    own = f"{options.url}{PATH}"
+    registered = kube.registered_webhook_url(options.configuration)
+    if registered is None or registered == own or not _answers(registered):
+        return own
+    return registered
+
+
+def _answers(url: str) -> bool:
+    """Whether something accepts connections at the URL's host and port (2 s at most)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 443), timeout=2.0):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 async def keep_registered(
     options: WebhookOptions, material: certs.ServingCertificate, on_registered: Callable[[], None]
 ) -> None:
@@ -103,18 +131,23 @@ async def keep_registered(
     re-create it without a caBundle: a one-time injection at start-up would leave the gate
     rejecting every labelled pod. Readiness waits for the first success.
     """
+    refresh = False  # a start registers this replica's own URL (URL mode)
     while True:
         try:
-            registered = await asyncio.to_thread(register, options, material)
+            registered = await asyncio.to_thread(register, options, material, refresh=refresh)
         except (kube.KubeError, kube.ConflictError, kube.NotFoundError) as error:
             log.warning("cannot register the gate webhook: %s", error)
             registered = False
         if registered:
+            refresh = True
             on_registered()
         await asyncio.sleep(REGISTER_REFRESH_SECONDS if registered else REGISTER_RETRY_SECONDS)
 
 
-def configuration_for_url(options: WebhookOptions, ca_pem: bytes) -> dict[str, Any]:
+def configuration_for_url(
+    options: WebhookOptions, ca_pem: bytes, url: str | None = None
+) -> dict[str, Any]:
+    """The configuration for URL mode, calling `url` (default: this replica's)."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
@@ -144,7 +177,7 @@ def configuration_for_url(options: WebhookOptions, ca_pem: bytes) -> dict[str, A
                     }
                 ],
                 "clientConfig": {
-                    "url": f"{options.url}{PATH}",
+                    "url": url or f"{options.url}{PATH}",
                     "caBundle": base64.b64encode(ca_pem).decode(),
                 },
             }

@@ -49,6 +49,7 @@ from lockstep.kube.webhook_config import (
     apply_mutating_webhook,
     inject_webhook_ca,
     read_secret_data,
+    registered_webhook_url,
     write_tls_secret,
 )
 
@@ -79,6 +80,7 @@ __all__ = [
     "read_secret_raw",
     "read_secret_value",
     "read_workload",
+    "registered_webhook_url",
     "remove_scheduling_gate",
     "serves_streaming_lists",
     "write_lease",

@@ -73,6 +73,22 @@ def apply_mutating_webhook(body: Mapping[str, Any]) -> None:
         raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
 
 
+def registered_webhook_url(name: str) -> str | None:
+    """The URL the configuration's first webhook calls (development mode); None if absent."""
+    try:
+        current = api.plain_json(
+            api.admission().read_mutating_webhook_configuration(name, _preload_content=False)
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
+    for hook in current.get("webhooks") or []:
+        url = (hook.get("clientConfig") or {}).get("url")
+        return str(url) if url else None
+    return None
+
+
 def says_everything(live: Any, wanted: Any) -> bool:
     """Whether `live` holds every field of `wanted` with the same value (lists: item by item, in
     order, same length); fields only `live` has (server defaults) do not matter."""
