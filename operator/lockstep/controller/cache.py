@@ -18,62 +18,21 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from lockstep import conditions, constants, gate
 from lockstep.controller import cluster_facts, kept_fields
+from lockstep.controller.cache_index import Index
+from lockstep.controller.cache_index import Key as Key  # re-exported: the cache's key type
 from lockstep.planning import runs
 from lockstep.planning.facts import JobView
-
-Key = tuple[str, str]  # (namespace, name)
 
 
 def key_of(body: Mapping[str, Any]) -> Key:
     """(namespace, name), with the strings the cached slim copies share (kept_fields)."""
     metadata = body["metadata"]
     return (sys.intern(str(metadata.get("namespace", ""))), sys.intern(str(metadata["name"])))
-
-
-class Index:
-    """Objects grouped by a value their body yields (a label, or (namespace, label)).
-
-    `put` files an object under its new value and out of its old one, so a body whose labels
-    changed moves between groups; `drop` removes it. Empty groups are deleted (bounded memory).
-    """
-
-    def __init__(self, value_of: Callable[[Mapping[str, Any]], Any]) -> None:
-        self._value_of = value_of
-        self._groups: dict[Any, set[Key]] = defaultdict(set)
-        self._filed: dict[Key, Any] = {}
-
-    def put(self, key: Key, body: Mapping[str, Any]) -> None:
-        value = self._value_of(body)
-        old = self._filed.get(key)
-        if old == value and key in self._filed:
-            return
-        self.drop(key)
-        if value is None:
-            return
-        self._filed[key] = value
-        self._groups[value].add(key)
-
-    def drop(self, key: Key) -> None:
-        if key not in self._filed:
-            return
-        value = self._filed.pop(key)
-        group = self._groups.get(value)
-        if group is not None:
-            group.discard(key)
-            if not group:
-                del self._groups[value]
-
-    def get(self, value: Any) -> set[Key]:
-        return self._groups.get(value) or set()
-
-    def __len__(self) -> int:
-        return len(self._groups)
 
 
 def _by_label(name: str, namespaced: bool = True) -> Callable[[Mapping[str, Any]], Any]:

@@ -69,6 +69,7 @@ def run(options: OperatorOptions) -> int:
     except kube.NoClusterConfig as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_NO_CLUSTER
+    memory.limit_malloc_arenas()  # before asyncio's worker threads exist
     return asyncio.run(_main(options))
 
 

@@ -20,6 +20,7 @@ import ctypes.util
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from lockstep.controller.cache import Cache
 
@@ -33,10 +34,30 @@ MIN_CHURN = 1000
 QUIET_CHANGES = 100
 
 
+# glibc's mallopt parameter for the number of malloc arenas (malloc.h: M_ARENA_MAX).
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def _libc_function(name: str) -> Any:
+    """A glibc function, or None where the C library has none (musl)."""
+    library = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(library), name, None) if library else None
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let glibc keep `arenas` malloc arenas, not 8 per core; call before threads start.
+
+    Each worker thread (asyncio.to_thread: API calls, database reads) would otherwise get an arena
+    of its own, and the cache's larger blocks, parsed in those threads, would spread over up to
+    six arenas whose free pages none of the others can reuse (what MALLOC_ARENA_MAX=2 does)."""
+    mallopt = _libc_function("mallopt")
+    return bool(mallopt is not None and mallopt(M_ARENA_MAX, arenas))
+
+
 def _malloc_trim() -> Callable[[], None]:
     """glibc's malloc_trim(0); nothing where the C library has none (musl)."""
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    trim = _libc_function("malloc_trim")
 
     def give_back() -> None:
         if trim is not None:
