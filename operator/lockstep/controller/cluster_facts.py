@@ -34,22 +34,30 @@ def job_view(job: Mapping[str, Any]) -> JobView:
     )
 
 
-def _terminal_state(status: Mapping[str, Any]) -> tuple[JobState, str, str, datetime | None]:
-    # Only Complete/Failed are terminal: SuccessCriteriaMet and FailureTarget come earlier,
-    # while pods may still be running.
+def terminal_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A Job's Complete or Failed condition with status "True" (the first); None while it runs.
+
+    Only Complete/Failed are terminal: SuccessCriteriaMet and FailureTarget come earlier, while
+    pods may still be running."""
     for condition in status.get("conditions") or []:
-        state = TERMINAL_CONDITIONS.get(str(condition.get("type")))
-        if state and condition.get("status") == "True":
-            finished = timestamps.parse(status.get("completionTime")) or timestamps.parse(
-                condition.get("lastTransitionTime")
-            )
-            return (
-                "Succeeded" if state == "Succeeded" else "Failed",
-                str(condition.get("reason") or ""),
-                str(condition.get("message") or ""),
-                finished,
-            )
-    return "Active", "", "", None
+        if condition.get("type") in TERMINAL_CONDITIONS and condition.get("status") == "True":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def _terminal_state(status: Mapping[str, Any]) -> tuple[JobState, str, str, datetime | None]:
+    condition = terminal_condition(status)
+    if condition is None:
+        return "Active", "", "", None
+    finished = timestamps.parse(status.get("completionTime")) or timestamps.parse(
+        condition.get("lastTransitionTime")
+    )
+    return (
+        "Succeeded" if condition.get("type") == "Complete" else "Failed",
+        str(condition.get("reason") or ""),
+        str(condition.get("message") or ""),
+        finished,
+    )
 
 
 def lock_wait(pod: Mapping[str, Any] | None, job: str) -> LockWait | None:

@@ -120,14 +120,7 @@ _JOB_TYPE = {"apiVersion": "batch/v1", "kind": "Job"}
 def finished_job(body: Mapping[str, Any]) -> FinishedJob | None:
     """The record of a Job that has finished (Complete or Failed); None while it runs."""
     status = body.get("status") or {}
-    terminal = next(
-        (
-            c
-            for c in status.get("conditions") or []
-            if c.get("type") in cluster_facts.TERMINAL_CONDITIONS and c.get("status") == "True"
-        ),
-        None,
-    )
+    terminal = cluster_facts.terminal_condition(status)
     if terminal is None:
         return None
     metadata = body.get("metadata") or {}
