@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lockstep.controller.cache_index import Index
+from lockstep.controller.cache_index import Groups, Index
 
 
 def body(label: str | None) -> dict[str, Any]:
@@ -59,4 +59,20 @@ def test_a_group_of_one_is_stored_without_a_set() -> None:
     by_db = index()
     for name in ("a", "b"):
         by_db.put(("ns", name), body(name))
-    assert not any(isinstance(group, set) for group in by_db._groups.values())
+    assert not any(isinstance(group, set) for group in by_db._groups._groups.values())
+
+
+def test_groups_hold_a_key_in_several_groups_and_adding_twice_keeps_one() -> None:
+    readers = Groups()
+    a, b = ("ns", "a"), ("ns", "b")
+    readers.add("secret", a)
+    readers.add("secret", a)
+    readers.add("config", a)
+    readers.add("secret", b)
+    assert (readers.get("secret"), readers.get("config")) == ({a, b}, {a})
+    readers.discard("config", b)  # not in that group: nothing changes
+    readers.discard("config", a)
+    assert "config" not in readers
+    readers.discard("secret", a)
+    assert readers.get("secret") == {b}
+    assert len(readers) == 1

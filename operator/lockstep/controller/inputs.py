@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lockstep.controller.cache import Key, key_of
+from lockstep.controller.cache_index import Groups
 from lockstep.controller.cluster import KubeApi
 from lockstep.model import Spec, content_digest
 
@@ -53,8 +53,9 @@ class InputCache:
         self._digests: dict[Key, str] = {}
         self._secrets: dict[Key, dict[str, str]] = {}
         # Who reads what: the references of each migration's last full pass, and their inverse.
-        self._uses: dict[Key, set[Ref]] = {}
-        self._users: dict[Ref, set[Key]] = defaultdict(set)
+        # (Tuples and `Groups`: 10,000 migrations' small sets were several MiB, ADR 0015.)
+        self._uses: dict[Key, tuple[Ref, ...]] = {}
+        self._users = Groups()
         # Secrets being read by GET: True once a watch event for them came in meanwhile (the
         # GET's answer may then be older than what the watch said: it is not kept).
         self._filling: dict[Key, bool] = {}
@@ -67,28 +68,24 @@ class InputCache:
         """Record the inputs a migration's pass reads (before reading them: edits from now on
         re-plan it, and a Secret's data is kept while someone reads it)."""
         new = set(refs)
-        old = self._uses.pop(migration, set())
+        old = set(self._uses.pop(migration, ()))
         for ref in old - new:
             self._release(ref, migration)
         for ref in new - old:
-            self._users[ref].add(migration)
+            self._users.add(ref, migration)
         if new:
-            self._uses[migration] = new
+            self._uses[migration] = tuple(new)
 
     def forget(self, migration: Key) -> None:
         self.use(migration, ())
 
     def users(self, ref: Ref) -> set[Key]:
-        return set(self._users.get(ref) or ())
+        return set(self._users.get(ref))
 
     def _release(self, ref: Ref, migration: Key) -> None:
-        users = self._users.get(ref)
-        if users is not None:
-            users.discard(migration)
-            if not users:
-                del self._users[ref]
-                if ref[0] == SECRET:
-                    self._secrets.pop(ref[1:], None)
+        self._users.discard(ref, migration)
+        if ref not in self._users and ref[0] == SECRET:
+            self._secrets.pop(ref[1:], None)
 
     # ConfigMaps (watch)
     def put_config_map(self, body: Mapping[str, Any]) -> set[Key]:
