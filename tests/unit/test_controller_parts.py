@@ -86,9 +86,9 @@ def test_a_resync_never_replaces_an_earlier_planned_look() -> None:
     async def main() -> tuple[float, float]:
         scheduler = Scheduler(run_pass)
         scheduler.requeue(("ns", "a"), 5.0)
-        first = scheduler._timers[("ns", "a")].when()
+        first = scheduler.planned()[("ns", "a")]
         scheduler.resync(("ns", "a"), 600.0)
-        second = scheduler._timers[("ns", "a")].when()
+        second = scheduler.planned()[("ns", "a")]
         scheduler.forget_all()
         return first, second
 

@@ -44,7 +44,7 @@ def test_listed_migrations_are_paced_and_new_ones_are_not() -> None:
             watches.migration_event(reconciler, None, body(f"m{i}"))  # the listing
         watches.migration_event(reconciler, "ADDED", body("new"))  # created meanwhile
         await asyncio.sleep(0)
-        due = sorted(t.when() - loop.time() for t in reconciler.scheduler._timers.values())
+        due = sorted(when - loop.time() for when in reconciler.scheduler.planned().values())
         started = [name for name, _ in passes]
         reconciler.scheduler.forget_all()
         return due, started

@@ -14,12 +14,18 @@ Passes and timers run in `context` when one is set: asyncio copies the caller's 
 every task and timer, and a trigger's caller is a Kopf handler whose context holds the event's
 cause, and with it the whole body Kopf received. A resync timer per migration kept one such body
 alive for 10 minutes each (bench/fleet.py, 1,400 Kopf Body objects at 1,400 migrations).
+
+Timers are one heap and one loop timer for its earliest entry, not a loop timer per migration:
+every migration has a resync planned, and 10,000 TimerHandles with their copied contexts and
+bound methods were about 3 MiB of a 10,000-migration operator (census, ADR 0015 point 11).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
+import itertools
 import logging
 import random
 import time
@@ -49,7 +55,12 @@ class Scheduler:
     _waiting: dict[Key, None] = field(default_factory=dict)
     _dirty: set[Key] = field(default_factory=set)
     _full: set[Key] = field(default_factory=set)
-    _timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    # Requeue timers: when each key is due (loop time) and whether for a full pass. The heap may
+    # hold entries a later requeue or `forget` replaced: `_due` says which one is current.
+    _due: dict[Key, tuple[float, bool]] = field(default_factory=dict)
+    _heap: list[tuple[float, int, Key]] = field(default_factory=list)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
+    _wakeup: asyncio.TimerHandle | None = None
     # The context passes and timers run in (copied for each); None: the caller's, as asyncio does.
     context: contextvars.Context | None = None
 
@@ -82,21 +93,29 @@ class Scheduler:
 
     def forget(self, key: Key) -> None:
         """Cancel the timer of `key`, if it has one."""
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
+        self._due.pop(key, None)
 
     def forget_all(self) -> None:
-        for key in list(self._timers):
-            self.forget(key)
+        self._due.clear()
+        self._heap.clear()
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+
+    def planned(self) -> dict[Key, float]:
+        """The keys with a timer, and when it fires (loop time)."""
+        return {key: when for key, (when, _) in self._due.items()}
 
     def requeue(self, key: Key, delay: float, full: bool = True, at_least: float = 0.5) -> None:
         """Look at `key` again after `delay` seconds (at least `at_least`)."""
-        self.forget(key)
         loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(
-            max(delay, at_least), self._fire, key, full, context=self._context()
-        )
+        when = loop.time() + max(delay, at_least)
+        self._due[key] = (when, full)
+        heapq.heappush(self._heap, (when, next(self._order), key))
+        if len(self._heap) > 2 * len(self._due) + 64:  # mostly replaced entries: rebuild
+            self._heap = [(due, next(self._order), k) for k, (due, _) in self._due.items()]
+            heapq.heapify(self._heap)
+        self._arm(loop)
 
     def resync(self, key: Key, delay: float) -> None:
         """A full pass after `delay`, unless an earlier look is already planned.
@@ -104,7 +123,7 @@ class Scheduler:
         Up to 10 % later, at random: passes that ran together (a burst of creations) do not
         resync together forever after. Never earlier: a drift check is due at `delay`.
         """
-        if key not in self._timers:
+        if key not in self._due:
             jitter = random.uniform(1.0, 1.0 + RESYNC_JITTER)  # noqa: S311 - spreading timers
             self.requeue(key, delay * jitter, full=True)
 
@@ -140,7 +159,35 @@ class Scheduler:
             if task is None or not task.cancelling():  # not while the operator stops
                 self._start_waiting()
 
-    def _fire(self, key: Key, full: bool) -> None:
-        log.debug("timer fired for %s/%s (full=%s)", key[0], key[1], full)
-        self._timers.pop(key, None)
-        self.trigger(key, full=full)
+    def _current(self, entry: tuple[float, int, Key]) -> bool:
+        planned = self._due.get(entry[2])
+        return planned is not None and planned[0] == entry[0]
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Keep one loop timer, at the earliest current entry of the heap."""
+        while self._heap and not self._current(self._heap[0]):
+            heapq.heappop(self._heap)
+        earliest = self._heap[0][0] if self._heap else None
+        if self._wakeup is not None:
+            if earliest is not None and self._wakeup.when() <= earliest:
+                return  # fires first; it re-arms for the rest
+            self._wakeup.cancel()
+            self._wakeup = None
+        if earliest is not None:
+            self._wakeup = loop.call_at(
+                earliest, self._fire_due, earliest, context=self._context()
+            )
+
+    def _fire_due(self, armed_for: float) -> None:
+        self._wakeup = None
+        loop = asyncio.get_running_loop()
+        now = max(loop.time(), armed_for)  # the loop may call a timer up to its resolution early
+        while self._heap and self._heap[0][0] <= now:
+            entry = heapq.heappop(self._heap)
+            if not self._current(entry):
+                continue
+            key = entry[2]
+            _, full = self._due.pop(key)
+            log.debug("timer fired for %s/%s (full=%s)", key[0], key[1], full)
+            self.trigger(key, full=full)
+        self._arm(loop)
