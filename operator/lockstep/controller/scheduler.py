@@ -174,9 +174,7 @@ class Scheduler:
             self._wakeup.cancel()
             self._wakeup = None
         if earliest is not None:
-            self._wakeup = loop.call_at(
-                earliest, self._fire_due, earliest, context=self._context()
-            )
+            self._wakeup = loop.call_at(earliest, self._fire_due, earliest, context=self._context())
 
     def _fire_due(self, armed_for: float) -> None:
         self._wakeup = None
