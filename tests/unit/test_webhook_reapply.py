@@ -115,24 +115,26 @@ MATERIAL = webhook.certs.ServingCertificate(ca_pem=b"ca", cert_pem=b"c", key_pem
 OWN = f"{OPTIONS.url}{webhook.PATH}"
 
 
-def test_a_start_registers_this_replica_even_over_a_live_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def register_beside_a_live_replica(monkeypatch: pytest.MonkeyPatch, refresh: bool) -> list[str]:
+    """`register` while another replica listens on the registered URL: the URLs it applied."""
     with socket.create_server(("127.0.0.1", 0)) as other:
         live = f"https://127.0.0.1:{other.getsockname()[1]}{webhook.PATH}"
         registered = Registered(monkeypatch, live)
-        assert webhook.register(OPTIONS, MATERIAL)
-    assert registered.applied == [OWN]
+        assert webhook.register(OPTIONS, MATERIAL, refresh=refresh)
+    return [OWN if url == OWN else "live" for url in registered.applied]
+
+
+def test_a_start_registers_this_replica_even_over_a_live_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert register_beside_a_live_replica(monkeypatch, refresh=False) == [OWN]
 
 
 def test_a_refresh_keeps_another_replicas_url_while_it_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as other:
-        live = f"https://127.0.0.1:{other.getsockname()[1]}{webhook.PATH}"
-        registered = Registered(monkeypatch, live)
-        assert webhook.register(OPTIONS, MATERIAL, refresh=True)
-    assert registered.applied == [live]  # applied all the same: a lost CA or rule comes back
+    # Applied all the same, with the live URL: a lost CA or rule comes back.
+    assert register_beside_a_live_replica(monkeypatch, refresh=True) == ["live"]
 
 
 def test_a_refresh_takes_the_configuration_back_from_a_replica_that_is_gone(
