@@ -53,7 +53,8 @@ def wanted() -> dict[str, Any]:
 def apply(monkeypatch: pytest.MonkeyPatch, live: dict[str, Any] | None, body: Any) -> FakeAdmission:
     fake = FakeAdmission(live)
     monkeypatch.setattr(api, "admission", lambda: fake)
-    webhook_config.apply_mutating_webhook(body)
+    current = webhook_config.read_mutating_webhook(body["metadata"]["name"])
+    webhook_config.apply_mutating_webhook(body, current)
     return fake
 
 
@@ -103,11 +104,12 @@ class Registered:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, live_url: str | None) -> None:
         self.applied: list[str] = []
-        monkeypatch.setattr(webhook.kube, "registered_webhook_url", lambda name: live_url)
+        live = None if live_url is None else {"webhooks": [{"clientConfig": {"url": live_url}}]}
+        monkeypatch.setattr(webhook.kube, "read_mutating_webhook", lambda name: live)
         monkeypatch.setattr(
             webhook.kube,
             "apply_mutating_webhook",
-            lambda body: self.applied.append(body["webhooks"][0]["clientConfig"]["url"]),
+            lambda body, current: self.applied.append(body["webhooks"][0]["clientConfig"]["url"]),
         )
 
 

@@ -85,8 +85,9 @@ def register(
 ) -> bool:
     """Make the API server trust (and, in URL mode, find) this webhook; False if it cannot yet."""
     if options.url:
-        url = _url_to_register(options) if refresh else f"{options.url}{PATH}"
-        kube.apply_mutating_webhook(configuration_for_url(options, material.ca_pem, url))
+        live = kube.read_mutating_webhook(options.configuration)
+        url = _url_to_register(options, live) if refresh else _own_url(options)
+        kube.apply_mutating_webhook(configuration_for_url(options, material.ca_pem, url), live)
         return True
     if kube.inject_webhook_ca(options.configuration, material.ca_pem):
         return True
@@ -99,17 +100,29 @@ def register(
     return False
 
 
-def _url_to_register(options: WebhookOptions) -> str:
+def _own_url(options: WebhookOptions) -> str:
+    return f"{options.url}{PATH}"
+
+
+def _url_to_register(options: WebhookOptions, live: Mapping[str, Any] | None) -> str:
     """URL mode's refresh: keep another replica's URL while something answers on it.
 
     Every replica serves the webhook, so any live one will do; taking the configuration back
     every minute would make two replicas rewrite it in turn (each write an event for watchers)
     and send a pod created just after a rewrite to a different replica than the one before."""
-    own = f"{options.url}{PATH}"
-    registered = kube.registered_webhook_url(options.configuration)
+    own = _own_url(options)
+    registered = _registered_url(live)
     if registered is None or registered == own or not _answers(registered):
         return own
     return registered
+
+
+def _registered_url(live: Mapping[str, Any] | None) -> str | None:
+    """The URL the live configuration's first webhook calls; None if absent."""
+    for hook in (live or {}).get("webhooks") or []:
+        url = (hook.get("clientConfig") or {}).get("url")
+        return str(url) if url else None
+    return None
 
 
 def _answers(url: str) -> bool:
@@ -177,7 +190,7 @@ def configuration_for_url(
                     }
                 ],
                 "clientConfig": {
-                    "url": url or f"{options.url}{PATH}",
+                    "url": url or _own_url(options),
                     "caBundle": base64.b64encode(ca_pem).decode(),
                 },
             }

@@ -48,8 +48,8 @@ from lockstep.kube.objects import (
 from lockstep.kube.webhook_config import (
     apply_mutating_webhook,
     inject_webhook_ca,
+    read_mutating_webhook,
     read_secret_data,
-    registered_webhook_url,
     write_tls_secret,
 )
 
@@ -76,11 +76,11 @@ __all__ = [
     "read_config_map_data",
     "read_lease",
     "read_log_tail",
+    "read_mutating_webhook",
     "read_secret_data",
     "read_secret_raw",
     "read_secret_value",
     "read_workload",
-    "registered_webhook_url",
     "remove_scheduling_gate",
     "serves_streaming_lists",
     "write_lease",

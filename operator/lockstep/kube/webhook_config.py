@@ -46,19 +46,27 @@ def write_tls_secret(
         raise api.translate(error, f"Secret {namespace}/{name}") from None
 
 
-def apply_mutating_webhook(body: Mapping[str, Any]) -> None:
-    """Create or replace a MutatingWebhookConfiguration (development mode: URL webhooks).
-
-    Re-applied every minute: when the live object already says everything `body` says (the API
-    server adds defaults), nothing is written, so watchers (Argo CD, audit logs) see no churn."""
-    name = body["metadata"]["name"]
+def read_mutating_webhook(name: str) -> dict[str, Any] | None:
+    """A MutatingWebhookConfiguration as the API server serves it; None if there is none."""
     try:
-        current = api.plain_json(
+        return api.plain_json(
             api.admission().read_mutating_webhook_configuration(name, _preload_content=False)
         )
     except ApiException as error:
         if error.status != 404:
             raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
+        return None
+
+
+def apply_mutating_webhook(body: Mapping[str, Any], current: Mapping[str, Any] | None) -> None:
+    """Create or replace a MutatingWebhookConfiguration (development mode: URL webhooks).
+
+    `current` is the live object as `read_mutating_webhook` returned it (None: absent), read once
+    by the caller, which also decides from it which URL to register. Re-applied every minute:
+    when the live object already says everything `body` says (the API server adds defaults),
+    nothing is written, so watchers (Argo CD, audit logs) see no churn."""
+    name = body["metadata"]["name"]
+    if current is None:
         api.admission().create_mutating_webhook_configuration(dict(body))  # type: ignore[arg-type]
         return
     if says_everything(current.get("webhooks"), body.get("webhooks")) and says_everything(
@@ -71,22 +79,6 @@ def apply_mutating_webhook(body: Mapping[str, Any]) -> None:
         api.admission().replace_mutating_webhook_configuration(name, replacement)  # type: ignore[arg-type]
     except ApiException as error:
         raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
-
-
-def registered_webhook_url(name: str) -> str | None:
-    """The URL the configuration's first webhook calls (development mode); None if absent."""
-    try:
-        current = api.plain_json(
-            api.admission().read_mutating_webhook_configuration(name, _preload_content=False)
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
-    for hook in current.get("webhooks") or []:
-        url = (hook.get("clientConfig") or {}).get("url")
-        return str(url) if url else None
-    return None
 
 
 def says_everything(live: Any, wanted: Any) -> bool:
