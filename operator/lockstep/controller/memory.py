@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -39,10 +40,17 @@ M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (find_library runs ldconfig or a compiler to find it)."""
+    library = ctypes.util.find_library("c")
+    return ctypes.CDLL(library) if library else None
+
+
 def _libc_function(name: str) -> Any:
     """A glibc function, or None where the C library has none (musl)."""
-    library = ctypes.util.find_library("c")
-    return getattr(ctypes.CDLL(library), name, None) if library else None
+    libc = _libc()
+    return getattr(libc, name, None) if libc is not None else None
 
 
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
