@@ -4,6 +4,11 @@ The same image (and the same entry point) serves as the operator, the built-in m
 inside Jobs, and local mode for newcomers and CI pipelines. This module holds the parser and the
 commands that run outside pods; those that run inside pods live in :mod:`lockstep.cli.run_command`
 (`run`) and :mod:`lockstep.cli.pod_commands` (the others).
+
+`lockstep COMMAND ...` builds the parser of that command alone, and imports only its module: a
+Job's `lockstep run` pays neither for the other commands' parsers nor for their imports
+(issue 21). Anything else (no command, `--help`, `--version`, a word that is no command) gets
+the parser of every command, so help and errors list them all.
 """
 
 from __future__ import annotations
@@ -11,16 +16,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from lockstep import __version__, constants, url_secrets
-from lockstep.cli import pod_commands, run_command
+
+if TYPE_CHECKING:
+    from lockstep.contract.argv import Subparsers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words[0] if words else None)
+    args = parser.parse_args(words)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -35,27 +44,40 @@ def kubectl_main() -> None:
     plugin.run()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; of ``command`` alone when that names one."""
     parser = argparse.ArgumentParser(
         prog="lockstep",
         description="Database schema migrations, run the GitOps way on Kubernetes.",
     )
     parser.add_argument("--version", action="version", version=f"lockstep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_operator(commands)
-    run_command.add_run(commands)
-    pod_commands.add_plan(commands)
-    pod_commands.add_classify(commands)
-    _add_apply(commands)
-    pod_commands.add_lock(commands)
-    pod_commands.add_claim(commands)
-    pod_commands.add_shadow_reset(commands)
-    pod_commands.add_dburl(commands)
-    pod_commands.add_wait(commands)
+    if command in COMMANDS:
+        COMMANDS[command](commands)
+    else:
+        for add in COMMANDS.values():
+            add(commands)
     return parser
 
 
-def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_run(commands: Subparsers) -> None:
+    from lockstep.cli import run_command
+
+    run_command.add_run(commands)
+
+
+def _pod_command(name: str) -> Callable[[Subparsers], None]:
+    """Adds the pod command ``name`` (:mod:`lockstep.cli.pod_commands`, imported then)."""
+
+    def add(commands: Subparsers) -> None:
+        from lockstep.cli import pod_commands
+
+        pod_commands.ADD[name](commands)
+
+    return add
+
+
+def _add_operator(commands: Subparsers) -> None:
     command = commands.add_parser("operator", help="run the operator (watches DatabaseMigrations)")
     command.add_argument(
         "-n",
@@ -152,7 +174,7 @@ def _add_operator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     command.set_defaults(handler=_operator)
 
 
-def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_apply(commands: Subparsers) -> None:
     command = commands.add_parser(
         "apply",
         help="local mode: apply the DatabaseMigrations in a YAML file without a cluster",
@@ -175,6 +197,21 @@ def _add_apply(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     command.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
     command.set_defaults(handler=_apply)
+
+
+# Each command's name and what adds its parser, in the order `lockstep --help` lists them.
+COMMANDS: Final[dict[str, Callable[[Subparsers], None]]] = {
+    "operator": _add_operator,
+    "run": _add_run,
+    "plan": _pod_command("plan"),
+    "classify": _pod_command("classify"),
+    "apply": _add_apply,
+    "lock": _pod_command("lock"),
+    "claim": _pod_command("claim"),
+    "shadow-reset": _pod_command("shadow-reset"),
+    "dburl": _pod_command("dburl"),
+    "wait": _pod_command("wait"),
+}
 
 
 class _ApplyHelp(argparse.HelpFormatter):

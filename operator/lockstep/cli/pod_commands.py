@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from lockstep import constants, errors, logs, url_secrets
 from lockstep.cli import pod_reporting, run_command
@@ -53,6 +53,18 @@ def add_dburl(commands: argv.Subparsers) -> None:
 
 def add_wait(commands: argv.Subparsers) -> None:
     argv.add_command(commands, helper_args.WaitArgs).set_defaults(handler=_wait)
+
+
+# What adds each command's parser, by the command's name (lockstep.cli.main picks one).
+ADD: Final[dict[str, Callable[[argv.Subparsers], None]]] = {
+    migration_args.PlanArgs.COMMAND: add_plan,
+    migration_args.ClassifyArgs.COMMAND: add_classify,
+    migration_args.ShadowResetArgs.COMMAND: add_shadow_reset,
+    helper_args.LockArgs.COMMAND: add_lock,
+    helper_args.ClaimArgs.COMMAND: add_claim,
+    helper_args.DburlArgs.COMMAND: add_dburl,
+    helper_args.WaitArgs.COMMAND: add_wait,
+}
 
 
 # --------------------------------------------------------------------------- planning
