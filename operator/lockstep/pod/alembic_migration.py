@@ -25,14 +25,7 @@ from sqlalchemy import exc
 
 from lockstep import constants, database, errors, url_secrets
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import (
-    fence,
-    history_owners,
-    run_request,
-    run_session,
-    sql_bookkeeping,
-    sql_errors,
-)
+from lockstep.pod import fence, run_request, run_session, sql_errors
 from lockstep.tools import base as tool_base
 
 log = logging.getLogger("lockstep.runner")
@@ -288,7 +281,12 @@ def _claim(
     request: run_request.RunRequest,
     options: dict[str, str],
 ) -> None:
-    """One DatabaseMigration per Alembic version table (see :mod:`lockstep.pod.history_owners`)."""
+    """One DatabaseMigration per Alembic version table (see :mod:`lockstep.pod.history_owners`).
+
+    Its modules (and the version tables' definitions they load) are imported for a run that
+    claims, one with ``--owner``, only."""
+    from lockstep.pod import history_owners, sql_bookkeeping
+
     url = request.database_url
     current = sql_bookkeeping.current_schema(connection, identity, url)
     schema = options.get("version_table_schema") or current

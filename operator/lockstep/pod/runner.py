@@ -43,23 +43,19 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from lockstep import database, errors, sqlfiles
+from lockstep import database, errors
 from lockstep.database import DatabaseIdentity
-from lockstep.pod import (
-    graceful_stop,
-    run_request,
-    run_session,
-    sql_planning,
-)
-from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
+from lockstep.pod import graceful_stop, run_request, run_session
 
 if TYPE_CHECKING:
-    # Alembic is imported where it is used (by tool alembic only): importing it cost a SQL-only
-    # run a quarter of its start-up (issue 21). The plan's model (and the classifier it loads):
-    # only for runs with checks.
+    # Each tool's modules are imported where that tool uses them (issue 21): Alembic by tool
+    # alembic only (importing it cost a SQL-only run a quarter of its start-up), the SQL files'
+    # reader and planner by tool sql only. The plan's model (and the classifier it loads): only
+    # for runs with checks.
     from alembic.script import ScriptDirectory
 
     from lockstep.pod.plan_model import PendingWork
+    from lockstep.sqlfiles import Migration, MigrationSet, SqlFile
 
 log = logging.getLogger("lockstep.runner")
 
@@ -166,6 +162,9 @@ def load_source(request: run_request.RunRequest) -> Source:
     wait ten minutes behind another migration to say so.
     """
     if request.tool == "sql":
+        from lockstep import sqlfiles
+        from lockstep.pod import sql_planning
+
         migration_set = sqlfiles.load_directory(request.source_dir)
         return SqlSource(
             migration_set, sql_planning.resolve_sql_target(migration_set, request.target)
@@ -226,7 +225,7 @@ def _pending_sql(
     request: run_request.RunRequest,
     identity: DatabaseIdentity,
 ) -> PendingWork:
-    from lockstep.pod import sql_history
+    from lockstep.pod import sql_history, sql_planning
 
     history = sql_history.preview_history(
         connection, identity, request, source.migration_set, source.target

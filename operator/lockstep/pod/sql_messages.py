@@ -8,11 +8,13 @@ help. Free of SQLAlchemy and drivers: the callers pass the database's words (``d
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from lockstep import errors
 from lockstep.db_identity import DatabaseIdentity
-from lockstep.sqlfiles import Statement
+
+if TYPE_CHECKING:  # a name only: an Alembic run words its query failures here, and reads no file
+    from lockstep.sqlfiles import Statement
 
 STATEMENT_CHARS: Final = 160
 LOCK_HINT: Final = (
