@@ -82,6 +82,32 @@ def test_a_new_run_ends_an_earlier_runs_backend_before_it_migrates(
         assert "zombie_made" not in tables(url)
 
 
+# What the migrating backend and the backend holding the migration lock call themselves.
+_SEEN = (
+    "CREATE TABLE seen AS SELECT current_setting('application_name') AS migrating, "
+    "(SELECT string_agg(a.application_name, ',') FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted) AS holding;\n"
+)
+
+
+@pytest.mark.parametrize("path", ["full", "fast"])
+def test_a_run_tags_its_migration_connection_and_not_its_lock_connection(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The fence ends tagged backends: the migration connection must carry the tag (a startup
+    parameter), the lock's connection of the same run must not."""
+    source = write_source(tmp_path / "sql", {"V1__seen.sql": _SEEN})
+    assert run_through(path, request_for(pg_url, source), monkeypatch).applied == ["1"]
+    engine = admin_engine(pg_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(sa.text("SELECT migrating, holding FROM seen")).one()
+    finally:
+        engine.dispose()
+    assert tuple(row) == (fence.MIGRATION_APPLICATION_NAME, "lockstep")
+
+
 def test_a_run_that_lost_its_lock_holder_and_the_run_that_took_over_never_both_migrate(
     db_server_url: str,
 ) -> None:

@@ -8,6 +8,7 @@ into :class:`lockstep.errors.LockstepError` with the password scrubbed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Iterator
 from typing import Any, Final
@@ -21,6 +22,8 @@ from lockstep.database import DatabaseIdentity
 from lockstep.pod import fence, lock, run_request, sql_errors, sql_messages, sql_rows
 
 DB_ERROR_CHARS: Final = 300
+# True while migration_connection opens its connection: the run's engine tags that one alone.
+_TAGGING: Final = contextvars.ContextVar("lockstep_tag_migration_connection", default=False)
 
 
 @contextlib.contextmanager
@@ -81,33 +84,37 @@ def migration_connection(
 ) -> Iterator[sa.Connection]:
     """The connection migrations run on, tagged so that a later run's fence can find it.
 
-    PostgreSQL: ``application_name`` is a startup parameter of this connection (an engine of
-    its own), so ``RESET ALL`` or ``DISCARD ALL`` in a file keeps it. MySQL/MariaDB: the
-    connection holds the named lock :func:`lockstep.pod.fence.run_lock_name`.
+    PostgreSQL: ``application_name`` is a startup parameter of this connection (set as
+    ``engine`` opens it, for it alone), so ``RESET ALL`` or ``DISCARD ALL`` in a file keeps it.
+    MySQL/MariaDB: the connection holds the named lock :func:`lockstep.pod.fence.run_lock_name`.
+    It is the run's engine's: a second engine would set up its dialect again on its first
+    connection, queries included (issue 21). Closed (NullPool) when the block ends.
     """
-    migration_engine = _tagged_engine(url) if identity.family == "postgresql" else engine
+    with _connect_tagged(engine, identity, url) as connection:
+        if identity.family == "mysql":
+            # No transactional DDL: every statement commits, so record each as it happens.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            fence.tag_mysql_connection(connection, identity)
+            connection.commit()  # ends SQLAlchemy's autobegun block; the named lock stays
+        fence.refuse_if_another_run(connection, identity)
+        yield connection
+
+
+def _connect_tagged(engine: sa.Engine, identity: DatabaseIdentity, url: str) -> sa.Connection:
+    if identity.family != "postgresql":
+        return database.connect(engine, url)
+    if not event.contains(engine, "do_connect", _tag):
+        event.listen(engine, "do_connect", _tag)
+    tagging = _TAGGING.set(True)
     try:
-        with database.connect(migration_engine, url) as connection:
-            if identity.family == "mysql":
-                # No transactional DDL: every statement commits, so record each as it happens.
-                connection.execution_options(isolation_level="AUTOCOMMIT")
-                fence.tag_mysql_connection(connection, identity)
-                connection.commit()  # ends SQLAlchemy's autobegun block; the named lock stays
-            fence.refuse_if_another_run(connection, identity)
-            yield connection
+        return database.connect(engine, url)
     finally:
-        if migration_engine is not engine:
-            migration_engine.dispose()
+        _TAGGING.reset(tagging)
 
 
-def _tagged_engine(url: str) -> sa.Engine:
-    tagged = database.make_engine(url)
-
-    @event.listens_for(tagged, "do_connect")
-    def _tag(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+def _tag(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+    if _TAGGING.get():
         params["application_name"] = fence.MIGRATION_APPLICATION_NAME
-
-    return tagged
 
 
 parse_duration_ms = run_request.parse_duration_ms
