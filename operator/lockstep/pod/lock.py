@@ -180,7 +180,7 @@ def _pg_acquire(
     # lock_timeout bounds the wait; a server-wide statement_timeout must not
     # cut it short (and be mistaken for a lost connection).
     budget = {"lock_timeout": f"{budget_ms}ms", "statement_timeout": "0"}
-    previous = {name: _pg_setting(connection, name) for name in budget}
+    previous = _pg_settings(connection, list(budget))
     _pg_configure(connection, budget)
     try:
         connection.execute(sa.text("SELECT pg_advisory_lock(:key)").bindparams(key=key))
@@ -193,16 +193,23 @@ def _pg_acquire(
             _pg_configure(connection, previous)
 
 
-def _pg_setting(connection: sa.Connection, name: str) -> str:
-    query = sa.text("SELECT current_setting(:name)")
-    return str(connection.execute(query, {"name": name}).scalar_one())
+def _pg_settings(connection: sa.Connection, names: list[str]) -> dict[str, str]:
+    """The session's values of ``names``, read in one round trip."""
+    calls = ", ".join(f"current_setting(:name_{i})" for i in range(len(names)))
+    row = connection.execute(
+        sa.text(f"SELECT {calls}"), {f"name_{i}": name for i, name in enumerate(names)}
+    ).one()
+    return {name: str(value) for name, value in zip(names, row, strict=True)}
 
 
 def _pg_configure(connection: sa.Connection, settings: dict[str, str]) -> None:
-    for name, value in settings.items():
-        connection.execute(
-            sa.text("SELECT set_config(:name, :value, false)"), {"name": name, "value": value}
-        )
+    """Set the session's ``settings`` in one statement: one round trip, not one per setting.
+    The statement is built of literals; the names and values are bound parameters."""
+    calls = ", ".join(f"set_config(:name_{i}, :value_{i}, false)" for i in range(len(settings)))
+    values: dict[str, str] = {}
+    for i, (name, value) in enumerate(settings.items()):
+        values.update({f"name_{i}": name, f"value_{i}": value})
+    connection.execute(sa.text(f"SELECT {calls}"), values)
 
 
 def _pg_holder(connection: sa.Connection, key: int) -> str:
