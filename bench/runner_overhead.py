@@ -20,6 +20,10 @@ holds at most 1 MiB (local mode refuses more, as the API server would): it gets 
 file that fits (about 10,000 INSERTs), against `psql -1 -f` on that same file.
 
 Each command runs `repeats` times, each time on a database of its own; the median counts.
+The Lockstep that runs is this checkout's (its ``operator/`` first on PYTHONPATH, whatever the
+virtualenv has installed), and the baseline's beside it; the bytecode of both is compiled first,
+as the image's build compiles it (a run that compiles every module it imports pays for that on
+each start: the image sets PYTHONDONTWRITEBYTECODE, and so may the shell the bench runs in).
 Run on its own (starts, or reuses, the test bed's PostgreSQL under $LOCKSTEP_DB_DIR) it prints
 each case beside its floor::
 
@@ -41,7 +45,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchlib.common import log
+from benchlib.common import REPO, log
 from benchlib.runner_sources import (
     Databases,
     count_tables,
@@ -70,6 +74,15 @@ def run_checked(
 Command = Callable[[str, dict[str, str]], None]  # (database URL, environment)
 
 
+def lockstep_env(tree: Path) -> dict[str, str]:
+    """The environment that runs the Lockstep of ``tree`` (its ``operator/`` holds the
+    package), its bytecode compiled first, as the image's is."""
+    operator = tree / "operator"
+    run_checked([sys.executable, "-m", "compileall", "-q", str(operator)])
+    paths = [str(operator), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+
+
 def measure(
     databases: Databases,
     repeats: int,
@@ -77,13 +90,16 @@ def measure(
     expected_tables: int,
     baseline_env: dict[str, str] | None = None,
     lockstep_keys: Sequence[str] = (),
+    lockstep_environ: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each case ``repeats`` times, interleaved (a load that comes and goes hits them all
-    alike), each run on a database of its own; with ``baseline_env``, the Lockstep cases run a
-    second time in it too (key ``<key>_baseline``): the code before a change, say."""
+    alike), each run on a database of its own; the Lockstep cases (``lockstep_keys``) in
+    ``lockstep_environ``; with ``baseline_env``, they run a second time in it too (key
+    ``<key>_baseline``): the code before a change, say."""
     runs: list[tuple[str, str, Command, dict[str, str]]] = []
     for key, (what, command) in cases.items():
-        runs.append((key, what, command, dict(os.environ)))
+        ours = key in lockstep_keys and lockstep_environ is not None
+        runs.append((key, what, command, dict(lockstep_environ if ours else os.environ)))
         if baseline_env is not None and key in lockstep_keys:
             runs.append((f"{key}_baseline", f"{what} (baseline)", command, baseline_env))
     times: dict[str, list[float]] = {key: [] for key, *_ in runs}
@@ -141,13 +157,8 @@ def run(
     alembic = str(VENV_BIN / "alembic")
     result_file = base / "result.json"
     databases = Databases(admin_url)
-    baseline_env = None
-    if baseline is not None:
-        paths_now = os.environ.get("PYTHONPATH", "")
-        baseline_env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(baseline / "operator"), paths_now])),
-        }
+    environ = lockstep_env(REPO)
+    baseline_env = lockstep_env(baseline) if baseline is not None else None
 
     def with_url(env: dict[str, str], url: str) -> dict[str, str]:
         return {**env, "DATABASE_URL": url}
@@ -207,7 +218,7 @@ def run(
     )
 
     def group(cases: dict[str, tuple[str, Command]], expected: int) -> dict[str, Any]:
-        return measure(databases, repeats, cases, expected, baseline_env, ours)
+        return measure(databases, repeats, cases, expected, baseline_env, ours, environ)
 
     result: dict[str, Any] = {
         "load_at_start": round(os.getloadavg()[0], 2),
