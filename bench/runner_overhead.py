@@ -59,6 +59,9 @@ from benchlib.runner_sources import (
 )
 
 VENV_BIN = Path(sys.executable).parent
+# What the operator's Jobs add to `lockstep run` (contract.migration_args): the DatabaseMigration
+# claims its version table, which loads the claim's modules and costs a query or two.
+AS_A_JOB = ("--owner", "bench/runner")
 
 
 def run_checked(
@@ -164,7 +167,7 @@ def run(
         return {**env, "DATABASE_URL": url}
 
     def lockstep_sql(url: str, env: dict[str, str], source: Path = sql_dir) -> None:
-        argv = [lockstep, "run", "--tool", "sql", "--source", str(source)]
+        argv = [lockstep, "run", "--tool", "sql", "--source", str(source), *AS_A_JOB]
         run_checked([*argv, "--result-file", str(result_file)], with_url(env, url))
 
     def lockstep_sql_one(url: str, env: dict[str, str]) -> None:
@@ -182,7 +185,7 @@ def run(
 
     def lockstep_alembic(url: str, env: dict[str, str]) -> None:
         source = alembic_dir / "migrations"
-        argv = [lockstep, "run", "--tool", "alembic", "--source", str(source)]
+        argv = [lockstep, "run", "--tool", "alembic", "--source", str(source), *AS_A_JOB]
         run_checked([*argv, "--result-file", str(result_file)], with_url(env, url))
 
     def alembic_direct(url: str, env: dict[str, str]) -> None:
