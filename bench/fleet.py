@@ -162,8 +162,12 @@ def count_jobs(bed: Bed, size: int) -> int:
 
 def reconciled(process: OperatorProcess, size: int) -> Any:
     def ready() -> bool:
+        try:
+            text = process.metrics()
+        except OSError:  # a scrape that times out while the start keeps the operator busy
+            return False
         total = 0.0
-        for line in process.metrics().splitlines():
+        for line in text.splitlines():
             if line.startswith("lockstep_reconcile_total{"):
                 total += float(line.rsplit(" ", 1)[1])
         return total >= size
