@@ -159,7 +159,7 @@ class Cache:
 
         A watch that lags (a start's streamed list under load) can deliver an event from before
         the deletion after it; put back, the Job was deleted again by the next pass (5,858 second
-        DELETEs in one 10,000-migration start, docs/performance.md). Events for that uid are
+        DELETEs in one 10,000-migration start, docs/performance-history.md). Events for that uid are
         ignored until the DELETED event, or DELETED_JOB_MEMORY_SECONDS, whichever comes first.
 
         Its pods leave the cache with it: the garbage collector deletes them at its own pace

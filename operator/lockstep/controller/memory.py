@@ -8,7 +8,7 @@ Copying the cached bodies puts them into the pools that other live objects alrea
 copies' arenas can then empty, and `malloc_trim` hands glibc's free pages back to the kernel.
 Measured at 1,000 migrations (bench/fleet.py with a one-off wrapper, 7 December 2026): idle RSS
 193.4 -> 182.7 MiB; copying took 0.2 s, done in slices so that events keep flowing. At 10,000
-(docs/performance.md, "Memory per migration"): peak 705 MiB, idle 628 MiB after it; 63,739
+(docs/performance-history.md, "Memory per migration"): peak 705 MiB, idle 628 MiB after it; 63,739
 objects copied in 2.8 s.
 """
 

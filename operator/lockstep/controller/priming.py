@@ -16,7 +16,7 @@ Before this, Kopf *indexers* held every handler until each listed Job and pod ha
 Kopf tracks that with one toggle per listed object and wakes every waiting worker each time a
 toggle is made or dropped: quadratic in the objects listed. At 10,000 migrations with 5
 releases each (100,000 Jobs and pods) the operator spent 96 % of a core there for over ten
-minutes and grew past 2 GiB (docs/performance.md).
+minutes and grew past 2 GiB (docs/performance-history.md).
 """
 
 from __future__ import annotations
