@@ -19,14 +19,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
+import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from benchlib import common
 
 
 def rss_mib() -> float:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+    return common.mib(common.sample_process(os.getpid()).rss_bytes)
 
 
 def field_infos() -> int:
