@@ -187,18 +187,20 @@ class Stream:
 def probe(monkeypatch: pytest.MonkeyPatch, answer: Stream | Exception) -> bool:
     from lockstep.kube import api, objects
 
-    asked: list[dict[str, Any]] = []
+    asked: list[tuple[str, str, dict[str, Any]]] = []
 
-    class Core:
-        def list_pod_for_all_namespaces(self, **arguments: Any) -> Stream:
-            asked.append(arguments)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
+    def request(method: str, path: str, *, query: dict[str, Any], **_: Any) -> Stream:
+        asked.append((method, path, query))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
-    monkeypatch.setattr(api, "core", lambda: Core())
+    monkeypatch.setattr(api, "request", request)
     served = objects.serves_streaming_lists(None)
-    assert asked[0]["send_initial_events"] is True and asked[0]["watch"] is True
+    method, path, query = asked[0]
+    assert (method, path) == ("GET", "/api/v1/pods")
+    assert query["sendInitialEvents"] is True and query["watch"] is True
+    assert query["resourceVersionMatch"] == "NotOlderThan" and query["allowWatchBookmarks"]
     return served
 
 

@@ -29,20 +29,22 @@ def as_served(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeAdmission:
+    """Stands in for `api.request` on MutatingWebhookConfigurations."""
+
     def __init__(self, live: dict[str, Any] | None) -> None:
         self.live = live
         self.writes: list[tuple[str, dict[str, Any]]] = []
 
-    def read_mutating_webhook_configuration(self, name: str, **_: Any) -> Any:
-        if self.live is None:
-            raise api.ApiException(status=404, reason="Not Found")
-        return type("Response", (), {"data": json.dumps(self.live).encode()})()
-
-    def create_mutating_webhook_configuration(self, body: dict[str, Any]) -> None:
-        self.writes.append(("create", body))
-
-    def replace_mutating_webhook_configuration(self, name: str, body: dict[str, Any]) -> None:
-        self.writes.append(("replace", body))
+    def __call__(self, method: str, path: str, *, body: Any = None, **_: Any) -> Any:
+        assert path.startswith(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+        )
+        if method == "GET":
+            if self.live is None:
+                raise api.ApiException(status=404, reason="Not Found")
+            return type("Response", (), {"data": json.dumps(self.live).encode()})()
+        self.writes.append(({"POST": "create", "PUT": "replace"}[method], body))
+        return type("Response", (), {"drain_conn": lambda self: None})()
 
 
 @pytest.fixture
@@ -52,7 +54,7 @@ def wanted() -> dict[str, Any]:
 
 def apply(monkeypatch: pytest.MonkeyPatch, live: dict[str, Any] | None, body: Any) -> FakeAdmission:
     fake = FakeAdmission(live)
-    monkeypatch.setattr(api, "admission", lambda: fake)
+    monkeypatch.setattr(api, "request", fake)
     current = webhook_config.read_mutating_webhook(body["metadata"]["name"])
     webhook_config.apply_mutating_webhook(body, current)
     return fake

@@ -1,10 +1,11 @@
-"""What every part of `lockstep.kube` shares: the client's API groups, the errors callers see
-instead of the client's, and plain JSON bodies."""
+"""What every part of `lockstep.kube` shares: one raw request through the client's ApiClient,
+the errors callers see instead of the client's, and plain JSON bodies."""
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from typing import Any, cast
 
 from kubernetes import client
@@ -44,34 +45,56 @@ def plain_json(response: Any) -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(response.data))
 
 
-# One client object per API group, made on first use (after `connection.load_config`).
+# Every request goes through one ApiClient (made on first use, after `connection.load_config`)
+# but none of the client's generated API group classes: importing one builds pydantic
+# validators for each of its methods (29 MiB RSS and ~1 s CPU for the six groups the operator
+# used, bench/client_first_calls.py), and Lockstep sends and reads plain JSON anyway.
+
+# What a generated patch method's Content-Type comes to (rest.py turns its default, JSON Patch,
+# into a strategic merge patch for a dict body): pass one of these to `request`.
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+Query = Mapping[str, str | int | bool | None]
 
 
 @functools.cache
-def core() -> client.CoreV1Api:
-    return client.CoreV1Api()
+def shared_client() -> client.ApiClient:
+    return client.ApiClient()
 
 
-@functools.cache
-def batch() -> client.BatchV1Api:
-    return client.BatchV1Api()
-
-
-@functools.cache
-def custom() -> client.CustomObjectsApi:
-    return client.CustomObjectsApi()
-
-
-@functools.cache
-def coordination() -> client.CoordinationV1Api:
-    return client.CoordinationV1Api()
-
-
-@functools.cache
-def admission() -> client.AdmissionregistrationV1Api:
-    return client.AdmissionregistrationV1Api()
-
-
-@functools.cache
-def apps() -> client.AppsV1Api:
-    return client.AppsV1Api()
+def request(
+    method: str,
+    path: str,
+    *,
+    path_params: Mapping[str, str] | None = None,
+    query: Query | None = None,
+    body: Any = None,
+    content_type: str | None = None,
+    timeout: float | tuple[float, float] | None = None,
+) -> Any:
+    """Send one request as the generated methods do with `_preload_content=False`: `path` with
+    `{namespace}`-style placeholders filled from `path_params` (URL-quoted), query keys
+    as on the wire (`labelSelector`, `continue`), None values left out; the bearer token (and
+    an exec or OIDC kubeconfig's refresh) from the configuration; the urllib3 response unread,
+    to read (`plain_json`), drain (`drain_conn()`) or iterate line by line (a watch).
+    ApiException for any answer outside 2xx, urllib3/OS errors when the server is unreachable."""
+    sender = shared_client()
+    headers: dict[str, str] = {"Accept": "application/json"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    serialized = sender.param_serialize(
+        method=method,
+        resource_path=path,
+        path_params=dict(path_params or {}),
+        query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    answer = sender.call_api(*serialized, _request_timeout=timeout)
+    if not 200 <= answer.status <= 299:
+        answer.read()  # type: ignore[no-untyped-call]
+        raise ApiException.from_response(http_resp=answer, body=None, data=None)
+    return answer.response

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
@@ -12,11 +11,14 @@ from kubernetes.client.exceptions import ApiException
 from lockstep import constants
 from lockstep.kube import api
 
+_LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
 
 def read_lease(namespace: str, name: str) -> tuple[dict[str, Any], str] | None:
     """The Lease's spec and resourceVersion, or None when there is no Lease yet."""
     try:
-        response = api.coordination().read_namespaced_lease(name, namespace, _preload_content=False)
+        where = {"namespace": namespace, "name": name}
+        response = api.request("GET", _LEASES + "/{name}", path_params=where)
     except ApiException as error:
         if error.status == 404:
             return None
@@ -25,7 +27,7 @@ def read_lease(namespace: str, name: str) -> tuple[dict[str, Any], str] | None:
         raise api.KubeError(
             f"Lease {namespace}/{name}: API unreachable ({type(error).__name__})"
         ) from None
-    lease = json.loads(cast(Any, response).data)
+    lease = api.plain_json(response)
     return dict(lease.get("spec") or {}), str(lease["metadata"]["resourceVersion"])
 
 
@@ -46,12 +48,14 @@ def write_lease(
         },
         "spec": dict(spec),
     }
+    where = {"namespace": namespace, "name": name}
     try:
         if resource_version is None:
-            api.coordination().create_namespaced_lease(namespace, body)  # type: ignore[arg-type]
+            response = api.request("POST", _LEASES, path_params=where, body=body)
         else:
             body["metadata"]["resourceVersion"] = resource_version
-            api.coordination().replace_namespaced_lease(name, namespace, body)  # type: ignore[arg-type]
+            response = api.request("PUT", _LEASES + "/{name}", path_params=where, body=body)
+        response.drain_conn()  # no model: the caller keeps what it wrote
     except ApiException as error:
         raise api.translate(error, f"Lease {namespace}/{name}") from None
     except (urllib3.exceptions.HTTPError, OSError) as error:

@@ -7,16 +7,28 @@ The real side of `controller.cluster.KubeApi` (the reconciler's injected client)
 from __future__ import annotations
 
 import base64
-import functools
 import json
-from collections.abc import Callable, Mapping
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from lockstep import constants
 from lockstep.kube import api
+
+_SECRET = "/api/v1/namespaces/{namespace}/secrets/{name}"  # noqa: S105 - a URL path
+_CONFIG_MAP = "/api/v1/namespaces/{namespace}/configmaps/{name}"
+_JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+_JOB = "/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+_PODS = "/api/v1/namespaces/{namespace}/pods"
+_POD = "/api/v1/namespaces/{namespace}/pods/{name}"
+_MIGRATIONS = f"/apis/{constants.GROUP}/{constants.VERSION}/namespaces/{{namespace}}"
+_MIGRATION = f"{_MIGRATIONS}/{constants.PLURAL}/{{name}}"
+_WORKLOADS = {
+    "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+    "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}",
+}
 
 
 def read_secret_value(namespace: str, name: str, key: str) -> str:
@@ -31,7 +43,7 @@ def read_secret_raw(namespace: str, name: str) -> dict[str, str]:
     """A Secret's data as the API serves it (base64 values), to keep in the operator's memory
     (controller.inputs); nothing here logs or returns it decoded."""
     try:
-        response = api.core().read_namespaced_secret(name, namespace, _preload_content=False)
+        response = api.request("GET", _SECRET, path_params={"namespace": namespace, "name": name})
     except ApiException as error:
         raise api.translate(error, f"Secret {namespace}/{name}") from None
     return {str(k): str(v) for k, v in (api.plain_json(response).get("data") or {}).items()}
@@ -39,7 +51,8 @@ def read_secret_raw(namespace: str, name: str) -> dict[str, str]:
 
 def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
     try:
-        response = api.core().read_namespaced_config_map(name, namespace, _preload_content=False)
+        where = {"namespace": namespace, "name": name}
+        response = api.request("GET", _CONFIG_MAP, path_params=where)
     except ApiException as error:
         raise api.translate(error, f"ConfigMap {namespace}/{name}") from None
     return dict(api.plain_json(response).get("data") or {})
@@ -48,10 +61,9 @@ def read_config_map_data(namespace: str, name: str) -> dict[str, str]:
 def create_job(namespace: str, body: Mapping[str, Any]) -> None:
     """Create a Job; ConflictError when a Job of that name exists (the run is already there)."""
     try:
-        # The client serialises plain dicts as they are; its stubs only name the model class.
-        job = dict(body)
-        response = api.batch().create_namespaced_job(namespace, job, _preload_content=False)  # type: ignore[arg-type]
-        cast(Any, response).drain_conn()  # unread answer, no model; frees the connection
+        where = {"namespace": namespace}
+        response = api.request("POST", _JOBS, path_params=where, body=dict(body))
+        response.drain_conn()  # unread answer, no model; frees the connection
     except ApiException as error:
         raise api.translate(error, f"Job {namespace}/{body['metadata']['name']}") from None
 
@@ -59,7 +71,9 @@ def create_job(namespace: str, body: Mapping[str, Any]) -> None:
 def delete_job(namespace: str, name: str) -> None:
     """Delete a Job and, in the background, its pods (which ends their processes)."""
     try:
-        api.batch().delete_namespaced_job(name, namespace, propagation_policy="Background")
+        where = {"namespace": namespace, "name": name}
+        query = {"propagationPolicy": "Background"}
+        api.request("DELETE", _JOB, path_params=where, query=query).drain_conn()
     except ApiException as error:
         if error.status != 404:
             raise api.translate(error, f"Job {namespace}/{name}") from None
@@ -70,17 +84,20 @@ def label_job(namespace: str, name: str, labels: Mapping[str, str]) -> None:
     its pods labelled); a pod or Job gone meanwhile is skipped."""
     patch = {"metadata": {"labels": dict(labels)}}
     for pod in [str(p["metadata"]["name"]) for p in _pods_of_job(namespace, name)]:
-        call = functools.partial(api.core().patch_namespaced_pod, pod, namespace, patch)
-        _unless_gone(f"Pod {namespace}/{pod}", call)
-    _unless_gone(
-        f"Job {namespace}/{name}",
-        functools.partial(api.batch().patch_namespaced_job, name, namespace, patch),
-    )
+        _patch_unless_gone(f"Pod {namespace}/{pod}", _POD, namespace, pod, patch)
+    _patch_unless_gone(f"Job {namespace}/{name}", _JOB, namespace, name, patch)
 
 
-def _unless_gone(what: str, call: Callable[..., Any]) -> None:
+def _patch_unless_gone(
+    what: str, path: str, namespace: str, name: str, patch: dict[str, Any]
+) -> None:
+    """A strategic merge patch (what the generated patch methods sent for a dict)."""
+    where = {"namespace": namespace, "name": name}
     try:
-        cast(Any, call(_preload_content=False)).drain_conn()  # no model; frees the connection
+        response = api.request(
+            "PATCH", path, path_params=where, body=patch, content_type=api.STRATEGIC_MERGE_PATCH
+        )
+        response.drain_conn()  # no model; frees the connection
     except ApiException as error:
         if error.status != 404:
             raise api.translate(error, what) from None
@@ -88,33 +105,40 @@ def _unless_gone(what: str, call: Callable[..., Any]) -> None:
 
 def get_migration(namespace: str, name: str) -> dict[str, Any]:
     try:
-        result = api.custom().get_namespaced_custom_object(
-            constants.GROUP, constants.VERSION, namespace, constants.PLURAL, name
-        )
+        where = {"namespace": namespace, "name": name}
+        response = api.request("GET", _MIGRATION, path_params=where)
     except ApiException as error:
         raise api.translate(error, f"DatabaseMigration {namespace}/{name}") from None
-    return cast(dict[str, Any], result)
+    return api.plain_json(response)
 
 
 def patch_migration_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """Merge-patch the status subresource (lists such as conditions are replaced whole)."""
     try:
-        response = api.custom().patch_namespaced_custom_object_status(
-            constants.GROUP,
-            constants.VERSION,
-            namespace,
-            constants.PLURAL,
-            name,
-            {"status": dict(status)},
-            _preload_content=False,
+        response = api.request(
+            "PATCH",
+            _MIGRATION + "/status",
+            path_params={"namespace": namespace, "name": name},
+            body={"status": dict(status)},
+            content_type=api.MERGE_PATCH,
         )
-        cast(Any, response).drain_conn()  # the watch brings the new body
+        response.drain_conn()  # the watch brings the new body
     except ApiException as error:
         raise api.translate(error, f"DatabaseMigration {namespace}/{name} status") from None
 
 
 # What `list_page` lists: (API group version, plural, the kind its items lack in a list).
 _LISTED = {"jobs": ("batch/v1", "Job"), "pods": ("v1", "Pod")}
+
+
+def _list(plural: str, namespace: str | None, query: api.Query) -> Any:
+    """GET every Job or pod, in one namespace or (None) in all of them; the response unread."""
+    version = _LISTED[plural][0]
+    prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
+    if namespace is None:
+        return api.request("GET", f"{prefix}/{plural}", query=query)
+    path, where = f"{prefix}/namespaces/{{namespace}}/{plural}", {"namespace": namespace}
+    return api.request("GET", path, path_params=where, query=query)
 
 
 def list_page(
@@ -124,23 +148,13 @@ def list_page(
     with its apiVersion and kind, and the token of the next page ("" after the last).
     ExpiredError when the token has outlived the API server's history."""
     version, kind = _LISTED[plural]
-    arguments: dict[str, Any] = {"label_selector": label_selector, "limit": limit}
-    if continue_token:
-        arguments["_continue"] = continue_token
-    response: Any
+    query: api.Query = {
+        "labelSelector": label_selector,
+        "limit": limit,
+        "continue": continue_token or None,
+    }
     try:
-        if plural == "jobs":
-            response = (
-                api.batch().list_job_for_all_namespaces(_preload_content=False, **arguments)
-                if namespace is None
-                else api.batch().list_namespaced_job(namespace, _preload_content=False, **arguments)
-            )
-        else:
-            response = (
-                api.core().list_pod_for_all_namespaces(_preload_content=False, **arguments)
-                if namespace is None
-                else api.core().list_namespaced_pod(namespace, _preload_content=False, **arguments)
-            )
+        response = _list(plural, namespace, query)
     except ApiException as error:
         raise api.translate(error, f"list of {plural}") from None
     except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -165,21 +179,16 @@ def serves_streaming_lists(namespace: str | None) -> bool:
     the (empty) initial list arrives. A server with the feature off refuses the request (4xx);
     one older than 1.27 ignores the parameter and sends no such bookmark: both are False.
     KubeError when the server cannot answer now (unreachable, 5xx, 429): ask again."""
-    arguments: dict[str, Any] = {
-        "label_selector": _PROBE_SELECTOR,
+    query: api.Query = {
+        "labelSelector": _PROBE_SELECTOR,
         "watch": True,
-        "send_initial_events": True,
-        "resource_version_match": "NotOlderThan",
-        "allow_watch_bookmarks": True,
-        "timeout_seconds": 1,
-        "_preload_content": False,
+        "sendInitialEvents": True,
+        "resourceVersionMatch": "NotOlderThan",
+        "allowWatchBookmarks": True,
+        "timeoutSeconds": 1,
     }
-    try:
-        response = (
-            api.core().list_pod_for_all_namespaces(**arguments)
-            if namespace is None
-            else api.core().list_namespaced_pod(namespace, **arguments)
-        )
+    try:  # the response unread: a stream of watch events, one JSON document a line
+        response = _list("pods", namespace, query)
     except ApiException as error:
         if error.status is not None and 400 <= error.status < 500 and error.status != 429:
             return False  # refused: the server does not stream lists
@@ -189,7 +198,7 @@ def serves_streaming_lists(namespace: str | None) -> bool:
             f"streaming-list probe: API unreachable ({type(error).__name__})"
         ) from None
     try:
-        for line in cast(Any, response):
+        for line in response:
             event = json.loads(line) if line.strip() else {}
             annotations = (event.get("object") or {}).get("metadata", {}).get("annotations") or {}
             if annotations.get(_INITIAL_EVENTS_END) == "true":
@@ -198,7 +207,7 @@ def serves_streaming_lists(namespace: str | None) -> bool:
     except ValueError:
         return False
     finally:
-        cast(Any, response).close()
+        response.close()
 
 
 def job_pod(namespace: str, job: str) -> dict[str, Any] | None:
@@ -212,9 +221,8 @@ def job_pod(namespace: str, job: str) -> dict[str, Any] | None:
 def _pods_of_job(namespace: str, job: str) -> list[dict[str, Any]]:
     """Every pod the Job controller made for `job` (its `job-name` label), as plain JSON."""
     try:
-        response = api.core().list_namespaced_pod(
-            namespace, label_selector=f"job-name={job}", _preload_content=False
-        )
+        query = {"labelSelector": f"job-name={job}"}
+        response = api.request("GET", _PODS, path_params={"namespace": namespace}, query=query)
     except ApiException as error:
         raise api.translate(error, f"pods of Job {namespace}/{job}") from None
     pods: list[dict[str, Any]] = api.plain_json(response).get("items") or []
@@ -224,11 +232,12 @@ def _pods_of_job(namespace: str, job: str) -> list[dict[str, Any]]:
 def read_log_tail(namespace: str, pod: str, container: str, limit_bytes: int) -> str:
     """The end of a container's log. Empty when the log cannot be read (node gone, pod deleted)."""
     try:
-        text: str = api.core().read_namespaced_pod_log(
-            pod, namespace, container=container, tail_lines=200
-        )
+        where = {"namespace": namespace, "name": pod}
+        query: api.Query = {"container": container, "tailLines": 200}
+        response = api.request("GET", _POD + "/log", path_params=where, query=query)
     except ApiException:
         return ""
+    text = bytes(response.data).decode(errors="replace")
     return text[-limit_bytes:]
 
 
@@ -241,7 +250,11 @@ def remove_scheduling_gate(
         {"op": "replace", "path": "/spec/schedulingGates", "value": remaining},
     ]
     try:
-        api.core().patch_namespaced_pod(pod, namespace, patch)
+        where = {"namespace": namespace, "name": pod}
+        response = api.request(
+            "PATCH", _POD, path_params=where, body=patch, content_type=api.JSON_PATCH
+        )
+        response.drain_conn()
     except ApiException as error:
         if error.status in (404, 409, 422):
             return False
@@ -251,15 +264,11 @@ def remove_scheduling_gate(
 
 def read_workload(namespace: str, kind: str, name: str) -> dict[str, Any] | None:
     """A Deployment or StatefulSet as plain JSON; None when it does not exist."""
-    read = {
-        "Deployment": api.apps().read_namespaced_deployment,
-        "StatefulSet": api.apps().read_namespaced_stateful_set,
-    }[kind]
+    where = {"namespace": namespace, "name": name}
     try:
-        response = read(name, namespace, _preload_content=False)
+        response = api.request("GET", _WORKLOADS[kind], path_params=where)
     except ApiException as error:
         if error.status == 404:
             return None
         raise api.translate(error, f"{kind} {namespace}/{name}") from None
-    result: dict[str, Any] = json.loads(cast(Any, response).data)
-    return result
+    return api.plain_json(response)

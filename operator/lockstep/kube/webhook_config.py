@@ -12,6 +12,9 @@ from kubernetes.client.exceptions import ApiException
 from lockstep import constants
 from lockstep.kube import api, objects
 
+_SECRETS = "/api/v1/namespaces/{namespace}/secrets"
+_WEBHOOKS = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+
 
 def read_secret_data(namespace: str, name: str) -> dict[str, bytes] | None:
     """All keys of a Secret, decoded; None when it does not exist."""
@@ -37,11 +40,13 @@ def write_tls_secret(
         },
         "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
     }
+    where = {"namespace": namespace, "name": name}
     try:
         if replace:
-            api.core().replace_namespaced_secret(name, namespace, body)  # type: ignore[arg-type]
+            response = api.request("PUT", _SECRETS + "/{name}", path_params=where, body=body)
         else:
-            api.core().create_namespaced_secret(namespace, body)  # type: ignore[arg-type]
+            response = api.request("POST", _SECRETS, path_params=where, body=body)
+        response.drain_conn()
     except ApiException as error:
         raise api.translate(error, f"Secret {namespace}/{name}") from None
 
@@ -49,9 +54,7 @@ def write_tls_secret(
 def read_mutating_webhook(name: str) -> dict[str, Any] | None:
     """A MutatingWebhookConfiguration as the API server serves it; None if there is none."""
     try:
-        return api.plain_json(
-            api.admission().read_mutating_webhook_configuration(name, _preload_content=False)
-        )
+        return api.plain_json(api.request("GET", _WEBHOOKS + "/{name}", path_params={"name": name}))
     except ApiException as error:
         if error.status != 404:
             raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
@@ -67,7 +70,7 @@ def apply_mutating_webhook(body: Mapping[str, Any], current: Mapping[str, Any] |
     nothing is written, so watchers (Argo CD, audit logs) see no churn."""
     name = body["metadata"]["name"]
     if current is None:
-        api.admission().create_mutating_webhook_configuration(dict(body))  # type: ignore[arg-type]
+        api.request("POST", _WEBHOOKS, body=dict(body)).drain_conn()
         return
     if says_everything(current.get("webhooks"), body.get("webhooks")) and says_everything(
         current["metadata"].get("labels"), body["metadata"].get("labels")
@@ -76,7 +79,8 @@ def apply_mutating_webhook(body: Mapping[str, Any], current: Mapping[str, Any] |
     replacement = {**body, "metadata": {**body["metadata"]}}
     replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     try:
-        api.admission().replace_mutating_webhook_configuration(name, replacement)  # type: ignore[arg-type]
+        where = {"name": name}
+        api.request("PUT", _WEBHOOKS + "/{name}", path_params=where, body=replacement).drain_conn()
     except ApiException as error:
         raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
 
@@ -99,20 +103,24 @@ def says_everything(live: Any, wanted: Any) -> bool:
 
 def inject_webhook_ca(name: str, ca_bundle: bytes) -> bool:
     """Put the CA into every webhook of a configuration (made by the chart); False if absent."""
-    try:
-        current = api.admission().read_mutating_webhook_configuration(name)
-    except ApiException as error:
-        if error.status == 404:
-            return False
-        raise api.translate(error, f"MutatingWebhookConfiguration {name}") from None
+    current = read_mutating_webhook(name)
+    if current is None:
+        return False
     encoded = base64.b64encode(ca_bundle).decode()
+    bundles = [(w.get("clientConfig") or {}).get("caBundle") for w in current.get("webhooks") or []]
     patch = [
-        {"op": "replace", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
-        if webhook.client_config.ca_bundle
-        else {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": encoded}
-        for index, webhook in enumerate(current.webhooks or [])
-        if webhook.client_config.ca_bundle != encoded  # unchanged: no write
+        {
+            "op": "replace" if bundle else "add",
+            "path": f"/webhooks/{index}/clientConfig/caBundle",
+            "value": encoded,
+        }
+        for index, bundle in enumerate(bundles)
+        if bundle != encoded  # unchanged: no write
     ]
     if patch:
-        api.admission().patch_mutating_webhook_configuration(name, patch)
+        path, where = _WEBHOOKS + "/{name}", {"name": name}
+        response = api.request(
+            "PATCH", path, path_params=where, body=patch, content_type=api.JSON_PATCH
+        )
+        response.drain_conn()
     return True
