@@ -24,6 +24,8 @@ from lockstep import constants
 from lockstep.plugin import errors
 
 MIGRATIONS = errors.RESOURCE
+_MIGRATIONS = f"/apis/{constants.GROUP}/{constants.VERSION}"
+_IN_NAMESPACE = "/namespaces/{namespace}"
 TIMEOUT = (10.0, 60.0)  # connect, read (seconds)
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -93,80 +95,95 @@ class KubeCluster:
         configuration.retries = 1  # a dead server answers in seconds, not after urllib3's 3 tries
         self.server = str(configuration.host)
         self.default_namespace = default_namespace
-        api = client.ApiClient(configuration)
-        self._custom = client.CustomObjectsApi(api)
-        self._core = client.CoreV1Api(api)
-        self._batch = client.BatchV1Api(api)
+        self._api = client.ApiClient(configuration)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        where: Mapping[str, str],
+        query: Mapping[str, str | bool | None] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: tuple[float, float] | None = TIMEOUT,
+    ) -> Any:
+        """One request as the client's generated methods send it with `_preload_content=False`
+        (without importing them: their pydantic validators cost seconds at each start), the
+        urllib3 response unread. ApiException outside 2xx, like theirs."""
+        headers = {"Accept": "application/json"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        serialized = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=dict(where),
+            query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        answer = self._api.call_api(*serialized, _request_timeout=timeout)
+        if not 200 <= answer.status <= 299:
+            answer.read()  # type: ignore[no-untyped-call]
+            raise ApiException.from_response(http_resp=answer, body=None, data=None)
+        return answer.response
 
     def list_migrations(self, namespace: str | None) -> list[dict[str, Any]]:
         with self._errors("list", MIGRATIONS, namespace):
-            if namespace is None:
-                result = self._custom.list_cluster_custom_object(
-                    constants.GROUP, constants.VERSION, constants.PLURAL, _request_timeout=TIMEOUT
-                )
-            else:
-                result = self._custom.list_namespaced_custom_object(
-                    constants.GROUP,
-                    constants.VERSION,
-                    namespace,
-                    constants.PLURAL,
-                    _request_timeout=TIMEOUT,
-                )
-        items = cast(dict[str, Any], result).get("items") or []
+            scope = "" if namespace is None else _IN_NAMESPACE
+            path = f"{_MIGRATIONS}{scope}/{constants.PLURAL}"
+            response = self._request("GET", path, {"namespace": namespace or ""})
+        items = _items(response)
         return sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"]))
 
     def get_migration(self, namespace: str, name: str) -> dict[str, Any]:
         with self._errors("get", MIGRATIONS, namespace, name):
-            result = self._custom.get_namespaced_custom_object(
-                constants.GROUP,
-                constants.VERSION,
-                namespace,
-                constants.PLURAL,
-                name,
-                _request_timeout=TIMEOUT,
-            )
-        return cast(dict[str, Any], result)
+            path = f"{_MIGRATIONS}{_IN_NAMESPACE}/{constants.PLURAL}/{{name}}"
+            response = self._request("GET", path, {"namespace": namespace, "name": name})
+        return cast(dict[str, Any], json.loads(response.data))
 
     def patch_migration(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
         """A JSON merge patch of the resource (not its status)."""
         with self._errors("patch", MIGRATIONS, namespace, name):
-            result = self._custom.patch_namespaced_custom_object(
-                constants.GROUP,
-                constants.VERSION,
-                namespace,
-                constants.PLURAL,
-                name,
-                dict(patch),
-                field_manager="kubectl-lockstep",
-                _content_type="application/merge-patch+json",
-                _request_timeout=TIMEOUT,
+            response = self._request(
+                "PATCH",
+                f"{_MIGRATIONS}{_IN_NAMESPACE}/{constants.PLURAL}/{{name}}",
+                {"namespace": namespace, "name": name},
+                query={"fieldManager": "kubectl-lockstep"},
+                body=dict(patch),
+                content_type="application/merge-patch+json",
             )
-        return cast(dict[str, Any], result)
+        return cast(dict[str, Any], json.loads(response.data))
 
     def jobs_of(self, namespace: str, migration: str) -> list[dict[str, Any]]:
         selector = f"{constants.LABEL_MIGRATION}={migration}"
         with self._errors("list", "jobs.batch", namespace):
-            response = self._batch.list_namespaced_job(
-                namespace, label_selector=selector, _preload_content=False, _request_timeout=TIMEOUT
+            response = self._request(
+                "GET",
+                "/apis/batch/v1/namespaces/{namespace}/jobs",
+                {"namespace": namespace},
+                query={"labelSelector": selector},
             )
         return _items(response)
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any]:
         with self._errors("get", "jobs.batch", namespace, name, kind="job"):
-            response = self._batch.read_namespaced_job(
-                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+            response = self._request(
+                "GET",
+                "/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                {"namespace": namespace, "name": name},
             )
         return cast(dict[str, Any], json.loads(cast(Any, response).data))
 
     def pods_of_job(self, namespace: str, job: str) -> list[dict[str, Any]]:
         with self._errors("list", "pods", namespace):
-            response = self._core.list_namespaced_pod(
-                namespace,
-                label_selector=f"job-name={job}",
-                _preload_content=False,
-                _request_timeout=TIMEOUT,
+            response = self._request(
+                "GET",
+                "/api/v1/namespaces/{namespace}/pods",
+                {"namespace": namespace},
+                query={"labelSelector": f"job-name={job}"},
             )
         return _items(response)
 
@@ -174,14 +191,12 @@ class KubeCluster:
         """The container's log, in chunks as they arrive (until it ends when following)."""
         with self._errors("get", "pods/log", namespace, pod, kind="pod"):
             # Following has no read timeout: a quiet migration may print nothing for minutes.
-            timeout: dict[str, Any] = {} if follow else {"_request_timeout": TIMEOUT}
-            response = self._core.read_namespaced_pod_log(
-                pod,
-                namespace,
-                container=container,
-                follow=follow,
-                _preload_content=False,
-                **timeout,
+            response = self._request(
+                "GET",
+                "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                {"namespace": namespace, "name": pod},
+                query={"container": container, "follow": follow},
+                timeout=None if follow else TIMEOUT,
             )
         return self._chunks(response, namespace)
 
