@@ -3,7 +3,8 @@ group classes (CoreV1Api, BatchV1Api, ...): importing one builds pydantic valida
 method it has (29 MiB RSS and ~1 s CPU for the six the operator used,
 bench/client_first_calls.py). What they send stays what those classes sent: this checks the
 wire of the calls whose form matters (patch content types, watch and list query names, the
-bearer token) against a local HTTP server, in a fresh interpreter on this checkout's code.
+bearer token and its refresh hook) against a local HTTP server, in a fresh interpreter on this
+checkout's code.
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def configuration(token):
     made.host = host
     made.api_key = {"BearerToken": token}
     made.api_key_prefix = {"BearerToken": "Bearer"}
+    made.refresh_api_key_hook = refreshed.append  # what an exec or in-cluster config sets
     return made
+
+refreshed = []
 
 client.Configuration.set_default(configuration("t"))
 objects.label_job("ns", "j1", {"a": "b"})
@@ -92,6 +96,7 @@ except ConflictError:
 plugin = KubeCluster(configuration("p"), "ns")
 plugin.patch_migration("ns", "m1", {"spec": {"approve": True}})
 assert "".join(plugin.pod_log("ns", "p1", "c", follow=True)) == "the end of the log\n"
+assert len(refreshed) == len(seen)  # each request asked for a fresh token
 loaded = sorted(m for m in sys.modules if m.startswith("kubernetes.client.api."))
 print(json.dumps({"seen": seen, "loaded": loaded}))
 """
