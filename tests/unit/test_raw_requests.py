@@ -1,6 +1,6 @@
 """The operator and the plugin send their Kubernetes requests without the client's generated API
 group classes (CoreV1Api, BatchV1Api, ...): importing one builds pydantic validators for every
-method it has (29 MiB RSS and ~1 s CPU for the six the operator used,
+method it has (29.2 MiB RSS and ~1 s CPU for the five the operator called,
 bench/client_first_calls.py). What they send stays what those classes sent: this checks the
 wire of the calls whose form matters (patch content types, watch and list query names, the
 bearer token and its refresh hook) against a local HTTP server, in a fresh interpreter on this

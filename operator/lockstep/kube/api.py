@@ -47,8 +47,9 @@ def plain_json(response: Any) -> dict[str, Any]:
 
 # Every request goes through one ApiClient (made on first use, after `connection.load_config`)
 # but none of the client's generated API group classes: importing one builds pydantic
-# validators for each of its methods (29 MiB RSS and ~1 s CPU for the six groups the operator
-# used, bench/client_first_calls.py), and Lockstep sends and reads plain JSON anyway.
+# validators for each of its methods (29.2 MiB RSS and ~1 s CPU for the five groups the
+# operator called, 4 MiB more for AppsV1Api: bench/client_first_calls.py), and Lockstep sends
+# and reads plain JSON anyway (bench/raw_first_calls.py: 0.5 MiB for every kind of request).
 
 # What a generated patch method's Content-Type comes to (rest.py turns its default, JSON Patch,
 # into a strategic merge patch for a dict body): pass one of these to `request`.
