@@ -6,9 +6,9 @@ none of them, so this builds the plugin alone:
 
     python tools/build_plugin.py [--out dist/plugin] [--release-url URL]
 
-* ``kubectl_lockstep-<version>-py3-none-any.whl``: the plugin and the five pure modules it reads
-  (``lockstep.{constants,conditions,status,timestamps}``), depending on ``kubernetes`` and
-  ``PyYAML`` only; ``pip install`` it to get ``kubectl-lockstep`` on PATH.
+* ``kubectl_lockstep-<version>-py3-none-any.whl``: the plugin and the Lockstep modules it reads
+  (``lockstep.{constants,conditions,status,timestamps,kube_wire}``), depending on ``kubernetes``
+  and ``PyYAML`` only; ``pip install`` it to get ``kubectl-lockstep`` on PATH.
 * ``kubectl-lockstep``: the same as one executable zip application (``python3`` >= 3.11 runs it),
   its dependencies inside, in ``kubectl-lockstep.tar.gz`` with the licence, for krew.
 * ``krew/lockstep.yaml``: the krew manifest for that archive (URI under ``--release-url``,
@@ -29,7 +29,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "operator" / "lockstep"
 # What the plugin imports from Lockstep (a unit test checks this against its real imports).
-PLUGIN_MODULES = ("__init__.py", "constants.py", "conditions.py", "status.py", "timestamps.py")
+PLUGIN_MODULES = (
+    "__init__.py",
+    "constants.py",
+    "conditions.py",
+    "kube_wire.py",
+    "status.py",
+    "timestamps.py",
+)
 PLUGIN_PACKAGE = "plugin"
 DEPENDENCIES = ("kubernetes>=29", "PyYAML>=6")
 # A zip application cannot load compiled extensions: the Kubernetes client from 36 on needs

@@ -11,6 +11,8 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from lockstep import kube_wire
+
 
 class NotFoundError(LookupError):
     """The object does not exist (HTTP 404)."""
@@ -46,18 +48,12 @@ def plain_json(response: Any) -> dict[str, Any]:
 
 
 # Every request goes through one ApiClient (made on first use, after `connection.load_config`)
-# but none of the client's generated API group classes: importing one builds pydantic
-# validators for each of its methods (29.2 MiB RSS and ~1 s CPU for the five groups the
-# operator called, 4 MiB more for AppsV1Api: bench/client_first_calls.py), and Lockstep sends
-# and reads plain JSON anyway (bench/raw_first_calls.py: 0.5 MiB for every kind of request).
+# but none of the client's generated API group classes (lockstep.kube_wire says why).
 
-# What a generated patch method's Content-Type comes to (rest.py turns its default, JSON Patch,
-# into a strategic merge patch for a dict body): pass one of these to `request`.
-STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-
-Query = Mapping[str, str | int | bool | None]
+STRATEGIC_MERGE_PATCH = kube_wire.STRATEGIC_MERGE_PATCH
+MERGE_PATCH = kube_wire.MERGE_PATCH
+JSON_PATCH = kube_wire.JSON_PATCH
+Query = kube_wire.Query
 
 
 @functools.cache
@@ -73,29 +69,17 @@ def request(
     query: Query | None = None,
     body: Any = None,
     content_type: str | None = None,
-    timeout: float | tuple[float, float] | None = None,
+    timeout: kube_wire.Timeout = None,
 ) -> Any:
-    """Send one request as the generated methods do with `_preload_content=False`: `path` with
-    `{namespace}`-style placeholders filled from `path_params` (URL-quoted), query keys
-    as on the wire (`labelSelector`, `continue`), None values left out; the bearer token (and
-    an exec or OIDC kubeconfig's refresh) from the configuration; the urllib3 response unread,
-    to read (`plain_json`), drain (`drain_conn()`) or iterate line by line (a watch).
-    ApiException for any answer outside 2xx, urllib3/OS errors when the server is unreachable."""
-    sender = shared_client()
-    headers: dict[str, str] = {"Accept": "application/json"}
-    if content_type is not None:
-        headers["Content-Type"] = content_type
-    serialized = sender.param_serialize(
-        method=method,
-        resource_path=path,
-        path_params=dict(path_params or {}),
-        query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
-        header_params=headers,
+    """One request through the shared ApiClient (`kube_wire.send`): the urllib3 response
+    unread; ApiException outside 2xx, urllib3/OS errors when the server is unreachable."""
+    return kube_wire.send(
+        shared_client(),
+        method,
+        path,
+        path_params=path_params,
+        query=query,
         body=body,
-        auth_settings=["BearerToken"],
+        content_type=content_type,
+        timeout=timeout,
     )
-    answer = sender.call_api(*serialized, _request_timeout=timeout)
-    if not 200 <= answer.status <= 299:
-        answer.read()  # type: ignore[no-untyped-call]
-        raise ApiException.from_response(http_resp=answer, body=None, data=None)
-    return answer.response

@@ -20,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from lockstep import constants
+from lockstep import constants, kube_wire
 from lockstep.plugin import errors
 
 MIGRATIONS = errors.RESOURCE
@@ -107,26 +107,19 @@ class KubeCluster:
         content_type: str | None = None,
         timeout: tuple[float, float] | None = TIMEOUT,
     ) -> Any:
-        """One request as the client's generated methods send it with `_preload_content=False`
-        (without importing them: their pydantic validators cost seconds at each start), the
-        urllib3 response unread. ApiException outside 2xx, like theirs."""
-        headers = {"Accept": "application/json"}
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        serialized = self._api.param_serialize(
-            method=method,
-            resource_path=path,
-            path_params=dict(where),
-            query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
-            header_params=headers,
+        """One request as `lockstep.kube_wire` sends it (no generated API group class: their
+        pydantic validators cost a second at each start), the urllib3 response unread.
+        ApiException outside 2xx, like the generated methods'."""
+        return kube_wire.send(
+            self._api,
+            method,
+            path,
+            path_params=where,
+            query=query,
             body=body,
-            auth_settings=["BearerToken"],
+            content_type=content_type,
+            timeout=timeout,
         )
-        answer = self._api.call_api(*serialized, _request_timeout=timeout)
-        if not 200 <= answer.status <= 299:
-            answer.read()  # type: ignore[no-untyped-call]
-            raise ApiException.from_response(http_resp=answer, body=None, data=None)
-        return answer.response
 
     def list_migrations(self, namespace: str | None) -> list[dict[str, Any]]:
         with self._errors("list", MIGRATIONS, namespace):
@@ -153,7 +146,7 @@ class KubeCluster:
                 {"namespace": namespace, "name": name},
                 query={"fieldManager": "kubectl-lockstep"},
                 body=dict(patch),
-                content_type="application/merge-patch+json",
+                content_type=kube_wire.MERGE_PATCH,
             )
         return cast(dict[str, Any], json.loads(response.data))
 
