@@ -6,8 +6,8 @@ Errors are translated into Lockstep's own exceptions so callers never import the
 Callers use the names re-exported here (`kube.read_lease`, `kube.NotFoundError`); the
 submodules group them by concern:
 
-- `api`: one raw request through the client's ApiClient (no generated API group class), the
-  errors, plain JSON bodies;
+- `api`: one raw request through the client's ApiClient (`lockstep.kube_wire`, which the
+  kubectl plugin shares; no generated API group class), the errors, plain JSON bodies;
 - `connection`: the kubeconfig or service account, the default namespace, Kopf's credentials;
 - `objects`: what the reconciler, the gate and `lockstep wait` read and write;
 - `leases`: the leader election's Lease;
