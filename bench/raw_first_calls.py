@@ -11,15 +11,13 @@ operator's modules (the floor), then after the first request of each kind the op
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from client_first_calls import field_infos, rss_mib
+from client_first_calls import measure_steps
 
 
 def main() -> None:
@@ -87,17 +85,7 @@ def main() -> None:
             lambda: api.request("GET", "/api/v1/pods", query={"watch": True, "timeoutSeconds": 1}),
         ),
     ]
-    floor = rss_mib()
-    header = ("RSS MiB", "+MiB", "FieldInfo", "seconds")
-    print(f"{'after (first request)':40} " + " ".join(f"{h:>9}" for h in header))
-    print(f"{'importing the operator (floor)':40} {floor:9.1f} {0:9.1f} {field_infos():9d}")
-    for name, step in steps:
-        started = time.perf_counter()
-        with contextlib.suppress(Exception):  # the closed port: expected
-            step()
-        took = time.perf_counter() - started
-        now = rss_mib()
-        print(f"{name:40} {now:9.1f} {now - floor:9.1f} {field_infos():9d} {took:9.3f}")
+    measure_steps("after (first request)", steps)
     loaded = sorted(m for m in sys.modules if m.startswith("kubernetes.client.api."))
     print(f"generated API group modules loaded: {loaded or 'none'}")
 
