@@ -4,9 +4,8 @@ the errors callers see instead of the client's, and plain JSON bodies."""
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -41,10 +40,7 @@ def translate(error: ApiException, what: str) -> Exception:
     return KubeError(f"{what}: HTTP {error.status} {error.reason}")
 
 
-def plain_json(response: Any) -> dict[str, Any]:
-    """A `_preload_content=False` body as plain JSON: no model classes, most of a small
-    request's CPU. Reading it to the end returns the connection to the pool (urllib3)."""
-    return cast(dict[str, Any], json.loads(response.data))
+plain_json = kube_wire.plain_json  # an unread response's body as plain JSON
 
 
 # Every request goes through one ApiClient (made on first use, after `connection.load_config`)

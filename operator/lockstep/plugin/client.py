@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import urllib3
 from kubernetes import client, config
@@ -102,7 +102,7 @@ class KubeCluster:
         method: str,
         path: str,
         where: Mapping[str, str],
-        query: Mapping[str, str | bool | None] | None = None,
+        query: kube_wire.Query | None = None,
         body: Any = None,
         content_type: str | None = None,
         timeout: tuple[float, float] | None = TIMEOUT,
@@ -133,7 +133,7 @@ class KubeCluster:
         with self._errors("get", MIGRATIONS, namespace, name):
             path = f"{_MIGRATIONS}{_IN_NAMESPACE}/{constants.PLURAL}/{{name}}"
             response = self._request("GET", path, {"namespace": namespace, "name": name})
-        return cast(dict[str, Any], json.loads(response.data))
+        return kube_wire.plain_json(response)
 
     def patch_migration(
         self, namespace: str, name: str, patch: Mapping[str, Any]
@@ -148,7 +148,7 @@ class KubeCluster:
                 body=dict(patch),
                 content_type=kube_wire.MERGE_PATCH,
             )
-        return cast(dict[str, Any], json.loads(response.data))
+        return kube_wire.plain_json(response)
 
     def jobs_of(self, namespace: str, migration: str) -> list[dict[str, Any]]:
         selector = f"{constants.LABEL_MIGRATION}={migration}"
@@ -168,7 +168,7 @@ class KubeCluster:
                 "/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
                 {"namespace": namespace, "name": name},
             )
-        return cast(dict[str, Any], json.loads(cast(Any, response).data))
+        return kube_wire.plain_json(response)
 
     def pods_of_job(self, namespace: str, job: str) -> list[dict[str, Any]]:
         with self._errors("list", "pods", namespace):
@@ -215,7 +215,7 @@ class KubeCluster:
 
 
 def _items(response: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+    items: list[dict[str, Any]] = kube_wire.plain_json(response).get("items") or []
     return items
 
 
