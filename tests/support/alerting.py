@@ -51,8 +51,10 @@ def defined_series() -> dict[str, frozenset[str]]:
         for family in collector.describe():
             for name, extra in _sample_names(family.name, family.type):
                 found[name] = labels | extra
-    # The per-migration state gauges are one custom collector (controller.state_gauges).
-    for family in metrics.states.describe():
+    # The per-migration state gauges and run metrics are custom collectors (controller.state_gauges,
+    # controller.run_metrics).
+    custom = (*metrics.migration_runs.describe(), *metrics.states.describe())
+    for family in custom:
         for name, extra in _sample_names(family.name, family.type):
             found[name] = frozenset(family._labelnames) | extra
     return found
