@@ -17,7 +17,7 @@ from lockstep.controller import run_metrics, state_gauges
 from lockstep.status import MigrationStatus, Run
 
 # Every series the operator exports, in /metrics order: the run metrics' collector, then
-# CLIENT_REGISTRY, what prometheus-client formats (the metrics below, the state gauges).
+# CLIENT_REGISTRY, what prometheus-client formats (the metrics below), then the state gauges.
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 CLIENT_REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
@@ -78,8 +78,8 @@ build_info.labels(
 
 # The per-migration state gauges (ready, failing, ...): one collector, no Gauge child per series.
 states: Final = state_gauges.MigrationStates()
-CLIENT_REGISTRY.register(states)
 REGISTRY.register(CLIENT_REGISTRY)
+REGISTRY.register(states)
 
 
 def set_leader(is_leader: bool, election: str = "lockstep-leader") -> None:
@@ -160,7 +160,8 @@ def _timestamp(value: Any) -> float | None:
 
 
 def exposition() -> bytes:
-    """What /metrics serves: REGISTRY in the Prometheus text format. The run metrics write their
-    own lines (the bytes generate_latest gives for them, in a fraction of its time); the rest is
-    prometheus-client's."""
-    return migration_runs.text().encode() + generate_latest(CLIENT_REGISTRY)
+    """What /metrics serves: REGISTRY in the Prometheus text format. The run metrics and the state
+    gauges write their own lines (the bytes generate_latest gives for them, in a fraction of its
+    time); the few other series are prometheus-client's."""
+    client = generate_latest(CLIENT_REGISTRY)
+    return migration_runs.text().encode() + client + states.text().encode()

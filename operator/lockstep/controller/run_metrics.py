@@ -23,20 +23,18 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final, Generic, NamedTuple, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
+
+from lockstep.controller.metrics_text import Numbers, braced, go, header, label_order, pairs
 
 # Migrations can take from a second to an hour; lock waits from nothing to many minutes.
 RUN_BUCKETS: Final = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 LOCK_BUCKETS: Final = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 600, 1800)
-
-# How prometheus-client writes a float (Go's way: "+Inf", "1.7e+09"); untyped there.
-_go: Final[Callable[[float], str]] = floatToGoString
 
 OBJECT: Final = ("namespace", "name")
 # (name, help, label names) of each family, in the order they are exported.
@@ -92,7 +90,7 @@ class _Table(Generic[RowT]):
         self.name = name
         self.documentation = documentation
         self.labels = labels
-        self.order = sorted(range(len(labels)), key=labels.__getitem__)  # by name, as written
+        self.order = label_order(labels)  # by name, as written
         self.rows: dict[Key, RowT] = {}
         self.by_object: dict[tuple[str, str], list[Key]] = {}
 
@@ -112,7 +110,7 @@ class _Histogram(_Table[Buckets]):
     ) -> None:
         super().__init__(name, documentation, labels)
         self.bounds = (*(float(bound) for bound in buckets), math.inf)
-        self.le = tuple(_go(bound) for bound in self.bounds)
+        self.le = tuple(go(bound) for bound in self.bounds)
         self.split = sum(label < "le" for label in labels)  # `le` after so many labels, sorted
 
     def observe(self, key: Key, amount: float) -> None:
@@ -218,63 +216,43 @@ def _histogram_family(table: _Histogram, rows: list[tuple[Key, Buckets]]) -> Met
 # --- the text format, as prometheus_client.exposition.generate_latest writes it ---------------
 
 
-def _escape(value: str) -> str:
-    """A label value's escaping (backslash, newline, double quote)."""
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _header(name: str, documentation: str, kind: str) -> str:
-    escaped = documentation.replace("\\", r"\\").replace("\n", r"\n")
-    return f"# HELP {name} {escaped}\n# TYPE {name} {kind}\n"
-
-
-def _pairs(names: Sequence[str], order: Sequence[int], key: Key) -> list[str]:
-    """`name="value"` of each label, in `order` (by label name, as generate_latest sorts)."""
-    return [f'{names[index]}="{_escape(key[index])}"' for index in order]
-
-
-def _braced(pairs: Sequence[str]) -> str:
-    return "{" + ",".join(pairs) + "}" if pairs else ""
-
-
 def _created_text(name: str, documentation: str, created: list[str], out: list[str]) -> None:
     # generate_latest moves `_created` samples into a gauge family of their own, after.
     if created:
-        out.append(_header(f"{name}_created", documentation, "gauge"))
+        out.append(header(f"{name}_created", documentation, "gauge"))
         out.extend(created)
 
 
 def _counter_text(table: _Table[Count], rows: list[tuple[Key, Count]], out: list[str]) -> None:
     total = f"{table.name}_total"
-    out.append(_header(total, table.documentation, "counter"))
+    out.append(header(total, table.documentation, "counter"))
     created: list[str] = []
+    number = Numbers()
     for key, row in rows:
-        labels = _braced(_pairs(table.labels, table.order, key))
-        out.append(f"{total}{labels} {_go(row.value)}\n")
+        labels = braced(pairs(table.labels, table.order, key))
+        out.append(f"{total}{labels} {number(row.value)}\n")
         if CREATED:
-            created.append(f"{table.name}_created{labels} {_go(row.created)}\n")
+            created.append(f"{table.name}_created{labels} {go(row.created)}\n")
     _created_text(table.name, table.documentation, created, out)
 
 
 def _histogram_text(table: _Histogram, rows: list[tuple[Key, Buckets]], out: list[str]) -> None:
     name = table.name
-    out.append(_header(name, table.documentation, "histogram"))
+    out.append(header(name, table.documentation, "histogram"))
     created: list[str] = []
-    formatted: dict[float, str] = {}  # the few distinct bucket counts, each formatted once
+    number = Numbers()  # the few distinct bucket counts, each formatted once
     for key, row in rows:
-        pairs = _pairs(table.labels, table.order, key)
-        labels = _braced(pairs)
-        before = "".join(f"{pair}," for pair in pairs[: table.split])
-        after = "".join(f",{pair}" for pair in pairs[table.split :])
+        label_pairs = pairs(table.labels, table.order, key)
+        labels = braced(label_pairs)
+        before = "".join(f"{pair}," for pair in label_pairs[: table.split])
+        after = "".join(f",{pair}" for pair in label_pairs[table.split :])
         running = 0.0
         for le, count in zip(table.le, row.counts, strict=True):
             running += count
-            text = formatted.get(running)
-            if text is None:
-                text = formatted[running] = _go(running)
+            text = number(running)
             out.append(f'{name}_bucket{{{before}le="{le}"{after}}} {text}\n')
         out.append(f"{name}_count{labels} {text}\n")  # the +Inf bucket's count
-        out.append(f"{name}_sum{labels} {_go(row.total)}\n")
+        out.append(f"{name}_sum{labels} {go(row.total)}\n")
         if CREATED:
-            created.append(f"{name}_created{labels} {_go(row.created)}\n")
+            created.append(f"{name}_created{labels} {go(row.created)}\n")
     _created_text(name, table.documentation, created, out)

@@ -5,6 +5,13 @@ children they cost about 5.4 KB per migration (a child object with its own lock 
 series) and a scrape of 10,000 migrations took 3.5 s; here a migration is one row of nine
 numbers and the samples are built at scrape time only (the pattern prometheus-client documents
 for exporting state it does not own: a custom collector). Same names, help, type and labels.
+
+Through `generate_latest` these families of 10,000 migrations still took 0.44 s a scrape: it
+sorts, checks and escapes the labels of each of the up to nine samples a migration has. So
+`text()` writes them itself, a migration's labels escaped once for all nine: 0.05 s (the writer
+`run_metrics` has, from the same pieces: `metrics_text`). tests/unit/test_state_gauges.py
+proves it byte for byte against `generate_latest` over what `collect()` yields, which anything
+else may still read.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ from typing import Final
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lockstep.controller.metrics_text import Numbers, braced, header, label_order, pairs
+
 LABELS: Final = ("namespace", "name")
+_ORDER: Final = label_order(LABELS)  # as written: name, then namespace
 
 # (state key, metric name, help): the order of a row's values.
 GAUGES: Final = (
@@ -99,9 +109,13 @@ class MigrationStates(Collector):
         for _, metric, documentation in GAUGES:
             yield GaugeMetricFamily(metric, documentation, labels=LABELS)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def _snapshot(self) -> list[tuple[tuple[str, str], Row]]:
+        # Rows are immutable tuples, so a shallow copy under the lock is a consistent snapshot.
         with self._lock:
-            rows = list(self._rows.items())
+            return list(self._rows.items())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rows = self._snapshot()
         for index, (_, metric, documentation) in enumerate(GAUGES):
             family = GaugeMetricFamily(metric, documentation, labels=LABELS)
             for (namespace, name), values in rows:
@@ -109,3 +123,19 @@ class MigrationStates(Collector):
                 if value is not None:
                     family.add_metric((namespace, name), value)
             yield family
+
+    def text(self) -> str:
+        """The nine families in the Prometheus text format (0.0.4), exactly as
+        `generate_latest` writes what `collect()` yields, in a fraction of its time."""
+        rows = self._snapshot()
+        # Each migration's labels, escaped and sorted once for its nine samples.
+        labelled = [(braced(pairs(LABELS, _ORDER, key)), values) for key, values in rows]
+        number = Numbers()  # most values are 0 and 1: each distinct one formatted once
+        out: list[str] = []
+        for index, (_, metric, documentation) in enumerate(GAUGES):
+            out.append(header(metric, documentation, "gauge"))
+            for labels, values in labelled:
+                value = values[index]
+                if value is not None:
+                    out.append(f"{metric}{labels} {number(value)}\n")
+        return "".join(out)
