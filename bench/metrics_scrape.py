@@ -8,12 +8,18 @@ finished run each: the runs counter and the duration and lock-wait histograms), 
 exposition (`metrics.exposition()`, what the /metrics handler serves) built `--repeats` times;
 the median CPU seconds and the size are printed.
 
-The floor is the least any exporter must do for the same samples: the same lines of text
-(`name{namespace="...",name="..."} value`), formatted by one f-string each from the values
-already at hand, joined and encoded; no help or type lines, no label checks, no escaping.
+The floor is the least an exporter that writes each line on its own must do for the same
+samples: the same lines of text (`name{namespace="...",name="..."} value`), each formatted by
+one f-string from the values already at hand (its labels joined for that line), joined and
+encoded; no help or type lines, no label checks, no escaping. The operator's own writers
+(`controller/run_metrics.py`, `controller/state_gauges.py`) do not write each line on its own:
+a series' labels are escaped and joined once for all its samples and each distinct value is
+formatted once, so they can come in under the floor.
 
-The scrape runs in prometheus-client's server thread and holds the GIL while it formats, so
-its CPU is taken from the event loop while it lasts (issue 21's product note: at 10,000
+The /metrics handler formats the scrape on a worker thread of the operator (the "metrics"
+thread of `controller/endpoints.py`), not on its event loop; but formatting holds the GIL,
+which the loop gets back only at each switch interval, so the scrape's CPU is still the
+operator's and slows the reconciler while it lasts (issue 21's product note: at 10,000
 migrations, under a loaded start, a scrape did not answer within 5 s).
 """
 

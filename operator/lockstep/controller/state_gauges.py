@@ -87,7 +87,9 @@ class MigrationStates(Collector):
 
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str], Row] = {}
-        self._lock = threading.Lock()  # the scrape runs on the metrics server's thread
+        # Updates come from the event loop; a scrape runs on the operator's "metrics" thread
+        # (endpoints.py).
+        self._lock = threading.Lock()
 
     def set(self, namespace: str, name: str, state: Mapping[str, float | None]) -> None:
         """Update the gauges `state` names (a KeyError for one that does not exist)."""
