@@ -264,14 +264,14 @@ def run(
         assert operator.process is not None
         pids = {"operator": operator.process.pid, "floor": floor.pid}
         cpu_before = {side: sample_process(pid).cpu_seconds for side, pid in pids.items()}
-        before = bed.meter.snapshot()
+        before, executed_before = bed.meter.snapshot(), bed.meter.execution()
         events_before = {side: observer.events_in(ns) for side, ns in sides.namespaces.items()}
         if on_operator is not None:
             stop_profiler = on_operator(pids["operator"])
         log(f"latency: {samples} migration(s) on each side, {concurrency} pair(s) at a time")
         run_pairs(sides, observer, measured, concurrency)
         time.sleep(1.0)  # late writes of the last pair (Events) land in this window too
-        after = bed.meter.snapshot()
+        after, executed_after = bed.meter.snapshot(), bed.meter.execution()
         events_after = {side: observer.events_in(ns) for side, ns in sides.namespaces.items()}
         cpu_after = {side: sample_process(pid).cpu_seconds for side, pid in pids.items()}
         if stop_profiler is not None:
@@ -300,6 +300,7 @@ def run(
         floor.stop()
         operator.stop()
     api = ApiMeter.delta(before, after)
+    executed = ApiMeter.mean_execution_ms(executed_before, executed_after)
     idle = ApiMeter.delta(idle_before, idle_after)
     result: dict[str, Any] = {
         "samples": samples,
@@ -324,6 +325,8 @@ def run(
         result["api"][side] = {
             "per_migration": round(work_requests(api[side]) / samples, 2),
             "requests": api[side],
+            # The API server's own time per request of each kind (its flow-control metrics).
+            "execution_ms": executed.get(side, {}),
         }
         result["cpu_seconds_per_migration"][side] = round(
             (cpu_after[side] - cpu_before[side]) / samples, 4

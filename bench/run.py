@@ -20,7 +20,10 @@ under /tmp by default; removed at the end unless --keep), then runs:
 Prints a table (figure, Lockstep, floor, ratio) and writes JSON: bench/results/bench.json with
 --quick (`make bench`, under 5 minutes), bench/results/bench-full.json without (about 35).
 --profile samples the operator with py-spy during the latency and scale stages and writes the
-collapsed stacks and a summary next to the JSON.
+collapsed stacks and a summary next to the JSON. --trace runs the operator as
+bench/traced_operator.py and prints, beside the table, how long each hop of created → Job took
+inside it (Kopf's stream and worker, the handler, the pass, the Secret GET, the Job POST:
+benchlib.reaction_trace).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import latency
 import psycopg
 import runner_overhead
 import scale
-from benchlib import common, profiling
+from benchlib import common, profiling, reaction_trace
 from benchlib.bed import test_bed
 from benchlib.common import REPO, log
 from benchlib.table import render, rows_of
@@ -165,6 +168,25 @@ class LoadSampler:
         }
 
 
+def traced_operator(state_dir: Path) -> Path:
+    """Run the operator as bench/traced_operator.py (this checkout's Lockstep, each hop of the
+    reaction path timed into the file returned)."""
+    from testbed import operatorprocess
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    trace_file = state_dir / "reaction-trace.jsonl"
+    wrapper = state_dir / "traced-lockstep"
+    bench = REPO / "bench"
+    script = bench / "traced_operator.py"
+    wrapper.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{bench}:$PYTHONPATH" exec "{sys.executable}" "{script}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    os.environ["LOCKSTEP_BENCH_TRACE"] = str(trace_file)
+    operatorprocess.LOCKSTEP = wrapper
+    return trace_file
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the short run of `make bench`")
@@ -182,11 +204,18 @@ def main(argv: list[str] | None = None) -> int:
         help="the `lockstep` executable the operator runs as (default: the venv's): to compare "
         "a build with a fix against the current one",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="time each hop of created → Job inside the operator (benchlib.reaction_trace)",
+    )
     parser.add_argument("--render", type=Path, help="print the table of a results file; no run")
     args = parser.parse_args(argv)
     if args.render:
         print(render(rows_of(json.loads(args.render.read_text()))))
         return 0
+    if args.lockstep and args.trace:
+        parser.error("--trace runs this checkout's operator: it cannot be combined with --lockstep")
     if args.lockstep:
         from testbed import operatorprocess
 
@@ -216,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"mode": plan.mode, "plan": asdict(plan)}
     if args.lockstep:
         result["operator_executable"] = str(args.lockstep)
+    trace_file = traced_operator(state_dir) if args.trace else None
     with test_bed(state_dir, keep=args.keep) as bed:
         result["machine"] = common.machine(bed.kube_version())
         log_dir = state_dir / "logs"
@@ -231,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 profiler(args.profile, profiles, f"{plan.mode}-latency"),
             )
             report = result["latency"]["runner_report"]
+            if trace_file is not None:
+                result["latency"]["trace"] = reaction_trace.hops(trace_file)
         if "scale" in stages:
             report = report or runner_report_fallback(bed.pg_admin_url, bed.work)
             result["scale"] = scale.run(
@@ -263,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                 path.with_suffix(".summary").write_text(profile_report(path))
     machine = result["machine"]
     print(render(rows))
+    if "trace" in result.get("latency", {}):
+        print(reaction_trace.render(result["latency"]["trace"]))
     print(
         f"{machine['cpus']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB, Python "
         f"{machine['python']}, Kubernetes {machine['kubernetes']}; load average "

@@ -59,6 +59,9 @@ REQUEST_KINDS = (
 # Kinds that are not work on a migration's behalf: streams and leadership.
 OVERHEAD_KINDS = frozenset({"lease", "watch", "discovery"})
 METRIC = "apiserver_flowcontrol_dispatched_requests_total"
+# How long the API server executed each request once dispatched (admission, storage, the
+# answer): a histogram per FlowSchema; its _sum and _count give the mean.
+EXECUTION = "apiserver_flowcontrol_request_execution_seconds"
 FLOW_PREFIX = "lockstep-bench"
 
 
@@ -127,11 +130,7 @@ class ApiMeter:
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         """who -> request kind -> requests so far."""
-        names = {
-            flow_schema_name(who, kind): (who, kind.name)
-            for who in self.identities
-            for kind in REQUEST_KINDS
-        }
+        names = self._schema_names()
         counts: dict[str, dict[str, float]] = {who: {} for who in self.identities}
         pattern = re.compile(rf'^{METRIC}\{{flow_schema="([^"]+)",priority_level="[^"]*"\}} (\S+)$')
         for line in self.scrape().splitlines():
@@ -140,6 +139,49 @@ class ApiMeter:
                 who, kind = names[match.group(1)]
                 counts[who][kind] = counts[who].get(kind, 0.0) + float(match.group(2))
         return counts
+
+    def execution(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """who -> request kind -> (seconds executing, requests) so far."""
+        names = self._schema_names()
+        found: dict[str, dict[str, tuple[float, float]]] = {who: {} for who in self.identities}
+        pattern = re.compile(rf'^{EXECUTION}_(sum|count)\{{flow_schema="([^"]+)",[^}}]*\}} (\S+)$')
+        for line in self.scrape().splitlines():
+            match = pattern.match(line)
+            if match and match.group(2) in names:
+                who, kind = names[match.group(2)]
+                seconds, count = found[who].get(kind, (0.0, 0.0))
+                value = float(match.group(3))
+                if match.group(1) == "sum":
+                    seconds += value
+                else:
+                    count += value
+                found[who][kind] = (seconds, count)
+        return found
+
+    @staticmethod
+    def mean_execution_ms(
+        before: Mapping[str, Mapping[str, tuple[float, float]]],
+        after: Mapping[str, Mapping[str, tuple[float, float]]],
+    ) -> dict[str, dict[str, float]]:
+        """who -> request kind -> mean milliseconds the API server executed it, between two
+        `execution()` readings (watches left out: they execute as long as they stay open)."""
+        result: dict[str, dict[str, float]] = {}
+        for who, kinds in after.items():
+            means = {}
+            for kind, (seconds, count) in sorted(kinds.items()):
+                earlier = before.get(who, {}).get(kind, (0.0, 0.0))
+                requests = count - earlier[1]
+                if requests > 0 and kind != "watch":
+                    means[kind] = round((seconds - earlier[0]) / requests * 1000, 2)
+            result[who] = means
+        return result
+
+    def _schema_names(self) -> dict[str, tuple[str, str]]:
+        return {
+            flow_schema_name(who, kind): (who, kind.name)
+            for who in self.identities
+            for kind in REQUEST_KINDS
+        }
 
     @staticmethod
     def delta(

@@ -9,6 +9,8 @@ from typing import Any
 from benchlib import apimeter
 from benchlib.common import ratio
 
+SIDES = ("operator", "floor")
+
 
 @dataclass(frozen=True)
 class Row:
@@ -54,6 +56,10 @@ def latency_rows(result: dict[str, Any]) -> list[Row]:
             "; ".join(f"{k} {v / samples:.2g}" for k, v in sorted(kinds.items())),
         )
     )
+    for kind in ("create jobs", "patch databasemigrations/status"):
+        mine, floor = (api[side].get("execution_ms", {}).get(kind) for side in SIDES)
+        if mine is not None and floor is not None:
+            rows.append(Row(f"2 API server time per request: {kind}", mine, floor, "ms"))
     resync = result.get("resync")
     if resync:
         m = resync["migrations"]
