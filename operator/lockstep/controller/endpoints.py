@@ -14,7 +14,7 @@ from lockstep.controller import metrics
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Where a scrape is formatted: off the event loop, which would otherwise run no reconcile pass
-# and answer no probe until it is done (half a second at 10,000 migrations with a run each,
+# and answer no probe until it is done (0.4 s of CPU at 10,000 migrations with a run each,
 # docs/performance.md); on a thread of its own, so it never takes a worker the reconciler's
 # blocking calls wait for, and scrapes that arrive together take turns. Formatting still holds
 # the GIL, but hands it to the loop when asked, every switch interval (5 ms).
