@@ -229,8 +229,10 @@ def run(
     log_dir: Path,
     on_operator: Callable[[int], Callable[[], None]] | None = None,
     resync_seconds: float = 20.0,
+    operator_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Run the stage; `on_operator(pid)` may start a profiler and return its stop function."""
+    """Run the stage; `on_operator(pid)` may start a profiler and return its stop function;
+    `operator_args` go to `lockstep operator` (e.g. --watch-secrets)."""
     warm = ["warm-0", "warm-1"]
     measured = [f"m-{i:03d}" for i in range(samples)]
     gated = [f"g-{i:03d}" for i in range(gate_samples)]
@@ -243,7 +245,7 @@ def run(
         log_dir,
         SYSTEM_NAMESPACE,
         "operator-latency",
-        ("--namespace", sides.namespaces["operator"]),
+        ("--namespace", sides.namespaces["operator"], *operator_args),
     )
     floor = Helper(
         "floor_client.py",
@@ -307,6 +309,7 @@ def run(
         "gate_samples": gate_samples,
         "concurrency": concurrency,
         "database": "postgresql (one database per migration)",
+        "operator_args": list(operator_args),
         "created_to_job": {},
         "job_to_ready": {},
         "gate_release": {},

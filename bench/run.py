@@ -205,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         "a build with a fix against the current one",
     )
     parser.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        help="one more argument of `lockstep operator` in the latency stage (repeat it), "
+        "e.g. --operator-arg=--watch-secrets",
+    )
+    parser.add_argument(
         "--trace",
         action="store_true",
         help="time each hop of created → Job inside the operator (benchlib.reaction_trace)",
@@ -259,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 plan.latency_idle_seconds,
                 log_dir,
                 profiler(args.profile, profiles, f"{plan.mode}-latency"),
+                operator_args=tuple(args.operator_arg),
             )
             report = result["latency"]["runner_report"]
             if trace_file is not None:

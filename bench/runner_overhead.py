@@ -102,7 +102,8 @@ def measure(
     runs: list[tuple[str, str, Command, dict[str, str]]] = []
     for key, (what, command) in cases.items():
         ours = key in lockstep_keys and lockstep_environ is not None
-        runs.append((key, what, command, dict(lockstep_environ if ours else os.environ)))
+        environ = lockstep_environ if ours and lockstep_environ is not None else os.environ
+        runs.append((key, what, command, dict(environ)))
         if baseline_env is not None and key in lockstep_keys:
             runs.append((f"{key}_baseline", f"{what} (baseline)", command, baseline_env))
     times: dict[str, list[float]] = {key: [] for key, *_ in runs}

@@ -16,6 +16,7 @@ import kopf
 import pytest
 from test_reconcile import NOW, URL, FakeApi, conditions_of, migration
 
+from lockstep import kube
 from lockstep.controller import handlers, inputs, reconcile, watches
 from lockstep.controller.cache import Cache
 from lockstep.model import content_digest
@@ -134,6 +135,43 @@ def test_a_missing_secret_key_in_a_kept_secret_is_asked_of_the_api(api: FakeApi)
     assert "Secret shop-db" in api.reads
     assert gathered.observed.config_error is not None
     assert gathered.observed.config_error.reason == "SecretNotFound"
+
+
+def test_with_a_watched_config_map_the_secret_alone_is_read_and_a_miss_keeps_its_grace(
+    api: FakeApi,
+) -> None:
+    """The usual default-mode pass (the ConfigMap's digest from the watch, Secrets by GET)
+    reads the URL alone: a missing Secret is SecretNotFound, not an error of the pass."""
+    api.secrets.clear()
+    bed = Bed(api, secrets_watched=False)
+    watches.config_map_event(bed.reconciler, None, config_map(FILES))
+    gathered = bed.gather(migration())
+    assert api.reads == ["Secret shop-db"]
+    assert gathered.observed.config_error is not None
+    assert gathered.observed.config_error.reason == "SecretNotFound"
+    assert gathered.observed.config_error.may_appear
+    api.secrets[("shop", "shop-db")] = {"url": URL}
+    gathered = bed.gather(migration())
+    assert gathered.url == URL
+    assert gathered.observed.config_error is None
+
+
+def test_an_api_failure_reading_the_secret_fails_the_pass_not_the_migration(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a missing Secret or key is a condition; the API server failing is the pass's error
+    (logged, retried), whichever way the inputs were read."""
+
+    def unavailable(namespace: str, name: str, key: str) -> str:
+        raise kube.KubeError(f"Secret {namespace}/{name}: HTTP 503 Service Unavailable")
+
+    monkeypatch.setattr(api, "read_secret_value", unavailable)
+    for config_map_watched in (True, False):
+        bed = Bed(api, secrets_watched=False)
+        if config_map_watched:
+            watches.config_map_event(bed.reconciler, None, config_map(FILES))
+        with pytest.raises(kube.KubeError, match="503"):
+            bed.gather(migration())
 
 
 def test_an_edited_config_map_re_plans_its_readers_and_an_unchanged_one_does_not(
