@@ -266,14 +266,14 @@ def run(
         assert operator.process is not None
         pids = {"operator": operator.process.pid, "floor": floor.pid}
         cpu_before = {side: sample_process(pid).cpu_seconds for side, pid in pids.items()}
-        before, executed_before = bed.meter.snapshot(), bed.meter.execution()
+        before, executed_before = bed.meter.readings()
         events_before = {side: observer.events_in(ns) for side, ns in sides.namespaces.items()}
         if on_operator is not None:
             stop_profiler = on_operator(pids["operator"])
         log(f"latency: {samples} migration(s) on each side, {concurrency} pair(s) at a time")
         run_pairs(sides, observer, measured, concurrency)
         time.sleep(1.0)  # late writes of the last pair (Events) land in this window too
-        after, executed_after = bed.meter.snapshot(), bed.meter.execution()
+        after, executed_after = bed.meter.readings()
         events_after = {side: observer.events_in(ns) for side, ns in sides.namespaces.items()}
         cpu_after = {side: sample_process(pid).cpu_seconds for side, pid in pids.items()}
         if stop_profiler is not None:

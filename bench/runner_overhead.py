@@ -101,7 +101,7 @@ def measure(
     ``<key>_baseline``): the code before a change, say."""
     runs: list[tuple[str, str, Command, dict[str, str]]] = []
     for key, (what, command) in cases.items():
-        ours = key in lockstep_keys and lockstep_environ is not None
+        ours = key in lockstep_keys
         environ = lockstep_environ if ours and lockstep_environ is not None else os.environ
         runs.append((key, what, command, dict(environ)))
         if baseline_env is not None and key in lockstep_keys:

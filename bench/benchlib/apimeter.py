@@ -63,6 +63,8 @@ METRIC = "apiserver_flowcontrol_dispatched_requests_total"
 # answer): a histogram per FlowSchema; its _sum and _count give the mean.
 EXECUTION = "apiserver_flowcontrol_request_execution_seconds"
 FLOW_PREFIX = "lockstep-bench"
+# who -> request kind -> (seconds the API server spent executing, requests), so far.
+Executed = dict[str, dict[str, tuple[float, float]]]
 
 
 def _slug(text: str) -> str:
@@ -130,22 +132,31 @@ class ApiMeter:
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         """who -> request kind -> requests so far."""
+        return self._counts(self.scrape())
+
+    def readings(self) -> tuple[dict[str, dict[str, float]], Executed]:
+        """`snapshot()` and the API server's execution times so far, from one scrape of its
+        metrics (a few megabytes of text)."""
+        text = self.scrape()
+        return self._counts(text), self._executed(text)
+
+    def _counts(self, text: str) -> dict[str, dict[str, float]]:
         names = self._schema_names()
         counts: dict[str, dict[str, float]] = {who: {} for who in self.identities}
         pattern = re.compile(rf'^{METRIC}\{{flow_schema="([^"]+)",priority_level="[^"]*"\}} (\S+)$')
-        for line in self.scrape().splitlines():
+        for line in text.splitlines():
             match = pattern.match(line)
             if match and match.group(1) in names:
                 who, kind = names[match.group(1)]
                 counts[who][kind] = counts[who].get(kind, 0.0) + float(match.group(2))
         return counts
 
-    def execution(self) -> dict[str, dict[str, tuple[float, float]]]:
+    def _executed(self, text: str) -> Executed:
         """who -> request kind -> (seconds executing, requests) so far."""
         names = self._schema_names()
-        found: dict[str, dict[str, tuple[float, float]]] = {who: {} for who in self.identities}
+        found: Executed = {who: {} for who in self.identities}
         pattern = re.compile(rf'^{EXECUTION}_(sum|count)\{{flow_schema="([^"]+)",[^}}]*\}} (\S+)$')
-        for line in self.scrape().splitlines():
+        for line in text.splitlines():
             match = pattern.match(line)
             if match and match.group(2) in names:
                 who, kind = names[match.group(2)]
@@ -159,12 +170,9 @@ class ApiMeter:
         return found
 
     @staticmethod
-    def mean_execution_ms(
-        before: Mapping[str, Mapping[str, tuple[float, float]]],
-        after: Mapping[str, Mapping[str, tuple[float, float]]],
-    ) -> dict[str, dict[str, float]]:
+    def mean_execution_ms(before: Executed, after: Executed) -> dict[str, dict[str, float]]:
         """who -> request kind -> mean milliseconds the API server executed it, between two
-        `execution()` readings (watches left out: they execute as long as they stay open)."""
+        `readings()` (watches left out: they execute as long as they stay open)."""
         result: dict[str, dict[str, float]] = {}
         for who, kinds in after.items():
             means = {}

@@ -21,9 +21,7 @@ from lockstep.status import MigrationStatus, Run
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 CLIENT_REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
-# Migrations can take from a second to an hour; reconciles from a millisecond to seconds.
-RUN_BUCKETS: Final = run_metrics.RUN_BUCKETS
-LOCK_BUCKETS: Final = run_metrics.LOCK_BUCKETS
+# Reconciles take from a millisecond to seconds (the run metrics' buckets: run_metrics).
 RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # The per-migration runs counter and duration and lock-wait histograms: one collector over

@@ -130,14 +130,10 @@ class _Histogram(_Table[Buckets]):
 class RunMetrics(Collector):
     """Finished runs, their durations and their lock waits, by migration."""
 
-    def __init__(
-        self,
-        run_buckets: Sequence[float] = RUN_BUCKETS,
-        lock_buckets: Sequence[float] = LOCK_BUCKETS,
-    ) -> None:
+    def __init__(self) -> None:
         self._runs: _Table[Count] = _Table(*RUNS)
-        self._durations = _Histogram(*DURATION, run_buckets)
-        self._lock_waits = _Histogram(*LOCK_WAIT, lock_buckets)
+        self._durations = _Histogram(*DURATION, RUN_BUCKETS)
+        self._lock_waits = _Histogram(*LOCK_WAIT, LOCK_BUCKETS)
         # One lock for the three tables: the scrape may run on another thread, and sees a run
         # counted together with its duration.
         self._lock = threading.Lock()
